@@ -1,0 +1,39 @@
+# Herald's build and test entry points. `make test` is what CI runs
+# (.ci/run); it installs what the tests need and runs every test.
+
+GO        ?= go
+BIN       := bin/herald
+FUZZTIME  ?= 5s
+E2E_DIR   := test/e2e
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: all build test lint unit fuzz e2e e2e-deps bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/herald
+
+## test: everything CI runs: lint, Go tests with -race, fuzz targets, end-to-end tests.
+test: lint unit fuzz e2e
+
+lint:
+	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## fuzz: every Fuzz target for FUZZTIME each (seed corpora also run in `unit`).
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
+
+e2e-deps:
+	cd $(E2E_DIR) && npm ci --no-audit --no-fund
+
+e2e: build e2e-deps
+	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
+
+clean:
+	rm -rf bin $(E2E_DIR)/node_modules

@@ -1,0 +1,198 @@
+// Command herald is a self-hosted realtime server that speaks the Pusher
+// Channels protocol: Laravel broadcasting, Laravel Echo, pusher-js and the
+// Pusher server SDKs work against it unchanged.
+//
+// Usage:
+//
+//	herald [serve] [flags]   start a node (the default)
+//	herald version           print the version
+//	herald help [command]    explain a command
+//
+// Exit codes: 0 after a clean shutdown, 1 when the server fails while
+// running, 2 for a usage or configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and pusher-js.
+
+Usage:
+  herald [serve] [flags]   start a node (the default command)
+  herald version           print the version
+  herald help [command]    show help for a command
+
+Run 'herald serve --help' for the flags. Every flag can also be set with a
+HERALD_* environment variable or in the YAML file given with --config;
+flags win over the environment, which wins over the file.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "herald", version)
+		return 0
+	case "help":
+		if len(args) > 0 && args[0] == "serve" {
+			return serve([]string{"--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "herald: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("herald serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	setFlags := config.RegisterFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: herald serve [flags]
+
+Starts a Herald node. With no configuration it serves one development app
+(id app-id, key app-key, secret app-secret) on port 6001 from memory.
+
+Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "herald serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := config.Load(config.NewSource(setFlags(), os.LookupEnv))
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: invalid configuration:\n%s\n", indent(err.Error()))
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = srv.Run(ctx, func(addr net.Addr) {
+		printBanner(stdout, cfg, addr)
+		log.Info("listening", "addr", addr.String(), "tls", cfg.TLSEnabled(), "apps", len(cfg.Apps))
+	})
+	if err != nil {
+		log.Error("server failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch cfg.LogLevel {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := cfg.LogFormat
+	if format == "auto" || format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// printBanner tells a developer where Herald listens and what their Laravel
+// .env needs. A configured secret is never printed; the development app's
+// is public anyway.
+func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if cfg.TLSEnabled() {
+		scheme = "https"
+	}
+	ws := "ws"
+	if cfg.TLSEnabled() {
+		ws = "wss"
+	}
+	a := cfg.Apps[0]
+	secret := a.Secret
+	if !cfg.UsesDevApp() {
+		secret = "<the secret of app " + a.ID + " in your Herald config>"
+	}
+	fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
+		version, addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
+	if cfg.UsesDevApp() {
+		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret): its secret is public, configure your own apps for production.")
+	}
+	fmt.Fprintf(w, `
+Laravel .env (BROADCAST_CONNECTION=reverb works the same with the REVERB_ names):
+BROADCAST_CONNECTION=pusher
+PUSHER_APP_ID=%s
+PUSHER_APP_KEY=%s
+PUSHER_APP_SECRET=%s
+PUSHER_HOST=%s
+PUSHER_PORT=%s
+PUSHER_SCHEME=%s
+PUSHER_APP_CLUSTER=mt1
+
+VITE_PUSHER_APP_KEY="${PUSHER_APP_KEY}"
+VITE_PUSHER_HOST="${PUSHER_HOST}"
+VITE_PUSHER_PORT="${PUSHER_PORT}"
+VITE_PUSHER_SCHEME="${PUSHER_SCHEME}"
+VITE_PUSHER_APP_CLUSTER="${PUSHER_APP_CLUSTER}"
+
+`, a.ID, a.Key, secret, host, port, scheme)
+}

@@ -1,0 +1,167 @@
+// Package apps holds the settings of the applications Herald serves and the
+// stores that look them up by id (HTTP API) or key (WebSocket).
+package apps
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// App is one tenant: its credentials and its limits. An App is immutable once
+// it has been handed out by a Store; a change in settings yields a new value.
+type App struct {
+	ID     string `yaml:"id" json:"id"`
+	Key    string `yaml:"key" json:"key"`
+	Secret string `yaml:"secret" json:"-"`
+
+	// Enabled false refuses connections with 4003 and API calls with 403.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+
+	// MaxConnections caps concurrent connections for the app (-1: no cap).
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
+	// EnableClientMessages allows client-* events on private and presence channels.
+	EnableClientMessages bool `yaml:"enable_client_messages" json:"enable_client_messages"`
+	// ClientEventsPerSecond limits client events per connection (-1: no limit).
+	ClientEventsPerSecond int `yaml:"client_events_per_second" json:"client_events_per_second"`
+	// MaxBackendEventsPerSecond limits HTTP API triggers (points = channels; -1: no limit).
+	MaxBackendEventsPerSecond int `yaml:"max_backend_events_per_second" json:"max_backend_events_per_second"`
+	// MaxReadRequestsPerSecond limits HTTP API GET requests (-1: no limit).
+	MaxReadRequestsPerSecond int `yaml:"max_read_requests_per_second" json:"max_read_requests_per_second"`
+
+	MaxPresenceMembers      int `yaml:"max_presence_members" json:"max_presence_members"`
+	MaxPresenceMemberSizeKB int `yaml:"max_presence_member_size_kb" json:"max_presence_member_size_kb"`
+	MaxChannelNameLength    int `yaml:"max_channel_name_length" json:"max_channel_name_length"`
+	MaxEventChannelsAtOnce  int `yaml:"max_event_channels_at_once" json:"max_event_channels_at_once"`
+	MaxEventNameLength      int `yaml:"max_event_name_length" json:"max_event_name_length"`
+	MaxEventPayloadKB       int `yaml:"max_event_payload_kb" json:"max_event_payload_kb"`
+	MaxEventBatchSize       int `yaml:"max_event_batch_size" json:"max_event_batch_size"`
+
+	// EnableUserAuthentication closes connections that do not sign in within
+	// UserAuthenticationTimeout (4009).
+	EnableUserAuthentication  bool          `yaml:"enable_user_authentication" json:"enable_user_authentication"`
+	UserAuthenticationTimeout time.Duration `yaml:"user_authentication_timeout" json:"user_authentication_timeout"`
+
+	// EnableSubscriptionCount sends pusher_internal:subscription_count on
+	// non-presence channels when their subscriber count changes.
+	EnableSubscriptionCount bool `yaml:"enable_subscription_count" json:"enable_subscription_count"`
+	// EnableWatchlistEvents sends online/offline events for the ids in a
+	// signed-in user's watchlist.
+	EnableWatchlistEvents bool `yaml:"enable_watchlist_events" json:"enable_watchlist_events"`
+
+	// RequireTLS refuses plain ws:// connections with 4000.
+	RequireTLS bool `yaml:"require_tls" json:"require_tls"`
+	// AllowedOrigins are exact origins or host patterns ("*.example.com");
+	// "*" (the default) allows any origin.
+	AllowedOrigins []string `yaml:"allowed_origins" json:"allowed_origins"`
+
+	// ActivityTimeout is the value sent in connection_established: how long a
+	// client may stay silent before it pings, and the idle time after which
+	// the server pings it.
+	ActivityTimeout time.Duration `yaml:"activity_timeout" json:"activity_timeout"`
+
+	Webhooks []Webhook `yaml:"webhooks" json:"webhooks,omitempty"`
+}
+
+// Webhook is one webhook target of an app.
+type Webhook struct {
+	URL        string            `yaml:"url" json:"url"`
+	EventTypes []string          `yaml:"event_types" json:"event_types"`
+	Headers    map[string]string `yaml:"headers" json:"headers,omitempty"`
+	Filter     WebhookFilter     `yaml:"filter" json:"filter"`
+}
+
+// WebhookFilter narrows the channels a webhook reports on (both must match when set).
+type WebhookFilter struct {
+	ChannelNameStartsWith string `yaml:"channel_name_starts_with" json:"channel_name_starts_with,omitempty"`
+	ChannelNameEndsWith   string `yaml:"channel_name_ends_with" json:"channel_name_ends_with,omitempty"`
+}
+
+// Defaults returns an App with every setting at Herald's default; callers
+// fill in the identity.
+func Defaults() App {
+	return App{
+		Enabled:                   true,
+		MaxConnections:            -1,
+		EnableClientMessages:      false,
+		ClientEventsPerSecond:     10,
+		MaxBackendEventsPerSecond: -1,
+		MaxReadRequestsPerSecond:  -1,
+		MaxPresenceMembers:        100,
+		MaxPresenceMemberSizeKB:   2,
+		MaxChannelNameLength:      200,
+		MaxEventChannelsAtOnce:    100,
+		MaxEventNameLength:        200,
+		MaxEventPayloadKB:         100,
+		MaxEventBatchSize:         10,
+		UserAuthenticationTimeout: 30 * time.Second,
+		AllowedOrigins:            []string{"*"},
+		ActivityTimeout:           120 * time.Second,
+	}
+}
+
+// MaxEventPayloadBytes is the largest accepted event data, in bytes.
+func (a *App) MaxEventPayloadBytes() int { return a.MaxEventPayloadKB * 1024 }
+
+// MaxPresenceMemberBytes is the largest accepted presence user_info, in bytes.
+func (a *App) MaxPresenceMemberBytes() int { return a.MaxPresenceMemberSizeKB * 1024 }
+
+// ErrNotFound is returned by a Store when no app matches.
+var ErrNotFound = errors.New("app not found")
+
+// Store finds apps. Implementations must be safe for concurrent use and
+// return ErrNotFound (possibly wrapped) for an unknown id or key.
+type Store interface {
+	ByID(ctx context.Context, id string) (*App, error)
+	ByKey(ctx context.Context, key string) (*App, error)
+	// All lists every app (for the dashboard and metrics).
+	All(ctx context.Context) ([]*App, error)
+}
+
+// Static is a Store over a fixed list of apps, as loaded from the config.
+type Static struct {
+	byID  map[string]*App
+	byKey map[string]*App
+	all   []*App
+}
+
+// NewStatic builds a Static store. It rejects duplicate ids and keys.
+func NewStatic(list []App) (*Static, error) {
+	s := &Static{byID: make(map[string]*App, len(list)), byKey: make(map[string]*App, len(list))}
+	for i := range list {
+		a := list[i]
+		if _, dup := s.byID[a.ID]; dup {
+			return nil, errors.New("duplicate app id " + a.ID)
+		}
+		if _, dup := s.byKey[a.Key]; dup {
+			return nil, errors.New("duplicate app key " + a.Key)
+		}
+		s.byID[a.ID] = &a
+		s.byKey[a.Key] = &a
+		s.all = append(s.all, &a)
+	}
+	return s, nil
+}
+
+// ByID implements Store.
+func (s *Static) ByID(_ context.Context, id string) (*App, error) {
+	if a, ok := s.byID[id]; ok {
+		return a, nil
+	}
+	return nil, ErrNotFound
+}
+
+// ByKey implements Store.
+func (s *Static) ByKey(_ context.Context, key string) (*App, error) {
+	if a, ok := s.byKey[key]; ok {
+		return a, nil
+	}
+	return nil, ErrNotFound
+}
+
+// All implements Store.
+func (s *Static) All(_ context.Context) ([]*App, error) {
+	out := make([]*App, len(s.all))
+	copy(out, s.all)
+	return out, nil
+}

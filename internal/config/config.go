@@ -1,0 +1,136 @@
+// Package config loads Herald's configuration from a YAML file, HERALD_*
+// environment variables and command-line flags (precedence: flags > env >
+// file > defaults), fills in defaults and validates the result.
+//
+// Every error names where the bad value came from (file and line, env
+// variable or flag) and the key, says what is wrong and what is expected, and
+// Load reports all of them at once so that an operator fixes a file in one
+// pass. Secrets (app secrets, the admin token, passwords in URLs) never
+// appear in an error.
+package config
+
+import (
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/herald-ws/herald/internal/apps"
+)
+
+// Config is the server-level configuration plus the statically configured
+// apps. The YAML keys are the snake_case names in the field tags; every
+// top-level key except apps can also be set with HERALD_<UPPER_SNAKE> and a
+// --kebab-case flag.
+type Config struct {
+	// Host is the interface the main listener binds ("" or 0.0.0.0: all).
+	Host string `yaml:"host"`
+	// Port is the main listener's TCP port (WebSocket and HTTP API).
+	Port int `yaml:"port"`
+	// PathPrefix goes before /app/{key} and /apps/{id} (e.g. "/ws") so that
+	// Herald can share a host name with other services behind a proxy.
+	PathPrefix string `yaml:"path_prefix"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is auto, text or json; auto means text on a terminal and
+	// json otherwise (the caller decides which applies).
+	LogFormat string `yaml:"log_format"`
+	// ShutdownTimeout is the drain window on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxRequestBodyKB limits HTTP API request bodies.
+	MaxRequestBodyKB int `yaml:"max_request_body_kb"`
+	// MaxMessageSizeKB is the largest inbound WebSocket message.
+	MaxMessageSizeKB int `yaml:"max_message_size_kb"`
+	// WriteQueueKB bounds each connection's outbound queue; a client that
+	// falls further behind is disconnected so it cannot slow the others.
+	WriteQueueKB int `yaml:"write_queue_kb"`
+	// CacheTTL is how long a cache channel keeps its last event.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// SubscriptionCountInterval coalesces subscription_count events.
+	SubscriptionCountInterval time.Duration `yaml:"subscription_count_interval"`
+	// APITimestampWindow is the tolerance on the HTTP API's auth_timestamp.
+	APITimestampWindow time.Duration `yaml:"api_timestamp_window"`
+	// RedisURL (redis:// or rediss://) enables the cluster engine when set.
+	RedisURL string `yaml:"redis_url"`
+	// RedisPrefix starts every Redis key so deployments can share a Redis.
+	RedisPrefix string `yaml:"redis_prefix"`
+	// AdminToken is the dashboard login; empty disables the dashboard login.
+	AdminToken string `yaml:"admin_token"`
+	// MetricsAddr ("host:port") serves /metrics on a separate listener;
+	// empty serves it on the main port.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// TLSCert and TLSKey are PEM files; set both to serve TLS, or neither.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Apps are the statically configured apps. Load never returns an empty
+	// list: with none configured it falls back to DevApp.
+	Apps []apps.App `yaml:"apps"`
+}
+
+// Default returns the configuration Herald runs with when nothing is
+// configured: every server setting at its default and the development app.
+func Default() *Config {
+	c := defaultServer()
+	c.Apps = []apps.App{DevApp()}
+	return c
+}
+
+// defaultServer is Default without any app, the base a config file builds on.
+func defaultServer() *Config {
+	return &Config{
+		Host:                      "0.0.0.0",
+		Port:                      6001,
+		LogLevel:                  "info",
+		LogFormat:                 "auto",
+		ShutdownTimeout:           10 * time.Second,
+		MaxRequestBodyKB:          1024,
+		MaxMessageSizeKB:          100,
+		WriteQueueKB:              1024,
+		CacheTTL:                  1800 * time.Second,
+		SubscriptionCountInterval: time.Second,
+		APITimestampWindow:        600 * time.Second,
+		RedisPrefix:               "herald:",
+	}
+}
+
+// The development app's credentials are the ones soketi and the Pusher
+// examples use, so that a client works against a fresh Herald unchanged.
+const (
+	devAppID     = "app-id"
+	devAppKey    = "app-key"
+	devAppSecret = "app-secret"
+)
+
+// DevApp returns the app Herald serves when no app is configured: id app-id,
+// key app-key, secret app-secret, client messages and subscription counts on.
+// Its secret is public, so it is only fit for development (see UsesDevApp).
+func DevApp() apps.App {
+	a := apps.Defaults()
+	a.ID, a.Key, a.Secret = devAppID, devAppKey, devAppSecret
+	a.EnableClientMessages = true
+	a.EnableSubscriptionCount = true
+	return a
+}
+
+// UsesDevApp reports whether the first app has the development app's
+// well-known secret, as when Load fell back to DevApp because no app was
+// configured. Anyone can sign requests for such an app, so the server should
+// warn. Only the first app is considered so that a caller may print
+// Apps[0]'s secret when this is true without ever printing a real one.
+func (c *Config) UsesDevApp() bool {
+	return len(c.Apps) > 0 && c.Apps[0].Secret == devAppSecret
+}
+
+// Addr is the main listener's address, host:port.
+func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+// TLSEnabled reports whether the main listener serves TLS.
+func (c *Config) TLSEnabled() bool { return c.TLSCert != "" && c.TLSKey != "" }
+
+// MaxRequestBodyBytes is MaxRequestBodyKB in bytes.
+func (c *Config) MaxRequestBodyBytes() int { return c.MaxRequestBodyKB * 1024 }
+
+// MaxMessageSizeBytes is MaxMessageSizeKB in bytes.
+func (c *Config) MaxMessageSizeBytes() int { return c.MaxMessageSizeKB * 1024 }
+
+// WriteQueueBytes is WriteQueueKB in bytes.
+func (c *Config) WriteQueueBytes() int { return c.WriteQueueKB * 1024 }

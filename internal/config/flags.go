@@ -1,0 +1,103 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"reflect"
+	"time"
+)
+
+// RegisterFlags registers --config and one flag per top-level scalar key
+// (--host, --port, --path-prefix, --log-level, ..., --tls-key) on fs. Flags
+// are plain strings parsed by Load, so that a bad value gets the same
+// message as in the file or env, naming the flag.
+//
+// The returned func, called after fs.Parse, gives the flags the user set
+// explicitly (fs.Visit), keyed by config key; --config is under FlagConfig.
+// Pass the result to NewSource.
+func RegisterFlags(fs *flag.FlagSet) func() map[string]string {
+	names := map[string]string{FlagConfig: FlagConfig} // flag name -> config key
+	fs.String(FlagConfig, "", "read the YAML config `file` (env "+EnvConfig+")")
+
+	def := reflect.ValueOf(defaultServer()).Elem()
+	keys, index := scalarFields(def.Type())
+	for i, key := range keys {
+		name := flagName(key)
+		names[name] = key
+		fs.String(name, formatDefault(def.Field(index[i])), fmt.Sprintf("%s (env %s%s)", flagHelp(key), envPrefix, upperSnake(key)))
+	}
+	return func() map[string]string {
+		set := make(map[string]string)
+		fs.Visit(func(f *flag.Flag) {
+			if key, ok := names[f.Name]; ok {
+				set[key] = f.Value.String()
+			}
+		})
+		return set
+	}
+}
+
+// formatDefault renders a default for the flag help: durations in the
+// largest whole unit ("30m" rather than "30m0s").
+func formatDefault(v reflect.Value) string {
+	if v.Type() == durationType {
+		d := time.Duration(v.Int())
+		switch {
+		case d == 0:
+			return "0s"
+		case d%time.Hour == 0:
+			return fmt.Sprintf("%dh", d/time.Hour)
+		case d%time.Minute == 0:
+			return fmt.Sprintf("%dm", d/time.Minute)
+		case d%time.Second == 0:
+			return fmt.Sprintf("%ds", d/time.Second)
+		}
+		return d.String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// flagHelp is the usage line of a key's flag; the back-quoted word names
+// the value in -help output.
+func flagHelp(key string) string {
+	const dur = " (e.g. 30s, 2m, or 30 for seconds)"
+	switch key {
+	case "host":
+		return "listen on this `host` or IP address"
+	case "port":
+		return "listen on this TCP `port`"
+	case "path_prefix":
+		return "serve /app/{key} and /apps/{id} under this `prefix` (e.g. /ws)"
+	case "log_level":
+		return "log `level`: debug, info, warn or error"
+	case "log_format":
+		return "log `format`: auto (text on a terminal, json otherwise), text or json"
+	case "shutdown_timeout":
+		return "drain connections for this `duration` on SIGTERM" + dur
+	case "max_request_body_kb":
+		return "largest HTTP API request body, in `KB`"
+	case "max_message_size_kb":
+		return "largest inbound WebSocket message, in `KB`"
+	case "write_queue_kb":
+		return "disconnect a client whose outbound queue passes this many `KB`"
+	case "cache_ttl":
+		return "keep a cache channel's last event for this `duration`" + dur
+	case "subscription_count_interval":
+		return "coalesce subscription_count events over this `duration`" + dur
+	case "api_timestamp_window":
+		return "accept HTTP API auth_timestamp within this `duration` of now" + dur
+	case "redis_url":
+		return "Redis `URL` (redis:// or rediss://) to run as a cluster; empty runs alone"
+	case "redis_prefix":
+		return "`prefix` of every Redis key"
+	case "admin_token":
+		return "dashboard login `token` (prefer the env variable: flags show in ps)"
+	case "metrics_addr":
+		return "serve /metrics on this separate `host:port`; empty serves it on the main port"
+	case "tls_cert":
+		return "TLS certificate PEM `file` (with --tls-key)"
+	case "tls_key":
+		return "TLS private key PEM `file` (with --tls-cert)"
+	}
+	return "set " + key + " (see the configuration docs) to `value`"
+}

@@ -1,0 +1,311 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herald-ws/herald/internal/apps"
+)
+
+// Validate checks a Config built in code the way Load checks a loaded one,
+// and returns every problem at once (errors.Join). It reads the TLS files to
+// check that they exist.
+func (c *Config) Validate() error {
+	v := validator{}
+	v.config(c)
+	return errors.Join(v.errs...)
+}
+
+// webhookEventTypes are the event types a webhook may subscribe to.
+func webhookEventTypes() []string {
+	return []string{"channel_occupied", "channel_vacated", "member_added", "member_removed",
+		"client_event", "cache_miss", "subscription_count"}
+}
+
+// validator collects the problems of one Config.
+type validator struct {
+	origins origins         // nil when validating a Config built in code
+	failed  map[string]bool // paths that already have a decoding error
+	errs    []error
+}
+
+// add records a problem at path unless path, or an enclosing path, already
+// failed to decode (one error per mistake is enough).
+func (v *validator) add(path, format string, args ...any) {
+	for p := path; ; p = parentPath(p) {
+		if v.failed[p] {
+			return
+		}
+		if p == "" {
+			break
+		}
+	}
+	v.errs = append(v.errs, &fieldError{at: v.origins.of(path), path: path, msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) config(c *Config) {
+	v.rules(reflect.ValueOf(c).Elem(), "")
+
+	if c.Host != "" && (strings.ContainsAny(c.Host, " \t/[]") || (strings.Contains(c.Host, ":") && net.ParseIP(c.Host) == nil)) {
+		v.add("host", "must be a host name or IP address without a port (e.g. 0.0.0.0 or ::), got %q", c.Host)
+	}
+	if c.PathPrefix != "" && !validPathPrefix(c.PathPrefix) {
+		v.add("path_prefix", `must start with "/", not end with "/", and use only letters, digits and "._~-" between slashes (e.g. "/ws"), got %q`, c.PathPrefix)
+	}
+	if c.RedisURL != "" {
+		v.redisURL(c.RedisURL)
+	}
+	if c.MetricsAddr != "" {
+		v.metricsAddr(c)
+	}
+	v.tls(c)
+
+	if len(c.Apps) == 0 {
+		v.add("apps", "must list at least one app")
+	}
+	ids := make(map[string]int, len(c.Apps))
+	keys := make(map[string]int, len(c.Apps))
+	for i := range c.Apps {
+		path := indexPath("apps", i)
+		a := &c.Apps[i]
+		v.app(a, path)
+		if j, dup := ids[a.ID]; dup && a.ID != "" {
+			v.add(joinPath(path, "id"), "%q is already the id of apps[%d]; ids must be unique", a.ID, j)
+		} else {
+			ids[a.ID] = i
+		}
+		if j, dup := keys[a.Key]; dup && a.Key != "" {
+			v.add(joinPath(path, "key"), "%q is already the key of apps[%d]; keys must be unique", a.Key, j)
+		} else {
+			keys[a.Key] = i
+		}
+	}
+}
+
+// rules applies ruleFor to every field of struct s that has a rule.
+func (v *validator) rules(s reflect.Value, path string) {
+	idx, keys := yamlFields(s.Type())
+	for _, key := range keys {
+		r, ok := ruleFor(key)
+		if !ok {
+			continue
+		}
+		f := s.Field(idx[key])
+		p := joinPath(path, key)
+		switch {
+		case f.Kind() == reflect.String:
+			if !slices.Contains(r.oneOf, f.String()) {
+				v.add(p, "must be %s, got %q", r.expect, f.String())
+			}
+		case f.CanInt():
+			n := f.Int()
+			if (r.minusOne && n == -1) || (n >= r.min && n <= r.max) {
+				continue
+			}
+			got := strconv.FormatInt(n, 10)
+			if f.Type() == durationType {
+				got = time.Duration(n).String()
+			}
+			hint := ""
+			if n == 0 {
+				hint = r.zeroHint
+			}
+			v.add(p, "must be %s, got %s%s", r.expect, got, hint)
+		}
+	}
+}
+
+// validPathPrefix accepts "/a", "/a/b-c", not "/", "a", "/a/", "//a", "/./a".
+func validPathPrefix(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for _, r := range seg {
+			if !isIDChar(r) && r != '~' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isIDChar reports whether r may appear in an app id or key: they are used
+// in URL paths unescaped.
+func isIDChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
+}
+
+// redisURL checks the URL without ever echoing it: it may hold a password.
+func (v *validator) redisURL(raw string) {
+	const want = "must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)"
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		v.add("redis_url", "%s; it does not parse as a URL", want)
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		v.add("redis_url", "%s, got scheme %q", want, u.Scheme)
+	case u.Host == "":
+		v.add("redis_url", "%s, got no host", want)
+	}
+}
+
+func (v *validator) metricsAddr(c *Config) {
+	host, port, err := net.SplitHostPort(c.MetricsAddr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 1 || n > 65535 {
+		v.add("metrics_addr", `must be host:port with a port 1-65535 (e.g. ":9601" or "127.0.0.1:9601"), got %q`, c.MetricsAddr)
+		return
+	}
+	anyHost := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	if n == c.Port && (host == c.Host || anyHost(host) || anyHost(c.Host)) {
+		v.add("metrics_addr", "must not be the main listener's address %s; leave it empty to serve /metrics on the main port", c.Addr())
+	}
+}
+
+func (v *validator) tls(c *Config) {
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		v.add("tls_cert", "is set but tls_key is not; set both or neither")
+	case c.TLSKey != "" && c.TLSCert == "":
+		v.add("tls_key", "is set but tls_cert is not; set both or neither")
+	}
+	for _, f := range []struct{ key, path string }{{"tls_cert", c.TLSCert}, {"tls_key", c.TLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		if msg := checkReadable(f.path); msg != "" {
+			v.add(f.key, "%s", msg)
+		}
+	}
+}
+
+// checkReadable returns why the PEM file at path cannot be used, or "".
+func checkReadable(path string) string {
+	fh, err := os.Open(path)
+	if err != nil {
+		var reason error = err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			reason = pe.Err
+		}
+		return fmt.Sprintf("cannot open %q: %v; expected a readable PEM file", path, reason)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return fmt.Sprintf("cannot stat %q: %v", path, err)
+	}
+	if st.IsDir() {
+		return fmt.Sprintf("%q is a directory; expected a PEM file", path)
+	}
+	return ""
+}
+
+// app checks one app. The secret is only ever checked for emptiness so that
+// it cannot leak into a message.
+func (v *validator) app(a *apps.App, path string) {
+	for _, f := range []struct{ key, val string }{{"id", a.ID}, {"key", a.Key}} {
+		p := joinPath(path, f.key)
+		switch {
+		case f.val == "":
+			v.add(p, "must not be empty")
+		case strings.IndexFunc(f.val, func(r rune) bool { return !isIDChar(r) }) >= 0:
+			v.add(p, `must use only letters, digits and "_.-" (it appears in URL paths), got %q`, f.val)
+		}
+	}
+	if a.Secret == "" {
+		v.add(joinPath(path, "secret"), "must not be empty")
+	}
+
+	v.rules(reflect.ValueOf(a).Elem(), path)
+	if a.ActivityTimeout%time.Second != 0 {
+		v.add(joinPath(path, "activity_timeout"), "must be a whole number of seconds (clients receive it in seconds), got %s", a.ActivityTimeout)
+	}
+
+	op := joinPath(path, "allowed_origins")
+	if len(a.AllowedOrigins) == 0 {
+		v.add(op, `must list at least one origin; use ["*"] to allow any`)
+	}
+	for i, o := range a.AllowedOrigins {
+		if o == "" || strings.ContainsAny(o, " \t\r\n,") {
+			v.add(indexPath(op, i), `must be an origin (e.g. "https://example.com"), a host pattern (e.g. "*.example.com") or "*", got %q`, o)
+		}
+	}
+
+	for i := range a.Webhooks {
+		v.webhook(&a.Webhooks[i], indexPath(joinPath(path, "webhooks"), i))
+	}
+}
+
+// webhook checks one webhook. The URL and header values are not echoed:
+// they often carry tokens.
+func (v *validator) webhook(w *apps.Webhook, path string) {
+	up := joinPath(path, "url")
+	const want = "must be an http:// or https:// URL"
+	if w.URL == "" {
+		v.add(up, "%s, got nothing", want)
+	} else if u, err := url.Parse(w.URL); err != nil {
+		v.add(up, "%s; it does not parse as a URL", want)
+	} else if u.Scheme != "http" && u.Scheme != "https" {
+		v.add(up, "%s, got scheme %q", want, u.Scheme)
+	} else if u.Host == "" {
+		v.add(up, "%s with a host", want)
+	}
+
+	ep := joinPath(path, "event_types")
+	types := webhookEventTypes()
+	if len(w.EventTypes) == 0 {
+		v.add(ep, "must list at least one of %s", strings.Join(types, ", "))
+	}
+	for i, t := range w.EventTypes {
+		if !slices.Contains(types, t) {
+			v.add(indexPath(ep, i), "must be one of %s, got %q", strings.Join(types, ", "), t)
+		}
+	}
+
+	hp := joinPath(path, "headers")
+	names := make([]string, 0, len(w.Headers))
+	for name := range w.Headers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		p := joinPath(hp, safeKey(name))
+		switch canon := http.CanonicalHeaderKey(name); {
+		case !validHeaderName(name):
+			v.add(p, "%q is not a valid HTTP header name", safeKey(name))
+		case canon == "Content-Type" || canon == "X-Pusher-Key" || canon == "X-Pusher-Signature":
+			v.add(p, "is set by Herald on every webhook and cannot be overridden")
+		case strings.ContainsAny(w.Headers[name], "\r\n\x00"):
+			v.add(p, "value must not contain line breaks or NUL bytes")
+		}
+	}
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

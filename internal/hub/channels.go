@@ -1,0 +1,104 @@
+package hub
+
+import "sync"
+
+// localChannel is the set of this node's subscribers of one channel. The
+// slice makes fanout a tight loop; the index map makes removal O(1) by
+// swapping with the last element.
+type localChannel struct {
+	mu    sync.RWMutex
+	list  []*Client
+	index map[*Client]int
+}
+
+// addLocal subscribes c to k on this node and, while still holding the
+// channel's lock, queues first (the subscription_succeeded frame): a
+// concurrent broadcast is then either wholly before it (not received) or
+// wholly after it, never in between.
+func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
+	sh := h.chanShard(k)
+	sh.mu.Lock()
+	lc := sh.m[k]
+	if lc == nil {
+		lc = &localChannel{index: make(map[*Client]int)}
+		sh.m[k] = lc
+	}
+	lc.mu.Lock()
+	sh.mu.Unlock()
+	if _, ok := lc.index[c]; !ok {
+		lc.index[c] = len(lc.list)
+		lc.list = append(lc.list, c)
+	}
+	if first != nil {
+		c.conn.Send(first)
+	}
+	lc.mu.Unlock()
+}
+
+// removeLocal unsubscribes c from k on this node.
+func (h *Hub) removeLocal(k chanKey, c *Client) {
+	sh := h.chanShard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	lc := sh.m[k]
+	if lc == nil {
+		return
+	}
+	lc.mu.Lock()
+	if i, ok := lc.index[c]; ok {
+		last := len(lc.list) - 1
+		moved := lc.list[last]
+		lc.list[i] = moved
+		lc.index[moved] = i
+		lc.list[last] = nil
+		lc.list = lc.list[:last]
+		delete(lc.index, c)
+	}
+	empty := len(lc.list) == 0
+	lc.mu.Unlock()
+	if empty {
+		delete(sh.m, k)
+	}
+}
+
+// broadcast queues frame on every local subscriber of k except one, and
+// returns how many were given the frame.
+func (h *Hub) broadcast(k chanKey, frame []byte, except *Client) int {
+	sh := h.chanShard(k)
+	sh.mu.RLock()
+	lc := sh.m[k]
+	sh.mu.RUnlock()
+	if lc == nil {
+		return 0
+	}
+	n := 0
+	lc.mu.RLock()
+	for _, c := range lc.list {
+		if c != except {
+			c.conn.Send(frame)
+			n++
+		}
+	}
+	lc.mu.RUnlock()
+	return n
+}
+
+// broadcastExceptID is broadcast with the excluded socket given by id, for
+// messages from the HTTP API and other nodes.
+func (h *Hub) broadcastExceptID(k chanKey, frame []byte, exceptID string) int {
+	return h.broadcast(k, frame, h.client(exceptID))
+}
+
+// localCount is the number of this node's subscribers of k.
+func (h *Hub) localCount(k chanKey) int {
+	sh := h.chanShard(k)
+	sh.mu.RLock()
+	lc := sh.m[k]
+	sh.mu.RUnlock()
+	if lc == nil {
+		return 0
+	}
+	lc.mu.RLock()
+	defer lc.mu.RUnlock()
+	return len(lc.list)
+}

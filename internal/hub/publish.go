@@ -1,0 +1,238 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// Publish delivers an API event to every subscriber of each channel, here
+// and on the other nodes, except the socket req.ExceptSocketID. The request
+// is assumed valid (the HTTP API checks names, sizes and limits). Each
+// channel's message is encoded and framed once for all its subscribers.
+func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) error {
+	except := h.client(req.ExceptSocketID)
+	var firstErr error
+	for _, name := range req.Channels {
+		payload := protocol.Event(req.Name, name, req.Data)
+		kind := protocol.Classify(name)
+		if kind.IsCache() {
+			// Cache before delivering: a client subscribing meanwhile then
+			// gets the event live, from the cache, or both, never neither.
+			if err := h.state.SetCache(ctx, app.ID, name, CachedEvent{Event: req.Name, Data: req.Data}, h.opt.CacheTTL); err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("cache %s: %w", name, err)
+			}
+		}
+		n := 0
+		if kind == protocol.ServerToUser {
+			user := strings.TrimPrefix(name, protocol.PrefixServerToUser)
+			n = h.deliverToUser(app.ID, user, h.frame(payload), except)
+			if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Payload: payload, ExceptSocketID: req.ExceptSocketID, ToUser: user}); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		} else {
+			n = h.broadcast(chanKey{app.ID, name}, h.frame(payload), except)
+			if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Channel: name, Payload: payload, ExceptSocketID: req.ExceptSocketID}); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if o := h.opt.Observer; o != nil {
+			o.Published(app.ID, name, req.Name, n)
+		}
+	}
+	return firstErr
+}
+
+// publishInternal sends a hub-made message (member events, client events)
+// to a channel here and on the other nodes.
+func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, except *Client) {
+	h.broadcast(chanKey{app.ID, channel}, h.frame(payload), except)
+	exceptID := ""
+	if except != nil {
+		exceptID = except.id
+	}
+	ctx, cancel := h.stateCtx()
+	defer cancel()
+	if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Channel: channel, Payload: payload, ExceptSocketID: exceptID}); err != nil {
+		h.log.Warn("broker publish failed", "app", app.ID, "channel", channel, "err", err)
+	}
+}
+
+func (h *Hub) toBroker(ctx context.Context, m BrokerMessage) error {
+	if h.opt.Broker == nil {
+		return nil
+	}
+	if err := h.opt.Broker.Publish(ctx, m); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}
+
+// deliverToUser sends under usersMu (Send never blocks) so that nothing
+// reaches a socket after userOffline has removed it.
+func (h *Hub) deliverToUser(appID, user string, frame []byte, except *Client) int {
+	h.usersMu.Lock()
+	defer h.usersMu.Unlock()
+	n := 0
+	for c := range h.users[userKey{appID, user}] {
+		if c != except {
+			c.conn.Send(frame)
+			n++
+		}
+	}
+	return n
+}
+
+// HandleBrokerMessage delivers a message that another node published to
+// this node's connections.
+func (h *Hub) HandleBrokerMessage(m BrokerMessage) {
+	switch {
+	case m.TerminateUser != "":
+		h.terminateLocal(m.AppID, m.TerminateUser)
+	case m.ToUser != "":
+		h.deliverToUser(m.AppID, m.ToUser, h.frame(m.Payload), h.client(m.ExceptSocketID))
+	case m.Channel != "":
+		h.broadcastExceptID(chanKey{m.AppID, m.Channel}, h.frame(m.Payload), m.ExceptSocketID)
+	}
+}
+
+// TerminateUser closes every connection signed in as userID, on every node,
+// with 4009.
+func (h *Hub) TerminateUser(ctx context.Context, app *apps.App, userID string) error {
+	h.terminateLocal(app.ID, userID)
+	return h.toBroker(ctx, BrokerMessage{AppID: app.ID, TerminateUser: userID})
+}
+
+func (h *Hub) terminateLocal(appID, userID string) {
+	for _, c := range h.userClients(appID, userID) {
+		c.closeWith(protocol.CodeUnauthorized, "You got disconnected by the app.")
+	}
+}
+
+// Channel answers GET /channels/{name}.
+func (h *Hub) Channel(ctx context.Context, app *apps.App, name string) (ChannelInfo, error) {
+	kind := protocol.Classify(name)
+	counts, err := h.state.Channel(ctx, app.ID, name)
+	if err != nil {
+		return ChannelInfo{}, fmt.Errorf("channel %s: %w", name, err)
+	}
+	info := ChannelInfo{
+		Name:              name,
+		Kind:              kind,
+		Occupied:          counts.SubscriptionCount > 0,
+		SubscriptionCount: counts.SubscriptionCount,
+		UserCount:         counts.UserCount,
+	}
+	if kind.IsCache() {
+		ev, ttl, ok, err := h.state.Cache(ctx, app.ID, name)
+		if err != nil {
+			return ChannelInfo{}, fmt.Errorf("channel %s cache: %w", name, err)
+		}
+		if ok {
+			info.Cache = &CacheInfo{Event: ev.Event, Data: ev.Data, TTL: int((ttl + time.Second - 1) / time.Second)}
+		}
+	}
+	return info, nil
+}
+
+// Channels answers GET /channels: occupied channels whose name starts with
+// prefix, sorted by name.
+func (h *Hub) Channels(ctx context.Context, app *apps.App, prefix string) ([]ChannelInfo, error) {
+	m, err := h.state.Channels(ctx, app.ID, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("channels: %w", err)
+	}
+	out := make([]ChannelInfo, 0, len(m))
+	for name, c := range m {
+		if c.SubscriptionCount == 0 {
+			continue
+		}
+		out = append(out, ChannelInfo{Name: name, Kind: protocol.Classify(name), Occupied: true, SubscriptionCount: c.SubscriptionCount, UserCount: c.UserCount})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// PresenceUsers answers GET /channels/{name}/users.
+func (h *Hub) PresenceUsers(ctx context.Context, app *apps.App, name string) ([]protocol.Member, error) {
+	if !protocol.Classify(name).IsPresence() {
+		return nil, ErrNotPresence
+	}
+	ms, err := h.state.Members(ctx, app.ID, name)
+	if err != nil {
+		return nil, fmt.Errorf("presence users %s: %w", name, err)
+	}
+	return ms, nil
+}
+
+// markCountDirty schedules a subscription_count event for the channel.
+func (h *Hub) markCountDirty(app *apps.App, name string) {
+	h.countMu.Lock()
+	h.countDirty[chanKey{app.ID, name}] = app
+	h.countMu.Unlock()
+}
+
+// flushCounts sends the latest subscription count of every channel that
+// changed since the last flush.
+func (h *Hub) flushCounts() {
+	h.countMu.Lock()
+	if len(h.countDirty) == 0 {
+		h.countMu.Unlock()
+		return
+	}
+	dirty := h.countDirty
+	h.countDirty = make(map[chanKey]*apps.App)
+	h.countMu.Unlock()
+	for k, app := range dirty {
+		ctx, cancel := h.stateCtx()
+		counts, err := h.state.Channel(ctx, k.app, k.name)
+		cancel()
+		if err != nil {
+			h.log.Warn("subscription count: state unavailable", "app", k.app, "channel", k.name, "err", err)
+			continue
+		}
+		if counts.SubscriptionCount > 0 {
+			// Local subscribers only: every node sends its own, from the
+			// same cluster-wide count.
+			h.broadcast(k, h.frame(protocol.SubscriptionCount(k.name, counts.SubscriptionCount)), nil)
+		}
+		if o := h.opt.Observer; o != nil {
+			o.SubscriptionCount(app.ID, k.name, counts.SubscriptionCount)
+		}
+	}
+}
+
+// sweep runs once a second: it pings silent clients, closes those that did
+// not answer, and enforces sign-in deadlines.
+func (h *Hub) sweep() {
+	now := h.now().UnixNano()
+	h.forEachClient(func(c *Client) {
+		if c.closing.Load() {
+			return
+		}
+		if c.authDeadline != 0 && now >= c.authDeadline && !c.signedIn.Load() {
+			c.closeWith(protocol.CodeUnauthorized, "Connection not authorized within timeout.")
+			return
+		}
+		timeout := int64(c.app.ActivityTimeout)
+		if timeout <= 0 {
+			return
+		}
+		pongWait := min(int64(h.opt.PongTimeout), timeout)
+		if p := c.pingedAt.Load(); p != 0 {
+			if now-p >= pongWait {
+				c.closeWith(protocol.CodePongNotReceived, "Pong reply not received in time")
+			}
+			return
+		}
+		if now-c.lastSeen.Load() >= timeout {
+			c.pingedAt.Store(now)
+			c.send(protocol.Ping())
+		}
+	})
+}

@@ -1,0 +1,329 @@
+package transport
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// Connection states, in order.
+const (
+	stateOpen    uint8 = iota
+	stateClosing       // a close frame is queued (or the peer sent one)
+	stateClosed        // the socket is gone
+)
+
+// wsConn is one upgraded connection. It implements Conn.
+//
+// Outbound data lives in two places: queue (frames handed to Send and not
+// yet passed to the socket, by reference) and the socket layer's own buffer
+// (bytes passed to the socket that the kernel did not take yet, counted in
+// backlog). Their sum is what the queue bound limits. A connection is
+// given to the flushers only while backlog is zero, so a client that does
+// not read keeps at most one batch in the socket layer and the rest, by
+// reference, in queue.
+type wsConn struct {
+	srv *Server
+	wsc *websocket.Conn
+	nc  net.Conn // where bytes are written (the nbio or TLS conn)
+
+	// session is set once at admission, in the connection's serial job,
+	// and only read by later jobs of the same connection.
+	session Session
+
+	// backlog is the number of bytes passed to nc that the kernel has not
+	// taken yet (kept up to date by Server.onWritten; never negative).
+	backlog atomic.Int64
+
+	mu        sync.Mutex
+	queue     [][]byte // frames waiting for a flusher
+	spare     [][]byte // the other buffer of the double-buffered queue
+	queued    int      // bytes in queue
+	state     uint8
+	inFlush   bool // on the flush queue or being flushed
+	closeSent bool // our close frame has been passed to nc (or we must not send one)
+	timer     *time.Timer
+}
+
+// Send implements Conn.
+func (c *wsConn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	pending := c.queued + int(c.backlog.Load())
+	if pending > 0 && pending+len(frame) > c.srv.queueLimit {
+		c.dropQueueLocked()
+		c.startCloseLocked(protocol.CodeOverCapacity, "Slow consumer")
+		c.mu.Unlock()
+		c.srv.slowConsumers.Add(1)
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	sched := c.scheduleLocked()
+	c.mu.Unlock()
+	if sched {
+		c.srv.flushq.push(c)
+	}
+	return true
+}
+
+// Close implements Conn.
+func (c *wsConn) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.startCloseLocked(code, reason)
+	c.mu.Unlock()
+}
+
+// sendControl queues a control frame (pong) outside of the queue bound.
+func (c *wsConn) sendControl(frame []byte) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	sched := c.scheduleLocked()
+	c.mu.Unlock()
+	if sched {
+		c.srv.flushq.push(c)
+	}
+}
+
+// scheduleLocked marks the connection for a flusher when it has something
+// to write, is not already marked and the socket layer has no backlog. The
+// caller pushes it on the flush queue when it returns true.
+func (c *wsConn) scheduleLocked() bool {
+	if c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
+		return false
+	}
+	c.inFlush = true
+	return true
+}
+
+// startCloseLocked queues the close frame and arms the timer that closes
+// the socket if the client does not answer in time.
+func (c *wsConn) startCloseLocked(code int, reason string) {
+	c.state = stateClosing
+	f := closeFrame(code, reason)
+	c.queue = append(c.queue, f)
+	c.queued += len(f)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(c.srv.closeTimeout, c.forceClose)
+	}
+	if c.scheduleLocked() {
+		// Pushing under c.mu is safe: the flush queue lock is a leaf.
+		c.srv.flushq.push(c)
+	}
+}
+
+// dropQueueLocked forgets the frames not yet passed to the socket.
+func (c *wsConn) dropQueueLocked() {
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.queued = 0
+}
+
+// forceClose closes the socket at once; Closed follows from the engine.
+func (c *wsConn) forceClose() {
+	_ = c.wsc.Close()
+}
+
+// drained is called when the socket layer's backlog drops to zero.
+func (c *wsConn) drained() {
+	c.mu.Lock()
+	sched := c.scheduleLocked()
+	c.mu.Unlock()
+	if sched {
+		c.srv.flushq.push(c)
+	}
+}
+
+// flush writes what is queued; it runs on a flusher goroutine, and only one
+// flusher handles a connection at a time (inFlush). scratch is the
+// flusher's coalescing buffer.
+func (c *wsConn) flush(scratch *[]byte) {
+	for {
+		c.mu.Lock()
+		if c.state == stateClosed || len(c.queue) == 0 || c.backlog.Load() > 0 {
+			c.inFlush = false
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		n := c.queued
+		c.queued = 0
+		if c.state == stateClosing && !c.closeSent {
+			// The close frame is always the last frame queued.
+			c.closeSent = true
+		} else if c.closeSent {
+			// The close handshake is over (peer closed first): nothing
+			// may follow the close frame.
+			clear(batch)
+			c.spare = batch[:0]
+			c.mu.Unlock()
+			continue
+		}
+		// Count the batch before writing it: the write reports what the
+		// kernel took through onWritten, synchronously or later.
+		c.backlog.Add(int64(n))
+		c.mu.Unlock()
+
+		err := c.writeBatch(batch, scratch)
+		clear(batch)
+
+		c.mu.Lock()
+		if cap(batch) <= maxSpareFrames {
+			c.spare = batch[:0]
+		} // else let a burst's backing array go
+		c.mu.Unlock()
+		if err != nil {
+			c.srv.log.Debug("transport: write failed", "remote", c.nc.RemoteAddr(), "err", err)
+			c.forceClose()
+			c.mu.Lock()
+			c.inFlush = false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// maxSpareFrames is the largest queue capacity a connection keeps for
+// reuse once flushed.
+const maxSpareFrames = 128
+
+// maxWriteChunk bounds one coalesced write.
+const maxWriteChunk = 64 << 10
+
+// writeBatch writes frames with as few writes as possible: small frames are
+// copied into scratch and written together, a frame larger than a chunk is
+// written on its own.
+func (c *wsConn) writeBatch(frames [][]byte, scratch *[]byte) error {
+	if len(frames) == 1 {
+		_, err := c.nc.Write(frames[0])
+		return err
+	}
+	buf := (*scratch)[:0]
+	defer func() { *scratch = buf[:0] }()
+	for _, f := range frames {
+		if len(f) >= maxWriteChunk {
+			if len(buf) > 0 {
+				if _, err := c.nc.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+			if _, err := c.nc.Write(f); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(buf)+len(f) > maxWriteChunk {
+			if _, err := c.nc.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		buf = append(buf, f...)
+	}
+	if len(buf) > 0 {
+		_, err := c.nc.Write(buf)
+		return err
+	}
+	return nil
+}
+
+// wrote is called with the number of bytes the kernel took from nc.
+func (c *wsConn) wrote(n int) {
+	for {
+		old := c.backlog.Load()
+		if old <= 0 {
+			return
+		}
+		left := old - int64(n)
+		if left < 0 {
+			// TLS records are longer than the plaintext counted.
+			left = 0
+		}
+		if c.backlog.CompareAndSwap(old, left) {
+			if left == 0 {
+				c.drained()
+			}
+			return
+		}
+	}
+}
+
+// peerClose handles a close frame from the client. It reports whether the
+// close must be echoed (we have not sent ours yet).
+func (c *wsConn) peerClose() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return false
+	}
+	echo := !c.closeSent
+	c.state = stateClosing
+	c.closeSent = true
+	c.dropQueueLocked()
+	return echo
+}
+
+// socketClosed is called once the socket is gone; it calls Closed once.
+func (c *wsConn) socketClosed() {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	c.dropQueueLocked()
+	c.spare = nil
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
+	c.srv.unregister(c)
+	if c.session != nil {
+		c.call("Closed", func() { c.session.Closed() }, false)
+	}
+}
+
+// call runs a session callback; a panic is logged with its stack and
+// closes this connection only.
+func (c *wsConn) call(name string, f func(), closeOnPanic bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.Error("transport: panic in session callback",
+				slog.String("callback", name),
+				slog.String("panic", fmt.Sprint(r)),
+				slog.String("stack", string(debug.Stack())))
+			if closeOnPanic {
+				c.Close(1011, "Internal server error")
+			}
+		}
+	}()
+	f()
+}
+
+func (c *wsConn) isOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateOpen
+}

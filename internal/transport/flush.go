@@ -1,0 +1,81 @@
+package transport
+
+import "sync"
+
+// flushQueue is the unbounded FIFO of connections that have frames to
+// write. push never blocks (it may be called from the event loop); the
+// flusher goroutines take connections in small batches.
+type flushQueue struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	items  []*wsConn
+	head   int
+	closed bool
+}
+
+func newFlushQueue() *flushQueue {
+	q := &flushQueue{}
+	q.cond.L = &q.mu
+	return q
+}
+
+func (q *flushQueue) push(c *wsConn) {
+	q.mu.Lock()
+	q.items = append(q.items, c)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// pop waits for work and moves up to max connections into batch. It
+// returns false once the queue is closed and empty.
+func (q *flushQueue) pop(batch []*wsConn, max int) ([]*wsConn, bool) {
+	q.mu.Lock()
+	for q.head == len(q.items) && !q.closed {
+		q.cond.Wait()
+	}
+	if q.head == len(q.items) {
+		q.mu.Unlock()
+		return batch[:0], false
+	}
+	n := min(max, len(q.items)-q.head)
+	batch = append(batch[:0], q.items[q.head:q.head+n]...)
+	clear(q.items[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.items) {
+		q.items = q.items[:0]
+		q.head = 0
+		if cap(q.items) > 1<<16 {
+			q.items = nil // do not pin a burst's worth of memory
+		}
+	}
+	q.mu.Unlock()
+	return batch, true
+}
+
+func (q *flushQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// flusher writes queued frames until the queue is closed.
+func (s *Server) flusher() {
+	defer s.wg.Done()
+	scratch := make([]byte, 0, maxWriteChunk)
+	batch := make([]*wsConn, 0, flushBatch)
+	for {
+		var ok bool
+		batch, ok = s.flushq.pop(batch, flushBatch)
+		if !ok {
+			return
+		}
+		for i, c := range batch {
+			c.flush(&scratch)
+			batch[i] = nil
+		}
+	}
+}
+
+// flushBatch is how many connections a flusher takes from the queue at once.
+const flushBatch = 64

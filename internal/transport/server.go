@@ -1,0 +1,630 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/nbhttp"
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxMessageSize   = 64 << 10
+	DefaultWriteQueueBytes  = 1 << 20
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultCloseTimeout     = 2 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the "host:port" to listen on (port 0 picks a free port).
+	Addr string
+	// PathPrefix is "" or "/something": WebSocket clients connect at
+	// PathPrefix+"/app/{key}".
+	PathPrefix string
+	// MaxMessageSize is the largest inbound message in bytes (after
+	// reassembly); a larger one closes the connection with 1009.
+	MaxMessageSize int
+	// WriteQueueBytes bounds the bytes queued for one connection; past it
+	// the connection is closed with 4100.
+	WriteQueueBytes int
+	// TLSConfig, when set, serves wss:// and https:// on Addr instead of
+	// plain ws:// and http://. Certificates, GetCertificate (with the
+	// server name only), MinVersion, MaxVersion, CipherSuites,
+	// CurvePreferences, ClientAuth and ClientCAs are honoured.
+	TLSConfig *tls.Config
+	// Handler serves every request that is not for PathPrefix+"/app/...":
+	// the HTTP API, health, metrics. Nil answers 404.
+	Handler http.Handler
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// request (and an HTTP keep-alive connection's idle time).
+	HandshakeTimeout time.Duration
+	// CloseTimeout is how long a closing connection waits for the client's
+	// close frame before the socket is closed (default 2 s).
+	CloseTimeout time.Duration
+	// Flushers is the number of goroutines that write queued frames
+	// (default GOMAXPROCS).
+	Flushers int
+	Logger   *slog.Logger
+}
+
+// Server serves WebSocket clients and HTTP on one listener.
+type Server struct {
+	cfg          Config
+	apps         AppLookup
+	sessions     Sessions
+	log          *slog.Logger
+	queueLimit   int
+	closeTimeout time.Duration
+	appPrefix    string // PathPrefix + "/app"
+
+	engine   *nbhttp.Engine
+	upgrader *websocket.Upgrader
+	flushq   *flushQueue
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	wg     sync.WaitGroup // flushers
+	execWG sync.WaitGroup // executor goroutines
+
+	mu       sync.Mutex
+	ln       *listener
+	conns    map[*wsConn]struct{}
+	started  bool
+	stopping bool
+	stopped  chan struct{}
+
+	slowConsumers atomic.Int64
+	acceptSeq     atomic.Uint64
+}
+
+// New builds a Server; Start makes it listen.
+func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
+	if lookup == nil || sessions == nil {
+		return nil, errors.New("transport: nil AppLookup or Sessions")
+	}
+	if cfg.Addr == "" {
+		return nil, errors.New("transport: empty Addr")
+	}
+	if p := cfg.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/")) {
+		return nil, fmt.Errorf("transport: path prefix %q must start with / and not end with /", p)
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.WriteQueueBytes <= 0 {
+		cfg.WriteQueueBytes = DefaultWriteQueueBytes
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = DefaultCloseTimeout
+	}
+	if cfg.Flushers <= 0 {
+		cfg.Flushers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:          cfg,
+		apps:         lookup,
+		sessions:     sessions,
+		log:          cfg.Logger,
+		queueLimit:   cfg.WriteQueueBytes,
+		closeTimeout: cfg.CloseTimeout,
+		appPrefix:    cfg.PathPrefix + "/app",
+		flushq:       newFlushQueue(),
+		conns:        make(map[*wsConn]struct{}),
+		stopped:      make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	setNbioLogger(cfg.Logger)
+
+	readLimit := max(4<<20, 2*cfg.MaxMessageSize+(128<<10))
+	ncfg := nbhttp.Config{
+		Name:                    "herald",
+		Network:                 "tcp",
+		Handler:                 http.HandlerFunc(s.serveHTTP),
+		Listen:                  s.listen,
+		KeepaliveTime:           cfg.HandshakeTimeout,
+		ReadLimit:               readLimit,
+		MaxLoad:                 1 << 24,
+		ReleaseWebsocketPayload: false, // HandleMessage owns the message
+		ServerExecutor:          s.execute,
+		SupportServerOnly:       true,
+		Context:                 s.ctx,
+		Cancel:                  s.cancel,
+	}
+	if cfg.TLSConfig != nil {
+		tc, err := convertTLSConfig(cfg.TLSConfig)
+		if err != nil {
+			return nil, err
+		}
+		ncfg.TLSConfig = tc
+		ncfg.AddrsTLS = []string{cfg.Addr}
+	} else {
+		ncfg.Addrs = []string{cfg.Addr}
+	}
+	s.engine = nbhttp.NewEngine(ncfg)
+	// Text messages are checked here, to close with 1007 (nbio uses 1002).
+	s.engine.CheckUtf8 = func([]byte) bool { return true }
+	s.engine.OnWrittenSize(s.onWritten)
+	// The engine hands accepted sockets to its pollers through epoll, which
+	// the race detector cannot see; this atomic pair (a store when a socket
+	// is added, a load before every read) makes the hand-off visible to it.
+	s.engine.OnData(func(c *nbio.Conn, data []byte) {
+		s.acceptSeq.Load()
+		c.DataHandler()(c, data)
+	})
+	s.engine.Engine.OnOpen(func(c *nbio.Conn) {
+		s.acceptSeq.Add(1) // see OnData above
+		// Accepted sockets already have keepalive (listen); make it explicit.
+		_ = c.SetKeepAlive(true)
+		_ = c.SetKeepAlivePeriod(30 * time.Second)
+	})
+
+	u := websocket.NewUpgrader()
+	u.Engine = s.engine
+	u.KeepaliveTime = 0 // no read deadline (and no timer) once upgraded
+	u.MessageLengthLimit = cfg.MaxMessageSize
+	u.HandshakeTimeout = cfg.HandshakeTimeout
+	u.CheckOrigin = func(*http.Request) bool { return true } // 4009 after the upgrade
+	u.EnableCompression(false)
+	u.OnMessagePtr(s.onMessage)
+	u.SetPingHandler(s.onPing)
+	u.SetPongHandler(s.onPong)
+	u.SetCloseHandler(s.onCloseFrame)
+	u.OnClose(s.onSocketClose)
+	s.upgrader = u
+	return s, nil
+}
+
+// Start starts listening; it returns once the port is bound.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("transport: server already started")
+	}
+	s.started = true
+	s.mu.Unlock()
+	for i := 0; i < s.cfg.Flushers; i++ {
+		s.wg.Add(1)
+		go s.flusher()
+	}
+	if err := s.engine.Start(); err != nil {
+		s.flushq.close()
+		s.wg.Wait()
+		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
+	}
+	return nil
+}
+
+// Addr returns the address the server listens on (nil before Start).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// SlowConsumers returns how many connections were closed because their
+// write queue overflowed.
+func (s *Server) SlowConsumers() int64 { return s.slowConsumers.Load() }
+
+// Connections returns the number of upgraded connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Shutdown stops accepting, closes the remaining WebSocket connections with
+// 4200 (clients reconnect at once, elsewhere), waits for them to finish the
+// close handshake until ctx is done, then closes every socket and waits for
+// the goroutines the server started.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started || s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	ln := s.ln
+	conns := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	if ln != nil {
+		ln.stop()
+	}
+	for _, c := range conns {
+		c.Close(protocol.CodeReconnect, "Server is shutting down")
+	}
+	var err error
+	if !s.waitConns(ctx) {
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.forceClose()
+		}
+		s.mu.Unlock()
+		// Give Closed a moment to run for the sockets just closed.
+		grace, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.waitConns(grace)
+		cancel()
+	}
+	s.engine.Stop()
+	s.flushq.close()
+	s.wg.Wait()
+	s.execWG.Wait()
+	close(s.stopped)
+	return err
+}
+
+// waitConns waits until no upgraded connection is left or ctx is done.
+func (s *Server) waitConns(ctx context.Context) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.Connections() == 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// execute runs the engine's serial per-connection jobs (HTTP handlers,
+// messages, close) on a goroutine of their own, started on demand: an idle
+// connection holds none.
+func (s *Server) execute(f func()) {
+	s.execWG.Add(1)
+	go func() {
+		defer s.execWG.Done()
+		f()
+	}()
+}
+
+func (s *Server) register(c *wsConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) unregister(c *wsConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// onWritten is told by the engine how many bytes the kernel took on a
+// socket, whether at once or later from its own buffer.
+func (s *Server) onWritten(nc *nbio.Conn, _ []byte, n int) {
+	wsc, ok := nc.Session().(*websocket.Conn)
+	if !ok {
+		return
+	}
+	if c, ok := wsc.Session().(*wsConn); ok {
+		c.wrote(n)
+	}
+}
+
+// ---- HTTP and upgrade ----
+
+// serveHTTP routes a request: the app path is ours, the rest goes to the
+// configured handler.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if path != s.appPrefix && !strings.HasPrefix(path, s.appPrefix+"/") {
+		if s.cfg.Handler != nil {
+			s.cfg.Handler.ServeHTTP(w, r)
+			return
+		}
+		writeJSONError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	key := strings.TrimPrefix(path, s.appPrefix+"/")
+	if path == s.appPrefix || key == "" || strings.Contains(key, "/") {
+		writeJSONError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	if r.Method != http.MethodGet {
+		writeJSONError(w, http.StatusBadRequest, "WebSocket upgrade requires GET")
+		return
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		writeJSONError(w, http.StatusBadRequest, "Expected a WebSocket upgrade request")
+		return
+	}
+	if r.Header.Get("Sec-Websocket-Version") != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		writeJSONError(w, http.StatusUpgradeRequired, "Unsupported WebSocket version")
+		return
+	}
+	if !validKey(r.Header.Get("Sec-Websocket-Key")) {
+		writeJSONError(w, http.StatusBadRequest, "Missing or invalid Sec-WebSocket-Key")
+		return
+	}
+	wsc, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("transport: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	s.admit(wsc, r, key)
+}
+
+// admit runs the admission sequence of protocol §1.2 on an upgraded
+// connection. It runs as the connection's serial job, before any message.
+func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
+	nc := wsc.UnderlayerConn()
+	if hc, ok := nc.(*nbhttp.Conn); ok {
+		nc = hc.Conn
+	}
+	c := &wsConn{srv: s, wsc: wsc, nc: nc}
+	wsc.SetSession(c)
+	if !s.register(c) {
+		s.refuse(c, protocol.CodeReconnect, "Server is shutting down")
+		return
+	}
+	info := ConnInfo{
+		RemoteAddr: r.RemoteAddr,
+		Origin:     r.Header.Get("Origin"),
+		UserAgent:  r.Header.Get("User-Agent"),
+		TLS:        s.cfg.TLSConfig != nil,
+	}
+	if code, msg := checkProtocol(r.URL.Query()); code != 0 {
+		s.refuse(c, code, msg)
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	app, err := s.apps.ByKey(ctx, key)
+	cancel()
+	switch {
+	case errors.Is(err, apps.ErrNotFound) || (err == nil && app == nil):
+		s.refuse(c, protocol.CodeAppNotFound, "Application does not exist")
+		return
+	case err != nil:
+		s.log.Warn("transport: app lookup failed", "err", err)
+		s.refuse(c, protocol.CodeOverCapacity, "Over capacity")
+		return
+	case app.RequireTLS && !info.TLS:
+		s.refuse(c, protocol.CodeSSLOnly, "Application only accepts SSL connections, reconnect using wss://")
+		return
+	case !app.Enabled:
+		s.refuse(c, protocol.CodeAppDisabled, "Application disabled")
+		return
+	case !originAllowed(app.AllowedOrigins, info.Origin):
+		s.refuse(c, protocol.CodeUnauthorized, "Origin not allowed")
+		return
+	}
+	var sess Session
+	c.call("Open", func() { sess, err = s.sessions.Open(app, c, info) }, false)
+	if sess == nil && err == nil {
+		err = errors.New("session refused")
+	}
+	if err != nil {
+		code, msg, ok := closeCodeOf(err)
+		if !ok {
+			s.log.Warn("transport: session refused without a close code", "err", err)
+			code, msg = protocol.CodeOverCapacity, "Over capacity"
+		}
+		s.refuse(c, code, msg)
+		return
+	}
+	c.session = sess
+}
+
+// refuse sends pusher:error and closes with the same code and reason.
+func (s *Server) refuse(c *wsConn, code int, msg string) {
+	c.Send(TextFrame(protocol.Error(code, msg)))
+	c.Close(code, msg)
+}
+
+// checkProtocol validates the protocol query parameter: absent is 7.
+func checkProtocol(q map[string][]string) (int, string) {
+	v, ok := q["protocol"]
+	if !ok || len(v) == 0 {
+		return 0, ""
+	}
+	n, err := strconv.Atoi(v[0])
+	if err != nil {
+		return protocol.CodeInvalidVersion, "Invalid version string format"
+	}
+	if n < protocol.MinProtocolVersion || n > protocol.MaxProtocolVersion {
+		return protocol.CodeUnsupportedProtocol, "Unsupported protocol version"
+	}
+	return 0, ""
+}
+
+// ---- WebSocket events (each runs in the connection's serial job) ----
+
+func connOf(wsc *websocket.Conn) *wsConn {
+	c, _ := wsc.Session().(*wsConn)
+	return c
+}
+
+func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]byte) {
+	c := connOf(wsc)
+	if c == nil || c.session == nil {
+		return
+	}
+	var msg []byte
+	if p != nil {
+		msg = *p
+	}
+	if !c.isOpen() {
+		return
+	}
+	c.call("Touch", c.session.Touch, true)
+	if mt == websocket.TextMessage && !utf8.Valid(msg) {
+		c.Close(1007, "Invalid UTF-8 in text message")
+		return
+	}
+	c.call("HandleMessage", func() { c.session.HandleMessage(msg) }, true)
+}
+
+func (s *Server) onPing(wsc *websocket.Conn, data string) {
+	c := connOf(wsc)
+	if c == nil {
+		return
+	}
+	if c.session != nil {
+		c.call("Touch", c.session.Touch, true)
+	}
+	c.sendControl(appendFrame(nil, opPong, []byte(data)))
+}
+
+func (s *Server) onPong(wsc *websocket.Conn, _ string) {
+	if c := connOf(wsc); c != nil && c.session != nil {
+		c.call("Touch", c.session.Touch, true)
+	}
+}
+
+// onCloseFrame answers the client's close frame unless ours was sent
+// already; the engine closes the socket right after it returns.
+func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
+	c := connOf(wsc)
+	if c == nil {
+		return
+	}
+	if c.session != nil {
+		c.call("Touch", c.session.Touch, false)
+	}
+	if !c.peerClose() {
+		return
+	}
+	if code == 1005 {
+		code = 0 // answer a close without status with an empty close
+	}
+	// Written directly: the engine closes the socket when this returns.
+	_, _ = c.nc.Write(closeFrame(code, ""))
+}
+
+func (s *Server) onSocketClose(wsc *websocket.Conn, _ error) {
+	if c := connOf(wsc); c != nil {
+		c.socketClosed()
+	}
+}
+
+// ---- helpers ----
+
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(status)
+	b := make([]byte, 0, len(msg)+32)
+	b = append(b, `{"error":`...)
+	b = protocol.AppendString(b, msg)
+	b = append(b, `,"code":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, "}\n"...)
+	_, _ = w.Write(b)
+}
+
+// validKey checks Sec-WebSocket-Key: base64 of 16 bytes (RFC 6455 §4.2.1).
+func validKey(k string) bool {
+	if len(k) != 24 {
+		return false
+	}
+	var dst [18]byte
+	n, err := base64.StdEncoding.Decode(dst[:], []byte(k))
+	return err == nil && n == 16
+}
+
+// headerHasToken reports whether a comma-separated header contains token
+// (case-insensitive).
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// listener wraps the engine's listener so that it can stop accepting
+// before the engine shuts down: the engine's accept loop retries on errors
+// until the engine is stopping, so a stopped listener blocks in Accept
+// until the engine closes it.
+type listener struct {
+	net.Listener
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	stopped   chan struct{}
+	closed    chan struct{}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		select {
+		case <-l.stopped:
+			<-l.closed
+			return nil, net.ErrClosed
+		default:
+		}
+	}
+	return c, err
+}
+
+// stop closes the socket (new connections are refused) but leaves Accept
+// blocked until Close.
+func (l *listener) stop() {
+	l.stopOnce.Do(func() {
+		close(l.stopped)
+		_ = l.Listener.Close()
+	})
+}
+
+func (l *listener) Close() error {
+	l.stop()
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (s *Server) listen(network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}}
+	ln, err := lc.Listen(s.ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{})}
+	s.mu.Lock()
+	s.ln = l
+	s.mu.Unlock()
+	return l, nil
+}

@@ -1,0 +1,87 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestShutdown(t *testing.T) {
+	before := runtime.NumGoroutine()
+	fs := newFakeSessions()
+	s, err := New(Config{Addr: "127.0.0.1:0"}, testApps(), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr().String()
+	var clients []*wsClient
+	var sessions []*fakeSession
+	for i := 0; i < 3; i++ {
+		c, sess := openSession(t, s, fs)
+		clients = append(clients, c)
+		sessions = append(sessions, sess)
+	}
+	// A silent client that never answers the close frame.
+	silent, silentSess := openSession(t, s, fs)
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	for _, c := range clients {
+		c.expectClose(4200)
+		c.writeFrame(true, opClose, closePayload(4200, ""))
+		c.expectEOF()
+	}
+	silent.expectClose(4200)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	for _, sess := range append(sessions, silentSess) {
+		waitDone(t, sess.done, "Closed")
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatal("still accepting after Shutdown")
+	}
+	// Every goroutine the server started is gone.
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestShutdownDeadline(t *testing.T) {
+	fs := newFakeSessions()
+	s, err := New(Config{Addr: "127.0.0.1:0", CloseTimeout: time.Minute}, testApps(), fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, sess := openSession(t, s, fs)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); err == nil {
+		t.Fatal("want the context error when connections outlive ctx")
+	}
+	c.expectClose(4200)
+	c.expectEOF()
+	waitDone(t, sess.done, "Closed")
+}
