@@ -236,6 +236,11 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	maxMembers := 0
 	if kind.IsPresence() {
 		maxMembers = app.MaxPresenceMembers
+		// Joins and leaves of one presence channel on this node go one at a
+		// time, from the State call to the member event, so that a roster
+		// handed to a joiner can never miss a member_removed sent meanwhile.
+		unlock := h.lockPresence(k)
+		defer unlock()
 	}
 	ctx, cancel := h.stateCtx()
 	res, err := h.state.Subscribe(ctx, app.ID, name, c.id, member, maxMembers)
@@ -326,7 +331,12 @@ func (c *Client) unsubscribe(name string) {
 // leave removes c from channel name everywhere and sends what follows.
 func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	app := c.app
-	h.removeLocal(chanKey{app.ID, name}, c)
+	k := chanKey{app.ID, name}
+	if sub.kind.IsPresence() {
+		unlock := h.lockPresence(k)
+		defer unlock()
+	}
+	h.removeLocal(k, c)
 	ctx, cancel := h.stateCtx()
 	res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
 	cancel()

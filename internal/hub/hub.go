@@ -66,6 +66,9 @@ type Hub struct {
 	users    map[userKey]map[*Client]struct{}
 	watchers map[userKey]map[*Client]struct{}
 
+	// presence serialises joins and leaves per presence channel (striped).
+	presence [256]sync.Mutex
+
 	countMu    sync.Mutex
 	countDirty map[chanKey]*apps.App
 }
@@ -126,6 +129,14 @@ func New(o Options) *Hub {
 		h.clients[i].m = make(map[string]*Client)
 	}
 	return h
+}
+
+// lockPresence locks the stripe of a presence channel and returns its
+// unlock.
+func (h *Hub) lockPresence(k chanKey) func() {
+	m := &h.presence[maphash.String(h.seed, k.app+"\x00"+k.name)%uint64(len(h.presence))]
+	m.Lock()
+	return m.Unlock
 }
 
 func (h *Hub) shardOf(s string) int { return int(maphash.String(h.seed, s) % shardCount) }

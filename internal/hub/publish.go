@@ -52,6 +52,9 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 // to a channel here and on the other nodes.
 func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, except *Client) {
 	h.broadcast(chanKey{app.ID, channel}, h.frame(payload), except)
+	if h.opt.Broker == nil {
+		return
+	}
 	exceptID := ""
 	if except != nil {
 		exceptID = except.id

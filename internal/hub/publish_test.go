@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/herald-ws/herald/internal/apps"
@@ -215,3 +216,90 @@ func TestPublishBrokerError(t *testing.T) {
 type failBroker struct{}
 
 func (failBroker) Publish(context.Context, BrokerMessage) error { return fmt.Errorf("down") }
+
+// The frame of a channel is built once and shared by every subscriber.
+func TestPublishSharesOneFrame(t *testing.T) {
+	framed := 0
+	e := newEnv(t, nil, func(o *Options) {
+		o.Framer = func(p []byte) []byte {
+			framed++
+			return append([]byte("F:"), p...)
+		}
+	})
+	var fcs []*fakeConn
+	for range 5 {
+		fc := &fakeConn{}
+		c, err := e.h.Connect(e.app, fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg(c, subscribeMsg("room", "", ""))
+		if len(fc.frames) != 2 || !strings.HasPrefix(string(fc.frames[1]), `F:{"event":"pusher_internal:subscription_succeeded"`) {
+			t.Fatalf("frames %q", fc.frames)
+		}
+		fc.frames, fc.read = nil, 0
+		fcs = append(fcs, fc)
+	}
+	framed = 0
+	e.publish("ev", "x", "", "room")
+	if framed != 1 {
+		t.Fatalf("framed %d times for one channel", framed)
+	}
+	first := fcs[0].frames[0]
+	if string(first) != `F:{"event":"ev","channel":"room","data":"x"}` {
+		t.Fatalf("frame %q", first)
+	}
+	for _, fc := range fcs[1:] {
+		if len(fc.frames) != 1 || &fc.frames[0][0] != &first[0] {
+			t.Fatal("subscribers got different frame buffers")
+		}
+	}
+}
+
+// The transport may reuse its read buffer once HandleMessage returns: the
+// hub must not keep any part of it.
+func TestInputBufferNotRetained(t *testing.T) {
+	e := newEnv(t, func(a *apps.App) { a.EnableClientMessages = true })
+	a, fa := e.connect()
+	b, fb := e.connect()
+	scribble := func(buf []byte) {
+		for i := range buf {
+			buf[i] = 'X'
+		}
+	}
+	cd := `{"user_id":"ada","user_info":{"name":"Ada"}}`
+	buf := []byte(fmt.Sprintf(`{"event":"pusher:subscribe","data":{"channel":"presence-r","auth":%q,"channel_data":%q}}`, e.auth(a.SocketID(), "presence-r", cd), cd))
+	a.HandleMessage(buf)
+	scribble(buf)
+	fa.next(t)
+	ud := `{"id":"ada","user_info":{"name":"Ada"},"watchlist":["bob"]}`
+	buf = []byte(fmt.Sprintf(`{"event":"pusher:signin","data":{"auth":%q,"user_data":%q}}`, e.app.Key+":"+protocol.Sign(e.app.Secret, protocol.UserAuthString(a.SocketID(), ud)), ud))
+	a.HandleMessage(buf)
+	scribble(buf)
+	fa.next(t)
+
+	r := rosterOf(t, e.sub(b, fb, "presence-r", `{"user_id":"bob"}`))
+	if string(r.Presence.Hash["ada"]) != `{"name":"Ada"}` {
+		t.Fatalf("roster after the buffer was reused: %+v", r)
+	}
+	fa.next(t) // member_added
+	users, _ := e.h.PresenceUsers(context.Background(), e.app, "presence-r")
+	if users[0].ID != "ada" || string(users[0].RawID) != `"ada"` || string(users[0].Info) != `{"name":"Ada"}` {
+		t.Fatalf("members %+v", users)
+	}
+	buf = []byte(`{"event":"client-x","channel":"presence-r","data":{"k":"v"}}`)
+	a.HandleMessage(buf)
+	scribble(buf)
+	if got := fb.nextRaw(t); got != `{"event":"client-x","channel":"presence-r","data":{"k":"v"},"user_id":"ada"}` {
+		t.Fatalf("client event %s", got)
+	}
+	if len(e.obs.events) != 1 || !strings.Contains(e.obs.events[0], `{"k":"v"}`) {
+		t.Fatalf("observer saw %q", e.obs.events)
+	}
+	b.Disconnected()
+	if got := fa.nextRaw(t); got != `{"event":"pusher_internal:member_removed","channel":"presence-r","data":"{\"user_id\":\"bob\"}"}` {
+		t.Fatalf("member_removed %s", got)
+	}
+	e.publish("ev", "x", "", "#server-to-user-ada")
+	fa.next(t)
+}

@@ -224,7 +224,7 @@ func TestValidateChannelNameLength(t *testing.T) {
 		}
 		// The limit includes prefixes.
 		p := "presence-" + strings.Repeat("x", max)
-		if err := ValidateChannelName(p[:max], max); max >= len("presence-") && err != nil {
+		if err := ValidateChannelName(p[:max], max); err != nil {
 			t.Errorf("max %d: prefixed name of exactly max: %v", max, err)
 		}
 		if err := ValidateChannelName(p[:max+1], max); err == nil {

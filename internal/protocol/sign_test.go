@@ -514,26 +514,6 @@ func TestVerifyRequestFailures(t *testing.T) {
 			r.Query.Set("Auth_Version", "2.0")
 			return resign(r)
 		}, message: "auth_version"},
-		{name: "array params joined with comma", req: func() SignedRequest {
-			q := url.Values{"channels[]": {"a", "b"}}
-			q = SignRequest("GET", "/apps/3/channels", q, nil, vecKey, vecSecret, vecNow)
-			want := "GET\n/apps/3/channels\nauth_key=" + vecKey + "&auth_timestamp=1353088179&auth_version=1.0&channels[]=a,b"
-			if got := (SignedRequest{Method: "GET", Path: "/apps/3/channels", Query: q}).StringToSign(); got != want {
-				panic("string to sign " + strconv.Quote(got) + " want " + strconv.Quote(want))
-			}
-			return SignedRequest{Method: "GET", Path: "/apps/3/channels", Query: q}
-		}, ok: true},
-		{name: "array params signed joined, parsed from the URL", req: func() SignedRequest {
-			// A client that signs "channels[]=a,b" and sends channels[]=a&channels[]=b.
-			base := url.Values{"auth_key": {vecKey}, "auth_timestamp": {strconv.Itoa(vecTimestamp)}, "auth_version": {"1.0"}}
-			toSign := "GET\n/apps/3/channels\n" + CanonicalQuery(base, nil) + "&channels[]=a,b"
-			raw := base.Encode() + "&channels%5B%5D=a&channels%5B%5D=b&auth_signature=" + Sign(vecSecret, toSign)
-			q, err := url.ParseQuery(raw)
-			if err != nil {
-				panic(err)
-			}
-			return SignedRequest{Method: "GET", Path: "/apps/3/channels", Query: q}
-		}, ok: true},
 		{name: "array params reordered", req: func() SignedRequest {
 			r := signed("GET", "/apps/3/channels", url.Values{"channels[]": {"a", "b"}}, "")
 			r.Query["channels[]"] = []string{"b", "a"}
@@ -581,6 +561,38 @@ func TestVerifyRequestFailures(t *testing.T) {
 				t.Errorf("message %q leaks the secret", ae.Message)
 			}
 		})
+	}
+}
+
+// TestVerifyRequestArrayParams: channels[]=a&channels[]=b is signed as
+// "channels[]=a,b" (§7.2).
+func TestVerifyRequestArrayParams(t *testing.T) {
+	q := SignRequest("GET", "/apps/3/channels", url.Values{"channels[]": {"a", "b"}}, nil, vecKey, vecSecret, vecNow)
+	r := SignedRequest{Method: "GET", Path: "/apps/3/channels", Query: q}
+	want := "GET\n/apps/3/channels\nauth_key=" + vecKey + "&auth_timestamp=1353088179&auth_version=1.0&channels[]=a,b"
+	if got := r.StringToSign(); got != want {
+		t.Errorf("StringToSign = %q, want %q", got, want)
+	}
+	if err := VerifyRequest(r, vecKey, vecSecret, vecNow, 600*time.Second); err != nil {
+		t.Errorf("SignRequest with array params: %v", err)
+	}
+
+	// A client that signs "channels[]=a,b" and sends the repeated form.
+	base := url.Values{"auth_key": {vecKey}, "auth_timestamp": {strconv.Itoa(vecTimestamp)}, "auth_version": {"1.0"}}
+	toSign := "GET\n/apps/3/channels\n" + CanonicalQuery(base, nil) + "&channels[]=a,b"
+	raw := base.Encode() + "&channels%5B%5D=a&channels%5B%5D=b&auth_signature=" + Sign(vecSecret, toSign)
+	parsed, err := url.ParseQuery(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = SignedRequest{Method: "GET", Path: "/apps/3/channels", Query: parsed}
+	if err := VerifyRequest(r, vecKey, vecSecret, vecNow, 600*time.Second); err != nil {
+		t.Errorf("repeated channels[] signed joined: %v", err)
+	}
+	// Order matters: b,a is another request.
+	r.Query["channels[]"] = []string{"b", "a"}
+	if err := VerifyRequest(r, vecKey, vecSecret, vecNow, 600*time.Second); err == nil {
+		t.Error("reordered channels[] verifies")
 	}
 }
 

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -560,5 +561,37 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 	if got := c.readText(); got != "still here" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestNoCompressionNegotiated(t *testing.T) {
+	fs := newFakeSessions()
+	s := startServer(t, Config{}, fs)
+	resp, c := rawRequest(t, s.Addr().String(), upgradeRequest("/app/key", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"))
+	if resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Fatalf("negotiated %q", ext)
+	}
+	if got := c.readText(); got != string(establishedJSON) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	s1 := startServer(t, Config{}, newFakeSessions())
+	s2, err := New(Config{Addr: s1.Addr().String()}, testApps(), newFakeSessions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(); err == nil {
+		t.Fatal("Start on a busy port succeeded")
+	}
+	if err := s2.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Addr: "127.0.0.1:0", PathPrefix: "ws"}, testApps(), newFakeSessions()); err == nil {
+		t.Fatal("bad prefix accepted")
 	}
 }

@@ -43,6 +43,12 @@ type wsConn struct {
 	// taken yet (kept up to date by Server.onWritten; never negative).
 	backlog atomic.Int64
 
+	// wmu serialises the writes to nc with closing it (the TLS layer's
+	// Close is not safe against a concurrent Write); wclosed, under wmu,
+	// stops the writes once the socket is being closed.
+	wmu     sync.Mutex
+	wclosed bool
+
 	mu        sync.Mutex
 	queue     [][]byte // frames waiting for a flusher
 	spare     [][]byte // the other buffer of the double-buffered queue
@@ -141,7 +147,21 @@ func (c *wsConn) dropQueueLocked() {
 
 // forceClose closes the socket at once; Closed follows from the engine.
 func (c *wsConn) forceClose() {
+	c.wmu.Lock()
+	c.wclosed = true
 	_ = c.wsc.Close()
+	c.wmu.Unlock()
+}
+
+// finalWrite writes frame (if not nil) as the last bytes of the socket,
+// which the caller is about to close.
+func (c *wsConn) finalWrite(frame []byte) {
+	c.wmu.Lock()
+	if !c.wclosed && frame != nil {
+		_, _ = c.nc.Write(frame)
+	}
+	c.wclosed = true
+	c.wmu.Unlock()
 }
 
 // drained is called when the socket layer's backlog drops to zero.
@@ -194,7 +214,9 @@ func (c *wsConn) flush(scratch *[]byte) {
 		} // else let a burst's backing array go
 		c.mu.Unlock()
 		if err != nil {
-			c.srv.log.Debug("transport: write failed", "remote", c.nc.RemoteAddr(), "err", err)
+			if err != net.ErrClosed {
+				c.srv.log.Debug("transport: write failed", "remote", c.nc.RemoteAddr(), "err", err)
+			}
 			c.forceClose()
 			c.mu.Lock()
 			c.inFlush = false
@@ -215,6 +237,11 @@ const maxWriteChunk = 64 << 10
 // copied into scratch and written together, a frame larger than a chunk is
 // written on its own.
 func (c *wsConn) writeBatch(frames [][]byte, scratch *[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed {
+		return net.ErrClosed
+	}
 	if len(frames) == 1 {
 		_, err := c.nc.Write(frames[0])
 		return err

@@ -215,6 +215,9 @@ func (s *Server) Start() error {
 	if err := s.engine.Start(); err != nil {
 		s.flushq.close()
 		s.wg.Wait()
+		s.mu.Lock()
+		s.stopping = true // nothing left for Shutdown to do
+		s.mu.Unlock()
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	return nil
@@ -523,13 +526,14 @@ func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
 		c.call("Touch", c.session.Touch, false)
 	}
 	if !c.peerClose() {
+		c.finalWrite(nil)
 		return
 	}
 	if code == 1005 {
 		code = 0 // answer a close without status with an empty close
 	}
 	// Written directly: the engine closes the socket when this returns.
-	_, _ = c.nc.Write(closeFrame(code, ""))
+	c.finalWrite(closeFrame(code, ""))
 }
 
 func (s *Server) onSocketClose(wsc *websocket.Conn, _ error) {

@@ -264,10 +264,16 @@ describe('errors', () => {
   h.test('data over max_event_payload_kb ⇒ 413; below it is accepted', async () => {
     const c = await h.raw();
     await c.subscribe('big');
-    const ok = await h.api().trigger('big', 'fits', 'a'.repeat(10_000));
+    const ok = await h.api().trigger('big', 'fits', 'a'.repeat(10 * 1024)); // exactly the limit
     assert.equal(ok.status, 200);
     const f = await c.next('fits');
-    assert.equal(f.data.length, 10_000);
+    assert.equal(f.data.length, 10 * 1024);
+    // the limit counts bytes, not characters: 5121 × "é" is 10242 bytes
+    const utf8 = await expectRequestError(h.api().trigger('big', 'too-big', 'é'.repeat(5121)));
+    assertJsonError(utf8.status, utf8.body, 413, '10242 bytes of 2-byte characters');
+    const okUtf8 = await h.api().trigger('big', 'fits-utf8', 'é'.repeat(5120));
+    assert.equal(okUtf8.status, 200);
+    assert.equal((await c.next('fits-utf8')).data, 'é'.repeat(5120));
     const err = await expectRequestError(h.api().trigger('big', 'too-big', 'a'.repeat(10 * 1024 + 1)));
     assertJsonError(err.status, err.body, 413, 'payload 10241 bytes');
     await c.expectNone('too-big', 200);
@@ -313,6 +319,23 @@ describe('errors', () => {
     const channels = Array.from({ length: 101 }, (_, i) => `many-${i}`);
     const res = await h.request({ method: 'POST', path: '/events', body: { name: 'x', channels, data: '{}' } });
     assertJsonError(res.status, res.text, 400, '101 channels');
+  });
+});
+
+describe('routing', () => {
+  h.test('wrong method ⇒ 405 JSON, unknown path ⇒ 404 JSON', async () => {
+    for (const [method, path, status] of [
+      ['GET', '/events', 405],
+      ['GET', '/batch_events', 405],
+      ['POST', '/channels', 405],
+      ['GET', '/users/1/terminate_connections', 405],
+      ['GET', '/no-such-endpoint', 404],
+    ]) {
+      const res = await h.request({ method, path, body: method === 'POST' ? {} : undefined });
+      assertJsonError(res.status, res.text, status, `${method} ${path}`);
+    }
+    const res = await fetch(`${h.server.httpBase}/definitely/not/here`);
+    assertJsonError(res.status, await res.text(), 404, 'unknown top-level path');
   });
 });
 

@@ -61,6 +61,23 @@ describe('several apps', () => {
     assert.equal(atB.length, 0);
   });
 
+  h.test('sendToUser and terminate_connections only touch the user on their own app', async () => {
+    const onA = await h.raw({ appId: 'app-a' });
+    const onB = await h.raw({ appId: 'app-b' });
+    await h.signin(onA, '77', { appId: 'app-a' });
+    await h.signin(onB, '77', { appId: 'app-b' });
+    await onA.subscribe('#server-to-user-77');
+    await onB.subscribe('#server-to-user-77');
+    await h.api('app-a').sendToUser('77', 'only-a', {});
+    await onA.next('only-a');
+    await onB.expectNone('only-a', 300);
+    await h.api('app-a').terminateUserConnections('77');
+    assert.equal((await onA.waitClose()).code, 4009);
+    await sleep(200);
+    assert.ok(onB.isOpen, 'the same user id on app B is not terminated');
+    await onB.roundTrip();
+  });
+
   h.test("app A's credentials cannot sign app B's API requests", async () => {
     const res = await h.request({
       method: 'POST',

@@ -84,6 +84,10 @@ describe('subscription_count_interval', () => {
       what: 'count 5',
     });
     const values = watcher.queue.filter(isCount).map((f) => JSON.parse(f.data).subscription_count);
-    assert.deepEqual(values, [2, 3, 4, 5], 'with joins spaced wider than the interval, each count is sent');
+    // Joins ~350 ms apart: a 300 ms interval reports (nearly) each of them,
+    // where the default 1 s interval would coalesce them into about two.
+    assert.equal(values.at(-1), 5, `values ${values}`);
+    assert.ok(values.every((v, i) => i === 0 || v > values[i - 1]), `increasing: ${values}`);
+    assert.ok(values.length >= 3, `with joins spaced wider than the interval most counts are sent: ${values}`);
   });
 });

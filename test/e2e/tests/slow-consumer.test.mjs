@@ -5,7 +5,7 @@ import { describe } from 'node:test';
 
 import { app, json, useHerald, waitUntil } from '../harness.mjs';
 
-const h = useHerald({ write_queue_kb: 64, apps: [app({ max_event_payload_kb: 10 })] });
+const h = useHerald({ write_queue_kb: 256, apps: [app({ max_event_payload_kb: 10 })] });
 
 describe('slow consumers', () => {
   h.test('a subscriber that stops reading is cut off; a reading subscriber gets everything', async () => {
@@ -16,7 +16,7 @@ describe('slow consumers', () => {
     slow.ws._socket.pause(); // stop reading: the kernel buffers fill, then the server's queue
 
     const payload = 'p'.repeat(9000);
-    const BATCHES = 200; // 200 × 10 × 9 KB ≈ 18 MB, far beyond socket buffers + 64 KB
+    const BATCHES = 200; // 200 × 10 × 9 KB ≈ 18 MB, far beyond socket buffers + 256 KB; one batch (90 KB) fits the queue
     let fastCount = 0;
     fast.ws.on('message', () => fastCount++);
     const t0 = Date.now();
