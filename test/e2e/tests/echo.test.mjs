@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { app, sleep, useHerald, waitUntil } from '../harness.mjs';
+import { Echo, HOST, PusherJS, app, connected, sleep, useHerald, waitUntil } from '../harness.mjs';
 
 const h = useHerald({ apps: [app()] });
 
@@ -19,6 +19,27 @@ function whenSubscribed(echoChannel) {
 function laravelBroadcast(channels, event, payload, socketId) {
   return h.api().trigger(channels, event, payload, socketId ? { socket_id: socketId } : undefined);
 }
+
+describe('Echo with a ready-made pusher-js client (options.client)', () => {
+  h.test('uses the given client and receives events', async () => {
+    const client = new PusherJS('app-key', {
+      cluster: 'mt1',
+      wsHost: HOST,
+      wsPort: h.server.port,
+      forceTLS: false,
+      enabledTransports: ['ws'],
+    });
+    const echo = new Echo({ broadcaster: 'pusher', client, withoutInterceptors: true });
+    h.addCleanup(() => echo.disconnect());
+    await connected(client);
+    assert.equal(echo.socketId(), client.connection.socket_id);
+    const got = [];
+    await whenSubscribed(echo.channel('shipments').listen('ShipmentCreated', (e) => got.push(e)));
+    await laravelBroadcast(['shipments'], 'App\\Events\\ShipmentCreated', { id: 9 });
+    await waitUntil(() => got.length === 1, { what: 'ShipmentCreated' });
+    assert.deepEqual(got[0], { id: 9 });
+  });
+});
 
 for (const broadcaster of ['pusher', 'reverb']) {
   describe(`Echo with broadcaster '${broadcaster}'`, () => {
