@@ -35,5 +35,9 @@ e2e-deps:
 e2e: build e2e-deps
 	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
 
+## bench: short forms of the load scenarios against a fresh bin/herald (bench/README.md has the full ones).
+bench: build
+	HERALD_BIN=$(CURDIR)/$(BIN) bench/run.sh
+
 clean:
 	rm -rf bin $(E2E_DIR)/node_modules

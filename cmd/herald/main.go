@@ -5,6 +5,7 @@
 // Usage:
 //
 //	herald [serve] [flags]   start a node (the default)
+//	herald bench <scenario>  load-test a Pusher-protocol server
 //	herald version           print the version
 //	herald help [command]    explain a command
 //
@@ -26,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/loadtest"
 	"github.com/herald-ws/herald/internal/server"
 )
 
@@ -40,6 +42,7 @@ const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and p
 
 Usage:
   herald [serve] [flags]   start a node (the default command)
+  herald bench <scenario>  load-test a Pusher-protocol server (idle, fanout, churn)
   herald version           print the version
   herald help [command]    show help for a command
 
@@ -56,12 +59,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(args, stdout, stderr)
+	case "bench":
+		return loadtest.Main(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "herald", version)
 		return 0
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
+		}
+		if len(args) > 0 && args[0] == "bench" {
+			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0

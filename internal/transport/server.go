@@ -208,17 +208,25 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	s.mu.Unlock()
+	// Bind first: nbio's engine hangs in Start when its listener fails.
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}}
+	ln, err := lc.Listen(s.ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		s.mu.Lock()
+		s.stopping = true // nothing left for Shutdown to do
+		s.mu.Unlock()
+		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.mu.Lock()
+	s.ln = &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{})}
+	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
 		go s.flusher()
 	}
 	if err := s.engine.Start(); err != nil {
-		s.flushq.close()
-		s.wg.Wait()
-		s.mu.Lock()
-		s.stopping = true // nothing left for Shutdown to do
-		s.mu.Unlock()
-		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
+		// Not reached in practice: the only listener is already bound.
+		return fmt.Errorf("transport: start: %w", err)
 	}
 	return nil
 }
@@ -620,15 +628,12 @@ func (l *listener) Close() error {
 	return nil
 }
 
-func (s *Server) listen(network, addr string) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}}
-	ln, err := lc.Listen(s.ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	l := &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{})}
+// listen hands the engine the listener bound by Start.
+func (s *Server) listen(_, _ string) (net.Listener, error) {
 	s.mu.Lock()
-	s.ln = l
-	s.mu.Unlock()
-	return l, nil
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil, errors.New("transport: no listener")
+	}
+	return s.ln, nil
 }

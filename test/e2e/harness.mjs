@@ -98,13 +98,16 @@ export async function waitUntil(cond, { timeout = 5000, what = 'condition' } = {
   }
 }
 
-/** Rejects if `promise` has not settled within `ms`. */
+/** Rejects if `promise` has not settled within `ms`; `what` (string or function) names it. */
 export function withTimeout(promise, ms, what = 'operation') {
   let timer;
   return Promise.race([
     promise,
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+      timer = setTimeout(() => {
+        const desc = typeof what === 'function' ? what() : what;
+        reject(new Error(`timed out after ${ms} ms waiting for ${desc}`));
+      }, ms);
     }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -736,28 +739,24 @@ export function record(target, event) {
     list.push({ data, metadata });
     for (const w of [...waiters]) w();
   });
-  list.waitFor = (n, timeout = 3000) =>
-    withTimeout(
+  list.waitFor = (n, timeout = 3000) => {
+    let check;
+    return withTimeout(
       new Promise((resolve) => {
-        const check = () => {
-          if (list.length >= n) {
-            waiters.splice(waiters.indexOf(check), 1);
-            resolve(list);
-          }
+        check = () => {
+          if (list.length >= n) resolve(list);
         };
         waiters.push(check);
         check();
       }),
       timeout,
-      `${n} × ${event} (got ${list.length})`,
-    );
+      () => `${n} × ${event} (got ${list.length}: ${JSON.stringify(list.map((e) => e.data)).slice(0, 500)})`,
+    ).finally(() => {
+      const i = waiters.indexOf(check);
+      if (i >= 0) waiters.splice(i, 1);
+    });
+  };
   return list;
-}
-
-/** Sends a client event (`client-…`) through pusher-js, after checking it is accepted locally. */
-export function trigger(channel, event, data) {
-  const ok = channel.trigger(event, data);
-  if (!ok) throw new Error(`pusher-js refused to send ${event} on ${channel.name}`);
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,13 @@ describe('activity timeout', () => {
       // a pusher-js client: it pings after min(its own, the server's) activity timeout
       const js = await h.pusher();
       const jsSocket = js.connection.socket_id;
+      // `pinger` ignores pusher:ping but sends WebSocket ping frames: inbound
+      // control frames count as activity too (protocol doc §3.2).
+      const pinger = await h.raw({ autoPong: false, answerPings: false });
+      let pongFrames = 0;
+      pinger.ws.on('pong', () => pongFrames++);
+      const pingTimer = setInterval(() => pinger.isOpen && pinger.ws.ping(), 500);
+      h.addCleanup(() => clearInterval(pingTimer));
       const jsStates = [];
       js.connection.bind('state_change', ({ current }) => jsStates.push(current));
       const started = Date.now();
@@ -46,6 +53,8 @@ describe('activity timeout', () => {
       await sleep(1000);
       assert.ok(polite.isOpen, `polite client was closed: ${JSON.stringify(polite.closeInfo)}`);
       await polite.roundTrip();
+      assert.ok(pinger.isOpen, `a client sending WebSocket pings was closed: ${JSON.stringify(pinger.closeInfo)}`);
+      assert.ok(pongFrames > 0, 'WebSocket ping frames are answered with pong frames');
       // pusher-js stayed connected on the same socket the whole time
       assert.deepEqual(jsStates, [], `pusher-js state changes: ${jsStates.join(' → ')}`);
       assert.equal(js.connection.socket_id, jsSocket);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { app, expectRequestError, record, sleep, subscribed, useHerald, waitUntil, withTimeout } from '../harness.mjs';
+import { app, expectRequestError, record, sleep, useHerald, waitUntil, withTimeout } from '../harness.mjs';
 
 const h = useHerald({
   apps: [
@@ -48,6 +48,7 @@ function assertJsonError(status, body, expectedStatus, what) {
     assert.fail(`${what}: error body is not JSON: ${JSON.stringify(body)}`);
   }
   assert.equal(typeof parsed.error, 'string', `${what}: ${body}`);
+  assert.equal(parsed.code, expectedStatus, `${what}: body "code" must equal the status: ${body}`);
 }
 
 /** Opens a raw socket that must be refused: pusher:error `code` (if sent) and close `code`. */
@@ -268,5 +269,3 @@ describe('watchlist events', () => {
   });
 });
 
-// referenced for debugging
-void subscribed;

@@ -268,6 +268,24 @@ describe('presence channels', () => {
     assert.equal(added[0].data.id, '2');
   });
 
+  h.test('raw: PHP-style channel_data (escaped unicode and slashes) is verified and relayed as the same JSON', async () => {
+    // pusher-php json_encode()s channel_data with \uXXXX and \/ escapes; the
+    // signature covers those exact bytes, so the server must not re-encode.
+    const chan = 'presence-php';
+    const channelData = '{"user_id":"7","user_info":{"name":"\\u540d\\u524d","avatar":"https:\\/\\/example.com\\/a.png"}}';
+    const crypto = await import('node:crypto');
+    const a = await h.raw();
+    const sig = crypto.createHmac('sha256', 'app-secret').update(`${a.socketId}:${chan}:${channelData}`).digest('hex');
+    const ok = await a.subscribe(chan, { auth: `app-key:${sig}`, channel_data: channelData });
+    const { presence } = JSON.parse(ok.data);
+    assert.deepEqual(presence.hash['7'], { name: '名前', avatar: 'https://example.com/a.png' });
+
+    const b = await h.raw();
+    await b.subscribe(chan, h.channelAuth(b.socketId, chan, { channelData: { user_id: '8' } }));
+    const roster = JSON.parse(b.history.find((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === chan).data);
+    assert.deepEqual(roster.presence.hash['7'], { name: '名前', avatar: 'https://example.com/a.png' });
+  });
+
   h.test('raw: channel_data sent as an object (not the signed string) is refused', async () => {
     const chan = 'presence-objdata';
     const c = await h.raw();

@@ -61,6 +61,18 @@ describe('connection', () => {
     assert.equal(pong.channel, undefined);
   });
 
+  h.test('tolerated without an error: ping without data, unsolicited pong, unsubscribe from an unknown channel, auth on a public channel', async () => {
+    const c = await h.raw();
+    c.send({ event: 'pusher:ping' });
+    await c.next('pusher:pong');
+    c.send({ event: 'pusher:pong', data: {} });
+    c.send({ event: 'pusher:unsubscribe', data: { channel: 'never-subscribed' } });
+    const ok = await c.subscribe('public-with-auth', { auth: 'app-key:ignored' });
+    assert.equal(ok.data, '{}');
+    await c.roundTrip();
+    await c.expectNone('pusher:error', 100);
+  });
+
   h.test('pusher-js connects, gets a socket id and stays connected', async () => {
     const client = await h.pusher();
     assert.equal(client.connection.state, 'connected');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { app, expectRequestError, json, record, sleep, subscribed, useHerald } from '../harness.mjs';
+import { app, expectRequestError, json, record, subscribed, useHerald } from '../harness.mjs';
 
 const h = useHerald({ apps: [app(), app({ id: 'other-app', key: 'other-key', secret: 'other-secret' })] });
 
@@ -17,7 +17,7 @@ function assertJsonError(status, body, expectedStatus, what) {
   }
   assert.equal(typeof parsed.error, 'string', `${what}: body has no "error" string: ${body}`);
   assert.ok(parsed.error.length > 0);
-  if (parsed.code !== undefined) assert.equal(parsed.code, expectedStatus, `${what}: body code`);
+  assert.equal(parsed.code, expectedStatus, `${what}: body "code" must equal the status: ${body}`);
 }
 
 async function presenceMember(user, channel) {
@@ -349,5 +349,3 @@ describe('health', () => {
   });
 });
 
-// keep `sleep` referenced for ad-hoc debugging
-void sleep;

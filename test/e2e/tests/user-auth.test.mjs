@@ -44,6 +44,18 @@ describe('user authentication', () => {
     assert.equal(sub.data, '{}');
   });
 
+  h.test('raw: PHP-style user_data (escaped unicode/slashes) signs in and is echoed byte for byte', async () => {
+    const c = await h.raw();
+    const crypto = await import('node:crypto');
+    const userData = '{"id":"php-1","user_info":{"name":"\\u00c9mile","url":"https:\\/\\/x.test\\/"}}';
+    const sig = crypto.createHmac('sha256', 'app-secret').update(`${c.socketId}::user::${userData}`).digest('hex');
+    c.send({ event: 'pusher:signin', data: { auth: `app-key:${sig}`, user_data: userData } });
+    const ok = await c.next((f) => f.event === 'pusher:signin_success' || f.event === 'pusher:error');
+    assert.equal(ok.event, 'pusher:signin_success', ok.raw);
+    assert.equal(JSON.parse(ok.data).user_data, userData);
+    await c.subscribe('#server-to-user-php-1');
+  });
+
   h.test('raw: pusher:signin with a bad signature is refused', async () => {
     const c = await h.raw();
     const { auth, user_data } = h.api().authenticateUser(c.socketId, { id: '7' });

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs Herald's load scenarios against bin/herald on loopback: a short form
+# of each by default (what `make bench` runs, about a minute), or the full
+# figures of bench/README.md with --full. Every scenario gets a freshly
+# started server so that RSS and CPU figures are its own.
+#
+#   bench/run.sh            short forms
+#   bench/run.sh --full     the README's figures (19,000 idle, 10,000 fanout, ...)
+#
+# Environment:
+#   HERALD_BIN   server binary (default bin/herald; built if missing)
+#   BENCH_PORT   port for the server (default 16600)
+#   BENCH_OUT    file that collects the JSON lines (default a temp file)
+#   BENCH_ARGS   extra flags for every scenario (e.g. "--progress 0")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=short
+case "${1:-}" in
+  --full) mode=full ;;
+  ""|--short) ;;
+  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  *) echo "usage: bench/run.sh [--short|--full]" >&2; exit 2 ;;
+esac
+
+GO=${GO:-go}
+BIN=${HERALD_BIN:-bin/herald}
+PORT=${BENCH_PORT:-16600}
+OUT=${BENCH_OUT:-$(mktemp "${TMPDIR:-/tmp}/herald-bench.XXXXXX.jsonl")}
+EXTRA=${BENCH_ARGS:-}
+
+if [ -z "${HERALD_BIN:-}" ]; then
+  echo "building $BIN"
+  mkdir -p "$(dirname "$BIN")"
+  $GO build -o "$BIN" ./cmd/herald
+fi
+
+# The load tool is the same binary: `herald bench`.
+BENCH=("$BIN" bench)
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+trap stop_server EXIT INT TERM
+
+start_server() {
+  stop_server
+  "$BIN" serve --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s >"$OUT.server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server did not start; its log:" >&2
+  cat "$OUT.server.log" >&2
+  exit 1
+}
+
+failed=0
+# run NAME SCENARIO FLAGS...: one scenario against a fresh server.
+run() {
+  local name=$1; shift
+  start_server
+  echo
+  echo "=== $name: herald bench $*"
+  local log
+  log=$(mktemp)
+  # shellcheck disable=SC2086
+  if ! "${BENCH[@]}" "$@" --url "ws://127.0.0.1:$PORT" --server-pid "$server_pid" $EXTRA | tee "$log"; then
+    failed=$((failed + 1))
+  fi
+  grep '^{' "$log" | tail -n 1 | sed "s/^{/{\"name\":\"$name\",/" >>"$OUT" || true
+  rm -f "$log"
+  stop_server
+}
+
+api=(--api "http://127.0.0.1:$PORT")
+if [ "$mode" = full ]; then
+  run idle-19k      idle   --conns 19000 --channels 100 --settle 5s
+  run fanout-1k     fanout --subscribers 1000 --channels 1 --publishers 8 --duration 20s --warmup 3s "${api[@]}"
+  run fanout-10k    fanout --subscribers 10000 --channels 100 --publishers 8 --duration 20s --warmup 3s "${api[@]}"
+  run latency-1k    fanout --subscribers 1000 --channels 1 --publishers 1 --rate 20 --duration 30s --warmup 3s "${api[@]}"
+  run churn         churn  --conns 50 --channels 10 --duration 20s
+else
+  run idle          idle   --conns 2000 --channels 100 --settle 2s
+  run fanout-1k     fanout --subscribers 1000 --channels 1 --publishers 8 --duration 3s --warmup 1s "${api[@]}"
+  run fanout-2k-100 fanout --subscribers 2000 --channels 100 --publishers 8 --channels-per-event 10 --duration 3s --warmup 1s "${api[@]}"
+  run latency-1k    fanout --subscribers 1000 --channels 1 --publishers 1 --rate 20 --duration 3s --warmup 1s "${api[@]}"
+  run churn         churn  --conns 20 --channels 10 --duration 3s
+fi
+
+echo
+echo "JSON lines: $OUT"
+rm -f "$OUT.server.log"
+if [ "$failed" -gt 0 ]; then
+  echo "$failed scenario(s) failed" >&2
+  exit 1
+fi

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestHelpExplainsEveryCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"help"}, &out, &errOut); code != 0 {
+		t.Fatalf("help exit %d", code)
+	}
+	for _, want := range []string{"serve", "version", "HERALD_"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help does not mention %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestServeHelpListsFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"serve", "--help"}, &out, &errOut); code != 0 {
+		t.Fatalf("serve --help exit %d", code)
+	}
+	for _, want := range []string{"-config", "-port", "-host", "HERALD_PORT", "-shutdown-timeout"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("serve --help does not mention %q:\n%s", want, errOut.String())
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "herald ") {
+		t.Fatalf("version: exit %d, %q", code, out.String())
+	}
+}
+
+func TestUnknownCommandIsUsageError(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errOut.String(), `unknown command "frobnicate"`) {
+		t.Fatalf("stderr: %s", errOut.String())
+	}
+}
+
+func TestInvalidConfigNamesFileAndKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	if err := os.WriteFile(path, []byte("port: 6001\napps:\n  - id: a\n    key: k\n    secret: s\n    max_connections: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"serve", "--config", path}, &out, &errOut); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr %s", code, errOut.String())
+	}
+	msg := errOut.String()
+	if !strings.Contains(msg, path) || !strings.Contains(msg, "max_connections") {
+		t.Fatalf("error does not name the file and the key:\n%s", msg)
+	}
+}
+
+func TestBadFlagValueIsUsageError(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"serve", "--port", "seventy"}, &out, &errOut); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errOut.String(), "--port") {
+		t.Fatalf("error does not name the flag:\n%s", errOut.String())
+	}
+}

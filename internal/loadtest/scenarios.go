@@ -1,0 +1,403 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// openPhase connects the clients of idle and fanout and fills the connect
+// figures of res. It reports whether the run can go on.
+func (r *runner) openPhase(ctx context.Context, res *Result, st *runStats, cs *clientSet) bool {
+	o := r.o
+	cpu0, cpuOK := r.serverCPU()
+	stop := r.progress(connectLine(st, o.Conns))
+	elapsed, aborted := cs.open(ctx, o.Conns)
+	stop()
+	connected := st.connected.Load()
+	res.ConnectSeconds = roundTo(elapsed.Seconds(), 3)
+	if elapsed > 0 {
+		res.ConnectRate = roundTo(float64(connected)/elapsed.Seconds(), 1)
+	}
+	if cpu1, ok := r.serverCPU(); ok && cpuOK && r.scenario == "idle" {
+		res.ServerCPUSeconds = f64(roundTo(cpu1-cpu0, 3))
+	}
+	if !r.o.JSON {
+		fmt.Fprintf(r.stderr, "[%s] %d/%d connections subscribed in %.2fs (%s conn/s), %d failed\n",
+			r.scenario, connected, o.Conns, elapsed.Seconds(), human(res.ConnectRate), st.failed.Load())
+	}
+	switch {
+	case ctx.Err() != nil:
+		res.OK, res.Verdict = false, "interrupted while connecting"
+		return false
+	case aborted:
+		res.OK = false
+		res.Verdict = fmt.Sprintf("%d connections failed, more than --max-fail %.3g of %d", st.failed.Load(), o.MaxFail, o.Conns)
+		return false
+	case connected == 0:
+		res.OK, res.Verdict = false, "no connection succeeded"
+		return false
+	}
+	return true
+}
+
+// idle opens N subscribed connections and measures the server's RSS.
+func (r *runner) idle(ctx context.Context) *Result {
+	o := r.o
+	st := newRunStats()
+	cs := newClientSet(o, st)
+	res := r.newResult()
+	res.Params["connect_rate"] = o.ConnectRate
+	res.Params["settle_s"] = o.Settle.Seconds()
+	res.Params["hold_s"] = o.Hold.Seconds()
+	defer r.finish(res, st, cs)
+
+	rss0, rssOK := r.serverRSS()
+	if rssOK {
+		res.RSSBeforeBytes = i64(rss0)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	defer cs.closeAll(10 * time.Second)
+	if !r.openPhase(ctx, res, st, cs) {
+		return res
+	}
+	go cs.keepAlive(kctx)
+
+	liveLine := func(what string) func() string {
+		return func() string {
+			return fmt.Sprintf("%s: %d live, %d dropped, %d errors", what, st.live.Load(), st.dropped.Load(), st.errs.total())
+		}
+	}
+	stop := r.progress(liveLine("settling"))
+	sleepCtx(ctx, o.Settle)
+	stop()
+	if rss1, ok := r.serverRSS(); ok {
+		res.RSSBytes = i64(rss1)
+		if rssOK {
+			n := st.connected.Load()
+			res.RSSPerConnBytes = f64(roundTo(float64(rss1-rss0)/float64(n), 1))
+			if rss1 <= rss0 {
+				r.note("the server's RSS did not grow: it still held memory from earlier runs and returned some; restart it before an idle run for a meaningful RSS per connection")
+			}
+		}
+	}
+	if o.Hold > 0 {
+		stop := r.progress(liveLine("holding"))
+		sleepCtx(ctx, o.Hold)
+		stop()
+	}
+	if d := st.dropped.Load(); d > 0 {
+		res.OK = false
+		res.Verdict = fmt.Sprintf("%d connections were lost while held", d)
+	}
+	return res
+}
+
+// fanout subscribes S clients over K channels and publishes through P
+// publishers.
+func (r *runner) fanout(ctx context.Context) *Result {
+	o := r.o
+	st := newRunStats()
+	cs := newClientSet(o, st)
+	res := r.newResult()
+	res.Params["publishers"] = o.Publishers
+	res.Params["rate"] = o.Rate
+	res.Params["duration_s"] = o.Duration.Seconds()
+	res.Params["warmup_s"] = o.Warmup.Seconds()
+	res.Params["payload"] = o.Payload
+	if o.Batch > 1 {
+		res.Params["batch"] = o.Batch
+	}
+	if o.ChannelsPerEvt > 1 {
+		res.Params["channels_per_event"] = o.ChannelsPerEvt
+	}
+	defer r.finish(res, st, cs)
+
+	rss0, rssOK := r.serverRSS()
+	if rssOK {
+		res.RSSBeforeBytes = i64(rss0)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	defer cs.closeAll(10 * time.Second)
+	if !r.openPhase(ctx, res, st, cs) {
+		return res
+	}
+	go cs.keepAlive(kctx)
+	if rss, ok := r.serverRSS(); ok {
+		res.RSSBytes = i64(rss)
+		if rssOK {
+			res.RSSPerConnBytes = f64(roundTo(float64(rss-rss0)/float64(st.connected.Load()), 1))
+		}
+	}
+	if !sleepCtx(ctx, o.Settle) {
+		res.OK, res.Verdict = false, "interrupted"
+		return res
+	}
+	cs.mu.Lock()
+	subs := append([]int64(nil), cs.subsPerChannel...)
+	cs.mu.Unlock()
+
+	api := newAPIClient(o, o.Publishers)
+	names := quotedChannelNames(o.ChannelBase, o.Channels)
+	pubs := make([]*publisher, o.Publishers)
+	for i := range pubs {
+		pubs[i] = &publisher{id: i, nPub: o.Publishers, api: api, st: st, names: names, payload: o.Payload,
+			batch: o.Batch, perEvent: o.ChannelsPerEvt, measured: make([]uint64, o.Channels)}
+	}
+	var interval time.Duration
+	if o.Rate > 0 {
+		// Each request carries Batch events; P publishers share the rate.
+		interval = time.Duration(float64(time.Second) * float64(o.Publishers*o.Batch) / o.Rate)
+	}
+	t0 := time.Now()
+	start := t0.Add(o.Warmup)
+	end := start.Add(o.Duration)
+	st.winStart.Store(start.UnixNano())
+	st.winEnd.Store(end.UnixNano())
+
+	pubTotals := func() (req, ev, fail uint64) {
+		for _, p := range pubs {
+			req += p.requests.Load()
+			ev += p.events.Load()
+			fail += p.failures.Load()
+		}
+		return
+	}
+	var lastD, lastE uint64
+	lastT := t0
+	stop := r.progress(func() string {
+		d, _, v := st.totals()
+		_, e, f := pubTotals()
+		now := time.Now()
+		dt := now.Sub(lastT).Seconds()
+		phase := "warmup"
+		if now.After(start) {
+			phase = "measuring"
+		}
+		if now.After(end) {
+			phase = "draining"
+		}
+		s := fmt.Sprintf("%s: %s deliveries/s, %s events/s published, %d live, %d violations, %d publish errors, %d errors",
+			phase, human(float64(d-lastD)/dt), human(float64(e-lastE)/dt), st.live.Load(), v, f, st.errs.total())
+		lastD, lastE, lastT = d, e, now
+		return s
+	})
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	var wg sync.WaitGroup
+	for i, p := range pubs {
+		wg.Add(1)
+		// Stagger paced publishers so that their events do not come in bursts.
+		first := t0.Add(time.Duration(i) * interval / time.Duration(len(pubs)))
+		go func(p *publisher) {
+			defer wg.Done()
+			p.run(pctx, first, end, interval)
+		}(p)
+	}
+
+	// Sample the server's CPU and the delivery count at the edges of the
+	// measured window.
+	sleepCtx(ctx, time.Until(start))
+	cpu0, cpuOK := r.serverCPU()
+	self0 := selfCPUSeconds()
+	d0, _, _ := st.totals()
+	w0 := time.Now()
+	sleepCtx(ctx, time.Until(end))
+	cpu1, cpu1OK := r.serverCPU()
+	self1 := selfCPUSeconds()
+	d1, _, _ := st.totals()
+	window := time.Since(w0).Seconds()
+	wg.Wait()
+
+	// Drain: wait for the deliveries still in flight.
+	expected := func() uint64 {
+		var e uint64
+		for _, p := range pubs {
+			for ch, n := range p.measured {
+				e += n * uint64(subs[ch])
+			}
+		}
+		return e
+	}
+	exp := expected()
+	drainEnd := time.Now().Add(o.Drain)
+	for time.Now().Before(drainEnd) && ctx.Err() == nil {
+		if _, m, _ := st.totals(); m >= exp {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+
+	total, measured, _ := st.totals()
+	req, ev, fail := pubTotals()
+	res.EventsPublished = ev
+	res.PublishRequests = req
+	res.PublishErrors = fail
+	res.PublishRate = roundTo(float64(ev)/(o.Warmup+o.Duration).Seconds(), 1)
+	if p := api.lastBody.Load(); p != nil {
+		res.LastAPIErr = *p
+	}
+	res.Deliveries = total
+	res.MeasuredDeliveries = measured
+	res.ExpectedDeliveries = exp
+	res.WindowSeconds = roundTo(window, 3)
+	if window > 0 {
+		res.DeliveriesPerSec = roundTo(float64(d1-d0)/window, 1)
+		res.ClientCPUShare = f64(roundTo((self1-self0)/window, 3))
+	}
+	if exp > 0 {
+		res.DeliveryRatio = f64(roundTo(float64(measured)/float64(exp), 6))
+	}
+	lat := st.latency().LatencyMS()
+	res.Latency = &lat
+	if cpuOK && cpu1OK {
+		c := roundTo(cpu1-cpu0, 3)
+		res.ServerCPUSeconds = f64(c)
+		if window > 0 {
+			res.ServerCPUShare = f64(roundTo(c/window, 3))
+		}
+		if c > 0 {
+			res.DeliveriesPerServerCPUSecond = f64(roundTo(float64(d1-d0)/c, 1))
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		res.OK, res.Verdict = false, "interrupted"
+	case measured == 0:
+		res.OK, res.Verdict = false, "no event was delivered in the measured window"
+	case req > 0 && fail == req:
+		res.OK, res.Verdict = false, "every publish request failed"
+	}
+	return res
+}
+
+// churn runs C workers, each looping connect, subscribe, unsubscribe and
+// disconnect.
+func (r *runner) churn(ctx context.Context) *Result {
+	o := r.o
+	st := newRunStats()
+	res := r.newResult()
+	res.Params["duration_s"] = o.Duration.Seconds()
+	res.Params["warmup_s"] = o.Warmup.Seconds()
+	pool := newSourcePool(o.sources, isLoopbackTarget(o.URL), o.Timeout)
+	dialer := newWSDialer(o, pool)
+	defer func() {
+		r.finish(res, st, nil)
+		res.SourceIPs = pool.Used()
+	}()
+	url := o.wsURL()
+
+	t0 := time.Now()
+	start := t0.Add(o.Warmup)
+	end := start.Add(o.Duration)
+	var attempts, allCycles atomic.Int64
+	// For churn the shards count cycles in the window ("measured") and
+	// their duration (hist).
+	lastC, lastT := int64(0), t0
+	stop := r.progress(func() string {
+		c := allCycles.Load()
+		now := time.Now()
+		s := fmt.Sprintf("%s cycles/s, %d cycles, %d failed", human(float64(c-lastC)/now.Sub(lastT).Seconds()), c, st.failed.Load())
+		if e := st.errs.top(); e != "" {
+			s += " (" + e + ")"
+		}
+		lastC, lastT = c, now
+		return s
+	})
+	wctx, wcancel := context.WithDeadline(ctx, end)
+	defer wcancel()
+	var wg sync.WaitGroup
+	for w := 0; w < o.Conns; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			sh := &st.shards[w%nShards]
+			channel := channelName(o.ChannelBase, w%o.Channels)
+			unsub := []byte(`{"event":"pusher:unsubscribe","data":{"channel":` + strconv.Quote(channel) + `}}`)
+			closeMsg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+			for wctx.Err() == nil {
+				t1 := time.Now()
+				attempts.Add(1)
+				ws, _, _, stage, err := connectSubscribe(wctx, dialer, url, channel, o.Timeout)
+				if err != nil {
+					// A deadline set from wctx can fire just before wctx
+					// reports done: failures at the end are not errors.
+					if wctx.Err() != nil || !time.Now().Before(end) {
+						return
+					}
+					st.failed.Add(1)
+					st.errs.add(errKind(stage, err))
+					sleepCtx(wctx, 20*time.Millisecond)
+					continue
+				}
+				err = ws.WriteMessage(websocket.TextMessage, unsub)
+				if err == nil {
+					err = ws.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(o.Timeout))
+				}
+				ws.Close()
+				if err != nil {
+					st.failed.Add(1)
+					st.errs.add(errKind("unsubscribe/close", err))
+					continue
+				}
+				t2 := time.Now()
+				st.connected.Add(1)
+				allCycles.Add(1)
+				if !t2.Before(start) && t2.Before(end) {
+					sh.measured.Add(1)
+					sh.hist.Record(int64(t2.Sub(t1)))
+				}
+			}
+		}(w)
+	}
+	sleepCtx(ctx, time.Until(start))
+	cpu0, cpuOK := r.serverCPU()
+	self0 := selfCPUSeconds()
+	w0 := time.Now()
+	sleepCtx(ctx, time.Until(end))
+	cpu1, cpu1OK := r.serverCPU()
+	self1 := selfCPUSeconds()
+	window := time.Since(w0).Seconds()
+	wcancel()
+	wg.Wait()
+	stop()
+
+	_, cycles, _ := st.totals()
+	res.Cycles = cycles
+	res.WindowSeconds = roundTo(window, 3)
+	if window > 0 {
+		res.CyclesPerSec = roundTo(float64(cycles)/window, 1)
+		res.ClientCPUShare = f64(roundTo((self1-self0)/window, 3))
+	}
+	lat := st.latency().LatencyMS()
+	res.CycleLatency = &lat
+	if cpuOK && cpu1OK {
+		c := roundTo(cpu1-cpu0, 3)
+		res.ServerCPUSeconds = f64(c)
+		if window > 0 {
+			res.ServerCPUShare = f64(roundTo(c/window, 3))
+		}
+		if c > 0 {
+			res.CyclesPerServerCPUSecond = f64(roundTo(float64(cycles)/c, 1))
+		}
+	}
+	a := attempts.Load()
+	switch {
+	case ctx.Err() != nil:
+		res.OK, res.Verdict = false, "interrupted"
+	case cycles == 0:
+		res.OK, res.Verdict = false, "no cycle completed in the measured window"
+	case a > 0 && float64(st.failed.Load()) > o.MaxFail*float64(a):
+		res.OK = false
+		res.Verdict = fmt.Sprintf("%d of %d cycles failed, more than --max-fail %.3g", st.failed.Load(), a, o.MaxFail)
+	}
+	return res
+}
