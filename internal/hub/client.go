@@ -155,7 +155,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	h, app := c.hub, c.app
 	name := s.Channel
 	if err := protocol.ValidateChannelName(name, app.MaxChannelNameLength); err != nil {
-		c.subscriptionError(truncate(name, app.MaxChannelNameLength), "InvalidChannel", err.Error(), 400)
+		c.subscriptionError(name, "InvalidChannel", err.Error(), 400)
 		return
 	}
 	kind := protocol.Classify(name)
