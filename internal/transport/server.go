@@ -90,10 +90,11 @@ type Server struct {
 	conns    map[*wsConn]struct{}
 	started  bool
 	stopping bool
-	stopped  chan struct{}
 
 	slowConsumers atomic.Int64
 	acceptSeq     atomic.Uint64
+	pollersSeen   atomic.Uint64 // bit i: poller i has read (see probePollers)
+	allPollers    uint64
 }
 
 // New builds a Server; Start makes it listen.
@@ -135,7 +136,6 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		appPrefix:    cfg.PathPrefix + "/app",
 		flushq:       newFlushQueue(),
 		conns:        make(map[*wsConn]struct{}),
-		stopped:      make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
@@ -165,7 +165,11 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	} else {
 		ncfg.Addrs = []string{cfg.Addr}
 	}
+	// Few pollers: they only read and parse; writes go through the
+	// flushers and message handling through the executor.
+	ncfg.NPoller = min(max(runtime.NumCPU()/2, 1), 16)
 	s.engine = nbhttp.NewEngine(ncfg)
+	s.allPollers = uint64(1)<<uint(s.engine.NPoller) - 1
 	// Text messages are checked here, to close with 1007 (nbio uses 1002).
 	s.engine.CheckUtf8 = func([]byte) bool { return true }
 	s.engine.OnWrittenSize(s.onWritten)
@@ -174,6 +178,9 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	// is added, a load before every read) makes the hand-off visible to it.
 	s.engine.OnData(func(c *nbio.Conn, data []byte) {
 		s.acceptSeq.Load()
+		if s.pollersSeen.Load() != s.allPollers {
+			s.pollersSeen.Or(1 << uint(c.Hash()%s.engine.NPoller))
+		}
 		c.DataHandler()(c, data)
 	})
 	s.engine.Engine.OnOpen(func(c *nbio.Conn) {
@@ -227,6 +234,48 @@ func (s *Server) Start() error {
 	if err := s.engine.Start(); err != nil {
 		// Not reached in practice: the only listener is already bound.
 		return fmt.Errorf("transport: start: %w", err)
+	}
+	// nbio's pollers clear their stop flag when their loop starts, so an
+	// engine stopped before every poller loop has run never stops (the
+	// loop spins on the stop event). Start returns only once each poller
+	// has read from a socket of its own.
+	if err := s.probePollers(5 * time.Second); err != nil {
+		return fmt.Errorf("transport: start: %w", err)
+	}
+	return nil
+}
+
+// probePollers dials the listener until every poller loop has read data,
+// as seen by the OnData hook.
+func (s *Server) probePollers(timeout time.Duration) error {
+	addr := s.ln.Addr().(*net.TCPAddr)
+	target := &net.TCPAddr{IP: addr.IP, Port: addr.Port}
+	if target.IP == nil || target.IP.IsUnspecified() {
+		target.IP = net.IPv4(127, 0, 0, 1)
+	}
+	want := uint64(1)<<uint(s.engine.NPoller) - 1
+	deadline := time.Now().Add(timeout)
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			_ = c.Close()
+		}
+	}()
+	for s.pollersSeen.Load()&want != want {
+		if time.Now().After(deadline) {
+			return errors.New("the engine's pollers did not start")
+		}
+		// Keep the probes open so that the next dial gets another fd
+		// (nbio assigns a socket to poller fd % NPoller).
+		if len(open) < 4*s.engine.NPoller {
+			c, err := net.DialTimeout("tcp", target.String(), time.Second)
+			if err != nil {
+				return fmt.Errorf("probe %s: %w", target, err)
+			}
+			open = append(open, c)
+			_, _ = c.Write([]byte("GET /up HTTP/1.1\r\nHost: probe\r\n\r\n"))
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return nil
 }
@@ -293,7 +342,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.flushq.close()
 	s.wg.Wait()
 	s.execWG.Wait()
-	close(s.stopped)
 	return err
 }
 
