@@ -24,6 +24,7 @@ type Client struct {
 	pingedAt     atomic.Int64 // unix nanos of an unanswered server ping, 0 if none
 	authDeadline int64        // unix nanos; 0 = none (immutable after Connect)
 	closing      atomic.Bool
+	timer        wheelEntry // guarded by Hub.timers.mu
 
 	// op serialises HandleMessage with Disconnected: a subscription or
 	// sign-in in progress when the socket goes is then either finished

@@ -69,6 +69,9 @@ type Hub struct {
 	// presence serialises joins and leaves per presence channel (striped).
 	presence [256]sync.Mutex
 
+	timers timerWheel
+	dueBuf []*Client // reused by sweep (only Run's goroutine sweeps)
+
 	countMu    sync.Mutex
 	countDirty map[chanKey]*apps.App
 }
@@ -146,7 +149,7 @@ func (h *Hub) chanShard(k chanKey) *channelShard {
 }
 
 // Run drives the hub's timers (activity pings, sign-in deadlines,
-// subscription counts) until ctx is done.
+// subscription counts) until ctx is done. Only one Run may be active.
 func (h *Hub) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -196,6 +199,7 @@ func (h *Hub) Connect(app *apps.App, conn Conn) (*Client, error) {
 		}
 		sh.mu.Unlock()
 	}
+	h.startTimers(c)
 	if o := h.opt.Observer; o != nil {
 		o.ConnectionOpened(app.ID)
 	}
@@ -222,6 +226,7 @@ func (h *Hub) client(socketID string) *Client {
 }
 
 func (h *Hub) removeClient(c *Client) {
+	h.timers.forget(c)
 	sh := &h.clients[h.shardOf(c.id)]
 	sh.mu.Lock()
 	delete(sh.m, c.id)

@@ -209,33 +209,3 @@ func (h *Hub) flushCounts() {
 		}
 	}
 }
-
-// sweep runs once a second: it pings silent clients, closes those that did
-// not answer, and enforces sign-in deadlines.
-func (h *Hub) sweep() {
-	now := h.now().UnixNano()
-	h.forEachClient(func(c *Client) {
-		if c.closing.Load() {
-			return
-		}
-		if c.authDeadline != 0 && now >= c.authDeadline && !c.signedIn.Load() {
-			c.closeWith(protocol.CodeUnauthorized, "Connection not authorized within timeout.")
-			return
-		}
-		timeout := int64(c.app.ActivityTimeout)
-		if timeout <= 0 {
-			return
-		}
-		pongWait := min(int64(h.opt.PongTimeout), timeout)
-		if p := c.pingedAt.Load(); p != 0 {
-			if now-p >= pongWait {
-				c.closeWith(protocol.CodePongNotReceived, "Pong reply not received in time")
-			}
-			return
-		}
-		if now-c.lastSeen.Load() >= timeout {
-			c.pingedAt.Store(now)
-			c.send(protocol.Ping())
-		}
-	})
-}
