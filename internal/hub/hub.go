@@ -6,9 +6,11 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -160,11 +162,22 @@ func (h *Hub) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			h.sweep()
+			h.guard("sweep", h.sweep)
 		case <-counts.C:
-			h.flushCounts()
+			h.guard("subscription counts", h.flushCounts)
 		}
 	}
+}
+
+// guard runs one timer task; a panic is logged with its stack and the
+// timers keep running for everyone else.
+func (h *Hub) guard(name string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("hub: panic in timer task", "task", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	f()
 }
 
 // Connect admits a connection for app and queues its
