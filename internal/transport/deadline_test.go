@@ -1,0 +1,41 @@
+package transport
+
+import (
+	"testing"
+	"time"
+)
+
+// TestLateHandshakeDeadline replays the accept loop arming the HTTP
+// keep-alive deadline after the socket was already upgraded: the upgraded
+// connection must not be closed by it.
+func TestLateHandshakeDeadline(t *testing.T) {
+	fs := newFakeSessions()
+	s := startServer(t, Config{HandshakeTimeout: 5 * time.Second}, fs)
+	for _, late := range []bool{true, false} {
+		c, sess := openSession(t, s, fs)
+		wc := sess.conn.(*wsConn)
+		raw := rawConn(wc.nc)
+		if raw == nil {
+			t.Fatal("rawConn: no engine socket under the connection")
+		}
+		if late {
+			// The accept loop is still adding the socket when it is upgraded.
+			s.setupMu.Lock()
+			s.settingUp = raw
+			s.setupMu.Unlock()
+			s.clearHandshakeDeadline(wc.nc)
+			_ = raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond)) // the loop arms it late
+			s.acceptLoopIdle()                                               // and comes back for the next socket
+		} else {
+			_ = raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			s.clearHandshakeDeadline(wc.nc)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if !sess.conn.Send(TextFrame([]byte("still here"))) {
+			t.Fatalf("late=%v: upgraded connection closed by the handshake deadline", late)
+		}
+		if got := c.readText(); got != "still here" {
+			t.Fatalf("late=%v: got %q", late, got)
+		}
+	}
+}
