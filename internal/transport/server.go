@@ -82,8 +82,10 @@ type Server struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 
-	wg     sync.WaitGroup // flushers
-	execWG sync.WaitGroup // executor goroutines
+	wg          sync.WaitGroup // flushers
+	execWG      sync.WaitGroup // executor goroutines and workers
+	jobs        chan func()    // unbuffered: a send succeeds only to an idle worker
+	workersQuit chan struct{}
 
 	mu       sync.Mutex
 	ln       *listener
@@ -140,6 +142,8 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		closeTimeout: cfg.CloseTimeout,
 		appPrefix:    cfg.PathPrefix + "/app",
 		flushq:       newFlushQueue(),
+		jobs:         make(chan func()),
+		workersQuit:  make(chan struct{}),
 		conns:        make(map[*wsConn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -238,6 +242,10 @@ func (s *Server) Start() error {
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
 		go s.flusher()
+	}
+	for i := 0; i < executorWorkers(); i++ {
+		s.execWG.Add(1)
+		go s.worker()
 	}
 	if err := s.engine.Start(); err != nil {
 		// Not reached in practice: the only listener is already bound.
@@ -348,6 +356,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.engine.Stop()
 	s.flushq.close()
+	close(s.workersQuit)
 	s.wg.Wait()
 	s.execWG.Wait()
 	return err
@@ -370,14 +379,39 @@ func (s *Server) waitConns(ctx context.Context) bool {
 }
 
 // execute runs the engine's serial per-connection jobs (HTTP handlers,
-// messages, close) on a goroutine of their own, started on demand: an idle
-// connection holds none.
+// messages, close): on an idle worker when there is one, else on a
+// goroutine of its own, started on demand (an idle connection holds none).
+// The workers keep their grown stacks, so a burst of HTTP API requests
+// does not pay for a new goroutine and its stack growth per request; a job
+// never waits for a busy worker.
 func (s *Server) execute(f func()) {
+	select {
+	case s.jobs <- f:
+		return
+	default:
+	}
 	s.execWG.Add(1)
 	go func() {
 		defer s.execWG.Done()
 		f()
 	}()
+}
+
+// executorWorkers is the number of warm workers: enough for the HTTP API
+// requests and messages the pollers can parse at once.
+func executorWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
+
+// worker runs jobs handed over by execute until the server stops.
+func (s *Server) worker() {
+	defer s.execWG.Done()
+	for {
+		select {
+		case f := <-s.jobs:
+			f()
+		case <-s.workersQuit:
+			return
+		}
+	}
 }
 
 func (s *Server) register(c *wsConn) bool {
