@@ -25,7 +25,7 @@ func TestLateHandshakeDeadline(t *testing.T) {
 			s.setupMu.Unlock()
 			s.clearHandshakeDeadline(wc.nc)
 			_ = raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond)) // the loop arms it late
-			s.acceptLoopIdle()                                               // and comes back for the next socket
+			s.acceptLoopIdle()                                              // and comes back for the next socket
 		} else {
 			_ = raw.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			s.clearHandshakeDeadline(wc.nc)
