@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/herald-ws/herald/internal/hub"
+)
+
+func TestBrokerInterestAndRouting(t *testing.T) {
+	o := testOptions(testRedis, testPrefix(t))
+	ca, cb, cc := newCollector(), newCollector(), newCollector()
+	a := startBroker(t, o, "A", ca.deliver)
+	b := startBroker(t, o, "B", cb.deliver)
+	c := startBroker(t, o, "C", cc.deliver) // no interest at all
+	ctx := context.Background()
+
+	if err := b.Interest(ctx, "app", "room", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Interest(ctx, "app", "room", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UserInterest(ctx, "app", "u1", true); err != nil {
+		t.Fatal(err)
+	}
+	msgs := []hub.BrokerMessage{
+		{AppID: "app", Channel: "room", Payload: []byte(`{"event":"e"}`), ExceptSocketID: "1.2"},
+		{AppID: "app", ToUser: "u1", Payload: []byte(`{"event":"to-user"}`), ExceptSocketID: "1.3"},
+		{AppID: "app", TerminateUser: "u1"},
+		{AppID: "app", Channel: "elsewhere", Payload: []byte(`x`)}, // nobody interested
+		{AppID: "other", Channel: "room", Payload: []byte(`x`)},    // other app
+		{AppID: "app", ToUser: "u2", Payload: []byte(`x`)},         // other user
+	}
+	for _, m := range msgs {
+		if err := a.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A marker B is interested in, published last: once it is in, anything
+	// B should not have had would have arrived.
+	if err := a.Publish(ctx, hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("end")}); err != nil {
+		t.Fatal(err)
+	}
+	cb.wait(t, 4, 2*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	got := cb.all()
+	if len(got) != 4 {
+		t.Fatalf("B got %d messages: %+v", len(got), got)
+	}
+	for i, m := range msgs[:3] {
+		if g := got[i]; g.AppID != m.AppID || g.Channel != m.Channel || !bytes.Equal(g.Payload, m.Payload) ||
+			g.ExceptSocketID != m.ExceptSocketID || g.ToUser != m.ToUser || g.TerminateUser != m.TerminateUser {
+			t.Fatalf("message %d: got %+v want %+v", i, g, m)
+		}
+	}
+	if n := len(ca.all()); n != 0 {
+		t.Fatalf("A got %d of its own messages", n)
+	}
+	if n := len(cc.all()); n != 0 {
+		t.Fatalf("C, without interest, got %d messages", n)
+	}
+
+	// Interest is counted: two ons need two offs.
+	b.Interest(ctx, "app", "room", true)
+	b.Interest(ctx, "app", "room", false)
+	a.Publish(ctx, hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("still")})
+	cb.wait(t, 5, 2*time.Second)
+	b.Interest(ctx, "app", "room", false)
+	b.UserInterest(ctx, "app", "u1", false)
+	if n := b.Interests(); n != 0 {
+		t.Fatalf("%d interests left", n)
+	}
+	a.Publish(ctx, hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("gone")})
+	a.Publish(ctx, hub.BrokerMessage{AppID: "app", ToUser: "u1", Payload: []byte("gone")})
+	c.Interest(ctx, "app", "room", true)
+	a.Publish(ctx, hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("c")})
+	cc.wait(t, 1, 2*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	if n := len(cb.all()); n != 5 {
+		t.Fatalf("B got %d messages after losing interest", n-5)
+	}
+	if err := a.Publish(ctx, hub.BrokerMessage{AppID: "app"}); err == nil {
+		t.Fatal("message without a target accepted")
+	}
+}
+
+// Each publisher's messages on a channel arrive in order, also when many
+// publishers write at once and the queues batch them.
+func TestBrokerOrder(t *testing.T) {
+	o := testOptions(testRedis, testPrefix(t))
+	cb := newCollector()
+	a := startBroker(t, o, "A", func(hub.BrokerMessage) {})
+	a2 := startBroker(t, o, "A2", func(hub.BrokerMessage) {})
+	b := startBroker(t, o, "B", cb.deliver)
+	ctx := context.Background()
+	for _, ch := range []string{"x", "y"} {
+		if err := b.Interest(ctx, "app", ch, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 1000
+	errs := make(chan error, 4)
+	for _, p := range []struct {
+		b  *Broker
+		ch string
+	}{{a, "x"}, {a, "y"}, {a2, "x"}, {a2, "y"}} {
+		go func() {
+			var err error
+			for i := range n {
+				if e := p.b.Publish(ctx, hub.BrokerMessage{AppID: "app", Channel: p.ch, Payload: []byte(p.b.NodeID() + ":" + strconv.Itoa(i))}); e != nil && err == nil {
+					err = e
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := cb.wait(t, 4*n, 10*time.Second)
+	next := map[string]int{}
+	for _, m := range got {
+		var node string
+		var i int
+		if _, err := fmt.Sscanf(string(bytes.Replace(m.Payload, []byte(":"), []byte(" "), 1)), "%s %d", &node, &i); err != nil {
+			t.Fatalf("payload %q", m.Payload)
+		}
+		k := node + "/" + m.Channel
+		if i != next[k] {
+			t.Fatalf("%s: got %d, want %d", k, i, next[k])
+		}
+		next[k]++
+	}
+	if len(got) != 4*n {
+		t.Fatalf("%d messages, want %d", len(got), 4*n)
+	}
+}
+
+// Fire-and-forget publishing (a cancelled wait) keeps the order too, and a
+// closed broker refuses.
+func TestBrokerClose(t *testing.T) {
+	o := testOptions(testRedis, testPrefix(t))
+	a, err := NewBroker(BrokerOptions{Options: o, NodeID: "A", Deliver: func(hub.BrokerMessage) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Publish(context.Background(), hub.BrokerMessage{AppID: "a", Channel: "c"}); err != ErrBrokerClosed {
+		t.Fatalf("publish after close: %v", err)
+	}
+	if err := a.Interest(context.Background(), "a", "c", true); err != ErrBrokerClosed {
+		t.Fatalf("interest after close: %v", err)
+	}
+	a.Close()
+	if _, err := NewBroker(BrokerOptions{Options: o}); err == nil {
+		t.Fatal("no Deliver accepted")
+	}
+}

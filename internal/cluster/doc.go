@@ -1,0 +1,28 @@
+// Package cluster shares a Herald node's state and messages with the other
+// nodes of a cluster through Redis: a hub.State (Node.State), a hub.Broker
+// (Broker) and the node leases that let the survivors clean up after a node
+// that died.
+//
+// # Key layout
+//
+// Every key starts with the configured prefix P (default "herald:"). Keys of
+// one app share the Redis Cluster hash tag {A}, so that each Lua script,
+// which touches several keys of one app, runs on one slot:
+//
+//	P{A}:s:C          hash   socket id → owner node "\n" ["p" user id]
+//	P{A}:m:C          hash   user id → member (raw user_id "\n" user_info)   presence only
+//	P{A}:r:C          hash   user id → number of the user's sockets          presence only
+//	P{A}:o:C          zset   user id scored by join sequence (join order)    presence only
+//	P{A}:c:C          string last cache-channel event, with its TTL (PX)
+//	P{A}:chans        zset   occupied channel names, all scored 0 (ZRANGEBYLEX by prefix)
+//	P{A}:node:N       set    C "\n" socket id: what node N recorded in app A
+//	Pnode:N:apps      set    apps in which node N recorded something
+//	P{nodes}          zset   node id scored by lease expiry (ms, Redis clock)
+//	P{nodes}:claims   hash   node id → the node reaping it
+//
+// Pub/sub channels (messages are encoded by EncodeMessage):
+//
+//	Pch:A:C           events of channel C of app A
+//	Puser:A:U         messages and terminations for user U of app A
+//	Pnode:N           a node's own control channel (kept subscribed)
+package cluster

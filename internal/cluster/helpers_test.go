@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-ws/herald/internal/hub"
+	"github.com/redis/go-redis/v9"
+)
+
+// testRedis is the shared Redis every test uses, under its own prefix.
+const testRedis = "127.0.0.1:6379"
+
+func redisOpts(addr string) *redis.Options { return &redis.Options{Addr: addr} }
+
+// testPrefix returns a fresh key prefix and deletes its keys when t ends.
+func testPrefix(t testing.TB) string {
+	t.Helper()
+	p := fmt.Sprintf("herald-test:%08x:", rand.Uint32())
+	c := redis.NewClient(redisOpts(testRedis))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		t.Skipf("no Redis at %s: %v", testRedis, err)
+	}
+	t.Cleanup(func() {
+		defer c.Close()
+		ctx := context.Background()
+		var cursor uint64
+		for {
+			ks, next, err := c.Scan(ctx, cursor, p+"*", 1000).Result()
+			if err != nil {
+				t.Errorf("cleanup: %v", err)
+				return
+			}
+			if len(ks) > 0 {
+				c.Del(ctx, ks...)
+			}
+			if cursor = next; cursor == 0 {
+				return
+			}
+		}
+	})
+	return p
+}
+
+// testOptions are fast lease settings for tests.
+func testOptions(addr, prefix string) Options {
+	return Options{
+		Redis:        redisOpts(addr),
+		Prefix:       prefix,
+		NodeName:     "t",
+		Lease:        600 * time.Millisecond,
+		Heartbeat:    150 * time.Millisecond,
+		ReapInterval: 50 * time.Millisecond,
+		OpTimeout:    time.Second,
+	}
+}
+
+// startNode starts a node and closes it when t ends.
+func startNode(t testing.TB, o Options) *Node {
+	t.Helper()
+	n, err := NewNode(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// collector gathers broker deliveries.
+type collector struct {
+	mu   sync.Mutex
+	msgs []hub.BrokerMessage
+	ch   chan struct{}
+}
+
+func newCollector() *collector { return &collector{ch: make(chan struct{}, 1)} }
+
+func (c *collector) deliver(m hub.BrokerMessage) {
+	c.mu.Lock()
+	m.Payload = append([]byte(nil), m.Payload...)
+	c.msgs = append(c.msgs, m)
+	c.mu.Unlock()
+	select {
+	case c.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (c *collector) all() []hub.BrokerMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]hub.BrokerMessage(nil), c.msgs...)
+}
+
+// wait waits until n messages arrived.
+func (c *collector) wait(t testing.TB, n int, d time.Duration) []hub.BrokerMessage {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		if ms := c.all(); len(ms) >= n {
+			return ms
+		}
+		select {
+		case <-c.ch:
+		case <-deadline:
+			t.Fatalf("got %d messages, want %d", len(c.all()), n)
+		}
+	}
+}
+
+func startBroker(t testing.TB, o Options, id string, deliver func(hub.BrokerMessage)) *Broker {
+	t.Helper()
+	b, err := NewBroker(BrokerOptions{Options: o, NodeID: id, Deliver: deliver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	waitFor(t, 3*time.Second, "broker up", func() bool { return b.Healthy() == nil })
+	return b
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// redisServer is a redis-server of the test's own, for stopping it.
+type redisServer struct {
+	port int
+	cmd  *exec.Cmd
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startRedis(t testing.TB, port int) *redisServer {
+	t.Helper()
+	const bin = "/usr/bin/redis-server"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("no redis-server")
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &redisServer{port: port, cmd: cmd}
+	t.Cleanup(s.kill)
+	c := redis.NewClient(redisOpts(s.addr()))
+	defer c.Close()
+	waitFor(t, 5*time.Second, "redis-server", func() bool { return c.Ping(context.Background()).Err() == nil })
+	return s
+}
+
+func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+func (s *redisServer) kill() {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
+
+func itoa(i int) string { return strconv.Itoa(i) }

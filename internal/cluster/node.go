@@ -1,0 +1,374 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// Node is this process's membership of the cluster: its id, its lease in
+// Redis (renewed by a heartbeat), the reaper that cleans up after dead
+// nodes, and the shared State recorded under its id.
+type Node struct {
+	o   Options
+	rdb *redis.Client
+	k   keys
+
+	id         atomic.Pointer[string]
+	registered atomic.Bool
+
+	appsMu sync.Mutex
+	apps   map[string]struct{} // apps recorded in Pnode:<id>:apps for the current id
+
+	healthMu  sync.Mutex
+	healthErr error
+	lastBeat  time.Time
+	notBefore time.Time // the reaper waits until then (after start or an outage)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	rejoin chan struct{}
+	once   sync.Once
+}
+
+// Reaped is what the reaper removed for one dead node.
+type Reaped struct {
+	// Node is the dead node's id.
+	Node     string
+	Channels []ReapedChannel
+}
+
+// ReapedChannel is what the reaper changed on one channel. The hub sends
+// member_removed for each of Gone (on every node, through the Broker),
+// channel_vacated when Vacated, and the new subscription_count.
+type ReapedChannel struct {
+	AppID   string
+	Channel string
+	// Removed is the number of the dead node's sockets removed.
+	Removed int
+	// Count is the channel's subscription count after the removal.
+	Count int
+	// Gone are the presence users who had no socket left.
+	Gone []protocol.Member
+	// Vacated is set when the channel became empty.
+	Vacated bool
+}
+
+// ErrNotRegistered is returned by State writes while the node holds no
+// lease (Redis unreachable since the start, or a lost lease being renewed).
+var ErrNotRegistered = errors.New("cluster: node not registered in Redis")
+
+// NewNode builds a node. It does not contact Redis: Start does, and keeps
+// trying while Redis is unreachable.
+func NewNode(o Options) (*Node, error) {
+	if o.Redis == nil {
+		return nil, errors.New("cluster: Options.Redis is required")
+	}
+	o = o.withDefaults()
+	n := &Node{
+		o:      o,
+		rdb:    redis.NewClient(redisOptions(o.Redis, o.OpTimeout)),
+		k:      keys{o.Prefix},
+		apps:   make(map[string]struct{}),
+		rejoin: make(chan struct{}, 1),
+	}
+	id := o.NodeName + "-" + randomSuffix()
+	n.id.Store(&id)
+	n.healthErr = errors.New("cluster: not connected to Redis yet")
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	return n, nil
+}
+
+// ID returns the node's current id.
+func (n *Node) ID() string { return *n.id.Load() }
+
+// State returns the shared State, recorded under this node's id.
+func (n *Node) State() *State { return &State{n: n} }
+
+// Client returns the node's Redis client (queries, tests).
+func (n *Node) Client() *redis.Client { return n.rdb }
+
+// Start registers the node's lease and starts the heartbeat and the reaper.
+// It returns after the first registration attempt; on failure the node
+// keeps trying in the background and Healthy reports the error.
+func (n *Node) Start() error {
+	n.beat()
+	n.wg.Add(2)
+	go n.heartbeatLoop()
+	go n.reapLoop()
+	if n.o.OnRejoin != nil {
+		n.wg.Add(1)
+		go n.rejoinLoop()
+	}
+	return n.Healthy()
+}
+
+// Healthy returns nil when the lease was renewed within the last lease
+// period, or why not (for /ready).
+func (n *Node) Healthy() error {
+	n.healthMu.Lock()
+	defer n.healthMu.Unlock()
+	if n.healthErr != nil {
+		return fmt.Errorf("redis: %w", n.healthErr)
+	}
+	if time.Since(n.lastBeat) > n.o.Lease {
+		return errors.New("redis: lease not renewed for a full lease period")
+	}
+	return nil
+}
+
+// Close stops the node's goroutines and ends its lease at once, so that the
+// other nodes remove whatever it still had recorded (normally nothing: the
+// hub unsubscribes every socket while draining).
+func (n *Node) Close() error {
+	n.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), n.o.OpTimeout)
+	defer cancel()
+	err := expireScript.Run(ctx, n.rdb, []string{n.k.nodes()}, n.ID()).Err()
+	if cerr := n.rdb.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// stop ends the goroutines without touching Redis (a kill, in tests).
+func (n *Node) stop() {
+	n.once.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+	})
+}
+
+// opCtx bounds a call by OpTimeout.
+func (n *Node) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, n.o.OpTimeout)
+}
+
+func (n *Node) heartbeatLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.o.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.beat()
+		}
+	}
+}
+
+// beat renews the lease, or registers a new one under a new id when the
+// old one is gone.
+func (n *Node) beat() {
+	ctx, cancel := n.opCtx(n.ctx)
+	defer cancel()
+	mode := "renew"
+	if !n.registered.Load() {
+		mode = "register"
+	}
+	ks := []string{n.k.nodes(), n.k.claims()}
+	leaseMs := n.o.Lease.Milliseconds()
+	ok, err := leaseScript.Run(ctx, n.rdb, ks, n.ID(), leaseMs, mode).Int()
+	if err == nil && ok == 0 {
+		// Expired or claimed: this id is being reaped. Come back as a new
+		// node and have the hub record its sockets again.
+		n.registered.Store(false)
+		old := n.ID()
+		id := n.o.NodeName + "-" + randomSuffix()
+		n.appsMu.Lock()
+		n.id.Store(&id)
+		n.apps = make(map[string]struct{})
+		n.appsMu.Unlock()
+		n.o.Logger.Warn("cluster: lease lost, rejoining under a new id", "old", old, "node", id)
+		err = leaseScript.Run(ctx, n.rdb, ks, id, leaseMs, "register").Err()
+		if err == nil {
+			n.registered.Store(true)
+			select {
+			case n.rejoin <- struct{}{}:
+			default:
+			}
+		}
+	} else if err == nil && mode == "register" {
+		n.registered.Store(true)
+	}
+	n.healthMu.Lock()
+	defer n.healthMu.Unlock()
+	if err != nil {
+		if n.healthErr == nil {
+			n.o.Logger.Error("cluster: Redis unreachable, serving local clients only", "node", n.ID(), "err", err)
+		}
+		n.healthErr = err
+		return
+	}
+	now := time.Now()
+	if n.healthErr != nil {
+		if !n.lastBeat.IsZero() {
+			n.o.Logger.Info("cluster: Redis reachable again", "node", n.ID())
+		}
+		// Give the other nodes a lease period to renew theirs before
+		// reaping anyone: they were cut off too.
+		n.notBefore = now.Add(n.o.Lease)
+	}
+	n.healthErr = nil
+	n.lastBeat = now
+}
+
+func (n *Node) rejoinLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.rejoin:
+			n.o.OnRejoin(n.ctx)
+		}
+	}
+}
+
+// registerApp records that this node has entries in app, before the entry
+// itself, so that a reaper always finds them.
+func (n *Node) registerApp(ctx context.Context, node, appID string) error {
+	n.appsMu.Lock()
+	_, ok := n.apps[appID]
+	n.appsMu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := n.rdb.SAdd(ctx, n.k.nodeApps(node), appID).Err(); err != nil {
+		return err
+	}
+	n.appsMu.Lock()
+	if n.ID() == node {
+		n.apps[appID] = struct{}{}
+	}
+	n.appsMu.Unlock()
+	return nil
+}
+
+func (n *Node) reapLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.o.ReapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.healthMu.Lock()
+			wait := n.healthErr != nil || time.Now().Before(n.notBefore)
+			n.healthMu.Unlock()
+			if !wait {
+				n.reapOnce(n.ctx)
+			}
+		}
+	}
+}
+
+// reapOnce claims and cleans up dead nodes, a few per pass.
+func (n *Node) reapOnce(ctx context.Context) {
+	for range 8 {
+		cctx, cancel := n.opCtx(ctx)
+		dead, err := claimScript.Run(cctx, n.rdb, []string{n.k.nodes(), n.k.claims()}, n.ID(), 3*n.o.Lease.Milliseconds()).Text()
+		cancel()
+		if err != nil {
+			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+				n.o.Logger.Warn("cluster: reaper claim failed", "err", err)
+			}
+			return
+		}
+		rep, err := n.reap(ctx, dead)
+		if len(rep.Channels) > 0 && n.o.OnReap != nil {
+			n.o.OnReap(rep)
+		}
+		if err != nil {
+			// The claim runs out and a reaper (maybe this one) resumes.
+			n.o.Logger.Warn("cluster: reaping a dead node failed", "dead", dead, "err", err)
+			return
+		}
+		n.o.Logger.Info("cluster: dead node cleaned up", "dead", dead, "channels", len(rep.Channels))
+	}
+}
+
+// reap removes what node dead recorded. Each removal is an unsubscribe
+// script that checks the socket still belongs to dead, so a resumed or
+// concurrent reap never reports a removal twice.
+func (n *Node) reap(ctx context.Context, dead string) (Reaped, error) {
+	rep := Reaped{Node: dead}
+	idx := make(map[[2]string]int)
+	cctx, cancel := n.opCtx(ctx)
+	apps, err := n.rdb.SMembers(cctx, n.k.nodeApps(dead)).Result()
+	cancel()
+	if err != nil {
+		return rep, err
+	}
+	loaded := false
+	for _, app := range apps {
+		set := n.k.nodeSet(app, dead)
+		for {
+			cctx, cancel := n.opCtx(ctx)
+			entries, err := n.rdb.SRandMemberN(cctx, set, 256).Result()
+			if err == nil && len(entries) > 0 && !loaded {
+				err = unsubscribeScript.Load(cctx, n.rdb).Err()
+				loaded = true
+			}
+			if err != nil || len(entries) == 0 {
+				cancel()
+				if err != nil {
+					return rep, err
+				}
+				break
+			}
+			pipe := n.rdb.Pipeline()
+			cmds := make([]*redis.Cmd, len(entries))
+			for i, e := range entries {
+				ch, sock, _ := strings.Cut(e, "\n")
+				cmds[i] = unsubscribeScript.EvalSha(cctx, pipe, n.k.channel(app, ch, dead), sock, ch, dead)
+			}
+			_, err = pipe.Exec(cctx)
+			cancel()
+			for i, c := range cmds {
+				v, cerr := c.Slice()
+				if cerr != nil {
+					continue
+				}
+				r := parseUnsubscribe(v)
+				if !r.Removed {
+					continue
+				}
+				ch, _, _ := strings.Cut(entries[i], "\n")
+				key := [2]string{app, ch}
+				j, ok := idx[key]
+				if !ok {
+					j = len(rep.Channels)
+					idx[key] = j
+					rep.Channels = append(rep.Channels, ReapedChannel{AppID: app, Channel: ch})
+				}
+				rc := &rep.Channels[j]
+				rc.Removed++
+				rc.Count = r.Count
+				rc.Vacated = r.Count == 0
+				if r.LastForUser {
+					rc.Gone = append(rc.Gone, r.Member)
+				}
+			}
+			if err != nil {
+				return rep, err
+			}
+		}
+	}
+	cctx, cancel = n.opCtx(ctx)
+	defer cancel()
+	if err := n.rdb.Del(cctx, n.k.nodeApps(dead)).Err(); err != nil {
+		return rep, err
+	}
+	return rep, releaseScript.Run(cctx, n.rdb, []string{n.k.nodes(), n.k.claims()}, dead, n.ID()).Err()
+}

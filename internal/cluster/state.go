@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// State is the hub.State shared by every node through Redis. Each method is
+// one Lua script (or one read), atomic for its app; sockets are recorded
+// under the owning Node's id so that the survivors can remove them when the
+// node dies.
+type State struct{ n *Node }
+
+var _ hub.State = (*State)(nil)
+
+// Subscribe implements hub.State.
+func (s *State) Subscribe(ctx context.Context, appID, channel, socketID string, member *protocol.Member, maxMembers int) (hub.SubscribeResult, error) {
+	n := s.n
+	if !n.registered.Load() {
+		return hub.SubscribeResult{}, ErrNotRegistered
+	}
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	node := n.ID()
+	if err := n.registerApp(ctx, node, appID); err != nil {
+		return hub.SubscribeResult{}, fmt.Errorf("subscribe: %w", err)
+	}
+	var pres, user, blob string
+	if member != nil {
+		pres, user, blob = "1", member.ID, encodeMember(member)
+	}
+	v, err := subscribeScript.Run(ctx, n.rdb, n.k.channel(appID, channel, node),
+		socketID, node, pres, user, blob, maxMembers, channel).Slice()
+	if err != nil {
+		return hub.SubscribeResult{}, fmt.Errorf("subscribe: %w", err)
+	}
+	if len(v) == 1 && toInt(v[0]) == -1 {
+		return hub.SubscribeResult{}, hub.ErrPresenceFull
+	}
+	if len(v) < 3 {
+		return hub.SubscribeResult{}, errors.New("subscribe: unexpected reply")
+	}
+	res := hub.SubscribeResult{Added: toInt(v[0]) == 1, Count: toInt(v[1]), FirstForUser: toInt(v[2]) == 1}
+	if member != nil {
+		res.Members = parseRoster(v[3:])
+	}
+	return res, nil
+}
+
+// Unsubscribe implements hub.State.
+func (s *State) Unsubscribe(ctx context.Context, appID, channel, socketID string) (hub.UnsubscribeResult, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	v, err := unsubscribeScript.Run(ctx, n.rdb, n.k.channel(appID, channel, n.ID()), socketID, channel, "").Slice()
+	if err != nil {
+		return hub.UnsubscribeResult{}, fmt.Errorf("unsubscribe: %w", err)
+	}
+	return parseUnsubscribe(v), nil
+}
+
+// Channel implements hub.State.
+func (s *State) Channel(ctx context.Context, appID, channel string) (hub.ChannelCounts, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	v, err := channelScript.Run(ctx, n.rdb, []string{n.k.sockets(appID, channel), n.k.members(appID, channel)}).Slice()
+	if err != nil {
+		return hub.ChannelCounts{}, fmt.Errorf("channel: %w", err)
+	}
+	if len(v) != 2 {
+		return hub.ChannelCounts{}, errors.New("channel: unexpected reply")
+	}
+	return hub.ChannelCounts{SubscriptionCount: toInt(v[0]), UserCount: toInt(v[1])}, nil
+}
+
+// channelsPage is how many channel names Channels reads per round trip.
+const channelsPage = 500
+
+// Channels implements hub.State. It walks the app's index of occupied
+// channels by name (ZRANGEBYLEX), never the keyspace, and reads the counts
+// of a page of channels in one pipeline.
+func (s *State) Channels(ctx context.Context, appID, prefix string) (map[string]hub.ChannelCounts, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	out := make(map[string]hub.ChannelCounts)
+	lo, hi := "-", "+"
+	if prefix != "" {
+		lo, hi = "["+prefix, "["+prefix+"\xff"
+	}
+	for {
+		names, err := n.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: n.k.chans(appID), Start: lo, Stop: hi, ByLex: true, Count: channelsPage}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("channels: %w", err)
+		}
+		if len(names) == 0 {
+			return out, nil
+		}
+		pipe := n.rdb.Pipeline()
+		cmds := make([][2]*redis.IntCmd, len(names))
+		for i, name := range names {
+			cmds[i] = [2]*redis.IntCmd{pipe.HLen(ctx, n.k.sockets(appID, name)), pipe.HLen(ctx, n.k.members(appID, name))}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("channels: %w", err)
+		}
+		for i, name := range names {
+			if c := int(cmds[i][0].Val()); c > 0 {
+				out[name] = hub.ChannelCounts{SubscriptionCount: c, UserCount: int(cmds[i][1].Val())}
+			}
+		}
+		if len(names) < channelsPage {
+			return out, nil
+		}
+		lo = "(" + names[len(names)-1]
+	}
+}
+
+// Members implements hub.State.
+func (s *State) Members(ctx context.Context, appID, channel string) ([]protocol.Member, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	v, err := membersScript.Run(ctx, n.rdb, []string{n.k.members(appID, channel), n.k.order(appID, channel)}).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("members: %w", err)
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return parseRoster(v), nil
+}
+
+// SetCache implements hub.State.
+func (s *State) SetCache(ctx context.Context, appID, channel string, ev hub.CachedEvent, ttl time.Duration) error {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	if ttl < time.Millisecond {
+		ttl = time.Millisecond
+	}
+	if err := n.rdb.Set(ctx, n.k.cache(appID, channel), encodeCache(ev), ttl).Err(); err != nil {
+		return fmt.Errorf("set cache: %w", err)
+	}
+	return nil
+}
+
+// Cache implements hub.State.
+func (s *State) Cache(ctx context.Context, appID, channel string) (hub.CachedEvent, time.Duration, bool, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	v, err := cacheScript.Run(ctx, n.rdb, []string{n.k.cache(appID, channel)}).Slice()
+	if errors.Is(err, redis.Nil) {
+		return hub.CachedEvent{}, 0, false, nil
+	}
+	if err != nil {
+		return hub.CachedEvent{}, 0, false, fmt.Errorf("cache: %w", err)
+	}
+	if len(v) != 2 {
+		return hub.CachedEvent{}, 0, false, errors.New("cache: unexpected reply")
+	}
+	raw, _ := v[0].(string)
+	ev, ok := decodeCache(raw)
+	ttl := time.Duration(toInt(v[1])) * time.Millisecond
+	if !ok || ttl <= 0 {
+		return hub.CachedEvent{}, 0, false, nil
+	}
+	return ev, ttl, true, nil
+}
+
+func toInt(v any) int {
+	i, _ := v.(int64)
+	return int(i)
+}
+
+func parseRoster(v []any) []protocol.Member {
+	out := make([]protocol.Member, 0, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		id, _ := v[i].(string)
+		blob, _ := v[i+1].(string)
+		out = append(out, decodeMember(id, blob))
+	}
+	return out
+}
+
+func parseUnsubscribe(v []any) hub.UnsubscribeResult {
+	if len(v) < 2 {
+		return hub.UnsubscribeResult{}
+	}
+	r := hub.UnsubscribeResult{Removed: toInt(v[0]) == 1, Count: toInt(v[1])}
+	if len(v) >= 5 && toInt(v[2]) == 1 {
+		id, _ := v[3].(string)
+		blob, _ := v[4].(string)
+		r.LastForUser = true
+		r.Member = decodeMember(id, blob)
+	}
+	return r
+}
