@@ -47,7 +47,7 @@ type Broker struct {
 	wg      sync.WaitGroup
 	closing sync.Once
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	interest map[string]*interest // Redis channel → local interest
 
 	up      atomic.Bool
@@ -367,6 +367,13 @@ func (b *Broker) receiveLoop() {
 			b.setUp()
 		case *redis.Message:
 			b.setUp()
+			// Drop what arrives between an UNSUBSCRIBE and its effect.
+			b.mu.RLock()
+			_, wanted := b.interest[msg.Channel]
+			b.mu.RUnlock()
+			if !wanted {
+				continue
+			}
 			origin, m, err := DecodeMessage([]byte(msg.Payload))
 			if err != nil {
 				b.dropped.Add(1)

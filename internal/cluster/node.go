@@ -44,7 +44,12 @@ type Reaped struct {
 	// Node is the dead node's id.
 	Node     string
 	Channels []ReapedChannel
+	// Offline are the users (State.UserOnline) left with no socket.
+	Offline []ReapedUser
 }
+
+// ReapedUser is a user the reaper left without a signed-in socket.
+type ReapedUser struct{ AppID, UserID string }
 
 // ReapedChannel is what the reaper changed on one channel. The hub sends
 // member_removed for each of Gone (on every node, through the Broker),
@@ -286,7 +291,7 @@ func (n *Node) reapOnce(ctx context.Context) {
 			return
 		}
 		rep, err := n.reap(ctx, dead)
-		if len(rep.Channels) > 0 && n.o.OnReap != nil {
+		if (len(rep.Channels) > 0 || len(rep.Offline) > 0) && n.o.OnReap != nil {
 			n.o.OnReap(rep)
 		}
 		if err != nil {
@@ -345,6 +350,12 @@ func (n *Node) reap(ctx context.Context, dead string) (Reaped, error) {
 					continue
 				}
 				ch, _, _ := strings.Cut(entries[i], "\n")
+				if user, ok := strings.CutPrefix(ch, userMark); ok {
+					if r.Count == 0 {
+						rep.Offline = append(rep.Offline, ReapedUser{AppID: app, UserID: user})
+					}
+					continue
+				}
 				key := [2]string{app, ch}
 				j, ok := idx[key]
 				if !ok {

@@ -69,6 +69,16 @@ func TestReaperCleansUpDeadNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Signed-in users: alice only on the dead node, bob on both.
+	for _, u := range []struct {
+		st         *State
+		user, sock string
+	}{{sa, "alice", "a.1"}, {sa, "bob", "a.2"}, {sb, "bob", "b.1"}} {
+		if _, _, err := u.st.UserOnline(ctx, "app", u.user, u.sock); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	dead := a.ID()
 	a.stop() // kill -9: no more heartbeats, nothing cleaned up
 	killed := time.Now()
@@ -114,6 +124,16 @@ func TestReaperCleansUpDeadNode(t *testing.T) {
 	}
 	if reports != 1 {
 		t.Fatalf("%d reports for one dead node", reports)
+	}
+	var offline []ReapedUser
+	for _, r := range append(logB.all(), logC.all()...) {
+		offline = append(offline, r.Offline...)
+	}
+	if len(offline) != 1 || offline[0] != (ReapedUser{AppID: "app", UserID: "alice"}) {
+		t.Fatalf("offline %+v", offline)
+	}
+	if n, _ := sb.UserSockets(ctx, "app", "bob"); n != 1 {
+		t.Fatalf("bob has %d sockets", n)
 	}
 	want := map[string]chanSum{
 		"app/room":       {removed: 2, count: 1},
@@ -218,5 +238,37 @@ func TestNodeRejoin(t *testing.T) {
 	}
 	if err := n.Healthy(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestUserSockets(t *testing.T) {
+	ctx := context.Background()
+	p := testPrefix(t)
+	a := startNode(t, testOptions(testRedis, p)).State()
+	b := startNode(t, testOptions(testRedis, p)).State()
+	if first, n, err := a.UserOnline(ctx, "app", "u", "1.1"); err != nil || !first || n != 1 {
+		t.Fatalf("first: %v %d %v", first, n, err)
+	}
+	if first, n, _ := b.UserOnline(ctx, "app", "u", "2.1"); first || n != 2 {
+		t.Fatalf("second node: %v %d", first, n)
+	}
+	if first, n, _ := b.UserOnline(ctx, "app", "u", "2.1"); first || n != 2 {
+		t.Fatalf("again: %v %d", first, n)
+	}
+	if n, _ := a.UserSockets(ctx, "app", "u"); n != 2 {
+		t.Fatalf("UserSockets %d", n)
+	}
+	a.Subscribe(ctx, "app", "room", "1.1", nil, 0)
+	if chs, _ := a.Channels(ctx, "app", ""); len(chs) != 1 {
+		t.Fatalf("users listed as channels: %+v", chs)
+	}
+	if last, n, _ := a.UserOffline(ctx, "app", "u", "1.1"); last || n != 1 {
+		t.Fatalf("offline 1: %v %d", last, n)
+	}
+	if last, n, _ := b.UserOffline(ctx, "app", "u", "2.1"); !last || n != 0 {
+		t.Fatalf("offline 2: %v %d", last, n)
+	}
+	if last, _, _ := b.UserOffline(ctx, "app", "u", "2.1"); last {
+		t.Fatal("offline twice")
 	}
 }

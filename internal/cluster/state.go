@@ -91,7 +91,8 @@ func (s *State) Channels(ctx context.Context, appID, prefix string) (map[string]
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
 	out := make(map[string]hub.ChannelCounts)
-	lo, hi := "-", "+"
+	// "[\x01" skips the users' records ("\x00user:…"), which share the index.
+	lo, hi := "[\x01", "+"
 	if prefix != "" {
 		lo, hi = "["+prefix, "["+prefix+"\xff"
 	}
@@ -203,4 +204,37 @@ func parseUnsubscribe(v []any) hub.UnsubscribeResult {
 		r.Member = decodeMember(id, blob)
 	}
 	return r
+}
+
+// userMark starts the pseudo-channel that records a user's signed-in
+// sockets; no channel name can start with it.
+const userMark = "\x00user:"
+
+// UserOnline records that socketID signed in as userID. First is set when
+// it is the user's first socket in the cluster (for watchlist online
+// events); count is the user's socket count after the call. Calling it
+// again for the same socket changes nothing.
+func (s *State) UserOnline(ctx context.Context, appID, userID, socketID string) (first bool, count int, err error) {
+	r, err := s.Subscribe(ctx, appID, userMark+userID, socketID, nil, 0)
+	if err != nil {
+		return false, 0, err
+	}
+	return r.Added && r.Count == 1, r.Count, nil
+}
+
+// UserOffline records that socketID, signed in as userID, is gone. Last is
+// set when the user has no socket left in the cluster.
+func (s *State) UserOffline(ctx context.Context, appID, userID, socketID string) (last bool, count int, err error) {
+	r, err := s.Unsubscribe(ctx, appID, userMark+userID, socketID)
+	if err != nil {
+		return false, 0, err
+	}
+	return r.Removed && r.Count == 0, r.Count, nil
+}
+
+// UserSockets returns the number of sockets signed in as userID in the
+// cluster.
+func (s *State) UserSockets(ctx context.Context, appID, userID string) (int, error) {
+	c, err := s.Channel(ctx, appID, userMark+userID)
+	return c.SubscriptionCount, err
 }

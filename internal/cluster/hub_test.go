@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// recConn records the frames a hub sends to one client.
+type recConn struct {
+	mu     sync.Mutex
+	frames []string
+}
+
+func (c *recConn) Send(f []byte) bool {
+	c.mu.Lock()
+	c.frames = append(c.frames, string(f))
+	c.mu.Unlock()
+	return true
+}
+
+func (c *recConn) Close(int, string) {}
+
+// events returns the events received so far as "event channel data".
+func (c *recConn) events() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, f := range c.frames {
+		var m struct{ Event, Channel, Data string }
+		json.Unmarshal([]byte(f), &m)
+		out = append(out, m.Event+" "+m.Channel+" "+m.Data)
+	}
+	return out
+}
+
+func (c *recConn) has(sub string) bool {
+	for _, e := range c.events() {
+		if strings.Contains(e, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *recConn) count(sub string) int {
+	n := 0
+	for _, e := range c.events() {
+		if strings.Contains(e, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// clusterNode is one hub wired to the Redis State and Broker the way the
+// server will wire them. The hub does not call Broker.Interest yet: the
+// test declares the interest itself (see the report).
+type clusterNode struct {
+	node   *Node
+	broker *Broker
+	hub    *hub.Hub
+}
+
+func newClusterNode(t *testing.T, o Options, app *apps.App) *clusterNode {
+	cn := &clusterNode{}
+	o.OnReap = func(r Reaped) {
+		// What Hub.HandleReaped will do: member_removed once, cluster-wide.
+		for _, c := range r.Channels {
+			for _, m := range c.Gone {
+				data := `{"user_id":` + string(m.RawID) + `}`
+				cn.hub.Publish(context.Background(), app, hub.PublishRequest{Name: protocol.EventMemberRemoved, Channels: []string{c.Channel}, Data: data})
+			}
+		}
+	}
+	cn.node = startNode(t, o)
+	cn.broker = startBroker(t, o, "", func(m hub.BrokerMessage) { cn.hub.HandleBrokerMessage(m) })
+	cn.hub = hub.New(hub.Options{State: cn.node.State(), Broker: cn.broker})
+	return cn
+}
+
+func (cn *clusterNode) join(t *testing.T, app *apps.App, channel, user string) (*hub.Client, *recConn) {
+	t.Helper()
+	conn := &recConn{}
+	c, err := cn.hub.Connect(app, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cn.broker.Interest(context.Background(), app.ID, channel, true); err != nil {
+		t.Fatal(err)
+	}
+	cd := `{"user_id":"` + user + `"}`
+	auth := app.Key + ":" + protocol.Sign(app.Secret, protocol.ChannelAuthString(c.SocketID(), channel, cd))
+	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": map[string]string{"channel": channel, "auth": auth, "channel_data": cd}})
+	c.HandleMessage(msg)
+	if !conn.has("pusher_internal:subscription_succeeded " + channel) {
+		t.Fatalf("%s not subscribed: %v", user, conn.events())
+	}
+	return c, conn
+}
+
+// Two hubs on one Redis: rosters, member events once, exclusion, and the
+// clean-up after one node is killed.
+func TestHubsOverRedis(t *testing.T) {
+	p := testPrefix(t)
+	a := apps.Defaults()
+	a.ID, a.Key, a.Secret = "1", "278d425bdf160c739803", "7ad3773142a6692b25b8"
+	app := &a
+	n1 := newClusterNode(t, testOptions(testRedis, p), app)
+	n2 := newClusterNode(t, testOptions(testRedis, p), app)
+	const ch = "presence-room"
+	ctx := context.Background()
+
+	_, a1 := n1.join(t, app, ch, "u1")
+	b1c, b1 := n2.join(t, app, ch, "u2")
+	if !b1.has(`"u1"`) {
+		t.Fatalf("u2's roster misses u1: %v", b1.events())
+	}
+	waitFor(t, 2*time.Second, "member_added u2 on node 1", func() bool { return a1.has("member_added " + ch + ` {"user_id":"u2"}`) })
+	_, b2 := n2.join(t, app, ch, "u1") // u1's second socket, on the other node
+	_, a3 := n1.join(t, app, ch, "u3")
+	waitFor(t, 2*time.Second, "member_added u3 on node 2", func() bool { return b1.has(`member_added presence-room {"user_id":"u3"}`) })
+	time.Sleep(50 * time.Millisecond)
+	if a1.has(`member_added presence-room {"user_id":"u1"}`) || b1.has(`member_added presence-room {"user_id":"u1"}`) {
+		t.Fatal("member_added for u1's second socket")
+	}
+	if n := a1.count(`member_added presence-room {"user_id":"u2"}`); n != 1 {
+		t.Fatalf("%d member_added for u2", n)
+	}
+
+	// An API event on node 1, to everyone but b1.
+	if err := n1.hub.Publish(ctx, app, hub.PublishRequest{Name: "e", Channels: []string{ch}, Data: "x", ExceptSocketID: b1c.SocketID()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the event on node 2", func() bool { return b2.has("e " + ch + " x") })
+	if !a1.has("e "+ch+" x") || !a3.has("e "+ch+" x") {
+		t.Fatal("local delivery")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if b1.has("e " + ch + " x") {
+		t.Fatal("excluded socket got the event")
+	}
+	if info, _ := n2.hub.Channel(ctx, app, ch); info.SubscriptionCount != 4 || info.UserCount != 3 {
+		t.Fatalf("channel info from node 2: %+v", info)
+	}
+
+	// Node 1 dies with u1 (still on node 2) and u3 (only on node 1).
+	n1.node.stop()
+	n1.broker.Close()
+	waitFor(t, 3*time.Second, "member_removed u3", func() bool { return b1.has(`member_removed presence-room {"user_id":"u3"}`) })
+	time.Sleep(200 * time.Millisecond)
+	if b1.count(`member_removed presence-room {"user_id":"u3"}`) != 1 || b1.has(`member_removed presence-room {"user_id":"u1"}`) {
+		t.Fatalf("member_removed: %v", b1.events())
+	}
+	if info, _ := n2.hub.Channel(ctx, app, ch); info.SubscriptionCount != 2 || info.UserCount != 2 {
+		t.Fatalf("channel info after the reap: %+v", info)
+	}
+}
