@@ -71,6 +71,8 @@ func TestRedisRestart(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("failing calls took %v", took)
+	} else {
+		t.Logf("3 failing calls took %v", took)
 	}
 	waitFor(t, 2*time.Second, "broker down", func() bool { return b.Healthy() != nil })
 	waitFor(t, 2*time.Second, "node down", func() bool { return n.Healthy() != nil })
@@ -81,9 +83,34 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal("interest confirmed without Redis")
 	}
 	cancel()
-	time.Sleep(300 * time.Millisecond) // a few reconnection attempts
+	// Hammering a node whose Redis is away piles nothing up.
+	g0 := runtime.NumGoroutine()
+	var peak int
+	done := make(chan struct{})
+	for i := range 16 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for end := time.Now().Add(time.Second); time.Now().Before(end); {
+				a.Publish(ctx, hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("x")})
+				st.Subscribe(ctx, "app", "room", "9."+itoa(i), nil, 0)
+				st.Members(ctx, "app", "presence-x")
+			}
+		}()
+	}
+	for range 16 {
+		<-done
+		peak = max(peak, runtime.NumGoroutine())
+	}
+	// The callers, and a bounded few of go-redis's own (one redialer per
+	// pool), however many calls failed.
+	t.Logf("goroutines: %d before the calls, at most %d during", g0, peak)
+	if peak > g0+16+10 {
+		t.Fatalf("goroutines: %d before the calls, %d during", g0, peak)
+	}
+	waitFor(t, 2*time.Second, "callers to end", func() bool { return runtime.NumGoroutine() <= g0+3 })
 
 	startRedis(t, port)
+	back := time.Now()
 	waitFor(t, 5*time.Second, "broker up again", func() bool { return b.Healthy() == nil && a.Healthy() == nil })
 	waitFor(t, 5*time.Second, "node up again", func() bool { return n.Healthy() == nil })
 	select {
@@ -91,6 +118,7 @@ func TestRedisRestart(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the node did not ask the hub to record its state again")
 	}
+	t.Logf("recovered %v after Redis came back", time.Since(back))
 	// State can be recorded again, under the new lease.
 	if r, err := st.Subscribe(ctx, "app", "room", "1.1", nil, 0); err != nil || !r.Added || r.Count != 1 {
 		t.Fatalf("re-register: %+v %v", r, err)
