@@ -249,6 +249,7 @@ func (b *Broker) setInterest(ctx context.Context, ch string, on bool) error {
 		in = &interest{}
 		b.interest[ch] = in
 	}
+	prev := in.n
 	if on {
 		in.n++
 	} else {
@@ -256,15 +257,28 @@ func (b *Broker) setInterest(ctx context.Context, ch string, on bool) error {
 	}
 	var err error
 	switch {
-	case on && in.n == 1:
+	case prev <= 0 && in.n > 0:
 		in.ready = make(chan struct{})
 		err = b.ps.Subscribe(ctx, ch)
-	case !on && in.n == 0:
-		delete(b.interest, ch)
+	case prev > 0 && in.n <= 0:
+		if in.ready != nil {
+			// Release anyone still waiting: the interest is gone.
+			select {
+			case <-in.ready:
+			default:
+				close(in.ready)
+			}
+			in.ready = nil
+		}
 		err = b.ps.Unsubscribe(ctx, ch)
 	}
+	if in.n == 0 {
+		// An off that overtook its on leaves a negative count until the on
+		// arrives; zero is no interest at all.
+		delete(b.interest, ch)
+	}
 	var ready chan struct{}
-	if on {
+	if on && in.n > 0 {
 		ready = in.ready
 	}
 	b.mu.Unlock()
@@ -287,9 +301,15 @@ func (b *Broker) setInterest(ctx context.Context, ch string, on bool) error {
 // Interests returns the number of Redis channels subscribed for local
 // interest.
 func (b *Broker) Interests() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.interest)
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	n := 0
+	for _, in := range b.interest {
+		if in.n > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // Healthy returns nil while the subscriber connection is up, or why not
@@ -369,7 +389,8 @@ func (b *Broker) receiveLoop() {
 			b.setUp()
 			// Drop what arrives between an UNSUBSCRIBE and its effect.
 			b.mu.RLock()
-			_, wanted := b.interest[msg.Channel]
+			in := b.interest[msg.Channel]
+			wanted := in != nil && in.n > 0
 			b.mu.RUnlock()
 			if !wanted {
 				continue

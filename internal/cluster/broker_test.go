@@ -84,6 +84,19 @@ func TestBrokerInterestAndRouting(t *testing.T) {
 	if n := len(cb.all()); n != 5 {
 		t.Fatalf("B got %d messages after losing interest", n-5)
 	}
+	// An off that overtakes its on (two goroutines of the hub) nets out.
+	b.Interest(ctx, "app", "race", false)
+	if n := b.Interests(); n != 0 {
+		t.Fatalf("%d interests after a lone off", n)
+	}
+	b.Interest(ctx, "app", "race", true)
+	if n := b.Interests(); n != 0 {
+		t.Fatalf("%d interests after off, on", n)
+	}
+	b.Interest(ctx, "app", "race", true)
+	if n := b.Interests(); n != 1 {
+		t.Fatalf("%d interests after off, on, on", n)
+	}
 	if err := a.Publish(ctx, hub.BrokerMessage{AppID: "app"}); err == nil {
 		t.Fatal("message without a target accepted")
 	}
