@@ -243,14 +243,19 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		unlock := h.lockPresence(k)
 		defer unlock()
 	}
+	// Listen for the channel's messages from other nodes before reading the
+	// roster, so that nothing published after the read can be missed.
+	h.channelInterest(app.ID, name, kind, true)
 	ctx, cancel := h.stateCtx()
 	res, err := h.state.Subscribe(ctx, app.ID, name, c.id, member, maxMembers)
 	cancel()
 	if errors.Is(err, ErrPresenceFull) {
+		h.channelInterest(app.ID, name, kind, false)
 		c.subscriptionError(name, "LimitReached", "The presence channel has reached its maximum number of members", 4100)
 		return
 	}
 	if err != nil {
+		h.channelInterest(app.ID, name, kind, false)
 		h.log.Warn("subscribe: state unavailable", "app", app.ID, "channel", name, "err", err)
 		c.subscriptionError(name, "ServerError", "The server could not record the subscription, try again", 503)
 		return
@@ -260,6 +265,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	if c.gone {
 		// The socket closed while the state call was in flight: undo.
 		c.mu.Unlock()
+		h.channelInterest(app.ID, name, kind, false)
 		ctx, cancel := h.stateCtx()
 		_, _ = h.state.Unsubscribe(ctx, app.ID, name, c.id)
 		cancel()
@@ -338,6 +344,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 		defer unlock()
 	}
 	h.removeLocal(k, c)
+	h.channelInterest(app.ID, name, sub.kind, false)
 	ctx, cancel := h.stateCtx()
 	res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
 	cancel()
@@ -487,6 +494,7 @@ func (c *Client) clientEvent(m protocol.Message) {
 
 // userOnline records a signed-in socket and tells watchers.
 func (h *Hub) userOnline(c *Client, u *protocol.UserData) {
+	h.userInterest(c, u.ID, true)
 	k := userKey{c.app.ID, u.ID}
 	h.usersMu.Lock()
 	set := h.users[k]
@@ -570,6 +578,48 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 		}
 	}
 	h.usersMu.Unlock()
+	if !unwatchOnly {
+		h.userInterest(c, u.ID, false)
+	}
+}
+
+// userInterest tells the broker and a UserState that a socket of user
+// signed in (on) or left (off).
+func (h *Hub) userInterest(c *Client, userID string, on bool) {
+	if b := h.opt.Broker; b != nil {
+		ctx, cancel := h.stateCtx()
+		if err := b.UserInterest(ctx, c.app.ID, userID, on); err != nil {
+			h.log.Warn("broker: user interest", "app", c.app.ID, "user", userID, "on", on, "err", err)
+		}
+		cancel()
+	}
+	if us, ok := h.state.(UserState); ok {
+		ctx, cancel := h.stateCtx()
+		var err error
+		if on {
+			_, _, err = us.UserOnline(ctx, c.app.ID, userID, c.id)
+		} else {
+			_, _, err = us.UserOffline(ctx, c.app.ID, userID, c.id)
+		}
+		cancel()
+		if err != nil {
+			h.log.Warn("state: user sockets", "app", c.app.ID, "user", userID, "on", on, "err", err)
+		}
+	}
+}
+
+// channelInterest tells the broker that this node gained or lost a local
+// subscriber of a channel. Server-to-user channels are routed by user.
+func (h *Hub) channelInterest(appID, channel string, kind protocol.Kind, on bool) {
+	b := h.opt.Broker
+	if b == nil || kind == protocol.ServerToUser {
+		return
+	}
+	ctx, cancel := h.stateCtx()
+	defer cancel()
+	if err := b.Interest(ctx, appID, channel, on); err != nil {
+		h.log.Warn("broker: channel interest", "app", appID, "channel", channel, "on", on, "err", err)
+	}
 }
 
 // userClients returns the local sockets signed in as user.

@@ -274,8 +274,42 @@ func (o *recObserver) Published(appID, ch, event string, n int) {
 
 // recBroker records what the hub hands to the other nodes.
 type recBroker struct {
-	mu   sync.Mutex
-	msgs []BrokerMessage
+	mu       sync.Mutex
+	msgs     []BrokerMessage
+	interest map[string]int // "app/channel" or "app#user" → count
+}
+
+func (b *recBroker) Interest(_ context.Context, appID, channel string, on bool) error {
+	b.count(appID+"/"+channel, on)
+	return nil
+}
+
+func (b *recBroker) UserInterest(_ context.Context, appID, userID string, on bool) error {
+	b.count(appID+"#"+userID, on)
+	return nil
+}
+
+func (b *recBroker) count(k string, on bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.interest == nil {
+		b.interest = make(map[string]int)
+	}
+	if on {
+		b.interest[k]++
+	} else if b.interest[k]--; b.interest[k] == 0 {
+		delete(b.interest, k)
+	}
+}
+
+func (b *recBroker) interests() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]int, len(b.interest))
+	for k, v := range b.interest {
+		out[k] = v
+	}
+	return out
 }
 
 func (b *recBroker) Publish(_ context.Context, m BrokerMessage) error {

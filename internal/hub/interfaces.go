@@ -122,8 +122,35 @@ type CachedEvent struct {
 // are no other nodes. Publish must deliver each message to every other
 // node at most once and in order per publisher and channel; the node that
 // publishes delivers to its own connections itself.
+//
+// Interest and UserInterest tell the broker that this node has one more
+// (on) or one less (off) local subscriber of a channel, or signed-in socket
+// of a user; calls are counted, and the node receives a channel's or user's
+// messages only while its count is above zero. An "on" returns once the
+// broker can deliver; the interest is kept, and restored after an outage,
+// even when it returns an error. The hub never calls them with a lock held.
 type Broker interface {
 	Publish(ctx context.Context, m BrokerMessage) error
+	Interest(ctx context.Context, appID, channel string, on bool) error
+	UserInterest(ctx context.Context, appID, userID string, on bool) error
+}
+
+// UserState is implemented by a State that also counts the signed-in
+// sockets of each user across the cluster (for watchlists and cluster-wide
+// queries). The hub records sign-ins in it when the State has it.
+type UserState interface {
+	UserOnline(ctx context.Context, appID, userID, socketID string) (first bool, count int, err error)
+	UserOffline(ctx context.Context, appID, userID, socketID string) (last bool, count int, err error)
+}
+
+// Departure is what the cluster removed from one channel when a node died:
+// the channel's count afterwards, the presence members who are gone
+// everywhere, and whether the channel is now empty.
+type Departure struct {
+	Channel string
+	Count   int
+	Gone    []protocol.Member
+	Vacated bool
 }
 
 // BrokerMessage is one message for the other nodes.

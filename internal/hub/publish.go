@@ -200,12 +200,99 @@ func (h *Hub) flushCounts() {
 			continue
 		}
 		if counts.SubscriptionCount > 0 {
-			// Local subscribers only: every node sends its own, from the
-			// same cluster-wide count.
-			h.broadcast(k, h.frame(protocol.SubscriptionCount(k.name, counts.SubscriptionCount)), nil)
+			// To every node's subscribers: the change may have happened
+			// here only.
+			h.publishInternal(app, k.name, protocol.SubscriptionCount(k.name, counts.SubscriptionCount), nil)
 		}
 		if o := h.opt.Observer; o != nil {
 			o.SubscriptionCount(app.ID, k.name, counts.SubscriptionCount)
+		}
+	}
+}
+
+// HandleDeparture sends what follows when the cluster removed a dead node's
+// sockets from a channel: member_removed for the users now gone everywhere,
+// the vacated channel and the new subscription count. The cluster calls it
+// once per channel, on one node.
+func (h *Hub) HandleDeparture(app *apps.App, d Departure) {
+	kind := protocol.Classify(d.Channel)
+	obs := h.opt.Observer
+	if kind.IsPresence() && len(d.Gone) > 0 {
+		unlock := h.lockPresence(chanKey{app.ID, d.Channel})
+		for _, m := range d.Gone {
+			h.publishInternal(app, d.Channel, protocol.MemberRemoved(d.Channel, m), nil)
+			if obs != nil {
+				obs.MemberRemoved(app.ID, d.Channel, m.ID)
+			}
+		}
+		unlock()
+	}
+	if d.Vacated && obs != nil {
+		obs.ChannelVacated(app.ID, d.Channel)
+	}
+	if app.EnableSubscriptionCount && !kind.IsPresence() && kind != protocol.ServerToUser && d.Count > 0 {
+		h.publishInternal(app, d.Channel, protocol.SubscriptionCount(d.Channel, d.Count), nil)
+	}
+}
+
+// Reregister records every local subscription and sign-in in the State
+// again, after the cluster lost this node's records (its lease expired, or
+// Redis lost its data). Users who had been removed meanwhile are announced
+// again with member_added.
+func (h *Hub) Reregister(ctx context.Context) {
+	type entry struct {
+		c    *Client
+		name string
+		sub  *subscription
+	}
+	var all []entry
+	var users []*Client
+	h.forEachClient(func(c *Client) {
+		c.mu.Lock()
+		for name, sub := range c.subs {
+			all = append(all, entry{c, name, sub})
+		}
+		if c.user != nil {
+			users = append(users, c)
+		}
+		c.mu.Unlock()
+	})
+	for _, e := range all {
+		if ctx.Err() != nil {
+			return
+		}
+		app := e.c.app
+		k := chanKey{app.ID, e.name}
+		var unlock func()
+		if e.sub.kind.IsPresence() {
+			unlock = h.lockPresence(k)
+		}
+		sctx, cancel := context.WithTimeout(ctx, h.opt.StateTimeout)
+		// No member cap: these sockets were admitted already.
+		res, err := h.state.Subscribe(sctx, app.ID, e.name, e.c.id, e.sub.member, 0)
+		cancel()
+		if err != nil {
+			h.log.Warn("reregister: state unavailable", "app", app.ID, "channel", e.name, "err", err)
+		} else if res.FirstForUser && e.sub.member != nil {
+			h.publishInternal(app, e.name, protocol.MemberAdded(e.name, *e.sub.member), e.c)
+		}
+		if unlock != nil {
+			unlock()
+		}
+	}
+	if us, ok := h.state.(UserState); ok {
+		for _, c := range users {
+			c.mu.Lock()
+			u := c.user
+			c.mu.Unlock()
+			if u == nil {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, h.opt.StateTimeout)
+			if _, _, err := us.UserOnline(sctx, c.app.ID, u.ID, c.id); err != nil {
+				h.log.Warn("reregister: user sockets", "app", c.app.ID, "user", u.ID, "err", err)
+			}
+			cancel()
 		}
 	}
 }

@@ -217,6 +217,12 @@ type failBroker struct{}
 
 func (failBroker) Publish(context.Context, BrokerMessage) error { return fmt.Errorf("down") }
 
+func (failBroker) Interest(context.Context, string, string, bool) error { return fmt.Errorf("down") }
+
+func (failBroker) UserInterest(context.Context, string, string, bool) error {
+	return fmt.Errorf("down")
+}
+
 // The frame of a channel is built once and shared by every subscriber.
 func TestPublishSharesOneFrame(t *testing.T) {
 	framed := 0
