@@ -13,7 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/cluster"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
@@ -22,12 +25,15 @@ import (
 
 // Server is one Herald node.
 type Server struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	apps  apps.Store
-	hub   *hub.Hub
-	ws    *transport.Server
-	ready atomic.Bool
+	cfg  *config.Config
+	log  *slog.Logger
+	apps apps.Store
+	hub  *hub.Hub
+	ws   *transport.Server
+	// node and broker are the Redis engine (nil on a single node).
+	node   *cluster.Node
+	broker *cluster.Broker
+	ready  atomic.Bool
 }
 
 // New builds a node from cfg. Nothing listens until Run.
@@ -37,12 +43,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("apps: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, apps: store}
-	s.hub = hub.New(hub.Options{
+	hopt := hub.Options{
 		Framer:                    transport.TextFrame,
 		Logger:                    log.With("component", "hub"),
 		CacheTTL:                  cfg.CacheTTL,
 		SubscriptionCountInterval: cfg.SubscriptionCountInterval,
-	})
+	}
+	if cfg.RedisURL != "" {
+		if err := s.buildCluster(&hopt); err != nil {
+			return nil, err
+		}
+	}
+	s.hub = hub.New(hopt)
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
 		Hub:             s.hub,
@@ -76,12 +88,66 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
+// buildCluster sets up the Redis engine: shared state with node leases and
+// the broker that carries messages between nodes.
+func (s *Server) buildCluster(hopt *hub.Options) error {
+	ro, err := redis.ParseURL(s.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("redis_url: %w", err)
+	}
+	clog := s.log.With("component", "cluster")
+	cluster.RouteRedisLogs(clog)
+	copt := cluster.Options{
+		Redis:  ro,
+		Prefix: s.cfg.RedisPrefix,
+		Logger: clog,
+		OnReap: s.onReap,
+		// The hub is built right after; neither callback runs before Start.
+		OnRejoin: func(ctx context.Context) { s.hub.Reregister(ctx) },
+	}
+	s.node, err = cluster.NewNode(copt)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	s.broker, err = cluster.NewBroker(cluster.BrokerOptions{
+		Options: copt,
+		NodeID:  s.node.ID(),
+		Deliver: func(m hub.BrokerMessage) { s.hub.HandleBrokerMessage(m) },
+	})
+	if err != nil {
+		return fmt.Errorf("cluster broker: %w", err)
+	}
+	hopt.State = s.node.State()
+	hopt.Broker = s.broker
+	return nil
+}
+
+// onReap announces what the cluster removed when another node died.
+func (s *Server) onReap(r cluster.Reaped) {
+	for _, ch := range r.Channels {
+		app, err := s.apps.ByID(context.Background(), ch.AppID)
+		if err != nil {
+			continue // an app that is no longer configured
+		}
+		s.hub.HandleDeparture(app, hub.Departure{Channel: ch.Channel, Count: ch.Count, Gone: ch.Gone, Vacated: ch.Vacated})
+	}
+	s.log.Info("cleaned up a dead node", "node", r.Node, "channels", len(r.Channels), "users_offline", len(r.Offline))
+}
+
 func (s *Server) readiness() error {
 	if s.hub.Draining() {
 		return errors.New("draining")
 	}
 	if !s.ready.Load() {
 		return errors.New("starting")
+	}
+	if s.node != nil {
+		if err := s.node.Healthy(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if err := s.broker.Healthy(); err != nil {
+			return fmt.Errorf("redis broker: %w", err)
+		}
 	}
 	return nil
 }
@@ -106,6 +172,16 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		wg.Wait()
 	}()
 
+	if s.node != nil {
+		// Keeps trying in the background when Redis is down; /ready says so.
+		if err := s.node.Start(); err != nil {
+			s.log.Warn("redis unreachable at start, retrying", "err", err)
+		}
+		defer func() {
+			_ = s.broker.Close()
+			_ = s.node.Close()
+		}()
+	}
 	if err := s.ws.Start(); err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr(), err)
 	}

@@ -216,3 +216,21 @@ func TestTwoServersCannotShareAPort(t *testing.T) {
 		t.Fatalf("Run on a taken port: %v", err)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// get sends a signed GET to the HTTP API and returns the body.
+func get(t *testing.T, addr, path string) string {
+	t.Helper()
+	q := protocol.SignRequest("GET", path, url.Values{}, nil, "app-key", "app-secret", time.Now())
+	resp, err := http.Get("http://" + addr + path + "?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
