@@ -53,6 +53,10 @@ type Config struct {
 	RedisURL string `yaml:"redis_url"`
 	// RedisPrefix starts every Redis key so deployments can share a Redis.
 	RedisPrefix string `yaml:"redis_prefix"`
+	// RedisLease is how long a node stays registered without a heartbeat:
+	// a node that dies is cleaned up (its presence members removed) within
+	// about 1.1 times this.
+	RedisLease time.Duration `yaml:"redis_lease"`
 	// AdminToken is the dashboard login; empty disables the dashboard login.
 	AdminToken string `yaml:"admin_token"`
 	// MetricsAddr ("host:port") serves /metrics on a separate listener;
@@ -89,6 +93,7 @@ func defaultServer() *Config {
 		SubscriptionCountInterval: time.Second,
 		APITimestampWindow:        600 * time.Second,
 		RedisPrefix:               "herald:",
+		RedisLease:                10 * time.Second,
 	}
 }
 

@@ -51,7 +51,7 @@ func TestDefaults(t *testing.T) {
 		Host: "0.0.0.0", Port: 6001, LogLevel: "info", LogFormat: "auto",
 		ShutdownTimeout: 10 * time.Second, MaxRequestBodyKB: 1024, MaxMessageSizeKB: 100,
 		WriteQueueKB: 1024, CacheTTL: 1800 * time.Second, SubscriptionCountInterval: time.Second,
-		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:",
+		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
 		Apps: []apps.App{DevApp()},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -159,7 +159,7 @@ apps:
 		Host: "127.0.0.1", Port: 7000, PathPrefix: "/ws", LogLevel: "debug", LogFormat: "json",
 		ShutdownTimeout: 30 * time.Second, MaxRequestBodyKB: 2048, MaxMessageSizeKB: 64, WriteQueueKB: 512,
 		CacheTTL: time.Hour, SubscriptionCountInterval: 500 * time.Millisecond, APITimestampWindow: 300 * time.Second,
-		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
+		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
 	}
 	first := apps.Defaults()
 	first.ID, first.Key, first.Secret = "1", "key-one", "secret-one"
@@ -244,14 +244,14 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
 		"cache_ttl": "5m", "subscription_count_interval": "2s", "api_timestamp_window": "60",
-		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "admin_token": "t", "metrics_addr": ":9601",
+		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t", "metrics_addr": ":9601",
 		"tls_cert": "", "tls_key": "",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
 		ShutdownTimeout: 3 * time.Second, MaxRequestBodyKB: 10, MaxMessageSizeKB: 11, WriteQueueKB: 12,
 		CacheTTL: 5 * time.Minute, SubscriptionCountInterval: 2 * time.Second, APITimestampWindow: time.Minute,
-		RedisURL: "rediss://h:6380", RedisPrefix: "p:", AdminToken: "t", MetricsAddr: ":9601",
+		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t", MetricsAddr: ":9601",
 		Apps: []apps.App{DevApp()},
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())

@@ -90,6 +90,8 @@ func flagHelp(key string) string {
 		return "Redis `URL` (redis:// or rediss://) to run as a cluster; empty runs alone"
 	case "redis_prefix":
 		return "`prefix` of every Redis key"
+	case "redis_lease":
+		return "a node silent for this `duration` is dead: the others remove its sockets and members" + dur
 	case "admin_token":
 		return "dashboard login `token` (prefer the env variable: flags show in ps)"
 	case "metrics_addr":

@@ -47,6 +47,8 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "a duration of 0s or more" + durHint, min: 0, max: math.MaxInt64}, true
 	case "cache_ttl", "subscription_count_interval", "api_timestamp_window":
 		return rule{expect: "a positive duration" + durHint, min: 1, max: math.MaxInt64}, true
+	case "redis_lease":
+		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
 	case "activity_timeout", "user_authentication_timeout":
 		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
 	case "max_request_body_kb", "max_message_size_kb", "write_queue_kb",

@@ -100,6 +100,7 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 	copt := cluster.Options{
 		Redis:  ro,
 		Prefix: s.cfg.RedisPrefix,
+		Lease:  s.cfg.RedisLease,
 		Logger: clog,
 		OnReap: s.onReap,
 		// The hub is built right after; neither callback runs before Start.
