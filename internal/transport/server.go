@@ -387,14 +387,18 @@ func (s *Server) waitConns(ctx context.Context) bool {
 func (s *Server) execute(f func()) {
 	select {
 	case s.jobs <- f:
-		return
 	default:
+		s.execWG.Add(1)
+		go func() {
+			defer s.execWG.Done()
+			f()
+		}()
 	}
-	s.execWG.Add(1)
-	go func() {
-		defer s.execWG.Done()
-		f()
-	}()
+	// The job's goroutine now waits in this P's run queue, and this runs
+	// on a poller, which next blocks in epoll_wait: a raw syscall that
+	// keeps the P until sysmon takes it back, up to 10 ms later when the
+	// flushers keep the other Ps busy. Yield, so the job runs now.
+	runtime.Gosched()
 }
 
 // executorWorkers is the number of warm workers: enough for the HTTP API
