@@ -932,3 +932,272 @@ async function runCleanups(ctx) {
   // Give the server a moment to process the disconnects before the next test.
   if (fns.length) await sleep(20);
 }
+
+// ---------------------------------------------------------------------------
+// Cluster helpers: several herald nodes sharing one Redis (tests/cluster.test.mjs)
+
+/**
+ * Sends one command to the Redis at 127.0.0.1:`port` over raw RESP and
+ * resolves with the parsed reply (strings, integers, arrays, null; an
+ * error reply rejects).
+ */
+export function redisCall(port, args, { timeout = 2000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection({ host: HOST, port });
+    let buf = Buffer.alloc(0);
+    const fail = (err) => {
+      sock.destroy();
+      reject(err);
+    };
+    sock.setTimeout(timeout, () => fail(new Error(`redis ${args[0]} on port ${port}: timeout`)));
+    sock.on('error', fail);
+    sock.on('connect', () => {
+      let out = `*${args.length}\r\n`;
+      for (const a of args) out += `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`;
+      sock.write(out);
+    });
+    // parse(i) returns [value, next index] or null when more bytes are needed.
+    const parse = (i) => {
+      const eol = buf.indexOf('\r\n', i);
+      if (eol < 0) return null;
+      const type = String.fromCharCode(buf[i]);
+      const line = buf.toString('utf8', i + 1, eol);
+      if (type === '+') return [line, eol + 2];
+      if (type === '-') return [Object.assign(new Error(line), { redisError: true }), eol + 2];
+      if (type === ':') return [Number(line), eol + 2];
+      if (type === '$') {
+        const n = Number(line);
+        if (n < 0) return [null, eol + 2];
+        if (buf.length < eol + 2 + n + 2) return null;
+        return [buf.toString('utf8', eol + 2, eol + 2 + n), eol + 2 + n + 2];
+      }
+      if (type === '*') {
+        const n = Number(line);
+        if (n < 0) return [null, eol + 2];
+        const arr = [];
+        let j = eol + 2;
+        for (let k = 0; k < n; k++) {
+          const r = parse(j);
+          if (!r) return null;
+          arr.push(r[0]);
+          j = r[1];
+        }
+        return [arr, j];
+      }
+      return [new Error(`unexpected RESP type ${type}`), eol + 2];
+    };
+    sock.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      const r = parse(0);
+      if (!r) return;
+      sock.end();
+      if (r[0] instanceof Error) reject(r[0]);
+      else resolve(r[0]);
+    });
+  });
+}
+
+/** Deletes every key matching `pattern` (SCAN + DEL); resolves with how many. */
+export async function deleteRedisKeys(port, pattern) {
+  let cursor = '0';
+  let n = 0;
+  do {
+    const [next, keys] = await redisCall(port, ['SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000]);
+    if (keys.length) n += await redisCall(port, ['DEL', ...keys]);
+    cursor = next;
+  } while (cursor !== '0');
+  return n;
+}
+
+/** A redis-server of our own on 127.0.0.1 (no persistence), for Redis failure tests. */
+export class RedisProcess {
+  static async start(port) {
+    const r = new RedisProcess();
+    r.port = port ?? (await freePort());
+    await r.spawn();
+    return r;
+  }
+
+  async spawn() {
+    this.log = new LogTail(8 * 1024);
+    this.exited = null;
+    this.proc = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.proc.stdout.on('data', (c) => this.log.push(c));
+    this.proc.stderr.on('data', (c) => this.log.push(c));
+    this.exitPromise = new Promise((resolve) => this.proc.on('exit', (code, signal) => resolve((this.exited = { code, signal }))));
+    await waitUntil(
+      async () => {
+        if (this.exited) throw new Error(`redis-server exited: ${JSON.stringify(this.exited)}\n${this.log.text}`);
+        return (await redisCall(this.port, ['PING']).catch(() => null)) === 'PONG';
+      },
+      { timeout: 5000, what: `redis-server on port ${this.port}` },
+    );
+  }
+
+  get url() {
+    return `redis://${HOST}:${this.port}/0`;
+  }
+
+  /** SIGKILL; resolves when the process is gone. */
+  async kill() {
+    if (this.proc && !this.exited) {
+      this.proc.kill('SIGKILL');
+      await this.exitPromise;
+    }
+  }
+
+  /** Starts redis-server again on the same port (empty: nothing was saved). */
+  async restart() {
+    await this.kill();
+    await this.spawn();
+  }
+}
+
+/** GET /ready on a node: resolves with the status (0 when it does not answer). */
+export async function readyStatus(herald) {
+  try {
+    const res = await fetch(`${herald.httpBase}/ready`, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** SIGKILL (no drain); resolves when the process is gone. */
+export async function killHerald(herald) {
+  if (!herald.exited) {
+    herald.proc.kill('SIGKILL');
+    await herald.exitPromise;
+  }
+}
+
+/**
+ * Like useHerald, for a cluster: starts `nodes` herald processes with the
+ * same apps, all on the Redis at `redisUrl` under one unique prefix
+ * `herald-e2e:<random>:` (its keys are deleted at the end), and one fake
+ * Laravel auth server. Client factories take `node` (an index into
+ * ctx.nodes, or a HeraldServer, e.g. one started by the test with
+ * ctx.startNode) to choose where the client connects.
+ */
+export function useCluster(config, { nodes = 3, redisPort = 6379 } = {}) {
+  const prefix = `herald-e2e:${crypto.randomBytes(6).toString('hex')}:`;
+  const ctx = { nodes: [], extra: [], auth: null, prefix, _cleanups: [] };
+  const nodeConfig = { redis_url: `redis://${HOST}:${redisPort}/0`, redis_prefix: prefix, ...config };
+
+  before(async () => {
+    try {
+      if ((await redisCall(redisPort, ['PING']).catch((e) => e.message)) !== 'PONG') {
+        throw new Error(`Redis at ${HOST}:${redisPort} is required for the cluster tests`);
+      }
+      ctx.nodes = await Promise.all(Array.from({ length: nodes }, () => HeraldServer.start(nodeConfig)));
+      // The auth server only signs (with the app secrets), it never calls a node.
+      ctx.auth = await startAuthServer({ apps: config.apps, appById: HeraldServer.prototype.appById, port: 1 });
+    } catch (err) {
+      ctx.startError = err;
+    }
+  });
+
+  after(async () => {
+    await runCleanups(ctx);
+    if (ctx.auth) await ctx.auth.close();
+    await Promise.all([...ctx.nodes, ...ctx.extra].map((n) => n.stop()));
+    await deleteRedisKeys(redisPort, `${prefix}*`).catch(() => {});
+  });
+
+  const nodeOf = (node = 0) => (typeof node === 'number' ? ctx.nodes[node] : node);
+  ctx.nodeOf = nodeOf;
+  ctx.app = (id) => HeraldServer.prototype.appById.call({ apps: config.apps }, id ?? config.apps[0].id);
+  ctx.api = (node, appId, extra) => apiClient(nodeOf(node), appId, extra);
+  ctx.request = (node, opts) => signedRequest(nodeOf(node), opts);
+  ctx.addCleanup = (fn) => ctx._cleanups.push(fn);
+
+  /** Starts one more node with the file's config plus `over`; stopped at the end. */
+  ctx.startNode = async (over = {}) => {
+    const n = await HeraldServer.start({ ...nodeConfig, ...over });
+    ctx.extra.push(n);
+    return n;
+  };
+
+  ctx.pusher = async ({ node, appId, user, connect = true, ...opts } = {}) => {
+    const srv = nodeOf(node);
+    const a = ctx.app(appId);
+    const client = new PusherJS(a.key, {
+      cluster: 'mt1',
+      wsHost: HOST,
+      wsPort: srv.port,
+      forceTLS: false,
+      enabledTransports: ['ws'],
+      disableStats: true,
+      channelAuthorization: { endpoint: ctx.auth.url('/broadcasting/auth', { app: a.id, user }), transport: 'ajax' },
+      userAuthentication: { endpoint: ctx.auth.url('/broadcasting/user-auth', { app: a.id, user }), transport: 'ajax' },
+      ...opts,
+    });
+    ctx.addCleanup(() => client.disconnect());
+    if (connect) await connected(client);
+    return client;
+  };
+
+  ctx.echo = async ({ node, appId, user, ...opts } = {}) => {
+    const srv = nodeOf(node);
+    const a = ctx.app(appId);
+    const echo = new Echo({
+      broadcaster: 'pusher',
+      cluster: 'mt1',
+      key: a.key,
+      wsHost: HOST,
+      wsPort: srv.port,
+      wssPort: srv.port,
+      forceTLS: false,
+      enabledTransports: ['ws'],
+      disableStats: true,
+      authEndpoint: ctx.auth.url('/broadcasting/auth', { app: a.id, user }),
+      userAuthentication: { endpoint: ctx.auth.url('/broadcasting/user-auth', { app: a.id, user }), headers: {} },
+      Pusher: PusherJS,
+      withoutInterceptors: true,
+      ...opts,
+    });
+    ctx.addCleanup(() => echo.disconnect());
+    await connected(echo.connector.pusher);
+    return echo;
+  };
+
+  ctx.raw = async ({ node, appId, key, query, ...opts } = {}) => {
+    const c = await RawClient.open(nodeOf(node).wsUrl(key ?? ctx.app(appId).key, query), opts);
+    ctx.addCleanup(() => c.close());
+    return c;
+  };
+
+  ctx.channelAuth = (socketId, channel, { appId, channelData } = {}) =>
+    apiClient({ apps: config.apps, appById: ctx.app, port: 1 }, appId).authorizeChannel(socketId, channel, channelData);
+
+  ctx.logs = () =>
+    [...ctx.nodes, ...ctx.extra]
+      .map((n, i) => `=== node ${i} (port ${n.port}) ===\n${n.stdout.text.slice(-6000)}\n${n.stderr.text.slice(-6000)}`)
+      .join('\n');
+
+  ctx.test = (name, fn, opts = {}) =>
+    it(name, { timeout: 30_000, ...opts }, async (t) => {
+      try {
+        if (ctx.startError) throw ctx.startError;
+        await fn(t);
+      } catch (err) {
+        if (err && typeof err === 'object' && err !== ctx.startError) {
+          try {
+            err.message = `${err.message}\n${ctx.logs()}`;
+          } catch {
+            /* read-only message */
+          }
+        }
+        throw err;
+      } finally {
+        await runCleanups(ctx);
+      }
+    });
+
+  return ctx;
+}
