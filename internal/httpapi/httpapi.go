@@ -279,8 +279,8 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // fail answers err: *apiError and *protocol.APIError with their status,
-// hub.ErrNotPresence with 400, context errors with 503, anything else with
-// a logged 500.
+// hub.ErrNotPresence with 400, hub.ErrUnavailable and context errors with
+// 503, anything else with a logged 500.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	var pe *protocol.APIError
@@ -291,6 +291,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, pe.Status, pe.Message)
 	case errors.Is(err, hub.ErrNotPresence):
 		writeError(w, http.StatusBadRequest, "The channel must be a presence channel")
+	case errors.Is(err, hub.ErrUnavailable):
+		h.log.Warn("httpapi: cluster engine unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "Service unavailable: the cluster engine (Redis) is unreachable; try again")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		h.log.Warn("httpapi: request not completed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "Service unavailable: the request was not completed in time")

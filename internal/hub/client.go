@@ -419,8 +419,10 @@ func (c *Client) signin(s protocol.Signin) {
 	if prev != nil {
 		h.userOffline(c, prev, prev.ID == u.ID)
 	}
-	c.send(protocol.SigninSuccess(s.UserData))
-	h.userOnline(c, &u)
+	// Recorded (and listened for on other nodes) before the client hears
+	// of its success, so a sendToUser or terminate it triggers right away
+	// finds it.
+	h.userOnline(c, &u, protocol.SigninSuccess(s.UserData))
 }
 
 // allowClientEvent applies the per-connection token bucket: rate per
@@ -492,8 +494,9 @@ func (c *Client) clientEvent(m protocol.Message) {
 	}
 }
 
-// userOnline records a signed-in socket and tells watchers.
-func (h *Hub) userOnline(c *Client, u *protocol.UserData) {
+// userOnline records a signed-in socket, sends it success (when not nil)
+// and tells watchers.
+func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 	h.userInterest(c, u.ID, true)
 	k := userKey{c.app.ID, u.ID}
 	h.usersMu.Lock()
@@ -531,6 +534,9 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData) {
 	}
 	h.usersMu.Unlock()
 
+	if success != nil {
+		c.send(success)
+	}
 	if c.app.EnableWatchlistEvents {
 		if len(online)+len(offline) > 0 {
 			var evs []protocol.WatchlistEvent

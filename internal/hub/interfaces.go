@@ -79,6 +79,11 @@ type State interface {
 	Cache(ctx context.Context, appID, channel string) (ev CachedEvent, ttl time.Duration, ok bool, err error)
 }
 
+// ErrUnavailable wraps the errors of a State or Broker that cannot be
+// reached (Redis down): the request may be retried later. A Publish that
+// fails with it may already have reached this node's subscribers.
+var ErrUnavailable = errors.New("cluster engine unavailable")
+
 // ErrPresenceFull refuses a presence subscription over the member cap.
 var ErrPresenceFull = errors.New("presence channel is full")
 

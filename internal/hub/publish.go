@@ -25,7 +25,7 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 			// Cache before delivering: a client subscribing meanwhile then
 			// gets the event live, from the cache, or both, never neither.
 			if err := h.state.SetCache(ctx, app.ID, name, CachedEvent{Event: req.Name, Data: req.Data}, h.opt.CacheTTL); err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("cache %s: %w", name, err)
+				firstErr = fmt.Errorf("%w: cache %s: %w", ErrUnavailable, name, err)
 			}
 		}
 		n := 0
@@ -71,7 +71,7 @@ func (h *Hub) toBroker(ctx context.Context, m BrokerMessage) error {
 		return nil
 	}
 	if err := h.opt.Broker.Publish(ctx, m); err != nil {
-		return fmt.Errorf("broker: %w", err)
+		return fmt.Errorf("%w: broker: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -122,7 +122,7 @@ func (h *Hub) Channel(ctx context.Context, app *apps.App, name string) (ChannelI
 	kind := protocol.Classify(name)
 	counts, err := h.state.Channel(ctx, app.ID, name)
 	if err != nil {
-		return ChannelInfo{}, fmt.Errorf("channel %s: %w", name, err)
+		return ChannelInfo{}, fmt.Errorf("%w: channel %s: %w", ErrUnavailable, name, err)
 	}
 	info := ChannelInfo{
 		Name:              name,
@@ -134,7 +134,7 @@ func (h *Hub) Channel(ctx context.Context, app *apps.App, name string) (ChannelI
 	if kind.IsCache() {
 		ev, ttl, ok, err := h.state.Cache(ctx, app.ID, name)
 		if err != nil {
-			return ChannelInfo{}, fmt.Errorf("channel %s cache: %w", name, err)
+			return ChannelInfo{}, fmt.Errorf("%w: channel %s cache: %w", ErrUnavailable, name, err)
 		}
 		if ok {
 			info.Cache = &CacheInfo{Event: ev.Event, Data: ev.Data, TTL: int((ttl + time.Second - 1) / time.Second)}
@@ -148,7 +148,7 @@ func (h *Hub) Channel(ctx context.Context, app *apps.App, name string) (ChannelI
 func (h *Hub) Channels(ctx context.Context, app *apps.App, prefix string) ([]ChannelInfo, error) {
 	m, err := h.state.Channels(ctx, app.ID, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("channels: %w", err)
+		return nil, fmt.Errorf("%w: channels: %w", ErrUnavailable, err)
 	}
 	out := make([]ChannelInfo, 0, len(m))
 	for name, c := range m {
@@ -168,7 +168,7 @@ func (h *Hub) PresenceUsers(ctx context.Context, app *apps.App, name string) ([]
 	}
 	ms, err := h.state.Members(ctx, app.ID, name)
 	if err != nil {
-		return nil, fmt.Errorf("presence users %s: %w", name, err)
+		return nil, fmt.Errorf("%w: presence users %s: %w", ErrUnavailable, name, err)
 	}
 	return ms, nil
 }
