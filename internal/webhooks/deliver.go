@@ -1,0 +1,171 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Header names Herald sets on every webhook; a target's extra headers
+// cannot override them.
+const (
+	headerKey       = "X-Pusher-Key"
+	headerSignature = "X-Pusher-Signature"
+	headerBatchID   = "X-Herald-Batch-Id"
+)
+
+// reserved reports whether an extra header would override one of ours.
+func reserved(canonical string) bool {
+	switch canonical {
+	case "Content-Type", headerKey, headerSignature, headerBatchID, "Content-Length", "Host", "Transfer-Encoding":
+		return true
+	}
+	return false
+}
+
+// statusError is a non-2xx answer.
+type statusError struct{ status int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("webhook answered %d", e.status) }
+
+func (d *Dispatcher) runWorker(ctx context.Context) {
+	defer d.workers.Done()
+	for {
+		dl, err := d.queue.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.rlog.warn("next", "webhook queue unavailable", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(500+rand.IntN(500)) * time.Millisecond):
+			}
+			continue
+		}
+		d.deliver(ctx, dl)
+	}
+}
+
+// deliver makes one attempt and settles the batch with the queue.
+func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
+	dl.Attempts++
+	start := time.Now()
+	status, err := d.post(ctx, dl)
+	if d.opt.ObserveDelivery != nil {
+		d.opt.ObserveDelivery(dl.AppID, status, time.Since(start), err)
+	}
+	// The queue calls below must not fail because we are shutting down.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	switch {
+	case err == nil:
+		d.stats.sent(dl.AppID, dl.Events)
+		d.settle(qctx, d.queue.Done(qctx, dl))
+	case ctx.Err() != nil:
+		// Shutting down mid-attempt: give it back, it was not delivered.
+		dl.Attempts--
+		d.settle(qctx, d.queue.Retry(qctx, dl, 0))
+	case retryable(status, err):
+		delay := d.backoff(dl.Attempts)
+		deadline := time.UnixMilli(dl.CreatedMs).Add(d.opt.RetryFor)
+		if d.opt.Now().Add(delay).After(deadline) {
+			d.stats.failed(dl.AppID, dl.Events)
+			d.log.Warn("webhook given up after retries", "app", dl.AppID, "url", redact(dl.URL),
+				"batch", dl.ID, "attempts", dl.Attempts, "events", dl.Events, "err", err)
+			d.settle(qctx, d.queue.Done(qctx, dl))
+			return
+		}
+		d.stats.retried(dl.AppID)
+		d.rlog.warn("retry:"+dl.AppID, "webhook failed, will retry", "app", dl.AppID, "url", redact(dl.URL),
+			"batch", dl.ID, "attempt", dl.Attempts, "in", delay, "err", err)
+		d.settle(qctx, d.queue.Retry(qctx, dl, delay))
+	default:
+		d.stats.failed(dl.AppID, dl.Events)
+		d.log.Warn("webhook refused (not retried)", "app", dl.AppID, "url", redact(dl.URL),
+			"batch", dl.ID, "status", status, "events", dl.Events)
+		d.settle(qctx, d.queue.Done(qctx, dl))
+	}
+}
+
+func (d *Dispatcher) settle(_ context.Context, err error) {
+	if err != nil {
+		// A durable queue will hand the batch out again after its lease.
+		d.rlog.warn("settle", "webhook queue update failed", "err", err)
+	}
+}
+
+// post sends the batch once. It returns the status (0 without a response)
+// and nil for a 2xx.
+func (d *Dispatcher) post(ctx context.Context, dl *Delivery) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opt.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dl.URL, bytes.NewReader(dl.Body))
+	if err != nil {
+		return 0, &statusError{status: 0}
+	}
+	for name, value := range dl.Headers {
+		canon := http.CanonicalHeaderKey(name)
+		if reserved(canon) {
+			continue
+		}
+		req.Header.Set(canon, value)
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "Herald-Webhooks/1")
+	}
+	// Set last and exactly (no charset: pusher-http-node compares it).
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header[headerKey] = []string{dl.Key}
+	req.Header[headerSignature] = []string{dl.Signature}
+	req.Header[headerBatchID] = []string{dl.ID}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp.StatusCode, nil
+	}
+	return resp.StatusCode, &statusError{status: resp.StatusCode}
+}
+
+// retryable: no response (timeout, connection error), 429 or 5xx.
+func retryable(status int, err error) bool {
+	var se *statusError
+	if errors.As(err, &se) && se.status == 0 {
+		return false // the request could not be built: the URL is wrong
+	}
+	return status == 0 || status == http.StatusTooManyRequests || status >= 500
+}
+
+// backoff is RetryBase·2^(attempt-1), at most RetryMax, with equal jitter.
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	delay := d.opt.RetryMax
+	if attempt < 31 {
+		if b := d.opt.RetryBase << (attempt - 1); b > 0 && b < delay {
+			delay = b
+		}
+	}
+	half := delay / 2
+	return half + rand.N(delay-half+1)
+}
+
+// redact keeps a URL's scheme, host and path: the user info and the query
+// often carry credentials.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}

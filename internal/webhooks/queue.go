@@ -1,0 +1,202 @@
+package webhooks
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Delivery is one signed batch for one target: what is POSTed, as often as
+// it takes. Body and Signature never change after the batch is made, so a
+// retry is byte-for-byte the same request.
+type Delivery struct {
+	// ID is the batch id, sent as X-Herald-Batch-Id.
+	ID    string `json:"id"`
+	AppID string `json:"app"`
+	URL   string `json:"url"`
+	// Headers are the target's extra headers.
+	Headers   map[string]string `json:"headers,omitempty"`
+	Key       string            `json:"key"`
+	Signature string            `json:"sig"`
+	Body      []byte            `json:"body"`
+	// Events is the number of events in Body (for the counters).
+	Events int `json:"events"`
+	// CreatedMs is the batch's time_ms; retries stop RetryFor after it.
+	CreatedMs int64 `json:"created_ms"`
+	// Attempts is the number of attempts made so far.
+	Attempts int `json:"attempts"`
+
+	due   time.Time // memory queue: when the batch is next due
+	index int       // memory queue: heap position
+}
+
+// ErrQueueFull is returned by Queue.Push when the queue is at its bound; the
+// batch is dropped and counted.
+var ErrQueueFull = errors.New("webhooks: delivery queue full")
+
+// Queue holds the batches waiting for delivery or for a retry. A batch
+// handed out by Next is leased to the caller until it calls Done or Retry;
+// a durable queue gives it to another caller (possibly on another node)
+// when the lease ends first, which makes delivery at least once.
+// Implementations are safe for concurrent use.
+type Queue interface {
+	// Push adds a new batch, due now. It returns ErrQueueFull at the bound.
+	Push(ctx context.Context, d *Delivery) error
+	// Next blocks until a batch is due and leases it, or ctx ends.
+	Next(ctx context.Context) (*Delivery, error)
+	// Retry returns a leased batch, due again after the delay, with its
+	// Attempts as updated by the caller.
+	Retry(ctx context.Context, d *Delivery, after time.Duration) error
+	// Done removes a leased batch for good (delivered or given up).
+	Done(ctx context.Context, d *Delivery) error
+	// Len is the number of batches pending or leased.
+	Len(ctx context.Context) (int, error)
+	// Durable reports whether the batches outlive the process. Close waits
+	// for a memory queue to empty; a durable queue keeps what is left.
+	Durable() bool
+}
+
+// MemoryQueue is a bounded in-process Queue, ordered by due time.
+type MemoryQueue struct {
+	mu     sync.Mutex
+	h      dueHeap
+	leased int
+	limit  int
+	wake   chan struct{}
+}
+
+// NewMemoryQueue returns a MemoryQueue holding at most limit batches
+// (pending and leased).
+func NewMemoryQueue(limit int) *MemoryQueue {
+	if limit <= 0 {
+		limit = 1
+	}
+	return &MemoryQueue{limit: limit, wake: make(chan struct{}, 1)}
+}
+
+func (q *MemoryQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Push implements Queue.
+func (q *MemoryQueue) Push(_ context.Context, d *Delivery) error {
+	q.mu.Lock()
+	if len(q.h)+q.leased >= q.limit {
+		q.mu.Unlock()
+		return ErrQueueFull
+	}
+	d.due = time.Now()
+	heap.Push(&q.h, d)
+	q.mu.Unlock()
+	q.signal()
+	return nil
+}
+
+// Next implements Queue.
+func (q *MemoryQueue) Next(ctx context.Context) (*Delivery, error) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		q.mu.Lock()
+		wait := time.Hour
+		if len(q.h) > 0 {
+			top := q.h[0]
+			if wait = time.Until(top.due); wait <= 0 {
+				heap.Pop(&q.h)
+				q.leased++
+				more := len(q.h) > 0
+				q.mu.Unlock()
+				if more {
+					q.signal() // another worker may take the next one
+				}
+				return top, nil
+			}
+		}
+		q.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(wait)
+		} else {
+			t.Reset(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-q.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Retry implements Queue.
+func (q *MemoryQueue) Retry(_ context.Context, d *Delivery, after time.Duration) error {
+	q.mu.Lock()
+	q.leased--
+	d.due = time.Now().Add(after)
+	heap.Push(&q.h, d)
+	q.mu.Unlock()
+	q.signal()
+	return nil
+}
+
+// Done implements Queue.
+func (q *MemoryQueue) Done(_ context.Context, _ *Delivery) error {
+	q.mu.Lock()
+	q.leased--
+	q.mu.Unlock()
+	return nil
+}
+
+// Len implements Queue.
+func (q *MemoryQueue) Len(context.Context) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.h) + q.leased, nil
+}
+
+// Durable implements Queue: a MemoryQueue is not.
+func (q *MemoryQueue) Durable() bool { return false }
+
+// drain removes and returns every pending batch (at shutdown).
+func (q *MemoryQueue) drain() []*Delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := []*Delivery(q.h)
+	q.h = nil
+	return out
+}
+
+// dueHeap orders deliveries by due time.
+type dueHeap []*Delivery
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *dueHeap) Push(x any) {
+	d := x.(*Delivery)
+	d.index = len(*h)
+	*h = append(*h, d)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	n := len(old)
+	d := old[n-1]
+	old[n-1] = nil
+	*h = old[:n-1]
+	return d
+}
