@@ -78,7 +78,7 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
 		deadline := time.UnixMilli(dl.CreatedMs).Add(d.opt.RetryFor)
 		if d.opt.Now().Add(delay).After(deadline) {
 			d.stats.failed(dl.AppID, dl.Events)
-			d.log.Warn("webhook given up after retries", "app", dl.AppID, "url", redact(dl.URL),
+			d.rlog.warn("fail:"+dl.AppID, "webhook given up after retries", "app", dl.AppID, "url", redact(dl.URL),
 				"batch", dl.ID, "attempts", dl.Attempts, "events", dl.Events, "err", err)
 			d.settle(qctx, d.queue.Done(qctx, dl))
 			return
@@ -89,7 +89,7 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
 		d.settle(qctx, d.queue.Retry(qctx, dl, delay))
 	default:
 		d.stats.failed(dl.AppID, dl.Events)
-		d.log.Warn("webhook refused (not retried)", "app", dl.AppID, "url", redact(dl.URL),
+		d.rlog.warn("fail:"+dl.AppID, "webhook refused (not retried)", "app", dl.AppID, "url", redact(dl.URL),
 			"batch", dl.ID, "status", status, "events", dl.Events)
 		d.settle(qctx, d.queue.Done(qctx, dl))
 	}
