@@ -97,6 +97,9 @@ func (o *Options) defaults() {
 // webhook configuration takes effect within it.
 const appTTL = time.Second
 
+// dropLogEvery spaces the log lines about intake drops.
+const dropLogEvery = 10 * time.Second
+
 // Dispatcher batches, signs and delivers webhooks. It implements
 // hub.Observer; ConnectionOpened, ConnectionClosed and Published have no
 // webhook and do nothing.
@@ -109,8 +112,9 @@ type Dispatcher struct {
 	rlog   *rateLog
 	stats  statsSet
 
-	intake chan event
-	closed atomic.Bool
+	intake    chan event
+	closed    atomic.Bool
+	dropLogAt atomic.Int64 // unix nanoseconds of the last intake drop log
 
 	// interest tells the Observer methods which event types an app wants,
 	// so that events no target wants are not even queued. Copy on write;
@@ -288,7 +292,12 @@ func (d *Dispatcher) enqueue(ev event) {
 	case d.intake <- ev:
 	default:
 		d.stats.dropped(ev.appID, 1)
-		d.rlog.warn("intake:"+ev.appID, "webhook intake queue full: event dropped", "app", ev.appID, "event", ev.kind.String())
+		// At most one log line per interval, decided without a lock: a
+		// flood of drops must not serialise the callers.
+		if last := d.dropLogAt.Load(); now.UnixNano()-last >= int64(dropLogEvery) && d.dropLogAt.CompareAndSwap(last, now.UnixNano()) {
+			d.log.Warn("webhook intake queue full: events dropped", "app", ev.appID, "event", ev.kind.String(),
+				"dropped_total", d.stats.total.dropped.Load())
+		}
 	}
 }
 
