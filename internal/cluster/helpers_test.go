@@ -30,7 +30,7 @@ func testPrefix(t testing.TB) string {
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
-		t.Skipf("no Redis at %s: %v", testRedis, err)
+		t.Fatalf("Redis at %s is required: %v", testRedis, err)
 	}
 	t.Cleanup(func() {
 		defer c.Close()
@@ -163,7 +163,7 @@ func startRedis(t testing.TB, port int) *redisServer {
 	t.Helper()
 	const bin = "/usr/bin/redis-server"
 	if _, err := os.Stat(bin); err != nil {
-		t.Skip("no redis-server")
+		t.Fatal("redis-server is required (Debian package redis-server)")
 	}
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
 	if err := cmd.Start(); err != nil {

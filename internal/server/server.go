@@ -21,6 +21,7 @@ import (
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/transport"
+	"github.com/herald-ws/herald/internal/webhooks"
 )
 
 // Server is one Herald node.
@@ -33,7 +34,9 @@ type Server struct {
 	// node and broker are the Redis engine (nil on a single node).
 	node   *cluster.Node
 	broker *cluster.Broker
-	ready  atomic.Bool
+	// webhooks delivers webhooks (nil when no app has one).
+	webhooks *webhooks.Dispatcher
+	ready    atomic.Bool
 }
 
 // New builds a node from cfg. Nothing listens until Run.
@@ -53,6 +56,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		if err := s.buildCluster(&hopt); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.buildWebhooks(store, &hopt); err != nil {
+		return nil, err
 	}
 	s.hub = hub.New(hopt)
 	api := httpapi.New(httpapi.Options{
@@ -123,6 +129,42 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 	return nil
 }
 
+// buildWebhooks sets up webhook delivery when any app has a webhook: a
+// queue in Redis on a cluster (pending deliveries survive a node), in
+// memory alone (flushed on shutdown).
+func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
+	wanted := false
+	for _, a := range s.cfg.Apps {
+		wanted = wanted || len(a.Webhooks) > 0
+	}
+	if !wanted {
+		return nil
+	}
+	var q webhooks.Queue
+	if s.node != nil {
+		rq, err := webhooks.NewRedisQueue(webhooks.RedisQueueOptions{
+			Client: s.node.Client(),
+			Prefix: s.cfg.RedisPrefix,
+			Lease:  30 * time.Second,
+		})
+		if err != nil {
+			return fmt.Errorf("webhooks queue: %w", err)
+		}
+		q = rq
+	}
+	wh, err := webhooks.New(webhooks.Options{
+		Apps:   store,
+		Queue:  q,
+		Logger: s.log.With("component", "webhooks"),
+	})
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	s.webhooks = wh
+	hopt.Observer = hub.Observers(hopt.Observer, wh)
+	return nil
+}
+
 // onReap announces what the cluster removed when another node died.
 func (s *Server) onReap(r cluster.Reaped) {
 	for _, ch := range r.Channels {
@@ -183,7 +225,13 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 			_ = s.node.Close()
 		}()
 	}
+	if s.webhooks != nil {
+		s.webhooks.Start(context.Background())
+	}
 	if err := s.ws.Start(); err != nil {
+		if s.webhooks != nil {
+			_ = s.webhooks.Close(context.Background())
+		}
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr(), err)
 	}
 	s.ready.Store(true)
@@ -203,6 +251,13 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	}
 	if err := s.ws.Shutdown(drainCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if s.webhooks != nil {
+		// What the closed sockets caused (vacated channels, removed
+		// members) is queued by now; deliver it or hand it to Redis.
+		if err := s.webhooks.Close(drainCtx); err != nil {
+			s.log.Warn("webhooks not all delivered before shutdown", "err", err)
+		}
 	}
 	s.log.Info("stopped")
 	return nil

@@ -20,7 +20,7 @@ func redisQueue(t *testing.T, prefix string, opt RedisQueueOptions) *RedisQueue 
 	t.Cleanup(func() { rdb.Close() })
 	ctx := context.Background()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Skipf("no Redis at 127.0.0.1:6379: %v", err)
+		t.Fatalf("Redis at 127.0.0.1:6379 is required: %v", err)
 	}
 	opt.Client = rdb
 	opt.Prefix = prefix

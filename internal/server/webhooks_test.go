@@ -1,0 +1,78 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// A channel occupied then vacated through the real stack reaches a webhook
+// receiver, signed with the app secret.
+func TestWebhooksThroughTheWholeStack(t *testing.T) {
+	type hook struct {
+		TimeMs int64 `json:"time_ms"`
+		Events []struct {
+			Name    string `json:"name"`
+			Channel string `json:"channel"`
+		} `json:"events"`
+	}
+	var mu sync.Mutex
+	var got []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Content-Type") != "application/json" || r.Header.Get("X-Pusher-Key") != "app-key" ||
+			r.Header.Get("X-Pusher-Signature") != protocol.SignBytes("app-secret", body) {
+			t.Errorf("bad webhook headers %v", r.Header)
+		}
+		var h hook
+		if err := json.Unmarshal(body, &h); err != nil || h.TimeMs == 0 {
+			t.Errorf("bad webhook body %s", body)
+		}
+		mu.Lock()
+		for _, e := range h.Events {
+			got = append(got, e.Name+" "+e.Channel)
+		}
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+
+	addr, stop := startServer(t, func(c *config.Config) {
+		c.Apps[0].Webhooks = []apps.Webhook{{URL: rcv.URL, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
+	})
+	c := dial(t, addr, "app-key")
+	read(t, c)
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:subscribe","data":{"channel":"orders"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, protocol.EventSubscriptionSucceeded)
+	c.Close()
+	// Shutdown flushes what is pending.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0] != "channel_occupied orders" || got[1] != "channel_vacated orders" {
+		t.Fatalf("webhooks %v", got)
+	}
+}
