@@ -268,7 +268,7 @@ func render(title, subtitle string, all []*series) string {
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">subscribers on one channel (log scale)</text>`+"\n", ox+panelW/2, oy+panelH+36)
 		fmt.Fprintf(&b, `<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">%s (log scale)</text>`+"\n", ox-58, oy+panelH/2, esc(pn.yLabel))
 		// series.
-		for _, s := range all {
+		for si, s := range all {
 			var path []string
 			for _, p := range s.sorted() {
 				v, ok := median(pn.value(p))
@@ -279,7 +279,11 @@ func render(title, subtitle string, all []*series) string {
 				path = append(path, fmt.Sprintf("%.1f,%.1f", px, py))
 				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s subscribers: %s (median of %d)</title></circle>`+"\n",
 					px, py, s.color, human(p.x), pn.format(v), len(pn.value(p)))
-				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" fill="%s" text-anchor="middle">%s</text>`+"\n", px, py-7, s.color, pn.format(v))
+				ty := py - 7 // first series' labels above its points, the others' below
+				if si > 0 {
+					ty = py + 15
+				}
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="10" fill="%s" text-anchor="middle">%s</text>`+"\n", px, ty, s.color, pn.format(v))
 			}
 			if len(path) > 1 {
 				fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(path, " "), s.color)
