@@ -394,11 +394,14 @@ func (s *Server) execute(f func()) {
 			f()
 		}()
 	}
-	// The job's goroutine now waits in this P's run queue, and this runs
-	// on a poller, which next blocks in epoll_wait: a raw syscall that
-	// keeps the P until sysmon takes it back, up to 10 ms later when the
-	// flushers keep the other Ps busy. Yield, so the job runs now.
-	runtime.Gosched()
+	// Not yielding here: the job then waits in this P's run queue while
+	// the poller blocks in epoll_wait (a raw syscall that keeps the P
+	// until sysmon takes it back), up to 10 ms when the flushers keep the
+	// other Ps busy. A runtime.Gosched() here (or after the engine's data
+	// handler) doubled the HTTP API request rate of the 10,000-subscriber
+	// fanout, but under connection churn it doubled the connections the
+	// server drops while they connect or subscribe (an existing race that
+	// the new timing exposes more); see docs/benchmarks.md.
 }
 
 // executorWorkers is the number of warm workers: enough for the HTTP API
