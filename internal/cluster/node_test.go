@@ -212,7 +212,16 @@ func TestNodeRejoin(t *testing.T) {
 	if id == old {
 		t.Fatal("same id after a lost lease")
 	}
+	// The report comes after the lease entry is gone: wait for the report.
 	waitFor(t, 3*time.Second, "the old id's reap", func() bool {
+		for _, r := range log.all() {
+			if r.Node == old {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 3*time.Second, "the old id's lease gone", func() bool {
 		_, err := n.Client().ZScore(ctx, n.k.nodes(), old).Result()
 		return err != nil
 	})

@@ -125,16 +125,8 @@ func (q *MemoryQueue) Next(ctx context.Context) (*Delivery, error) {
 			}
 		}
 		q.mu.Unlock()
-		if t == nil {
-			t = time.NewTimer(wait)
-		} else {
-			t.Reset(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-q.wake:
-		case <-t.C:
+		if err := sleepOrWake(ctx, &t, wait, q.wake); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -199,4 +191,21 @@ func (h *dueHeap) Pop() any {
 	old[n-1] = nil
 	*h = old[:n-1]
 	return d
+}
+
+// sleepOrWake waits for d, a signal on wake or the end of ctx, reusing the
+// timer in *t (created on first use; the caller stops it).
+func sleepOrWake(ctx context.Context, t **time.Timer, d time.Duration, wake <-chan struct{}) error {
+	if *t == nil {
+		*t = time.NewTimer(d)
+	} else {
+		(*t).Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+	case <-(*t).C:
+	}
+	return nil
 }

@@ -161,16 +161,8 @@ func (q *RedisQueue) Next(ctx context.Context) (*Delivery, error) {
 		if wait <= 0 {
 			continue
 		}
-		if t == nil {
-			t = time.NewTimer(wait)
-		} else {
-			t.Reset(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-q.wake:
-		case <-t.C:
+		if err := sleepOrWake(ctx, &t, wait, q.wake); err != nil {
+			return nil, err
 		}
 	}
 }
