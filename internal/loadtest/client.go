@@ -145,12 +145,15 @@ func (e *errorCounter) top() string {
 func errKind(stage string, err error) string {
 	var pe *pusherError
 	var ce *websocket.CloseError
+	var cl *closedError
 	var ne net.Error
 	switch {
 	case errors.As(err, &pe):
 		return stage + ": pusher:error " + pe.codeString()
 	case errors.As(err, &ce):
 		return stage + ": closed " + strconv.Itoa(ce.Code)
+	case errors.As(err, &cl):
+		return stage + ": closed " + strconv.Itoa(cl.code)
 	case errors.Is(err, errNoSourcePorts):
 		return stage + ": out of local ports"
 	case errors.Is(err, websocket.ErrBadHandshake):
@@ -175,6 +178,15 @@ func errKind(stage string, err error) string {
 	}
 	return stage + ": " + s
 }
+
+// closedError is a close frame from the server with an unusual code (read by
+// the epoll receiver; gorilla has its own CloseError).
+type closedError struct {
+	code   int
+	reason string
+}
+
+func (e *closedError) Error() string { return fmt.Sprintf("closed %d %s", e.code, e.reason) }
 
 // pusherError is a pusher:error or pusher:subscription_error received
 // while connecting or subscribing.
@@ -248,6 +260,8 @@ type client struct {
 	lastRecv atomic.Int64
 	order    orderChecker
 	buf      []byte
+	raw      syscall.RawConn // nil when the socket is not a plain TCP one
+	rc       *rconn          // set when the epoll receiver reads it
 
 	socketID        string
 	activityTimeout time.Duration
@@ -364,13 +378,12 @@ func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel str
 // maxMessage bounds the receive buffer; larger messages are skipped.
 const maxMessage = 1 << 20
 
-// readLoop receives until the connection ends. It is the hot path: no
-// allocation per message, one bytes.Index, a few atomic adds.
+// readLoop receives until the connection ends (the reader of a connection
+// that the epoll receiver does not take).
 func (c *client) readLoop() error {
 	if c.buf == nil {
 		c.buf = make([]byte, 512)
 	}
-	st, sh := c.st, c.sh
 	for {
 		_, r, err := c.ws.NextReader()
 		if err != nil {
@@ -402,25 +415,34 @@ func (c *client) readLoop() error {
 			return err
 		}
 		if tooLarge {
-			st.errs.add("message larger than 1 MiB skipped")
+			c.st.errs.add("message larger than 1 MiB skipped")
 			continue
 		}
-		now := time.Now().UnixNano()
-		c.lastRecv.Store(now)
-		msg := c.buf[:n]
-		if pub, seq, ts, ok := findPayload(msg); ok {
-			sh.deliveries.Add(1)
-			if !c.order.check(pub, seq) {
-				sh.violations.Add(1)
-			}
-			if ts >= st.winStart.Load() && ts < st.winEnd.Load() {
-				sh.measured.Add(1)
-				sh.hist.Record(now - ts)
-			}
-			continue
+		if c.raw != nil {
+			_ = c.raw.Control(delayAck)
 		}
-		c.control(msg)
+		c.handle(c.buf[:n])
 	}
+}
+
+// handle takes one received message. It is the hot path: no allocation,
+// one bytes.Index, a few atomic adds.
+func (c *client) handle(msg []byte) {
+	now := time.Now().UnixNano()
+	c.lastRecv.Store(now)
+	st, sh := c.st, c.sh
+	if pub, seq, ts, ok := findPayload(msg); ok {
+		sh.deliveries.Add(1)
+		if !c.order.check(pub, seq) {
+			sh.violations.Add(1)
+		}
+		if ts >= st.winStart.Load() && ts < st.winEnd.Load() {
+			sh.measured.Add(1)
+			sh.hist.Record(now - ts)
+		}
+		return
+	}
+	c.control(msg)
 }
 
 // control handles a protocol frame received after subscribing.
@@ -440,6 +462,9 @@ func (c *client) control(msg []byte) {
 
 // send writes one text frame; safe for concurrent use.
 func (c *client) send(b []byte) error {
+	if c.rc != nil {
+		return c.rc.sendText(b)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -448,6 +473,10 @@ func (c *client) send(b []byte) error {
 
 // close sends a close frame (1000) and closes the socket.
 func (c *client) close() {
+	if c.rc != nil {
+		c.rc.sendClose(1000) // the receiver closes the socket on the answer
+		return
+	}
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	_ = c.ws.Close()
 }
@@ -458,6 +487,7 @@ type clientSet struct {
 	st     *runStats
 	dialer *websocket.Dialer
 	pool   *sourcePool
+	recv   *epollReceiver // nil: a reader goroutine per connection
 
 	mu      sync.Mutex
 	clients []*client
@@ -469,7 +499,15 @@ type clientSet struct {
 
 func newClientSet(o *Options, st *runStats) *clientSet {
 	pool := newSourcePool(o.sources, isLoopbackTarget(o.URL), o.Timeout)
-	return &clientSet{o: o, st: st, pool: pool, dialer: newWSDialer(o, pool), subsPerChannel: make([]int64, o.Channels)}
+	cs := &clientSet{o: o, st: st, pool: pool, dialer: newWSDialer(o, pool), subsPerChannel: make([]int64, o.Channels)}
+	if o.Reader == readerEpoll {
+		if r, err := newEpollReceiver(); err == nil {
+			cs.recv = r
+		} else {
+			st.errs.add("epoll reader unavailable, one goroutine per connection: " + err.Error())
+		}
+	}
+	return cs
 }
 
 // open connects n clients, client i to channel i%channels, at the connect
@@ -526,6 +564,10 @@ launch:
 				return
 			}
 			c := &client{ws: ws, channel: ch, sh: &st.shards[i%nShards], st: st, socketID: socketID, activityTimeout: activity}
+			sc, plain := ws.UnderlyingConn().(syscall.Conn)
+			if plain && o.DelayedAck {
+				c.raw, _ = sc.SyscallConn()
+			}
 			c.lastRecv.Store(time.Now().UnixNano())
 			cs.mu.Lock()
 			cs.clients = append(cs.clients, c)
@@ -537,14 +579,25 @@ launch:
 			st.connected.Add(1)
 			st.live.Add(1)
 			cs.readers.Add(1)
-			attempts.Done()
-			err = c.readLoop()
-			st.live.Add(-1)
-			if !st.closing.Load() {
-				st.dropped.Add(1)
-				st.errs.add(errKind("connection lost", err))
+			ended := func(err error) {
+				st.live.Add(-1)
+				if !st.closing.Load() {
+					st.dropped.Add(1)
+					st.errs.add(errKind("connection lost", err))
+				}
+				cs.readers.Done()
 			}
-			cs.readers.Done()
+			if cs.recv != nil && plain {
+				if err = cs.recv.add(c, sc, ended); err == nil {
+					// The receiver reads a duplicate of the socket.
+					_ = ws.UnderlyingConn().Close()
+					attempts.Done()
+					return
+				}
+				st.errs.add(errKind("epoll reader", err))
+			}
+			attempts.Done()
+			ended(c.readLoop())
 		}(i)
 	}
 	attempts.Wait()
@@ -619,5 +672,8 @@ func (cs *clientSet) closeAll(wait time.Duration) {
 	select {
 	case <-done:
 	case <-time.After(wait):
+	}
+	if cs.recv != nil {
+		cs.recv.stop()
 	}
 }

@@ -44,6 +44,8 @@ func TestFanoutAgainstFakeServer(t *testing.T) {
 		{"rate", []string{"--rate", "200"}},
 		{"batch", []string{"--batch", "4"}},
 		{"multichannel", []string{"--channels-per-event", "3"}},
+		{"goroutine-reader", []string{"--reader", "goroutine"}},
+		{"quick-ack", []string{"--delayed-ack=false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"fanout", "--url", fs.wsURL(), "--api", fs.apiURL(),

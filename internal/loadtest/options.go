@@ -13,6 +13,12 @@ import (
 	"time"
 )
 
+// The ways of reading subscribed connections (--reader).
+const (
+	readerEpoll     = "epoll"
+	readerGoroutine = "goroutine"
+)
+
 // Options are the settings of one run; flags fill them.
 type Options struct {
 	URL         string // WebSocket base, ws://host:port[/prefix]
@@ -44,6 +50,8 @@ type Options struct {
 	MaxFail         float64 // share of failed connections that fails the run
 	SourceIPs       string
 	ReadBuffer      int
+	DelayedAck      bool
+	Reader          string // readerEpoll or readerGoroutine
 	Progress        time.Duration
 	CPUProfile      string
 
@@ -71,6 +79,8 @@ func defaultOptions(scenario string) Options {
 		Timeout:         10 * time.Second,
 		MaxFail:         0.01,
 		ReadBuffer:      4096,
+		DelayedAck:      true,
+		Reader:          readerEpoll,
 		Progress:        time.Second,
 	}
 	switch scenario {
@@ -106,6 +116,8 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 	fs.Float64Var(&o.MaxFail, "max-fail", o.MaxFail, "share of connections that may fail before the run fails (0..1)")
 	fs.StringVar(&o.SourceIPs, "source-ips", o.SourceIPs, "local addresses to spread connections over, e.g. `127.0.0.1-127.0.0.20` (default: the kernel's choice, then further 127.0.0.x when ports run out)")
 	fs.IntVar(&o.ReadBuffer, "read-buffer", o.ReadBuffer, "read buffer bytes per connection")
+	fs.StringVar(&o.Reader, "reader", o.Reader, "how subscribed connections are read: `epoll` (a few pollers, Linux) or goroutine (one per connection)")
+	fs.BoolVar(&o.DelayedAck, "delayed-ack", o.DelayedAck, "delay the TCP ACKs of received events (Linux), so that the tool's ACKs do not run the server's TCP input path inside its own reads")
 	fs.DurationVar(&o.Progress, "progress", o.Progress, "progress line interval on stderr (0 = none)")
 	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write the load tool's own CPU profile to `file` (to check what the tool costs)")
 	switch scenario {
@@ -153,6 +165,9 @@ func (o *Options) validate(scenario string) error {
 	}
 	if o.ReadBuffer < 256 {
 		o.ReadBuffer = 256
+	}
+	if o.Reader != readerEpoll && o.Reader != readerGoroutine {
+		return fmt.Errorf("--reader must be %s or %s", readerEpoll, readerGoroutine)
 	}
 	if o.ConnectRate < 0 {
 		return errors.New("--connect-rate must not be negative")

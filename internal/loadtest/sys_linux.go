@@ -48,3 +48,15 @@ func selfCPUSeconds() float64 {
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
+
+// delayAck asks the kernel to delay the ACK of what was just read (TCP
+// quick-ack off). Without it, a connection that only receives small
+// segments ACKs each one from inside read(2): on loopback that ACK runs
+// the whole TCP path into the server's socket within the tool's read, about
+// a third of the tool's CPU per delivery, right in the middle of the burst
+// being measured. A remote client's ACK costs the server's box nothing of
+// the kind. The kernel leaves this mode again when a delayed ACK goes out,
+// so it is set after every read.
+func delayAck(fd uintptr) {
+	_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 0)
+}
