@@ -7,7 +7,7 @@ FUZZTIME  ?= 5s
 E2E_DIR   := test/e2e
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test lint unit fuzz e2e e2e-deps bench clean
+.PHONY: all build test lint unit fuzz e2e e2e-deps bench bench-cluster clean
 
 all: build
 
@@ -38,6 +38,10 @@ e2e: build e2e-deps
 ## bench: short forms of the load scenarios against a fresh bin/herald (bench/README.md has the full ones).
 bench: build
 	HERALD_BIN=$(CURDIR)/$(BIN) bench/run.sh
+
+## bench-cluster: the fanout scenarios across three nodes and a redis-server of their own.
+bench-cluster: build
+	HERALD_BIN=$(CURDIR)/$(BIN) bench/cluster.sh
 
 clean:
 	rm -rf bin $(E2E_DIR)/node_modules

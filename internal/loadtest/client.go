@@ -498,7 +498,7 @@ type clientSet struct {
 }
 
 func newClientSet(o *Options, st *runStats) *clientSet {
-	pool := newSourcePool(o.sources, isLoopbackTarget(o.URL), o.Timeout)
+	pool := newSourcePool(o.sources, allLoopback(o.urls), o.Timeout)
 	cs := &clientSet{o: o, st: st, pool: pool, dialer: newWSDialer(o, pool), subsPerChannel: make([]int64, o.Channels)}
 	if o.Reader == readerEpoll {
 		if r, err := newEpollReceiver(); err == nil {
@@ -516,7 +516,7 @@ func newClientSet(o *Options, st *runStats) *clientSet {
 // has failed (then aborted is true).
 func (cs *clientSet) open(ctx context.Context, n int) (elapsed time.Duration, aborted bool) {
 	o, st := cs.o, cs.st
-	url := o.wsURL()
+	urls := o.wsURLs()
 	sem := make(chan struct{}, o.DialConcurrency)
 	maxFailed := int64(math.Floor(o.MaxFail * float64(n)))
 	var attempts sync.WaitGroup
@@ -554,7 +554,9 @@ launch:
 		st.dialing.Add(1)
 		go func(i int) {
 			ch := i % o.Channels
-			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, url, channelName(o.ChannelBase, ch), o.Timeout)
+			// Connection i goes to node i%nodes, so every channel has
+			// subscribers on every node (when channels divide evenly).
+			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, urls[i%len(urls)], channelName(o.ChannelBase, ch), o.Timeout)
 			st.dialing.Add(-1)
 			<-sem
 			if err != nil {

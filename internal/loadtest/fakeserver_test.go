@@ -32,6 +32,40 @@ type fakeServer struct {
 	subscribes   atomic.Int64
 	unsubscribes atomic.Int64
 	badSigs      atomic.Int64
+
+	// Per listening address (a "node" when there are several): WebSocket
+	// connections and API requests received.
+	perAddr sync.Map // string -> *nodeCounts
+	extra   []net.Listener
+}
+
+type nodeCounts struct{ conns, requests atomic.Int64 }
+
+func (fs *fakeServer) node(r *http.Request) *nodeCounts {
+	addr := r.Context().Value(http.LocalAddrContextKey).(net.Addr).String()
+	v, _ := fs.perAddr.LoadOrStore(addr, &nodeCounts{})
+	return v.(*nodeCounts)
+}
+
+// addNode serves the same state on one more port, as one more node of a
+// cluster would, and returns its address.
+func (fs *fakeServer) addNode() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fs.t.Fatal(err)
+	}
+	fs.extra = append(fs.extra, ln)
+	go func() { _ = fs.srv.Serve(ln) }()
+	return ln.Addr().String()
+}
+
+func (fs *fakeServer) counts(addr string) (conns, requests int64) {
+	v, ok := fs.perAddr.Load(addr)
+	if !ok {
+		return 0, 0
+	}
+	n := v.(*nodeCounts)
+	return n.conns.Load(), n.requests.Load()
 }
 
 type fakeConn struct {
@@ -76,6 +110,7 @@ func (fs *fakeServer) ws(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	fs.node(r).conns.Add(1)
 	c := &fakeConn{ws: ws}
 	id := fs.nextID.Add(1)
 	c.write([]byte(`{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.` + itoa(id) + `\",\"activity_timeout\":120}"}`))
@@ -124,6 +159,7 @@ func (fs *fakeServer) ws(w http.ResponseWriter, r *http.Request) {
 }
 
 func (fs *fakeServer) trigger(w http.ResponseWriter, r *http.Request) {
+	fs.node(r).requests.Add(1)
 	body, _ := io.ReadAll(r.Body)
 	path := r.URL.Path
 	err := protocol.VerifyRequest(protocol.SignedRequest{Method: r.Method, Path: path, Query: r.URL.Query(), Body: body}, fs.key, fs.secret, time.Now(), 600*time.Second)

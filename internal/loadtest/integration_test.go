@@ -96,6 +96,34 @@ func TestFanoutAgainstFakeServer(t *testing.T) {
 	}
 }
 
+// TestFanoutOverSeveralNodes spreads subscribers and publishers over the
+// nodes of a (fake) cluster that shares its channels.
+func TestFanoutOverSeveralNodes(t *testing.T) {
+	fs := startFakeServer(t)
+	a := fs.ln.Addr().String()
+	b, c := fs.addNode(), fs.addNode()
+	res, code, out := runMain(t, "fanout",
+		"--url", "ws://"+a+",ws://"+b+",ws://"+c, "--api", "http://"+a+",http://"+b+",http://"+c,
+		"--subscribers", "30", "--channels", "3", "--publishers", "3",
+		"--duration", "500ms", "--warmup", "200ms", "--drain", "3s",
+		"--server-pid", strconv.Itoa(os.Getpid())+","+strconv.Itoa(os.Getpid()), "--json")
+	if code != 0 || !res.OK {
+		t.Fatalf("exit %d, verdict %q\n%s", code, res.Verdict, out)
+	}
+	if res.DeliveryRatio == nil || *res.DeliveryRatio != 1 || res.OrderViolations != 0 {
+		t.Errorf("delivery ratio %v, order violations %d", res.DeliveryRatio, res.OrderViolations)
+	}
+	for _, addr := range []string{a, b, c} {
+		conns, reqs := fs.counts(addr)
+		if conns != 10 || reqs == 0 {
+			t.Errorf("node %s: %d connections (want 10), %d API requests (want some)", addr, conns, reqs)
+		}
+	}
+	if len(res.ServerPIDs) != 2 || res.Params["nodes"] != float64(3) {
+		t.Errorf("server_pids %v, params %v", res.ServerPIDs, res.Params)
+	}
+}
+
 func TestFanoutRateIsRespected(t *testing.T) {
 	fs := startFakeServer(t)
 	res, code, out := runMain(t, "fanout", "--url", fs.wsURL(), "--api", fs.apiURL(),

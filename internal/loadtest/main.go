@@ -93,15 +93,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
 		return 2
 	}
-	if err := apiBaseCheck(o.API); err != nil {
-		fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
-		return 2
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	targets := []string{o.URL}
+	targets := append([]string(nil), o.urls...)
 	if scenario == "fanout" {
-		targets = append(targets, o.API)
+		targets = append(targets, o.apis...)
 	}
 	if err := checkTargets(ctx, o.AllowRemote, nil, targets...); err != nil {
 		fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
@@ -161,7 +157,7 @@ type runner struct {
 	o        *Options
 	scenario string
 	stderr   io.Writer
-	pid      int
+	pids     []int // server processes whose CPU and RSS are summed
 	notes    []string
 	fileLim  uint64
 }
@@ -187,24 +183,7 @@ func (r *runner) run(ctx context.Context) *Result {
 	if lim > 0 && lim < need {
 		r.note("open-file limit %d is below the %d descriptors this run needs; expect connection failures", lim, need)
 	}
-	r.pid = o.ServerPID
-	if r.pid == 0 && isLoopbackTarget(o.URL) {
-		if port, err := o.targetPort(); err == nil {
-			if pid, err := findListeningPID(port); err == nil {
-				r.pid = pid
-			} else {
-				r.note("server CPU and RSS not measured: %v", err)
-			}
-		}
-	} else if r.pid == 0 {
-		r.note("server CPU and RSS not measured: pass --server-pid (it must run on this machine)")
-	}
-	if r.pid != 0 {
-		if _, err := procCPUSeconds(r.pid); err != nil {
-			r.note("cannot read /proc/%d: %v; server CPU and RSS not measured", r.pid, err)
-			r.pid = 0
-		}
-	}
+	r.pids = r.findServers()
 	cpu0 := selfCPUSeconds()
 	var res *Result
 	switch r.scenario {
@@ -228,10 +207,18 @@ func (r *runner) run(ctx context.Context) *Result {
 
 func (r *runner) newResult() *Result {
 	o := r.o
-	return &Result{Scenario: r.scenario, Target: o.URL, ServerPID: r.pid, OK: true, Params: map[string]any{
+	res := &Result{Scenario: r.scenario, Target: o.URL, OK: true, Params: map[string]any{
 		"conns":    o.Conns,
 		"channels": o.Channels,
 	}}
+	if len(r.pids) > 0 {
+		res.ServerPID = r.pids[0]
+	}
+	if len(r.pids) > 1 {
+		res.ServerPIDs = r.pids
+		res.Params["nodes"] = len(o.urls)
+	}
+	return res
 }
 
 // finish fills the fields every scenario reports from st.
@@ -248,20 +235,73 @@ func (r *runner) finish(res *Result, st *runStats, cs *clientSet) {
 	res.OrderViolations = v
 }
 
+// findServers returns the server processes to measure: --server-pid, or
+// the process listening on each loopback target's port. It returns none
+// (and notes why) when any of them cannot be read, so that a figure never
+// covers only part of a cluster.
+func (r *runner) findServers() []int {
+	o := r.o
+	pids := o.pids
+	if len(pids) == 0 {
+		seen := map[int]bool{}
+		for _, u := range o.urls {
+			if !isLoopbackTarget(u) {
+				r.note("server CPU and RSS not measured: pass --server-pid (it must run on this machine)")
+				return nil
+			}
+			port, err := targetPort(u)
+			if err != nil {
+				return nil
+			}
+			pid, err := findListeningPID(port)
+			if err != nil {
+				r.note("server CPU and RSS not measured: %v", err)
+				return nil
+			}
+			if !seen[pid] {
+				seen[pid] = true
+				pids = append(pids, pid)
+			}
+		}
+	}
+	for _, pid := range pids {
+		if _, err := procCPUSeconds(pid); err != nil {
+			r.note("cannot read /proc/%d: %v; server CPU and RSS not measured", pid, err)
+			return nil
+		}
+	}
+	return pids
+}
+
+// serverCPU returns the CPU seconds of every server process, summed.
 func (r *runner) serverCPU() (float64, bool) {
-	if r.pid == 0 {
+	if len(r.pids) == 0 {
 		return 0, false
 	}
-	v, err := procCPUSeconds(r.pid)
-	return v, err == nil
+	var sum float64
+	for _, pid := range r.pids {
+		v, err := procCPUSeconds(pid)
+		if err != nil {
+			return 0, false
+		}
+		sum += v
+	}
+	return sum, true
 }
 
 func (r *runner) serverRSS() (int64, bool) {
-	if r.pid == 0 {
+	if len(r.pids) == 0 {
 		return 0, false
 	}
-	v, err := procRSSBytes(r.pid)
-	return v, err == nil
+	var sum int64
+	for _, pid := range r.pids {
+		v, err := procRSSBytes(pid)
+		if err != nil {
+			return 0, false
+		}
+		sum += v
+	}
+	return sum, true
 }
 
 // progress prints line() to stderr every interval until stop is called.

@@ -26,7 +26,7 @@ type Options struct {
 	AppID       string
 	Key         string
 	Secret      string
-	ServerPID   int
+	ServerPIDs  string // comma-separated
 	AllowRemote bool
 	JSON        bool
 
@@ -56,6 +56,9 @@ type Options struct {
 	CPUProfile      string
 
 	sources []netip.Addr
+	urls    []string // URL split
+	apis    []string // API split
+	pids    []int    // ServerPIDs parsed
 }
 
 func defaultOptions(scenario string) Options {
@@ -100,12 +103,12 @@ func defaultOptions(scenario string) Options {
 
 // register defines the flags of scenario on fs.
 func (o *Options) register(fs *flag.FlagSet, scenario string) {
-	fs.StringVar(&o.URL, "url", o.URL, "WebSocket base URL of the server (`ws://host:port`, optionally with a path prefix)")
-	fs.StringVar(&o.API, "api", o.API, "HTTP API base URL (`http://host:port`)")
+	fs.StringVar(&o.URL, "url", o.URL, "WebSocket base URL of the server (`ws://host:port`, optionally with a path prefix); several, comma-separated, spread the connections over the nodes of a cluster in turn")
+	fs.StringVar(&o.API, "api", o.API, "HTTP API base URL (`http://host:port`); several, comma-separated, give each publisher a node in turn")
 	fs.StringVar(&o.AppID, "app-id", o.AppID, "app id")
 	fs.StringVar(&o.Key, "key", o.Key, "app key")
 	fs.StringVar(&o.Secret, "secret", o.Secret, "app secret")
-	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "pid of the server, for its CPU and RSS (default: the process listening on the target port, if visible)")
+	fs.StringVar(&o.ServerPIDs, "server-pid", o.ServerPIDs, "pid of the server, for its CPU and RSS (default: the process listening on each target port, if visible); several, comma-separated, are summed")
 	fs.BoolVar(&o.AllowRemote, "allow-remote", o.AllowRemote, "allow targets that are not loopback addresses")
 	fs.BoolVar(&o.JSON, "json", o.JSON, "print only the JSON result line (no progress, no table)")
 	fs.IntVar(&o.Channels, "channels", o.Channels, "number of channels, named <channel-prefix>0..N-1")
@@ -202,17 +205,52 @@ func (o *Options) validate(scenario string) error {
 	if o.sources, err = parseSourceIPs(o.SourceIPs); err != nil {
 		return err
 	}
+	if o.urls = splitList(o.URL); len(o.urls) == 0 {
+		return errors.New("--url must name at least one server")
+	}
+	if o.apis = splitList(o.API); len(o.apis) == 0 {
+		return errors.New("--api must name at least one server")
+	}
+	for _, a := range o.apis {
+		if err := apiBaseCheck(a); err != nil {
+			return err
+		}
+	}
+	o.pids = nil
+	for _, p := range splitList(o.ServerPIDs) {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--server-pid %q: not a process id", p)
+		}
+		o.pids = append(o.pids, n)
+	}
 	return nil
 }
 
-// wsURL returns the WebSocket URL of the app, as pusher-js builds it.
-func (o *Options) wsURL() string {
-	return strings.TrimRight(o.URL, "/") + "/app/" + url.PathEscape(o.Key) + "?protocol=7&client=herald-bench&version=1.0&flash=false"
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
-// targetPort returns the TCP port of the WebSocket URL.
-func (o *Options) targetPort() (int, error) {
-	u, err := url.Parse(o.URL)
+// wsURLs returns the WebSocket URL of the app on each server, as pusher-js
+// builds it.
+func (o *Options) wsURLs() []string {
+	out := make([]string, len(o.urls))
+	for i, base := range o.urls {
+		out[i] = strings.TrimRight(base, "/") + "/app/" + url.PathEscape(o.Key) + "?protocol=7&client=herald-bench&version=1.0&flash=false"
+	}
+	return out
+}
+
+// targetPort returns the TCP port of a WebSocket base URL.
+func targetPort(base string) (int, error) {
+	u, err := url.Parse(base)
 	if err != nil {
 		return 0, err
 	}
@@ -296,6 +334,16 @@ func checkSources(allowRemote bool, sources []netip.Addr) error {
 		}
 	}
 	return nil
+}
+
+// allLoopback reports whether every URL targets a loopback host.
+func allLoopback(urls []string) bool {
+	for _, u := range urls {
+		if !isLoopbackTarget(u) {
+			return false
+		}
+	}
+	return len(urls) > 0
 }
 
 // isLoopbackTarget reports whether the WebSocket URL's host is a loopback

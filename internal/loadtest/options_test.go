@@ -93,12 +93,40 @@ func TestLoopbackGuard(t *testing.T) {
 
 func TestWSURL(t *testing.T) {
 	o := defaultOptions("idle")
-	o.URL = "ws://127.0.0.1:6001/ws/"
-	if got := o.wsURL(); got != "ws://127.0.0.1:6001/ws/app/app-key?protocol=7&client=herald-bench&version=1.0&flash=false" {
-		t.Error(got)
+	o.URL = "ws://127.0.0.1:6001/ws/, ws://127.0.0.2:6002"
+	o.ServerPIDs = "12,34"
+	if err := o.validate("idle"); err != nil {
+		t.Fatal(err)
 	}
-	if p, err := o.targetPort(); err != nil || p != 6001 {
+	got := o.wsURLs()
+	want := []string{
+		"ws://127.0.0.1:6001/ws/app/app-key?protocol=7&client=herald-bench&version=1.0&flash=false",
+		"ws://127.0.0.2:6002/app/app-key?protocol=7&client=herald-bench&version=1.0&flash=false",
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("wsURLs %q, want %q", got, want)
+	}
+	if p, err := targetPort(o.urls[0]); err != nil || p != 6001 {
 		t.Error(p, err)
+	}
+	if len(o.pids) != 2 || o.pids[0] != 12 || o.pids[1] != 34 {
+		t.Errorf("pids %v", o.pids)
+	}
+	for _, bad := range []struct{ field, value string }{
+		{"url", " , "}, {"api", "ftp://x"}, {"pid", "12,x"}, {"pid", "-3"},
+	} {
+		o := defaultOptions("fanout")
+		switch bad.field {
+		case "url":
+			o.URL = bad.value
+		case "api":
+			o.API = bad.value
+		case "pid":
+			o.ServerPIDs = bad.value
+		}
+		if err := o.validate("fanout"); err == nil {
+			t.Errorf("--%s %q accepted", bad.field, bad.value)
+		}
 	}
 }
 

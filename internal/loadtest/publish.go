@@ -31,7 +31,7 @@ type apiClient struct {
 	lastBody atomic.Pointer[string] // last error response, for the report
 }
 
-func newAPIClient(o *Options, conns int) *apiClient {
+func newAPIClient(o *Options, base string, conns int) *apiClient {
 	tr := &http.Transport{
 		Proxy:               nil, // never route benchmark traffic through a proxy
 		DialContext:         (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -43,7 +43,7 @@ func newAPIClient(o *Options, conns int) *apiClient {
 	}
 	return &apiClient{
 		http:   &http.Client{Transport: tr, Timeout: o.Timeout},
-		base:   strings.TrimRight(o.API, "/"),
+		base:   strings.TrimRight(base, "/"),
 		appID:  o.AppID,
 		key:    o.Key,
 		secret: o.Secret,

@@ -18,6 +18,9 @@ type Result struct {
 	Target    string         `json:"target"`
 	Params    map[string]any `json:"params"`
 	ServerPID int            `json:"server_pid,omitempty"`
+	// ServerPIDs lists every server process measured when there are several
+	// (a cluster); CPU and RSS figures are their sums.
+	ServerPIDs []int `json:"server_pids,omitempty"`
 	OK        bool           `json:"ok"`
 	Verdict   string         `json:"verdict,omitempty"`
 

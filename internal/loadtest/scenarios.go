@@ -144,10 +144,16 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	subs := append([]int64(nil), cs.subsPerChannel...)
 	cs.mu.Unlock()
 
-	api := newAPIClient(o, o.Publishers)
+	apis := make([]*apiClient, len(o.apis))
+	for i, base := range o.apis {
+		apis[i] = newAPIClient(o, base, o.Publishers)
+	}
 	names := quotedChannelNames(o.ChannelBase, o.Channels)
 	pubs := make([]*publisher, o.Publishers)
 	for i := range pubs {
+		// Publisher i sends every request to node i%nodes, so that its
+		// events keep their order (per publisher, as a cluster promises).
+		api := apis[i%len(apis)]
 		pubs[i] = &publisher{id: i, nPub: o.Publishers, api: api, st: st, names: names, payload: o.Payload,
 			batch: o.Batch, perEvent: o.ChannelsPerEvt, measured: make([]uint64, o.Channels)}
 	}
@@ -242,8 +248,10 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	res.PublishRequests = req
 	res.PublishErrors = fail
 	res.PublishRate = roundTo(float64(ev)/(o.Warmup+o.Duration).Seconds(), 1)
-	if p := api.lastBody.Load(); p != nil {
-		res.LastAPIErr = *p
+	for _, a := range apis {
+		if p := a.lastBody.Load(); p != nil {
+			res.LastAPIErr = *p
+		}
 	}
 	res.Deliveries = total
 	res.MeasuredDeliveries = measured
@@ -287,13 +295,13 @@ func (r *runner) churn(ctx context.Context) *Result {
 	res := r.newResult()
 	res.Params["duration_s"] = o.Duration.Seconds()
 	res.Params["warmup_s"] = o.Warmup.Seconds()
-	pool := newSourcePool(o.sources, isLoopbackTarget(o.URL), o.Timeout)
+	pool := newSourcePool(o.sources, allLoopback(o.urls), o.Timeout)
 	dialer := newWSDialer(o, pool)
 	defer func() {
 		r.finish(res, st, nil)
 		res.SourceIPs = pool.Used()
 	}()
-	url := o.wsURL()
+	urls := o.wsURLs()
 
 	t0 := time.Now()
 	start := t0.Add(o.Warmup)
@@ -326,7 +334,7 @@ func (r *runner) churn(ctx context.Context) *Result {
 			for wctx.Err() == nil {
 				t1 := time.Now()
 				attempts.Add(1)
-				ws, _, _, stage, err := connectSubscribe(wctx, dialer, url, channel, o.Timeout)
+				ws, _, _, stage, err := connectSubscribe(wctx, dialer, urls[w%len(urls)], channel, o.Timeout)
 				if err != nil {
 					// A deadline set from wctx can fire just before wctx
 					// reports done: failures at the end are not errors.

@@ -25,7 +25,7 @@ func TestSignedRequestsVerify(t *testing.T) {
 	for _, base := range []string{"http://127.0.0.1:6001", "http://127.0.0.1:6001/", "http://127.0.0.1:6001/pusher"} {
 		o := defaultOptions("fanout")
 		o.API = base
-		a := newAPIClient(&o, 1)
+		a := newAPIClient(&o, o.API, 1)
 		a.now = func() time.Time { return now }
 		body := []byte(`{"name":"bench","channels":["bench-0"],"data":"HB1.0.1.2.xx"}`)
 		raw := a.signedURL("POST", "/apps/app-id/events", body)
@@ -52,7 +52,7 @@ func TestPublisherBodies(t *testing.T) {
 	o := defaultOptions("fanout")
 	now := time.Unix(1764230400, 5)
 	mk := func(batch, per, channels, nPub, id int) *publisher {
-		a := newAPIClient(&o, 1)
+		a := newAPIClient(&o, o.API, 1)
 		a.now = func() time.Time { return now }
 		return &publisher{id: id, nPub: nPub, api: a, st: newRunStats(), names: quotedChannelNames("bench-", channels),
 			payload: 100, batch: batch, perEvent: per, measured: make([]uint64, channels)}
