@@ -20,9 +20,9 @@ type Result struct {
 	ServerPID int            `json:"server_pid,omitempty"`
 	// ServerPIDs lists every server process measured when there are several
 	// (a cluster); CPU and RSS figures are their sums.
-	ServerPIDs []int `json:"server_pids,omitempty"`
-	OK        bool           `json:"ok"`
-	Verdict   string         `json:"verdict,omitempty"`
+	ServerPIDs []int  `json:"server_pids,omitempty"`
+	OK         bool   `json:"ok"`
+	Verdict    string `json:"verdict,omitempty"`
 
 	Connections    int64   `json:"connections"`
 	ConnectErrors  int64   `json:"connect_errors"`
