@@ -68,6 +68,7 @@ func (v *validator) config(c *Config) {
 		v.metricsAddr(c)
 	}
 	v.tls(c)
+	v.webhookSettings(c)
 
 	if len(c.Apps) == 0 {
 		v.add("apps", "must list at least one app")
@@ -275,6 +276,8 @@ func (v *validator) webhook(w *apps.Webhook, path string) {
 			v.add(indexPath(ep, i), "must be one of %s, got %q", strings.Join(types, ", "), t)
 		}
 	}
+
+	v.webhookOverrides(w, path)
 
 	hp := joinPath(path, "headers")
 	names := make([]string, 0, len(w.Headers))
