@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
@@ -25,7 +28,8 @@ type Options struct {
 	Client *http.Client
 	// Window is how long a batch stays open for more events (250 ms).
 	Window time.Duration
-	// MaxBatch is the most events in one request (20).
+	// MaxBatch is the most events in one request (20); a target's
+	// BatchSize overrides it, as its Timeout and RetryFor override those.
 	MaxBatch int
 	// Timeout bounds one attempt, response included (4 s).
 	Timeout time.Duration
@@ -48,6 +52,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for time_ms and the retry period (default: time.Now).
 	Now func() time.Time
+	// Registerer, when set, gets the dispatcher's Prometheus collectors
+	// (herald_webhook_*; see metrics.go). One Dispatcher per registry.
+	Registerer prometheus.Registerer
 	// ObserveDelivery, when set, is called after every attempt with the app,
 	// the HTTP status (0 when there was no response), the attempt's
 	// duration and its error (nil for a 2xx). It must be quick.
@@ -157,6 +164,11 @@ func New(opt Options) (*Dispatcher, error) {
 	if d.queue == nil {
 		d.queue = NewMemoryQueue(opt.MaxPending)
 	}
+	m, err := newMetrics(opt.Registerer, func() float64 { return float64(len(d.intake)) })
+	if err != nil {
+		return nil, err
+	}
+	d.stats.m = m
 	if d.client == nil {
 		d.ownTr = &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
@@ -508,7 +520,7 @@ func (d *Dispatcher) add(b *batcher, ev event) {
 			b.order = append(b.order, bt)
 		}
 		bt.events = append(bt.events, ev)
-		if len(bt.events) >= d.opt.MaxBatch {
+		if len(bt.events) >= cmp.Or(w.BatchSize, d.opt.MaxBatch) {
 			d.flush(b, bt)
 		}
 	}
@@ -553,6 +565,9 @@ func (d *Dispatcher) flush(b *batcher, bt *batch) {
 		Body:      body,
 		Events:    len(bt.events),
 		CreatedMs: timeMs,
+		// Fixed with the batch, so that every node retries it alike.
+		TimeoutMs:  cmp.Or(bt.target.Timeout, d.opt.Timeout).Milliseconds(),
+		RetryForMs: cmp.Or(bt.target.RetryFor, d.opt.RetryFor).Milliseconds(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	err := d.queue.Push(ctx, dl)
