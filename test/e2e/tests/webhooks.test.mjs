@@ -23,20 +23,24 @@ const receiver = http.createServer((req, res) => {
   });
 });
 await new Promise((resolve) => receiver.listen(0, HOST, resolve));
-after(() => new Promise((resolve) => receiver.close(resolve)));
 const url = `http://${HOST}:${receiver.address().port}/webhook`;
 
 const h = useHerald({
   apps: [
     app({
       enable_client_messages: true,
+      enable_subscription_count: true,
       webhooks: [{
         url,
-        event_types: ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss'],
+        event_types: ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss', 'subscription_count'],
       }],
     }),
   ],
 });
+
+// Closed after herald has stopped (after hooks run in order), so that what
+// herald flushes at shutdown still finds it.
+after(() => new Promise((resolve) => receiver.close(resolve)));
 
 // verified returns the events of every received webhook that the pusher SDK
 // accepts, and fails on any it does not.
@@ -96,6 +100,21 @@ describe('webhooks', () => {
     assert.equal(e.user_id, '7');
     assert.equal(e.socket_id, a.connection.socket_id);
     assert.deepEqual(JSON.parse(e.data), { typing: true });
+  });
+
+  h.test('subscription counts are reported (coalesced) with the pusher SDK verifying them', async () => {
+    const a = await h.pusher();
+    const b = await h.pusher();
+    await subscribed(a.subscribe('counted'));
+    await subscribed(b.subscribe('counted'));
+    await waitUntil(() => find(verified(), 'subscription_count', 'counted').some((e) => e.subscription_count === 2), {
+      what: 'subscription_count 2 webhook',
+    });
+    b.unsubscribe('counted');
+    await waitUntil(() => {
+      const counts = find(verified(), 'subscription_count', 'counted').map((e) => e.subscription_count);
+      return counts.at(-1) === 1 && counts.every((n) => Number.isInteger(n) && n >= 1 && n <= 2);
+    }, { what: 'subscription_count 1 webhook after an unsubscribe' });
   });
 
   h.test('a receiver that fails is retried until it accepts', async () => {
