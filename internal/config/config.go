@@ -87,6 +87,9 @@ type Config struct {
 	WebhookMaxPending int `yaml:"webhook_max_pending"`
 	// WebhookWorkers is the number of concurrent deliveries per node.
 	WebhookWorkers int `yaml:"webhook_workers"`
+	// WebhookPresenceDelay holds member_added/member_removed back so that a
+	// user who leaves and rejoins within it causes neither (0: off).
+	WebhookPresenceDelay time.Duration `yaml:"webhook_presence_delay"`
 	// Apps are the statically configured apps. Load never returns an empty
 	// list: with none configured it falls back to DevApp.
 	Apps []apps.App `yaml:"apps"`
@@ -125,6 +128,7 @@ func defaultServer() *Config {
 		WebhookQueueSize:          10000,
 		WebhookMaxPending:         10000,
 		WebhookWorkers:            4,
+		WebhookPresenceDelay:      3 * time.Second,
 	}
 }
 

@@ -40,6 +40,8 @@ func webhookRule(key string) (rule, bool) {
 		return rule{expect: "a number between 1 and 10000000", min: 1, max: webhookMaxQueue}, true
 	case "webhook_workers":
 		return rule{expect: "a number between 1 and 1024", min: 1, max: 1024}, true
+	case "webhook_presence_delay":
+		return dur(0, time.Minute, "0s (no delay) or a duration up to 1m"), true
 	// Per target: 0 keeps the server's setting.
 	case "batch_size":
 		return rule{expect: "0 (webhook_batch_size) or a number of events between 1 and 1000", min: 0, max: webhookMaxBatch}, true
@@ -72,6 +74,8 @@ func webhookFlagHelp(key, dur string) (string, bool) {
 		return "webhook batches waiting for delivery or a retry, at most (`count`)", true
 	case "webhook_workers":
 		return "concurrent webhook deliveries per node (`count`)", true
+	case "webhook_presence_delay":
+		return "hold member webhooks this `duration`; a leave and rejoin within it sends neither (0s: off)" + dur, true
 	}
 	return "", false
 }

@@ -20,6 +20,7 @@ func setWebhookDefaults(c *Config) {
 	c.WebhookQueueSize = 10000
 	c.WebhookMaxPending = 10000
 	c.WebhookWorkers = 4
+	c.WebhookPresenceDelay = 3 * time.Second
 }
 
 func TestWebhookSettingsFromFile(t *testing.T) {
@@ -33,6 +34,7 @@ webhook_backoff_max: 1m
 webhook_queue_size: 100000
 webhook_max_pending: 500
 webhook_workers: 8
+webhook_presence_delay: 0
 apps:
   - id: a
     key: a
@@ -48,9 +50,9 @@ apps:
 `)
 	c := mustLoad(t, Source{File: p, Env: env(map[string]string{"HERALD_WEBHOOK_WORKERS": "16"})})
 	got := [...]any{c.WebhookBatchWindow, c.WebhookBatchSize, c.WebhookTimeout, c.WebhookRetryFor,
-		c.WebhookBackoffMin, c.WebhookBackoffMax, c.WebhookQueueSize, c.WebhookMaxPending, c.WebhookWorkers}
+		c.WebhookBackoffMin, c.WebhookBackoffMax, c.WebhookQueueSize, c.WebhookMaxPending, c.WebhookWorkers, c.WebhookPresenceDelay}
 	want := [...]any{100 * time.Millisecond, 50, 2 * time.Second, 10 * time.Minute,
-		500 * time.Millisecond, time.Minute, 100000, 500, 16}
+		500 * time.Millisecond, time.Minute, 100000, 500, 16, time.Duration(0)}
 	if got != want {
 		t.Errorf("settings %v, want %v", got, want)
 	}
@@ -78,6 +80,8 @@ func TestWebhookSettingsErrors(t *testing.T) {
 		{"webhook_queue_size: -1", "webhook_queue_size: must be a number between 1 and 10000000, got -1"},
 		{"webhook_max_pending: 0", "webhook_max_pending: must be a number between 1 and 10000000, got 0"},
 		{"webhook_workers: 0", "webhook_workers: must be a number between 1 and 1024, got 0"},
+		{"webhook_presence_delay: -1s", "webhook_presence_delay: must be 0s (no delay) or a duration up to 1m"},
+		{"webhook_presence_delay: 5m", "webhook_presence_delay: must be 0s (no delay) or a duration up to 1m"},
 		{app + "batch_size: 5000}]}", "apps[0].webhooks[0].batch_size: must be 0 (webhook_batch_size) or a number of events between 1 and 1000, got 5000"},
 		{app + "batch_size: -1}]}", "apps[0].webhooks[0].batch_size: must be 0 (webhook_batch_size) or a number of events between 1 and 1000, got -1"},
 		{app + "timeout: 1ms}]}", "apps[0].webhooks[0].timeout: must be 0 (webhook_timeout) or a duration between 100ms and 5m"},

@@ -158,19 +158,20 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		q = rq
 	}
 	wh, err := webhooks.New(webhooks.Options{
-		Apps:       store,
-		Queue:      q,
-		Window:     s.cfg.WebhookBatchWindow,
-		MaxBatch:   s.cfg.WebhookBatchSize,
-		Timeout:    s.cfg.WebhookTimeout,
-		RetryFor:   s.cfg.WebhookRetryFor,
-		RetryBase:  s.cfg.WebhookBackoffMin,
-		RetryMax:   s.cfg.WebhookBackoffMax,
-		QueueSize:  s.cfg.WebhookQueueSize,
-		MaxPending: s.cfg.WebhookMaxPending,
-		Workers:    s.cfg.WebhookWorkers,
-		Registerer: s.opts.registerer,
-		Logger:     s.log.With("component", "webhooks"),
+		Apps:          store,
+		Queue:         q,
+		Window:        s.cfg.WebhookBatchWindow,
+		MaxBatch:      s.cfg.WebhookBatchSize,
+		Timeout:       s.cfg.WebhookTimeout,
+		RetryFor:      s.cfg.WebhookRetryFor,
+		RetryBase:     s.cfg.WebhookBackoffMin,
+		RetryMax:      s.cfg.WebhookBackoffMax,
+		QueueSize:     s.cfg.WebhookQueueSize,
+		MaxPending:    s.cfg.WebhookMaxPending,
+		Workers:       s.cfg.WebhookWorkers,
+		PresenceDelay: s.cfg.WebhookPresenceDelay,
+		Registerer:    s.opts.registerer,
+		Logger:        s.log.With("component", "webhooks"),
 	})
 	if err != nil {
 		return fmt.Errorf("webhooks: %w", err)

@@ -48,13 +48,15 @@ describe('webhooks from a 3-node cluster', () => {
       await subscribed(c.subscribe('shared'));
     }
     await waitUntil(() => count('member_added presence-shared 1') >= 1 && count('channel_occupied shared') >= 1, {
-      what: 'channel_occupied and member_added',
+      timeout: 10_000,
+      what: 'channel_occupied and member_added (after the 3 s presence delay)',
     });
     for (const c of [a, b]) {
       c.unsubscribe('presence-shared');
       c.unsubscribe('shared');
     }
     await waitUntil(() => count('member_removed presence-shared 1') >= 1 && count('channel_vacated shared') >= 1, {
+      timeout: 10_000,
       what: 'channel_vacated and member_removed',
     });
     await settle('shared');

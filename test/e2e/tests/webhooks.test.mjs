@@ -72,19 +72,42 @@ describe('webhooks', () => {
     await waitUntil(() => {
       const ev = verified();
       return find(ev, 'member_added', 'presence-room').length === 2 && find(ev, 'cache_miss', 'cache-prices').length === 1;
-    }, { what: 'member_added and cache_miss webhooks' });
+    }, { timeout: 10_000, what: 'member_added and cache_miss webhooks (member events wait out the 3 s presence delay)' });
 
     bob.disconnect();
     alice.unsubscribe('presence-room');
     await waitUntil(() => {
       const ev = verified();
       return find(ev, 'member_removed', 'presence-room').length === 2 && find(ev, 'channel_vacated', 'presence-room').length === 1;
-    }, { what: 'member_removed and channel_vacated webhooks' });
+    }, { timeout: 10_000, what: 'member_removed and channel_vacated webhooks' });
 
     const ev = verified();
     assert.equal(find(ev, 'channel_occupied', 'presence-room').length, 1, 'one channel_occupied for two members');
     assert.deepEqual(find(ev, 'member_added', 'presence-room').map((e) => e.user_id).sort(), ['1', '2']);
     for (const r of received) assert.equal(r.headers['content-type'], 'application/json');
+  });
+
+  h.test('a user who reconnects within the presence delay (3 s by default) causes no member webhook', async () => {
+    const first = await h.pusher({ user: 3 });
+    await subscribed(first.subscribe('presence-flap'));
+    await waitUntil(() => find(verified(), 'member_added', 'presence-flap').length === 1, {
+      timeout: 10_000,
+      what: 'member_added for the first visit',
+    });
+    // A page reload: the old socket goes, a new one joins within the delay.
+    first.disconnect();
+    const again = await h.pusher({ user: 3 });
+    await subscribed(again.subscribe('presence-flap'));
+    // A marker held after the reload: when it is in, the reload's pair would be too.
+    const marker = await h.pusher({ user: 4 });
+    await subscribed(marker.subscribe('presence-flap'));
+    await waitUntil(() => find(verified(), 'member_added', 'presence-flap').some((e) => e.user_id === '4'), {
+      timeout: 10_000,
+      what: 'the marker member_added',
+    });
+    const users = (name) => find(verified(), name, 'presence-flap').map((e) => e.user_id);
+    assert.deepEqual(users('member_added').sort(), ['3', '4']);
+    assert.deepEqual(users('member_removed'), []);
   });
 
   h.test('client events are reported with the sender and, on presence channels, its user', async () => {
