@@ -99,3 +99,13 @@ func (v *validator) webhookOverrides(w *apps.Webhook, path string) {
 	check("timeout", int64(w.Timeout), int64(webhookMinTimeout), w.Timeout.String())
 	check("retry_for", int64(w.RetryFor), int64(time.Second), w.RetryFor.String())
 }
+
+// reservedWebhookHeader reports whether Herald sets the header on every
+// webhook itself (a target's headers cannot override it).
+func reservedWebhookHeader(canonical string) bool {
+	switch canonical {
+	case "Content-Type", "X-Pusher-Key", "X-Pusher-Signature", "X-Herald-Batch-Id", "Content-Length", "Host", "Transfer-Encoding":
+		return true
+	}
+	return false
+}

@@ -88,6 +88,8 @@ func TestWebhookSettingsErrors(t *testing.T) {
 		{app + "timeout: soon}]}", `apps[0].webhooks[0].timeout: must be 0 (webhook_timeout) or a duration between 100ms and 5m (e.g. "4s", "500ms", or 4 for seconds), got "soon"`},
 		{app + "retry_for: 500ms}]}", "apps[0].webhooks[0].retry_for: must be 0 (webhook_retry_for) or a duration between 1s and 24h"},
 		{app + "retry_for: 25h}]}", "apps[0].webhooks[0].retry_for: must be 0 (webhook_retry_for) or a duration between 1s and 24h"},
+		{app + "headers: {x-herald-batch-id: a}}]}", "apps[0].webhooks[0].headers.x-herald-batch-id: is set by Herald on every webhook and cannot be overridden"},
+		{app + "headers: {Host: a}}]}", "apps[0].webhooks[0].headers.Host: is set by Herald"},
 		{app + "timeouts: 1s}]}", `apps[0].webhooks[0]: unknown key "timeouts" (did you mean "timeout"?)`},
 	}
 	for _, tt := range tests {
