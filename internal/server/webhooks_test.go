@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,8 @@ func TestWebhooksThroughTheWholeStack(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	// One request per event (batch size 1): they may arrive in any order.
+	slices.Sort(got)
 	if len(got) != 2 || got[0] != "channel_occupied orders" || got[1] != "channel_vacated orders" {
 		t.Fatalf("webhooks %v", got)
 	}
@@ -89,5 +92,17 @@ herald_webhook_requests_total{app="app-id",result="sent"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "herald_webhook_requests_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The Redis lease of a batch outlasts the longest attempt of any target.
+func TestWebhookLease(t *testing.T) {
+	cfg := config.Default()
+	if got := webhookLease(cfg); got != 13*time.Second {
+		t.Errorf("default lease %v, want 13s", got)
+	}
+	cfg.Apps[0].Webhooks = []apps.Webhook{{URL: "https://x", EventTypes: []string{"client_event"}, Timeout: 30 * time.Second}}
+	if got := webhookLease(cfg); got != 65*time.Second {
+		t.Errorf("lease %v, want 65s", got)
 	}
 }

@@ -138,9 +138,17 @@ func (d *Dispatcher) post(ctx context.Context, dl *Delivery) (int, error) {
 	return resp.StatusCode, &statusError{status: resp.StatusCode}
 }
 
+// Bounds on what a batch may carry (the config's ranges): a batch read
+// back from Redis is outside input, and a huge timeout would stall a
+// worker.
+const (
+	maxBatchTimeout  = 5 * time.Minute
+	maxBatchRetryFor = 24 * time.Hour
+)
+
 // timeout bounds one attempt at dl.
 func (d *Dispatcher) timeout(dl *Delivery) time.Duration {
-	if dl.TimeoutMs > 0 {
+	if dl.TimeoutMs > 0 && dl.TimeoutMs <= maxBatchTimeout.Milliseconds() {
 		return time.Duration(dl.TimeoutMs) * time.Millisecond
 	}
 	return d.opt.Timeout
@@ -148,7 +156,7 @@ func (d *Dispatcher) timeout(dl *Delivery) time.Duration {
 
 // retryFor is how long after its first event dl is retried.
 func (d *Dispatcher) retryFor(dl *Delivery) time.Duration {
-	if dl.RetryForMs > 0 {
+	if dl.RetryForMs > 0 && dl.RetryForMs <= maxBatchRetryFor.Milliseconds() {
 		return time.Duration(dl.RetryForMs) * time.Millisecond
 	}
 	return d.opt.RetryFor

@@ -162,3 +162,26 @@ func TestTargetOverrides(t *testing.T) {
 		t.Errorf("%d attempts before giving up, want retries first", n)
 	}
 }
+
+// A batch's own timeout and retry period are used only within bounds (a
+// batch read back from Redis is outside input).
+func TestBatchSettingsBounded(t *testing.T) {
+	d := &Dispatcher{opt: Options{Timeout: 4 * time.Second, RetryFor: 5 * time.Minute}}
+	for _, c := range []struct {
+		timeoutMs, retryMs int64
+		timeout, retry     time.Duration
+	}{
+		{0, 0, 4 * time.Second, 5 * time.Minute},
+		{1500, 60000, 1500 * time.Millisecond, time.Minute},
+		{-1, -1, 4 * time.Second, 5 * time.Minute},
+		{1 << 62, 1 << 62, 4 * time.Second, 5 * time.Minute},
+	} {
+		dl := &Delivery{TimeoutMs: c.timeoutMs, RetryForMs: c.retryMs}
+		if got := d.timeout(dl); got != c.timeout {
+			t.Errorf("timeout(%d) = %v, want %v", c.timeoutMs, got, c.timeout)
+		}
+		if got := d.retryFor(dl); got != c.retry {
+			t.Errorf("retryFor(%d) = %v, want %v", c.retryMs, got, c.retry)
+		}
+	}
+}
