@@ -65,15 +65,15 @@ func webhookFlagHelp(key, dur string) (string, bool) {
 	case "webhook_retry_for":
 		return "retry a failed webhook for this `duration` after its first event" + dur, true
 	case "webhook_backoff_min":
-		return "first delay before a webhook is retried (`duration`, doubled per attempt)" + dur, true
+		return "wait this `duration` before the first retry of a webhook, doubling per attempt" + dur, true
 	case "webhook_backoff_max":
-		return "longest delay between two attempts of a webhook (`duration`)" + dur, true
+		return "wait at most this `duration` between two attempts of a webhook" + dur, true
 	case "webhook_queue_size":
-		return "events waiting to be batched, at most (`count`; more are dropped and counted)", true
+		return "hold at most this many webhook `events` waiting to be batched (more are dropped and counted)", true
 	case "webhook_max_pending":
-		return "webhook batches waiting for delivery or a retry, at most (`count`)", true
+		return "hold at most this many webhook `batches` waiting for delivery or a retry", true
 	case "webhook_workers":
-		return "concurrent webhook deliveries per node (`count`)", true
+		return "run at most this many webhook `deliveries` at once per node", true
 	case "webhook_presence_delay":
 		return "hold member webhooks this `duration`; a leave and rejoin within it sends neither (0s: off)" + dur, true
 	}
