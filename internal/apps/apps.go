@@ -69,6 +69,11 @@ type Webhook struct {
 	EventTypes []string          `yaml:"event_types" json:"event_types"`
 	Headers    map[string]string `yaml:"headers" json:"headers,omitempty"`
 	Filter     WebhookFilter     `yaml:"filter" json:"filter"`
+	// BatchSize, Timeout and RetryFor override the server's webhook_batch_size,
+	// webhook_timeout and webhook_retry_for for this target (0: the server's).
+	BatchSize int           `yaml:"batch_size" json:"batch_size,omitempty"`
+	Timeout   time.Duration `yaml:"timeout" json:"timeout,omitempty"`
+	RetryFor  time.Duration `yaml:"retry_for" json:"retry_for,omitempty"`
 }
 
 // WebhookFilter narrows the channels a webhook reports on (both must match when set).

@@ -65,6 +65,31 @@ type Config struct {
 	// TLSCert and TLSKey are PEM files; set both to serve TLS, or neither.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// Webhook delivery, for every app (docs/webhooks.md); a target may
+	// override batch_size, timeout and retry_for.
+	//
+	// WebhookBatchWindow is how long a batch stays open for more events.
+	WebhookBatchWindow time.Duration `yaml:"webhook_batch_window"`
+	// WebhookBatchSize is the most events in one request.
+	WebhookBatchSize int `yaml:"webhook_batch_size"`
+	// WebhookTimeout bounds one attempt, response included.
+	WebhookTimeout time.Duration `yaml:"webhook_timeout"`
+	// WebhookRetryFor is how long after its first event a batch is retried.
+	WebhookRetryFor time.Duration `yaml:"webhook_retry_for"`
+	// WebhookBackoffMin and WebhookBackoffMax bound the exponential backoff
+	// between attempts (each delay is jittered between half and all of it).
+	WebhookBackoffMin time.Duration `yaml:"webhook_backoff_min"`
+	WebhookBackoffMax time.Duration `yaml:"webhook_backoff_max"`
+	// WebhookQueueSize bounds the events waiting to be batched (per node).
+	WebhookQueueSize int `yaml:"webhook_queue_size"`
+	// WebhookMaxPending bounds the batches waiting for delivery or a retry
+	// (per node alone, across the cluster with Redis).
+	WebhookMaxPending int `yaml:"webhook_max_pending"`
+	// WebhookWorkers is the number of concurrent deliveries per node.
+	WebhookWorkers int `yaml:"webhook_workers"`
+	// WebhookPresenceDelay holds member_added/member_removed back so that a
+	// user who leaves and rejoins within it causes neither (0: off).
+	WebhookPresenceDelay time.Duration `yaml:"webhook_presence_delay"`
 	// Apps are the statically configured apps. Load never returns an empty
 	// list: with none configured it falls back to DevApp.
 	Apps []apps.App `yaml:"apps"`
@@ -94,6 +119,16 @@ func defaultServer() *Config {
 		APITimestampWindow:        600 * time.Second,
 		RedisPrefix:               "herald:",
 		RedisLease:                10 * time.Second,
+		WebhookBatchWindow:        250 * time.Millisecond,
+		WebhookBatchSize:          20,
+		WebhookTimeout:            4 * time.Second,
+		WebhookRetryFor:           5 * time.Minute,
+		WebhookBackoffMin:         time.Second,
+		WebhookBackoffMax:         30 * time.Second,
+		WebhookQueueSize:          10000,
+		WebhookMaxPending:         10000,
+		WebhookWorkers:            4,
+		WebhookPresenceDelay:      3 * time.Second,
 	}
 }
 

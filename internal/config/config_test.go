@@ -54,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
 		Apps: []apps.App{DevApp()},
 	}
+	setWebhookDefaults(want)
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults = %+v, want %+v", c, want)
 	}
@@ -179,6 +180,7 @@ apps:
 		Filter:     apps.WebhookFilter{ChannelNameStartsWith: "presence-"},
 	}}
 	want.Apps = []apps.App{first, second}
+	setWebhookDefaults(want)
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", c, want)
 	}
@@ -246,12 +248,16 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"cache_ttl": "5m", "subscription_count_interval": "2s", "api_timestamp_window": "60",
 		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t", "metrics_addr": ":9601",
 		"tls_cert": "", "tls_key": "",
+		"webhook_batch_window": "100ms", "webhook_batch_size": "5", "webhook_timeout": "2s", "webhook_retry_for": "1m",
+		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_workers": "2", "webhook_presence_delay": "1s",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
 		ShutdownTimeout: 3 * time.Second, MaxRequestBodyKB: 10, MaxMessageSizeKB: 11, WriteQueueKB: 12,
 		CacheTTL: 5 * time.Minute, SubscriptionCountInterval: 2 * time.Second, APITimestampWindow: time.Minute,
 		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t", MetricsAddr: ":9601",
+		WebhookBatchWindow: 100 * time.Millisecond, WebhookBatchSize: 5, WebhookTimeout: 2 * time.Second, WebhookRetryFor: time.Minute,
+		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
 		Apps: []apps.App{DevApp()},
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())

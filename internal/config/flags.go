@@ -61,6 +61,9 @@ func formatDefault(v reflect.Value) string {
 // the value in -help output.
 func flagHelp(key string) string {
 	const dur = " (e.g. 30s, 2m, or 30 for seconds)"
+	if h, ok := webhookFlagHelp(key, dur); ok {
+		return h
+	}
 	switch key {
 	case "host":
 		return "listen on this `host` or IP address"

@@ -68,6 +68,7 @@ func (v *validator) config(c *Config) {
 		v.metricsAddr(c)
 	}
 	v.tls(c)
+	v.webhookSettings(c)
 
 	if len(c.Apps) == 0 {
 		v.add("apps", "must list at least one app")
@@ -276,6 +277,8 @@ func (v *validator) webhook(w *apps.Webhook, path string) {
 		}
 	}
 
+	v.webhookOverrides(w, path)
+
 	hp := joinPath(path, "headers")
 	names := make([]string, 0, len(w.Headers))
 	for name := range w.Headers {
@@ -287,7 +290,7 @@ func (v *validator) webhook(w *apps.Webhook, path string) {
 		switch canon := http.CanonicalHeaderKey(name); {
 		case !validHeaderName(name):
 			v.add(p, "%q is not a valid HTTP header name", safeKey(name))
-		case canon == "Content-Type" || canon == "X-Pusher-Key" || canon == "X-Pusher-Signature":
+		case reservedWebhookHeader(canon):
 			v.add(p, "is set by Herald on every webhook and cannot be overridden")
 		case strings.ContainsAny(w.Headers[name], "\r\n\x00"):
 			v.add(p, "value must not contain line breaks or NUL bytes")

@@ -36,6 +36,9 @@ func ruleFor(key string) (rule, bool) {
 		durHint = ` (e.g. "30s", "2m", or 30 for seconds)`
 		maxInt  = math.MaxInt
 	)
+	if r, ok := webhookRule(key); ok {
+		return r, true
+	}
 	switch key {
 	case "port":
 		return rule{expect: "a port number 1-65535", min: 1, max: 65535}, true

@@ -37,15 +37,19 @@ type Server struct {
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
 	ready    atomic.Bool
+	opts     options
 }
 
 // New builds a node from cfg. Nothing listens until Run.
-func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	store, err := apps.NewStatic(cfg.Apps)
 	if err != nil {
 		return nil, fmt.Errorf("apps: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, apps: store}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	hopt := hub.Options{
 		Framer:                    transport.TextFrame,
 		Logger:                    log.With("component", "hub"),
@@ -145,7 +149,8 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		rq, err := webhooks.NewRedisQueue(webhooks.RedisQueueOptions{
 			Client: s.node.Client(),
 			Prefix: s.cfg.RedisPrefix,
-			Lease:  30 * time.Second,
+			Limit:  s.cfg.WebhookMaxPending,
+			Lease:  webhookLease(s.cfg),
 		})
 		if err != nil {
 			return fmt.Errorf("webhooks queue: %w", err)
@@ -153,9 +158,20 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		q = rq
 	}
 	wh, err := webhooks.New(webhooks.Options{
-		Apps:   store,
-		Queue:  q,
-		Logger: s.log.With("component", "webhooks"),
+		Apps:          store,
+		Queue:         q,
+		Window:        s.cfg.WebhookBatchWindow,
+		MaxBatch:      s.cfg.WebhookBatchSize,
+		Timeout:       s.cfg.WebhookTimeout,
+		RetryFor:      s.cfg.WebhookRetryFor,
+		RetryBase:     s.cfg.WebhookBackoffMin,
+		RetryMax:      s.cfg.WebhookBackoffMax,
+		QueueSize:     s.cfg.WebhookQueueSize,
+		MaxPending:    s.cfg.WebhookMaxPending,
+		Workers:       s.cfg.WebhookWorkers,
+		PresenceDelay: s.cfg.WebhookPresenceDelay,
+		Registerer:    s.opts.registerer,
+		Logger:        s.log.With("component", "webhooks"),
 	})
 	if err != nil {
 		return fmt.Errorf("webhooks: %w", err)
@@ -163,6 +179,20 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 	s.webhooks = wh
 	hopt.Observer = hub.Observers(hopt.Observer, wh)
 	return nil
+}
+
+// webhookLease is how long a node holds a webhook batch it is delivering
+// before another may take it: past the longest attempt, so that a slow
+// answer does not cost a duplicate, and short enough that a dead node's
+// batches are soon delivered by the others.
+func webhookLease(cfg *config.Config) time.Duration {
+	longest := cfg.WebhookTimeout
+	for _, a := range cfg.Apps {
+		for _, w := range a.Webhooks {
+			longest = max(longest, w.Timeout)
+		}
+	}
+	return 2*longest + 5*time.Second
 }
 
 // onReap announces what the cluster removed when another node died.

@@ -23,7 +23,7 @@ import (
 
 // startServer runs a node on a free loopback port and returns its address
 // and a func that stops it (as SIGTERM would) and returns Run's error.
-func startServer(t *testing.T, mutate func(*config.Config)) (string, func() error) {
+func startServer(t *testing.T, mutate func(*config.Config), opts ...Option) (string, func() error) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Host = "127.0.0.1"
@@ -32,7 +32,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) (string, func() erro
 	if mutate != nil {
 		mutate(cfg)
 	}
-	srv, err := New(cfg, slog.New(slog.DiscardHandler))
+	srv, err := New(cfg, slog.New(slog.DiscardHandler), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

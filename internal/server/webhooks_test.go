@@ -5,11 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
@@ -46,9 +50,11 @@ func TestWebhooksThroughTheWholeStack(t *testing.T) {
 	}))
 	defer rcv.Close()
 
+	reg := prometheus.NewRegistry()
 	addr, stop := startServer(t, func(c *config.Config) {
 		c.Apps[0].Webhooks = []apps.Webhook{{URL: rcv.URL, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
-	})
+		c.WebhookBatchSize = 1 // one request per event: the config reaches the dispatcher
+	}, WithRegisterer(reg))
 	c := dial(t, addr, "app-key")
 	read(t, c)
 	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:subscribe","data":{"channel":"orders"}}`)); err != nil {
@@ -72,7 +78,31 @@ func TestWebhooksThroughTheWholeStack(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	// One request per event (batch size 1): they may arrive in any order.
+	slices.Sort(got)
 	if len(got) != 2 || got[0] != "channel_occupied orders" || got[1] != "channel_vacated orders" {
 		t.Fatalf("webhooks %v", got)
+	}
+	const want = `
+# HELP herald_webhook_requests_total Webhook requests by app and result: sent (2xx), retried (failed and scheduled again) or failed (given up).
+# TYPE herald_webhook_requests_total counter
+herald_webhook_requests_total{app="app-id",result="failed"} 0
+herald_webhook_requests_total{app="app-id",result="retried"} 0
+herald_webhook_requests_total{app="app-id",result="sent"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "herald_webhook_requests_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// The Redis lease of a batch outlasts the longest attempt of any target.
+func TestWebhookLease(t *testing.T) {
+	cfg := config.Default()
+	if got := webhookLease(cfg); got != 13*time.Second {
+		t.Errorf("default lease %v, want 13s", got)
+	}
+	cfg.Apps[0].Webhooks = []apps.Webhook{{URL: "https://x", EventTypes: []string{"client_event"}, Timeout: 30 * time.Second}}
+	if got := webhookLease(cfg); got != 65*time.Second {
+		t.Errorf("lease %v, want 65s", got)
 	}
 }

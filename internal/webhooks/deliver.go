@@ -67,7 +67,7 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
 	defer cancel()
 	switch {
 	case err == nil:
-		d.stats.sent(dl.AppID, dl.Events)
+		d.stats.sent(dl.AppID, dl.Events, d.opt.Now().Sub(time.UnixMilli(dl.CreatedMs)))
 		d.settle(qctx, d.queue.Done(qctx, dl))
 	case ctx.Err() != nil:
 		// Shutting down mid-attempt: give it back, it was not delivered.
@@ -75,7 +75,7 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
 		d.settle(qctx, d.queue.Retry(qctx, dl, 0))
 	case retryable(status, err):
 		delay := d.backoff(dl.Attempts)
-		deadline := time.UnixMilli(dl.CreatedMs).Add(d.opt.RetryFor)
+		deadline := time.UnixMilli(dl.CreatedMs).Add(d.retryFor(dl))
 		if d.opt.Now().Add(delay).After(deadline) {
 			d.stats.failed(dl.AppID, dl.Events)
 			d.rlog.warn("fail:"+dl.AppID, "webhook given up after retries", "app", dl.AppID, "url", redact(dl.URL),
@@ -105,7 +105,7 @@ func (d *Dispatcher) settle(_ context.Context, err error) {
 // post sends the batch once. It returns the status (0 without a response)
 // and nil for a 2xx.
 func (d *Dispatcher) post(ctx context.Context, dl *Delivery) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.opt.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, d.timeout(dl))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dl.URL, bytes.NewReader(dl.Body))
 	if err != nil {
@@ -136,6 +136,30 @@ func (d *Dispatcher) post(ctx context.Context, dl *Delivery) (int, error) {
 		return resp.StatusCode, nil
 	}
 	return resp.StatusCode, &statusError{status: resp.StatusCode}
+}
+
+// Bounds on what a batch may carry (the config's ranges): a batch read
+// back from Redis is outside input, and a huge timeout would stall a
+// worker.
+const (
+	maxBatchTimeout  = 5 * time.Minute
+	maxBatchRetryFor = 24 * time.Hour
+)
+
+// timeout bounds one attempt at dl.
+func (d *Dispatcher) timeout(dl *Delivery) time.Duration {
+	if dl.TimeoutMs > 0 && dl.TimeoutMs <= maxBatchTimeout.Milliseconds() {
+		return time.Duration(dl.TimeoutMs) * time.Millisecond
+	}
+	return d.opt.Timeout
+}
+
+// retryFor is how long after its first event dl is retried.
+func (d *Dispatcher) retryFor(dl *Delivery) time.Duration {
+	if dl.RetryForMs > 0 && dl.RetryForMs <= maxBatchRetryFor.Milliseconds() {
+		return time.Duration(dl.RetryForMs) * time.Millisecond
+	}
+	return d.opt.RetryFor
 }
 
 // retryable: no response (timeout, connection error), 429 or 5xx.

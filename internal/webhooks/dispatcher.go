@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
@@ -25,7 +28,12 @@ type Options struct {
 	Client *http.Client
 	// Window is how long a batch stays open for more events (250 ms).
 	Window time.Duration
-	// MaxBatch is the most events in one request (20).
+	// PresenceDelay holds member_added and member_removed back this long;
+	// a leave and a rejoin (or a join and a leave) of the same user within
+	// it cancel out (0: no delay; the server's default is 3 s, as Pusher).
+	PresenceDelay time.Duration
+	// MaxBatch is the most events in one request (20); a target's
+	// BatchSize overrides it, as its Timeout and RetryFor override those.
 	MaxBatch int
 	// Timeout bounds one attempt, response included (4 s).
 	Timeout time.Duration
@@ -48,6 +56,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for time_ms and the retry period (default: time.Now).
 	Now func() time.Time
+	// Registerer, when set, gets the dispatcher's Prometheus collectors
+	// (herald_webhook_*; see metrics.go). One Dispatcher per registry.
+	Registerer prometheus.Registerer
 	// ObserveDelivery, when set, is called after every attempt with the app,
 	// the HTTP status (0 when there was no response), the attempt's
 	// duration and its error (nil for a 2xx). It must be quick.
@@ -157,6 +168,11 @@ func New(opt Options) (*Dispatcher, error) {
 	if d.queue == nil {
 		d.queue = NewMemoryQueue(opt.MaxPending)
 	}
+	m, err := newMetrics(opt.Registerer, func() float64 { return float64(len(d.intake)) })
+	if err != nil {
+		return nil, err
+	}
+	d.stats.m = m
 	if d.client == nil {
 		d.ownTr = &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
@@ -384,9 +400,10 @@ type cachedApp struct {
 
 // batcher is the state of the batching goroutine (owned by it).
 type batcher struct {
-	open  map[batchKey]*batch
-	order []*batch // by deadline (the window is constant)
-	apps  map[string]cachedApp
+	open     map[batchKey]*batch
+	order    []*batch // by deadline (the window is constant)
+	apps     map[string]cachedApp
+	presence presenceHold
 }
 
 func (d *Dispatcher) runBatcher() {
@@ -394,14 +411,16 @@ func (d *Dispatcher) runBatcher() {
 	b := &batcher{open: map[batchKey]*batch{}, apps: map[string]cachedApp{}}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	armed := false
+	var armedAt time.Time // when the timer fires (zero: stopped)
 	for {
 		select {
 		case ev := <-d.intake:
 			d.add(b, ev)
 		case <-timer.C:
-			armed = false
-			d.flushDue(b, time.Now())
+			armedAt = time.Time{}
+			now := time.Now()
+			d.releaseHeld(b, now)
+			d.flushDue(b, now)
 		case <-d.stopBatcher:
 			timer.Stop()
 			for {
@@ -413,6 +432,7 @@ func (d *Dispatcher) runBatcher() {
 				}
 				break
 			}
+			d.releaseHeld(b, time.Time{}) // shutting down: no more waiting
 			for _, bt := range b.order {
 				d.flush(b, bt)
 			}
@@ -421,14 +441,22 @@ func (d *Dispatcher) runBatcher() {
 			timer.Stop()
 			return
 		}
-		// Keep the timer on the earliest open batch.
+		// Keep the timer on the earliest open batch or held member event.
 		for len(b.order) > 0 && b.order[0].sealed {
 			b.order[0] = nil
 			b.order = b.order[1:]
 		}
-		if len(b.order) > 0 && !armed {
-			timer.Reset(time.Until(b.order[0].deadline))
-			armed = true
+		next := b.presence.nextHeld()
+		if len(b.order) > 0 && (next.IsZero() || b.order[0].deadline.Before(next)) {
+			next = b.order[0].deadline
+		}
+		if !next.Equal(armedAt) {
+			if next.IsZero() {
+				timer.Stop()
+			} else {
+				timer.Reset(time.Until(next))
+			}
+			armedAt = next
 		}
 	}
 }
@@ -486,6 +514,15 @@ func (d *Dispatcher) setInterest(appID string, mask uint32, until time.Time) {
 }
 
 func (d *Dispatcher) add(b *batcher, ev event) {
+	if d.holds(ev) {
+		d.hold(b, ev)
+		return
+	}
+	d.batch(b, ev)
+}
+
+// batch adds ev to the open batch of every target that wants it.
+func (d *Dispatcher) batch(b *batcher, ev event) {
 	app := d.lookup(b, ev.appID)
 	if app == nil {
 		return
@@ -508,7 +545,7 @@ func (d *Dispatcher) add(b *batcher, ev event) {
 			b.order = append(b.order, bt)
 		}
 		bt.events = append(bt.events, ev)
-		if len(bt.events) >= d.opt.MaxBatch {
+		if len(bt.events) >= cmp.Or(w.BatchSize, d.opt.MaxBatch) {
 			d.flush(b, bt)
 		}
 	}
@@ -553,6 +590,9 @@ func (d *Dispatcher) flush(b *batcher, bt *batch) {
 		Body:      body,
 		Events:    len(bt.events),
 		CreatedMs: timeMs,
+		// Fixed with the batch, so that every node retries it alike.
+		TimeoutMs:  cmp.Or(bt.target.Timeout, d.opt.Timeout).Milliseconds(),
+		RetryForMs: cmp.Or(bt.target.RetryFor, d.opt.RetryFor).Milliseconds(),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	err := d.queue.Push(ctx, dl)

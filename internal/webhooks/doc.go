@@ -23,6 +23,10 @@
 // workers deliver. Whatever a bound refuses is counted in Stats (Dropped)
 // and logged at a limited rate.
 //
+// Member events can be held for Options.PresenceDelay: a leave and a
+// rejoin of the same user within it cancel out, as with Pusher. Counters
+// are in Stats and, given Options.Registerer, in Prometheus metrics.
+//
 // Batches waiting for delivery or for a retry live in a Queue: in memory by
 // default (lost on a crash; Close flushes them within its context), or in
 // Redis (NewRedisQueue), where they survive a restart and a dead node's

@@ -25,6 +25,11 @@ type Delivery struct {
 	Events int `json:"events"`
 	// CreatedMs is the batch's time_ms; retries stop RetryFor after it.
 	CreatedMs int64 `json:"created_ms"`
+	// TimeoutMs bounds one attempt and RetryForMs the retries (after
+	// CreatedMs); 0 (a batch queued by an older version) means the
+	// dispatcher's Timeout and RetryFor.
+	TimeoutMs  int64 `json:"timeout_ms,omitempty"`
+	RetryForMs int64 `json:"retry_for_ms,omitempty"`
 	// Attempts is the number of attempts made so far.
 	Attempts int `json:"attempts"`
 

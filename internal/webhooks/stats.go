@@ -35,6 +35,7 @@ type Stats struct {
 // counters is the live, atomic form of Counters.
 type counters struct {
 	sent, sentEvents, failed, failedEvents, retried, dropped atomic.Uint64
+	pm                                                       *appMetrics // nil: no metrics (and for the total)
 }
 
 func (c *counters) snapshot() Counters {
@@ -48,6 +49,7 @@ func (c *counters) snapshot() Counters {
 // statsSet holds the total and the per-app counters. Readers take the
 // per-app map without a lock (copy on write: apps are added rarely).
 type statsSet struct {
+	m     *metrics // nil: no metrics
 	total counters
 	mu    sync.Mutex
 	apps  atomic.Pointer[map[string]*counters]
@@ -74,7 +76,7 @@ func (s *statsSet) app(appID string) *counters {
 			next[k] = v
 		}
 	}
-	c := &counters{}
+	c := &counters{pm: s.m.forApp(appID)}
 	next[appID] = c
 	s.apps.Store(&next)
 	return c
@@ -82,26 +84,46 @@ func (s *statsSet) app(appID string) *counters {
 
 func (s *statsSet) dropped(appID string, n int) {
 	s.total.dropped.Add(uint64(n))
-	s.app(appID).dropped.Add(uint64(n))
+	c := s.app(appID)
+	c.dropped.Add(uint64(n))
+	if c.pm != nil {
+		c.pm.evDropped.Add(float64(n))
+	}
 }
 
-func (s *statsSet) sent(appID string, events int) {
-	for _, c := range [2]*counters{&s.total, s.app(appID)} {
+// sent counts a batch answered 2xx, latency after its first event.
+func (s *statsSet) sent(appID string, events int, latency time.Duration) {
+	c := s.app(appID)
+	for _, c := range [2]*counters{&s.total, c} {
 		c.sent.Add(1)
 		c.sentEvents.Add(uint64(events))
+	}
+	if c.pm != nil {
+		c.pm.reqSent.Inc()
+		c.pm.evSent.Add(float64(events))
+		c.pm.delivery.Observe(max(latency, 0).Seconds())
 	}
 }
 
 func (s *statsSet) failed(appID string, events int) {
-	for _, c := range [2]*counters{&s.total, s.app(appID)} {
+	c := s.app(appID)
+	for _, c := range [2]*counters{&s.total, c} {
 		c.failed.Add(1)
 		c.failedEvents.Add(uint64(events))
+	}
+	if c.pm != nil {
+		c.pm.reqFailed.Inc()
+		c.pm.evFailed.Add(float64(events))
 	}
 }
 
 func (s *statsSet) retried(appID string) {
 	s.total.retried.Add(1)
-	s.app(appID).retried.Add(1)
+	c := s.app(appID)
+	c.retried.Add(1)
+	if c.pm != nil {
+		c.pm.reqRetried.Inc()
+	}
 }
 
 func (s *statsSet) snapshot() Stats {

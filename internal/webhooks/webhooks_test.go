@@ -107,9 +107,14 @@ func TestEventTypesAndChannelFilters(t *testing.T) {
 	d.CacheMiss("1", "private-cache-log")
 	d.ChannelOccupied("2", "private-unknown-app-log")
 
-	occEvs := occ.waitEvents(3, 5*time.Second)
-	fEvs := filtered.waitEvents(2, 5*time.Second)
-	time.Sleep(100 * time.Millisecond) // nothing else may come
+	occ.waitEvents(3, 5*time.Second)
+	filtered.waitEvents(2, 5*time.Second)
+	// A marker both targets want, queued after everything else: once it is
+	// in and the queue is empty, nothing else can come.
+	d.ChannelOccupied("1", "private-marker-log")
+	occEvs := occ.waitEvents(4, 5*time.Second)
+	fEvs := filtered.waitEvents(3, 5*time.Second)
+	waitSettled(t, d)
 	names := func(evs []map[string]any) []string {
 		var out []string
 		for _, e := range evs {
@@ -117,10 +122,11 @@ func TestEventTypesAndChannelFilters(t *testing.T) {
 		}
 		return out
 	}
-	if got, want := names(occ.waitEvents(0, 0)), []string{"channel_occupied:public-x", "channel_occupied:private-a-log", "channel_occupied:private-a"}; !reflect.DeepEqual(got, want) || len(occEvs) < 2 {
+	const marker = "channel_occupied:private-marker-log"
+	if got, want := names(occ.waitEvents(0, 0)), []string{"channel_occupied:public-x", "channel_occupied:private-a-log", "channel_occupied:private-a", marker}; !reflect.DeepEqual(got, want) || len(occEvs) != 4 {
 		t.Errorf("occupied target got %v, want %v", got, want)
 	}
-	if got, want := names(filtered.waitEvents(0, 0)), []string{"channel_occupied:private-a-log", "cache_miss:private-cache-log"}; !reflect.DeepEqual(got, want) || len(fEvs) != 2 {
+	if got, want := names(filtered.waitEvents(0, 0)), []string{"channel_occupied:private-a-log", "cache_miss:private-cache-log", marker}; !reflect.DeepEqual(got, want) || len(fEvs) != 3 {
 		t.Errorf("filtered target got %v, want %v", got, want)
 	}
 }
@@ -259,7 +265,7 @@ func TestClientErrorNotRetried(t *testing.T) {
 		}})
 	d.ChannelOccupied("1", "c")
 	waitFor(t, func() bool { return d.Stats().Failed == 1 })
-	time.Sleep(300 * time.Millisecond) // several backoffs
+	waitSettled(t, d) // the batch left the queue: it cannot be retried
 	if n := len(rc.requests()); n != 1 {
 		t.Errorf("%d requests, want 1", n)
 	}
@@ -527,6 +533,17 @@ func TestRedact(t *testing.T) {
 	if got := redact("https://u:p@h.example/x?token=1#f"); got != "https://h.example/x" {
 		t.Errorf("redact = %q", got)
 	}
+}
+
+// waitSettled waits until d holds nothing: no event in the intake, no
+// batch queued or in flight. Open batches are not seen: call it once a
+// marker sent after everything else has arrived.
+func waitSettled(t *testing.T, d *Dispatcher) {
+	t.Helper()
+	waitFor(t, func() bool {
+		n, err := d.queue.Len(context.Background())
+		return err == nil && n == 0 && len(d.intake) == 0
+	})
 }
 
 func waitFor(t *testing.T, cond func() bool) {

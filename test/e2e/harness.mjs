@@ -1201,3 +1201,94 @@ export function useCluster(config, { nodes = 3, redisPort = 6379 } = {}) {
 
   return ctx;
 }
+
+// ---------------------------------------------------------------------------
+// Webhook receiver (tests/webhooks*.test.mjs)
+
+/**
+ * A webhook endpoint on 127.0.0.1 that records every request. `mode` decides
+ * the answer: 'ok' (200), a status number (e.g. 503), or 'hang' (never
+ * answers; Herald must cut the attempt at its timeout). Requests are
+ * { at, headers, rawBody, batchId, status, aborted }: status is null while
+ * unanswered, aborted is true when the client gave up first.
+ */
+export class WebhookReceiver {
+  static async start({ mode = 'ok' } = {}) {
+    const r = new WebhookReceiver();
+    r.mode = mode;
+    r.requests = [];
+    r.server = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const rec = {
+          at: Date.now(),
+          headers: req.headers,
+          rawBody: Buffer.concat(chunks).toString('utf8'),
+          batchId: req.headers['x-herald-batch-id'],
+          status: null,
+          aborted: false,
+        };
+        r.requests.push(rec);
+        res.on('close', () => {
+          if (!res.writableFinished) rec.aborted = true;
+        });
+        const mode = typeof r.mode === 'function' ? r.mode(rec) : r.mode;
+        if (mode === 'hang') return; // Herald must give up on its own
+        rec.status = mode === 'ok' ? 200 : mode;
+        res.writeHead(rec.status, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise((resolve) => r.server.listen(0, HOST, resolve));
+    r.url = `http://${HOST}:${r.server.address().port}/webhook`;
+    return r;
+  }
+
+  /** The requests answered 2xx. */
+  accepted() {
+    return this.requests.filter((x) => x.status >= 200 && x.status < 300);
+  }
+
+  /**
+   * Checks every request with the pusher SDK's webhook verification (for app
+   * `a`: {id, key, secret}) and returns the events of the accepted ones,
+   * each with the batch id it came in: [{ batchId, event }].
+   */
+  verifiedEvents(a) {
+    const sdk = new PusherServer({ appId: a.id, key: a.key, secret: a.secret });
+    const out = [];
+    for (const x of this.requests) {
+      const wh = sdk.webhook({ headers: x.headers, rawBody: x.rawBody });
+      if (!wh.isValid()) throw new Error(`webhook not valid for the pusher SDK: ${JSON.stringify(x.headers)} ${x.rawBody}`);
+      if (x.status >= 200 && x.status < 300) for (const event of wh.getEvents()) out.push({ batchId: x.batchId, event });
+    }
+    return out;
+  }
+
+  /**
+   * The accepted events, each batch counted once (a batch accepted twice is
+   * one delivery repeated, which receivers de-duplicate by its id). Every
+   * request is checked with the pusher SDK first.
+   */
+  uniqueEvents(a) {
+    this.verifiedEvents(a);
+    const seen = new Set();
+    const out = [];
+    for (const x of this.accepted()) {
+      if (seen.has(x.batchId)) continue;
+      seen.add(x.batchId);
+      out.push(...JSON.parse(x.rawBody).events);
+    }
+    return out;
+  }
+
+  close() {
+    this.server.closeAllConnections?.();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** The webhook batches pending or leased in Redis under `prefix`, cluster-wide. */
+export function redisWebhookBatches(prefix, port = 6379) {
+  return redisCall(port, ['ZCARD', `${prefix}{webhooks}:due`]);
+}
