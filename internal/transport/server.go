@@ -64,7 +64,45 @@ type Config struct {
 	// (default GOMAXPROCS).
 	Flushers int
 	Logger   *slog.Logger
+
+	// MaxConnections caps the admitted connections of the server, all apps
+	// together (0: no cap); past it new ones are refused with 4100.
+	MaxConnections int
+	// IPConnectionsPerSecond limits new WebSocket connections per client
+	// address (an IPv6 client by its /64), with bursts of
+	// IPConnectionsBurst; past it they are refused with 4100. 0: no limit.
+	IPConnectionsPerSecond float64
+	IPConnectionsBurst     int
+	// TrustedProxies are the proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (client address, TLS).
+	TrustedProxies TrustedProxies
+	// MemoryLimit (bytes) and MemoryGuardPercent: while the process uses
+	// more than the percentage of the limit, new connections are refused
+	// with 4100. 0 turns the guard off.
+	MemoryLimit        int64
+	MemoryGuardPercent int
+	// Refusals, when set, is told of every connection refused by a limit
+	// and of every connection closed for breaking one.
+	Refusals Refusals
 }
+
+// Refusals counts what the limits refuse; the metrics package implements
+// it. appID is "" for a limit of the whole server. limit is one of the
+// Limit* names (the config key of the limit).
+type Refusals interface {
+	Refused(appID, limit string)
+}
+
+// The limits the transport enforces, named by their config keys.
+const (
+	LimitIPConnections   = "ip_connections_per_second"
+	LimitNodeConnections = "max_node_connections"
+	LimitMemory          = "memory_guard_percent"
+	LimitOrigin          = "allowed_origins"
+	LimitRequireTLS      = "require_tls"
+	LimitWriteQueue      = "write_queue_kb"
+	LimitMessageSize     = "max_message_size_kb"
+)
 
 // Server serves WebSocket clients and HTTP on one listener.
 type Server struct {
@@ -99,6 +137,9 @@ type Server struct {
 	lateClear []*nbio.Conn // upgraded while settingUp: clear their deadline once added
 
 	slowConsumers atomic.Int64
+	admitted      atomic.Int64 // connections with a session
+	iplim         *ipLimiter   // nil: no per-IP limit
+	mem           *memGuard    // nil: no memory guard
 	acceptSeq     atomic.Uint64
 	pollersSeen   atomic.Uint64 // bit i: poller i has read (see probePollers)
 	allPollers    uint64
@@ -148,6 +189,10 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
+	if cfg.IPConnectionsPerSecond > 0 {
+		s.iplim = newIPLimiter(cfg.IPConnectionsPerSecond, cfg.IPConnectionsBurst, 0)
+	}
+	s.mem = newMemGuard(cfg.MemoryLimit, cfg.MemoryGuardPercent)
 
 	readLimit := max(4<<20, 2*cfg.MaxMessageSize+(128<<10))
 	ncfg := nbhttp.Config{
@@ -562,14 +607,30 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, protocol.CodeReconnect, "Server is shutting down")
 		return
 	}
+	client, viaTLS := s.cfg.TrustedProxies.clientOf(r, s.cfg.TLSConfig != nil)
 	info := ConnInfo{
 		RemoteAddr: r.RemoteAddr,
 		Origin:     r.Header.Get("Origin"),
 		UserAgent:  r.Header.Get("User-Agent"),
-		TLS:        s.cfg.TLSConfig != nil,
+		TLS:        viaTLS,
+		ClientIP:   client,
 	}
 	if code, msg := checkProtocol(r.URL.Query()); code != 0 {
 		s.refuse(c, code, msg)
+		return
+	}
+	// The server's own limits, cheapest first. All answer 4100: pusher-js
+	// backs off and tries again, which is what a client should do.
+	if s.iplim != nil && !s.iplim.allow(client, time.Now()) {
+		s.refuseLimit(c, "", LimitIPConnections, "Over capacity: too many new connections from your address")
+		return
+	}
+	if max := s.cfg.MaxConnections; max > 0 && s.admitted.Load() >= int64(max) {
+		s.refuseLimit(c, "", LimitNodeConnections, "Over capacity")
+		return
+	}
+	if s.mem != nil && s.mem.overLimit() {
+		s.refuseLimit(c, "", LimitMemory, "Over capacity")
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
@@ -584,15 +645,18 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, protocol.CodeOverCapacity, "Over capacity")
 		return
 	case app.RequireTLS && !info.TLS:
+		s.refused(app.ID, LimitRequireTLS)
 		s.refuse(c, protocol.CodeSSLOnly, "Application only accepts SSL connections, reconnect using wss://")
 		return
 	case !app.Enabled:
 		s.refuse(c, protocol.CodeAppDisabled, "Application disabled")
 		return
 	case !originAllowed(app.AllowedOrigins, info.Origin):
+		s.refused(app.ID, LimitOrigin)
 		s.refuse(c, protocol.CodeUnauthorized, "Origin not allowed")
 		return
 	}
+	c.appID = app.ID
 	var sess Session
 	c.call("Open", func() { sess, err = s.sessions.Open(app, c, info) }, false)
 	if sess == nil && err == nil {
@@ -607,7 +671,21 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, code, msg)
 		return
 	}
+	s.admitted.Add(1)
 	c.session = sess
+}
+
+// refuseLimit refuses a connection that a limit turned away, counting it.
+func (s *Server) refuseLimit(c *wsConn, appID, limit, msg string) {
+	s.refused(appID, limit)
+	s.refuse(c, protocol.CodeOverCapacity, msg)
+}
+
+// refused counts a refusal when a counter is configured.
+func (s *Server) refused(appID, limit string) {
+	if r := s.cfg.Refusals; r != nil {
+		r.Refused(appID, limit)
+	}
 }
 
 // refuse sends pusher:error and closes with the same code and reason.
@@ -697,8 +775,11 @@ func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
 	c.finalWrite(closeFrame(code, ""))
 }
 
-func (s *Server) onSocketClose(wsc *websocket.Conn, _ error) {
+func (s *Server) onSocketClose(wsc *websocket.Conn, err error) {
 	if c := connOf(wsc); c != nil {
+		if errors.Is(err, websocket.ErrMessageTooLarge) || errors.Is(err, websocket.ErrControlMessageTooBig) {
+			s.refused(c.appID, LimitMessageSize) // closed with 1009 by the engine
+		}
 		c.socketClosed()
 	}
 }
