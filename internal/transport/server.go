@@ -138,6 +138,7 @@ type Server struct {
 
 	slowConsumers atomic.Int64
 	admitted      atomic.Int64 // connections with a session
+	inflight      atomic.Int64 // HTTP requests being served by Handler
 	iplim         *ipLimiter   // nil: no per-IP limit
 	mem           *memGuard    // nil: no memory guard
 	acceptSeq     atomic.Uint64
@@ -364,8 +365,9 @@ func (s *Server) Connections() int {
 
 // Shutdown stops accepting, closes the remaining WebSocket connections with
 // 4200 (clients reconnect at once, elsewhere), waits for them to finish the
-// close handshake until ctx is done, then closes every socket and waits for
-// the goroutines the server started.
+// close handshake and for the HTTP requests in flight to be answered until
+// ctx is done, then closes every socket and waits for the goroutines the
+// server started.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopping {
@@ -407,12 +409,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// waitConns waits until no upgraded connection is left or ctx is done.
+// waitConns waits until no upgraded connection and no HTTP request in
+// flight is left, or ctx is done.
 func (s *Server) waitConns(ctx context.Context) bool {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if s.Connections() == 0 {
+		if s.Connections() == 0 && s.inflight.Load() == 0 {
 			return true
 		}
 		select {
@@ -557,6 +560,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path != s.appPrefix && !strings.HasPrefix(path, s.appPrefix+"/") {
 		if s.cfg.Handler != nil {
+			// Counted so that Shutdown lets it finish before closing sockets.
+			s.inflight.Add(1)
+			defer s.inflight.Add(-1)
 			s.cfg.Handler.ServeHTTP(w, r)
 			return
 		}
