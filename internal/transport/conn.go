@@ -147,8 +147,10 @@ func (c *wsConn) dropQueueLocked() {
 	c.queued = 0
 }
 
-// forceClose closes the socket at once; Closed follows from the engine.
+// forceClose closes the socket at once, dropping what the kernel still
+// holds for it; Closed follows from the engine.
 func (c *wsConn) forceClose() {
+	discardUnsent(c.nc)
 	c.wmu.Lock()
 	c.wclosed = true
 	_ = c.wsc.Close()
