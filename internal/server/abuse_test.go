@@ -22,8 +22,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/herald-ws/herald/internal/config"
-	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/httpapi"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/transport"
 )
