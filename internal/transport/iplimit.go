@@ -102,3 +102,9 @@ func ipKey(a netip.Addr) netip.Prefix {
 	p, _ := a.Prefix(64)
 	return p
 }
+
+// publicAddr reports whether the per-IP limit applies to a: not loopback,
+// private (RFC 1918, fc00::/7) or link-local.
+func publicAddr(a netip.Addr) bool {
+	return a.IsValid() && !a.IsLoopback() && !a.IsPrivate() && !a.IsLinkLocalUnicast() && !a.IsUnspecified()
+}

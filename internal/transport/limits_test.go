@@ -321,6 +321,17 @@ func TestIPConnectionLimit(t *testing.T) {
 	if got := c.readText(); got != string(establishedJSON) {
 		t.Fatalf("other client: %s", got)
 	}
+	// Loopback and private addresses (local proxies, the LAN) are not
+	// limited.
+	for _, extra := range []string{"X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: fd00::7", "X-Forwarded-For: 127.0.0.1"} {
+		for i := 0; i < 5; i++ {
+			c := dialWS(t, addr, "/app/key", extra)
+			if got := c.readText(); got != string(establishedJSON) {
+				t.Fatalf("%s, connection %d: %s", extra, i, got)
+			}
+			_ = c.nc.Close()
+		}
+	}
 }
 
 func TestNodeConnectionLimit(t *testing.T) {

@@ -68,9 +68,12 @@ type Config struct {
 	// MaxConnections caps the admitted connections of the server, all apps
 	// together (0: no cap); past it new ones are refused with 4100.
 	MaxConnections int
-	// IPConnectionsPerSecond limits new WebSocket connections per client
-	// address (an IPv6 client by its /64), with bursts of
+	// IPConnectionsPerSecond limits new WebSocket connections per public
+	// client address (an IPv6 client by its /64), with bursts of
 	// IPConnectionsBurst; past it they are refused with 4100. 0: no limit.
+	// Loopback, private and link-local addresses are not limited: they are
+	// your own proxies, load balancers and networks, and an untrusted proxy
+	// would otherwise put every client in one bucket.
 	IPConnectionsPerSecond float64
 	IPConnectionsBurst     int
 	// TrustedProxies are the proxies whose X-Forwarded-For and
@@ -627,7 +630,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	}
 	// The server's own limits, cheapest first. All answer 4100: pusher-js
 	// backs off and tries again, which is what a client should do.
-	if s.iplim != nil && !s.iplim.allow(client, time.Now()) {
+	if s.iplim != nil && publicAddr(client) && !s.iplim.allow(client, time.Now()) {
 		s.refuseLimit(c, "", LimitIPConnections, "Over capacity: too many new connections from your address")
 		return
 	}
