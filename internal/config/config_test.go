@@ -413,6 +413,7 @@ func TestValidationErrors(t *testing.T) {
 		{"metrics addr", "metrics_addr: 9601", `metrics_addr: must be host:port`},
 		{"trusted proxy", "trusted_proxies: [10.0.0.0/8, nginx]", `trusted_proxies[1]: must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got "nginx"`},
 		{"zero ip rate", "ip_connections_per_second: 0", "ip_connections_per_second: must be -1 (unlimited) or a positive number, got 0"},
+		{"unlimited burst", "ip_connections_burst: -1", "ip_connections_burst: must be a positive number, got -1"},
 		{"guard percent", "memory_guard_percent: 150", "memory_guard_percent: must be -1 (off) or a percentage between 1 and 100, got 150"},
 		{"negative memory", "memory_limit_mb: -5", "memory_limit_mb: must be 0 (GOMEMLIMIT, else the cgroup limit) or a size in MB, got -5"},
 		{"zero handshake", "handshake_timeout: 0", "handshake_timeout: must be a duration between 1s and 5m"},

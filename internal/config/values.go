@@ -53,7 +53,9 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
 	case "handshake_timeout":
 		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
-	case "max_node_connections", "ip_connections_per_second", "ip_connections_burst", "max_channels_per_connection":
+	case "ip_connections_burst":
+		return rule{expect: "a positive number", min: 1, max: maxInt}, true
+	case "max_node_connections", "ip_connections_per_second", "max_channels_per_connection":
 		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
 	case "memory_limit_mb":
 		return rule{expect: "0 (GOMEMLIMIT, else the cgroup limit) or a size in MB", min: 0, max: maxKB}, true

@@ -157,6 +157,9 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	h, app := c.hub, c.app
 	name := s.Channel
 	if err := protocol.ValidateChannelName(name, app.MaxChannelNameLength); err != nil {
+		if len(name) > app.MaxChannelNameLength {
+			h.refused(app.ID, LimitChannelNameLength)
+		}
 		c.subscriptionError(name, "InvalidChannel", err.Error(), 400)
 		return
 	}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -76,7 +77,11 @@ func TestHubRefusalsCounted(t *testing.T) {
 	msg(c, ev)
 	msg(c, ev)
 	wantErrFrame(t, fc.next(t), 4301, "rate limit")
-	for k, want := range map[string]int{"1/" + LimitConnections: 1, "1/" + LimitClientEvents: 1} {
+	msg(c, subscribeMsg(strings.Repeat("x", 201), "", ""))
+	if se := fc.next(t).subErr(t); se.Type != "InvalidChannel" {
+		t.Fatalf("long channel name: %+v", se)
+	}
+	for k, want := range map[string]int{"1/" + LimitConnections: 1, "1/" + LimitClientEvents: 1, "1/" + LimitChannelNameLength: 1} {
 		if got := ref.get(k); got != want {
 			t.Errorf("%s counted %d, want %d", k, got, want)
 		}

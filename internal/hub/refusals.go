@@ -15,6 +15,7 @@ const (
 	LimitPresenceMemberSize    = "max_presence_member_size_kb"
 	LimitClientEvents          = "client_events_per_second"
 	LimitEventNameLength       = "max_event_name_length"
+	LimitChannelNameLength     = "max_channel_name_length"
 	LimitEventPayload          = "max_event_payload_kb"
 )
 

@@ -634,7 +634,16 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuseLimit(c, "", LimitIPConnections, "Over capacity: too many new connections from your address")
 		return
 	}
-	if max := s.cfg.MaxConnections; max > 0 && s.admitted.Load() >= int64(max) {
+	// A slot is taken before the session opens, so that concurrent
+	// admissions cannot pass the cap together; it is given back by any
+	// refusal below, or when the admitted connection closes.
+	s.admitted.Add(1)
+	defer func() {
+		if c.session == nil {
+			s.admitted.Add(-1)
+		}
+	}()
+	if max := s.cfg.MaxConnections; max > 0 && s.admitted.Load() > int64(max) {
 		s.refuseLimit(c, "", LimitNodeConnections, "Over capacity")
 		return
 	}
@@ -680,7 +689,6 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, code, msg)
 		return
 	}
-	s.admitted.Add(1)
 	c.session = sess
 }
 
