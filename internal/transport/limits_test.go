@@ -513,3 +513,27 @@ func TestTCPKeepalive(t *testing.T) {
 		t.Fatalf("SO_KEEPALIVE=%d TCP_KEEPIDLE=%ds", on, idle)
 	}
 }
+
+// TestTLSHandshakeDeadline: on a TLS port, a client that connects and never
+// completes the TLS handshake is cut at the handshake deadline too.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	cert, _ := selfSigned(t)
+	s := startServer(t, Config{TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, HandshakeTimeout: 500 * time.Millisecond}, newFakeSessions())
+	for _, first := range [][]byte{nil, {0x16, 0x03, 0x01, 0x02, 0x00}} { // nothing; a ClientHello header without its body
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if first != nil {
+			if _, err := c.Write(first); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("an unfinished TLS handshake (%x) was not cut", first)
+		}
+	}
+}
