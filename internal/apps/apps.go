@@ -29,6 +29,10 @@ type App struct {
 	// MaxReadRequestsPerSecond limits HTTP API GET requests (-1: no limit).
 	MaxReadRequestsPerSecond int `yaml:"max_read_requests_per_second" json:"max_read_requests_per_second"`
 
+	// MaxChannelsPerConnection caps the channels one connection may be
+	// subscribed to at once (-1: no cap).
+	MaxChannelsPerConnection int `yaml:"max_channels_per_connection" json:"max_channels_per_connection"`
+
 	MaxPresenceMembers      int `yaml:"max_presence_members" json:"max_presence_members"`
 	MaxPresenceMemberSizeKB int `yaml:"max_presence_member_size_kb" json:"max_presence_member_size_kb"`
 	MaxChannelNameLength    int `yaml:"max_channel_name_length" json:"max_channel_name_length"`
@@ -92,6 +96,7 @@ func Defaults() App {
 		ClientEventsPerSecond:     10,
 		MaxBackendEventsPerSecond: -1,
 		MaxReadRequestsPerSecond:  -1,
+		MaxChannelsPerConnection:  200,
 		MaxPresenceMembers:        100,
 		MaxPresenceMemberSizeKB:   2,
 		MaxChannelNameLength:      200,

@@ -90,6 +90,30 @@ type Config struct {
 	// WebhookPresenceDelay holds member_added/member_removed back so that a
 	// user who leaves and rejoins within it causes neither (0: off).
 	WebhookPresenceDelay time.Duration `yaml:"webhook_presence_delay"`
+	// TLSReloadInterval is how often, at most, the TLS files are checked
+	// for a change (on a handshake); a changed pair is loaded without a
+	// restart and live connections stay.
+	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"`
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// request (slowloris) and an idle HTTP keep-alive connection.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// MaxNodeConnections caps the WebSocket connections of this node, all
+	// apps together (-1: no cap); past it new ones are closed with 4100.
+	MaxNodeConnections int `yaml:"max_node_connections"`
+	// IPConnectionsPerSecond limits new WebSocket connections per client
+	// IP (an IPv6 client is counted by its /64), with a burst of
+	// IPConnectionsBurst (-1: no limit); past it they are closed with 4100.
+	IPConnectionsPerSecond int `yaml:"ip_connections_per_second"`
+	IPConnectionsBurst     int `yaml:"ip_connections_burst"`
+	// TrustedProxies are the CIDRs (or IPs) of the reverse proxies whose
+	// X-Forwarded-For and X-Forwarded-Proto headers are believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MemoryLimitMB is the memory the process may use; 0 takes GOMEMLIMIT
+	// when set, else the cgroup's memory limit, else none.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
+	// MemoryGuardPercent refuses new connections (4100) while the process
+	// uses more than this share of the memory limit (-1: never).
+	MemoryGuardPercent int `yaml:"memory_guard_percent"`
 	// Apps are the statically configured apps. Load never returns an empty
 	// list: with none configured it falls back to DevApp.
 	Apps []apps.App `yaml:"apps"`
@@ -129,6 +153,13 @@ func defaultServer() *Config {
 		WebhookMaxPending:         10000,
 		WebhookWorkers:            4,
 		WebhookPresenceDelay:      3 * time.Second,
+		TLSReloadInterval:         5 * time.Second,
+		HandshakeTimeout:          10 * time.Second,
+		MaxNodeConnections:        -1,
+		IPConnectionsPerSecond:    20,
+		IPConnectionsBurst:        100,
+		TrustedProxies:            []string{},
+		MemoryGuardPercent:        90,
 	}
 }
 

@@ -52,6 +52,8 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout: 10 * time.Second, MaxRequestBodyKB: 1024, MaxMessageSizeKB: 100,
 		WriteQueueKB: 1024, CacheTTL: 1800 * time.Second, SubscriptionCountInterval: time.Second,
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
+		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
+		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		Apps: []apps.App{DevApp()},
 	}
 	setWebhookDefaults(want)
@@ -161,6 +163,8 @@ apps:
 		ShutdownTimeout: 30 * time.Second, MaxRequestBodyKB: 2048, MaxMessageSizeKB: 64, WriteQueueKB: 512,
 		CacheTTL: time.Hour, SubscriptionCountInterval: 500 * time.Millisecond, APITimestampWindow: 300 * time.Second,
 		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
+		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
+		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 	}
 	first := apps.Defaults()
 	first.ID, first.Key, first.Secret = "1", "key-one", "secret-one"
@@ -247,9 +251,11 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
 		"cache_ttl": "5m", "subscription_count_interval": "2s", "api_timestamp_window": "60",
 		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t", "metrics_addr": ":9601",
-		"tls_cert": "", "tls_key": "",
 		"webhook_batch_window": "100ms", "webhook_batch_size": "5", "webhook_timeout": "2s", "webhook_retry_for": "1m",
 		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_workers": "2", "webhook_presence_delay": "1s",
+		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s",
+		"max_node_connections": "1000", "ip_connections_per_second": "5", "ip_connections_burst": "7",
+		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
@@ -258,6 +264,9 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t", MetricsAddr: ":9601",
 		WebhookBatchWindow: 100 * time.Millisecond, WebhookBatchSize: 5, WebhookTimeout: 2 * time.Second, WebhookRetryFor: time.Minute,
 		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
+		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, MaxNodeConnections: 1000,
+		IPConnectionsPerSecond: 5, IPConnectionsBurst: 7, TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
+		MemoryLimitMB: 512, MemoryGuardPercent: 80,
 		Apps: []apps.App{DevApp()},
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())
@@ -408,6 +417,13 @@ func TestValidationErrors(t *testing.T) {
 		{"redis scheme", "redis_url: http://localhost", `redis_url: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), got scheme "http"`},
 		{"redis no host", "redis_url: 'redis://'", "redis_url: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), got no host"},
 		{"metrics addr", "metrics_addr: 9601", `metrics_addr: must be host:port`},
+		{"trusted proxy", "trusted_proxies: [10.0.0.0/8, nginx]", `trusted_proxies[1]: must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got "nginx"`},
+		{"zero ip rate", "ip_connections_per_second: 0", "ip_connections_per_second: must be -1 (unlimited) or a positive number, got 0"},
+		{"unlimited burst", "ip_connections_burst: -1", "ip_connections_burst: must be a positive number, got -1"},
+		{"guard percent", "memory_guard_percent: 150", "memory_guard_percent: must be -1 (off) or a percentage between 1 and 100, got 150"},
+		{"negative memory", "memory_limit_mb: -5", "memory_limit_mb: must be 0 (GOMEMLIMIT, else the cgroup limit) or a size in MB, got -5"},
+		{"zero handshake", "handshake_timeout: 0", "handshake_timeout: must be a duration between 1s and 5m"},
+		{"zero channels", app + "max_channels_per_connection: 0}", "apps[0].max_channels_per_connection: must be -1 (unlimited) or a positive number, got 0"},
 		{"metrics on main port", "metrics_addr: ':6001'", "metrics_addr: must not be the main listener's address"},
 		{"apps not a list", "apps: {id: a}", "apps: must be a list, got a mapping"},
 		{"app not a mapping", "apps: [a]", `apps[0]: must be a mapping of keys to values, got "a"`},

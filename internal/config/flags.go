@@ -103,6 +103,22 @@ func flagHelp(key string) string {
 		return "TLS certificate PEM `file` (with --tls-key)"
 	case "tls_key":
 		return "TLS private key PEM `file` (with --tls-cert)"
+	case "tls_reload_interval":
+		return "check the TLS files for a new certificate at most this often (`duration`)" + dur
+	case "handshake_timeout":
+		return "close a connection that has not completed its upgrade request within this `duration`" + dur
+	case "max_node_connections":
+		return "refuse WebSocket connections past this `number` on this node (-1: no cap)"
+	case "ip_connections_per_second":
+		return "new WebSocket connections allowed per client IP per second (`rate`; -1: no limit)"
+	case "ip_connections_burst":
+		return "burst of new WebSocket connections allowed per client IP (`number`)"
+	case "trusted_proxies":
+		return "comma separated `CIDRs` of proxies whose X-Forwarded-For/-Proto are believed"
+	case "memory_limit_mb":
+		return "memory limit in `MB` for the memory guard (0: GOMEMLIMIT, else the cgroup limit)"
+	case "memory_guard_percent":
+		return "refuse new connections above this `percent` of the memory limit (-1: off)"
 	}
 	return "set " + key + " (see the configuration docs) to `value`"
 }

@@ -69,6 +69,7 @@ func (v *validator) config(c *Config) {
 	}
 	v.tls(c)
 	v.webhookSettings(c)
+	v.trustedProxies(c.TrustedProxies)
 
 	if len(c.Apps) == 0 {
 		v.add("apps", "must list at least one app")
@@ -190,6 +191,19 @@ func (v *validator) tls(c *Config) {
 		if msg := checkReadable(f.path); msg != "" {
 			v.add(f.key, "%s", msg)
 		}
+	}
+}
+
+// trustedProxies checks that every entry is a CIDR or an IP address.
+func (v *validator) trustedProxies(list []string) {
+	for i, p := range list {
+		if _, _, err := net.ParseCIDR(p); err == nil {
+			continue
+		}
+		if net.ParseIP(p) != nil {
+			continue
+		}
+		v.add(indexPath("trusted_proxies", i), `must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got %q`, p)
 	}
 }
 

@@ -52,6 +52,18 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "a positive duration" + durHint, min: 1, max: math.MaxInt64}, true
 	case "redis_lease":
 		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
+	case "tls_reload_interval":
+		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
+	case "handshake_timeout":
+		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
+	case "ip_connections_burst":
+		return rule{expect: "a positive number", min: 1, max: maxInt}, true
+	case "max_node_connections", "ip_connections_per_second", "max_channels_per_connection":
+		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
+	case "memory_limit_mb":
+		return rule{expect: "0 (GOMEMLIMIT, else the cgroup limit) or a size in MB", min: 0, max: maxKB}, true
+	case "memory_guard_percent":
+		return rule{expect: "-1 (off) or a percentage between 1 and 100", min: 1, max: 100, minusOne: true}, true
 	case "activity_timeout", "user_authentication_timeout":
 		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
 	case "max_request_body_kb", "max_message_size_kb", "write_queue_kb",

@@ -40,6 +40,9 @@ func (h *handler) signed(kind rateKind, fn func(http.ResponseWriter, *http.Reque
 			err = fn(w, r, c)
 		}
 		if err != nil {
+			if c != nil {
+				h.countRefusal(c.app.ID, err)
+			}
 			h.fail(w, r, err)
 		}
 	}
@@ -57,6 +60,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, buf *byte
 	}
 	body, err := h.readBody(w, r, buf)
 	if err != nil {
+		h.countRefusal(app.ID, err)
 		return nil, err
 	}
 	c := &call{app: app, query: r.URL.Query(), body: body, now: h.now()}
@@ -94,7 +98,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 }
 
 func (h *handler) tooLarge() error {
-	return errorf(http.StatusRequestEntityTooLarge, "The request body exceeds the allowed maximum (%d bytes)", h.maxBody)
+	return overLimit(LimitRequestBody, errorf(http.StatusRequestEntityTooLarge, "The request body exceeds the allowed maximum (%d bytes)", h.maxBody))
 }
 
 // verify checks the signature against the path without the prefix. The

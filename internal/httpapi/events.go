@@ -128,7 +128,7 @@ func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 	name := *we.Name
 	if max := app.MaxEventNameLength; max > 0 && len(name) > max {
 		if n := utf8.RuneCountInString(name); n > max {
-			return ev, badRequest("Field %q is too long: %d characters, the maximum is %d", where+"name", n, max)
+			return ev, overLimit(LimitEventNameLength, badRequest("Field %q is too long: %d characters, the maximum is %d", where+"name", n, max))
 		}
 	}
 	if we.Data == nil {
@@ -140,7 +140,7 @@ func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 		if where != "" {
 			msg = strings.TrimSuffix(where, ".") + ": " + msg
 		}
-		return ev, &apiError{status: http.StatusRequestEntityTooLarge, msg: msg}
+		return ev, &apiError{status: http.StatusRequestEntityTooLarge, msg: msg, limit: LimitEventPayload}
 	}
 
 	var channels []string
@@ -158,7 +158,7 @@ func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 		return ev, badRequest("Missing required field %q (or %q)", where+"channels", where+"channel")
 	}
 	if max := app.MaxEventChannelsAtOnce; max > 0 && len(channels) > max {
-		return ev, badRequest("Too many channels in %q: %d, the maximum is %d", where+"channels", len(channels), max)
+		return ev, overLimit(LimitEventChannels, badRequest("Too many channels in %q: %d, the maximum is %d", where+"channels", len(channels), max))
 	}
 	for i, ch := range channels {
 		if err := protocol.ValidateChannelName(ch, app.MaxChannelNameLength); err != nil {
@@ -166,7 +166,11 @@ func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 			if we.Channels != nil {
 				field = where + "channels[" + strconv.Itoa(i) + "]"
 			}
-			return ev, badRequest("Field %q: %s", field, err.Error())
+			e := badRequest("Field %q: %s", field, err.Error())
+			if max := app.MaxChannelNameLength; max > 0 && len(ch) > max {
+				e.limit = LimitChannelNameLength
+			}
+			return ev, e
 		}
 	}
 	channels = dedupe(channels)
@@ -304,7 +308,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	items := *wb.Batch
 	if max := c.app.MaxEventBatchSize; max > 0 && len(items) > max {
-		return badRequest("Cannot batch-send more than %d messages at once", max)
+		return overLimit(LimitBatchSize, badRequest("Cannot batch-send more than %d messages at once", max))
 	}
 	events := make([]event, len(items))
 	points, anyInfo := 0, false

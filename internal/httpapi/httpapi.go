@@ -82,6 +82,8 @@ type Options struct {
 	Ready func() error
 	// Logger receives errors and recovered panics (discarded when nil).
 	Logger *slog.Logger
+	// Refusals, when set, is told of every request a limit refused.
+	Refusals Refusals
 }
 
 // Defaults applied by New for zero Options fields.
@@ -100,6 +102,7 @@ type handler struct {
 	now     func() time.Time
 	ready   func() error
 	log     *slog.Logger
+	refuse  Refusals
 	mux     *http.ServeMux
 	limits  limiterSet
 }
@@ -118,6 +121,7 @@ func New(o Options) http.Handler {
 		now:     o.Now,
 		ready:   o.Ready,
 		log:     o.Logger,
+		refuse:  o.Refusals,
 		mux:     http.NewServeMux(),
 	}
 	if h.maxBody == 0 {

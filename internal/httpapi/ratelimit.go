@@ -83,10 +83,10 @@ func (h *handler) allow(w http.ResponseWriter, c *call, kind rateKind, points in
 	}
 	hd.Set("Retry-After", strconv.Itoa(secs))
 	if kind == rateBackend {
-		return errorf(http.StatusTooManyRequests,
-			"Too many requests: the app allows %d events per second (one per channel) and this request has %d", limit, points)
+		return overLimit(LimitBackendEvents, errorf(http.StatusTooManyRequests,
+			"Too many requests: the app allows %d events per second (one per channel) and this request has %d", limit, points))
 	}
-	return errorf(http.StatusTooManyRequests, "Too many requests: the app allows %d read requests per second", limit)
+	return overLimit(LimitReadRequests, errorf(http.StatusTooManyRequests, "Too many requests: the app allows %d read requests per second", limit))
 }
 
 // take spends points from a bucket of limit tokens refilled at limit per

@@ -11,6 +11,13 @@ import (
 type apiError struct {
 	status int
 	msg    string
+	limit  string // the limit that refused the request (Limit*), if any
+}
+
+// overLimit marks e as a refusal by limit, to be counted.
+func overLimit(limit string, e *apiError) *apiError {
+	e.limit = limit
+	return e
 }
 
 func (e *apiError) Error() string { return e.msg }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,9 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	h, app := c.hub, c.app
 	name := s.Channel
 	if err := protocol.ValidateChannelName(name, app.MaxChannelNameLength); err != nil {
+		if len(name) > app.MaxChannelNameLength {
+			h.refused(app.ID, LimitChannelNameLength)
+		}
 		c.subscriptionError(name, "InvalidChannel", err.Error(), 400)
 		return
 	}
@@ -203,6 +207,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 			member = &m
 		}
 		if member != nil && len(member.Info) > app.MaxPresenceMemberBytes() {
+			h.refused(app.ID, LimitPresenceMemberSize)
 			c.subscriptionError(name, "LimitReached", "The presence member's user_info is larger than the allowed maximum", 413)
 			return
 		}
@@ -214,6 +219,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		return
 	}
 	existing := c.subs[name]
+	subscribed := len(c.subs)
 	c.mu.Unlock()
 	k := chanKey{app.ID, name}
 
@@ -234,6 +240,11 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		return
 	}
 
+	if max := app.MaxChannelsPerConnection; max > 0 && subscribed >= max {
+		h.refused(app.ID, LimitChannelsPerConnection)
+		c.subscriptionError(name, "LimitReached", "The connection is subscribed to the maximum number of channels ("+strconv.Itoa(max)+")", protocol.CodeClientEventRejected)
+		return
+	}
 	maxMembers := 0
 	if kind.IsPresence() {
 		maxMembers = app.MaxPresenceMembers
@@ -250,6 +261,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	res, err := h.state.Subscribe(ctx, app.ID, name, c.id, member, maxMembers)
 	cancel()
 	if errors.Is(err, ErrPresenceFull) {
+		h.refused(app.ID, LimitPresenceMembers)
 		h.channelInterest(app.ID, name, kind, false)
 		c.subscriptionError(name, "LimitReached", "The presence channel has reached its maximum number of members", 4100)
 		return
@@ -465,10 +477,12 @@ func (c *Client) clientEvent(m protocol.Message) {
 		return
 	}
 	if len(m.Event) > app.MaxEventNameLength {
+		h.refused(app.ID, LimitEventNameLength)
 		c.sendError(protocol.CodeClientEventRejected, "Event name is too long.")
 		return
 	}
 	if len(m.Data) > app.MaxEventPayloadBytes() {
+		h.refused(app.ID, LimitEventPayload)
 		c.sendError(protocol.CodeClientEventRejected, "The event data is larger than the allowed maximum.")
 		return
 	}
@@ -480,6 +494,7 @@ func (c *Client) clientEvent(m protocol.Message) {
 		return
 	}
 	if !c.allowClientEvent() {
+		h.refused(app.ID, LimitClientEvents)
 		c.sendError(protocol.CodeClientEventRejected, "The rate limit for sending client events exceeded the quota.")
 		return
 	}

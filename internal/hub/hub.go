@@ -44,6 +44,8 @@ type Options struct {
 	// StateTimeout bounds each State call made on behalf of a client
 	// (default 5 s).
 	StateTimeout time.Duration
+	// Refusals, when set, is told of every request a limit refused.
+	Refusals Refusals
 }
 
 const shardCount = 64
@@ -190,6 +192,7 @@ func (h *Hub) Connect(app *apps.App, conn Conn) (*Client, error) {
 	h.connMu.Lock()
 	if app.MaxConnections >= 0 && h.conns[app.ID] >= app.MaxConnections {
 		h.connMu.Unlock()
+		h.refused(app.ID, LimitConnections)
 		return nil, &ConnectError{Code: protocol.CodeOverQuota, Message: "Application is over connection quota"}
 	}
 	h.conns[app.ID]++

@@ -4,7 +4,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +37,8 @@ type Server struct {
 	webhooks *webhooks.Dispatcher
 	ready    atomic.Bool
 	opts     options
+	// refusals counts what the limits refused.
+	refusals *Refusals
 }
 
 // New builds a node from cfg. Nothing listens until Run.
@@ -46,11 +47,12 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	if err != nil {
 		return nil, fmt.Errorf("apps: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, apps: store}
+	s := &Server{cfg: cfg, log: log, apps: store, refusals: &Refusals{log: log.With("component", "limits")}}
 	for _, o := range opts {
 		o(&s.opts)
 	}
 	hopt := hub.Options{
+		Refusals:                  s.refusals,
 		Framer:                    transport.TextFrame,
 		Logger:                    log.With("component", "hub"),
 		CacheTTL:                  cfg.CacheTTL,
@@ -73,25 +75,27 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		TimestampWindow: cfg.APITimestampWindow,
 		Ready:           s.readiness,
 		Logger:          log.With("component", "httpapi"),
+		Refusals:        s.refusals,
 	})
-	var tlsConf *tls.Config
-	if cfg.TLSEnabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls: load %s and %s: %w", cfg.TLSCert, cfg.TLSKey, err)
-		}
-		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tlsConf, err := tlsConfig(cfg, log.With("component", "tls"))
+	if err != nil {
+		return nil, err
 	}
-	s.ws, err = transport.New(transport.Config{
+	tcfg := transport.Config{
 		Addr:             cfg.Addr(),
 		PathPrefix:       cfg.PathPrefix,
 		MaxMessageSize:   cfg.MaxMessageSizeBytes(),
 		WriteQueueBytes:  cfg.WriteQueueBytes(),
 		TLSConfig:        tlsConf,
 		Handler:          api,
-		HandshakeTimeout: 10 * time.Second,
+		HandshakeTimeout: cfg.HandshakeTimeout,
 		Logger:           log.With("component", "transport"),
-	}, store, sessions{s.hub})
+		Refusals:         s.refusals,
+	}
+	if err := transportLimits(cfg, &tcfg, log); err != nil {
+		return nil, err
+	}
+	s.ws, err = transport.New(tcfg, store, sessions{s.hub})
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
@@ -224,6 +228,9 @@ func (s *Server) readiness() error {
 	}
 	return nil
 }
+
+// Refusals returns the counts of what the limits refused.
+func (s *Server) Refusals() *Refusals { return s.refusals }
 
 // Addr is the address the node listens on (after Run has started it).
 func (s *Server) Addr() net.Addr { return s.ws.Addr() }

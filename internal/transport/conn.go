@@ -31,9 +31,10 @@ const (
 // not read keeps at most one batch in the socket layer and the rest, by
 // reference, in queue.
 type wsConn struct {
-	srv *Server
-	wsc *websocket.Conn
-	nc  net.Conn // where bytes are written (the nbio or TLS conn)
+	srv   *Server
+	wsc   *websocket.Conn
+	nc    net.Conn // where bytes are written (the nbio or TLS conn)
+	appID string   // set at admission, before the session exists
 
 	// session is set once at admission, in the connection's serial job,
 	// and only read by later jobs of the same connection.
@@ -72,6 +73,7 @@ func (c *wsConn) Send(frame []byte) bool {
 		c.startCloseLocked(protocol.CodeOverCapacity, "Slow consumer")
 		c.mu.Unlock()
 		c.srv.slowConsumers.Add(1)
+		c.srv.refused(c.appID, LimitWriteQueue)
 		return false
 	}
 	c.queue = append(c.queue, frame)
@@ -145,8 +147,10 @@ func (c *wsConn) dropQueueLocked() {
 	c.queued = 0
 }
 
-// forceClose closes the socket at once; Closed follows from the engine.
+// forceClose closes the socket at once, dropping what the kernel still
+// holds for it; Closed follows from the engine.
 func (c *wsConn) forceClose() {
+	discardUnsent(c.nc)
 	c.wmu.Lock()
 	c.wclosed = true
 	_ = c.wsc.Close()
@@ -328,6 +332,7 @@ func (c *wsConn) socketClosed() {
 	c.mu.Unlock()
 	c.srv.unregister(c)
 	if c.session != nil {
+		c.srv.admitted.Add(-1)
 		c.call("Closed", func() { c.session.Closed() }, false)
 	}
 }

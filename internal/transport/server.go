@@ -64,7 +64,48 @@ type Config struct {
 	// (default GOMAXPROCS).
 	Flushers int
 	Logger   *slog.Logger
+
+	// MaxConnections caps the admitted connections of the server, all apps
+	// together (0: no cap); past it new ones are refused with 4100.
+	MaxConnections int
+	// IPConnectionsPerSecond limits new WebSocket connections per public
+	// client address (an IPv6 client by its /64), with bursts of
+	// IPConnectionsBurst; past it they are refused with 4100. 0: no limit.
+	// Loopback, private and link-local addresses are not limited: they are
+	// your own proxies, load balancers and networks, and an untrusted proxy
+	// would otherwise put every client in one bucket.
+	IPConnectionsPerSecond float64
+	IPConnectionsBurst     int
+	// TrustedProxies are the proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (client address, TLS).
+	TrustedProxies TrustedProxies
+	// MemoryLimit (bytes) and MemoryGuardPercent: while the process uses
+	// more than the percentage of the limit, new connections are refused
+	// with 4100. 0 turns the guard off.
+	MemoryLimit        int64
+	MemoryGuardPercent int
+	// Refusals, when set, is told of every connection refused by a limit
+	// and of every connection closed for breaking one.
+	Refusals Refusals
 }
+
+// Refusals counts what the limits refuse; the metrics package implements
+// it. appID is "" for a limit of the whole server. limit is one of the
+// Limit* names (the config key of the limit).
+type Refusals interface {
+	Refused(appID, limit string)
+}
+
+// The limits the transport enforces, named by their config keys.
+const (
+	LimitIPConnections   = "ip_connections_per_second"
+	LimitNodeConnections = "max_node_connections"
+	LimitMemory          = "memory_guard_percent"
+	LimitOrigin          = "allowed_origins"
+	LimitRequireTLS      = "require_tls"
+	LimitWriteQueue      = "write_queue_kb"
+	LimitMessageSize     = "max_message_size_kb"
+)
 
 // Server serves WebSocket clients and HTTP on one listener.
 type Server struct {
@@ -99,6 +140,10 @@ type Server struct {
 	lateClear []*nbio.Conn // upgraded while settingUp: clear their deadline once added
 
 	slowConsumers atomic.Int64
+	admitted      atomic.Int64 // connections with a session
+	inflight      atomic.Int64 // HTTP requests being served by Handler
+	iplim         *ipLimiter   // nil: no per-IP limit
+	mem           *memGuard    // nil: no memory guard
 	acceptSeq     atomic.Uint64
 	pollersSeen   atomic.Uint64 // bit i: poller i has read (see probePollers)
 	allPollers    uint64
@@ -148,6 +193,10 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
+	if cfg.IPConnectionsPerSecond > 0 {
+		s.iplim = newIPLimiter(cfg.IPConnectionsPerSecond, cfg.IPConnectionsBurst, 0)
+	}
+	s.mem = newMemGuard(cfg.MemoryLimit, cfg.MemoryGuardPercent)
 
 	readLimit := max(4<<20, 2*cfg.MaxMessageSize+(128<<10))
 	ncfg := nbhttp.Config{
@@ -319,8 +368,9 @@ func (s *Server) Connections() int {
 
 // Shutdown stops accepting, closes the remaining WebSocket connections with
 // 4200 (clients reconnect at once, elsewhere), waits for them to finish the
-// close handshake until ctx is done, then closes every socket and waits for
-// the goroutines the server started.
+// close handshake and for the HTTP requests in flight to be answered until
+// ctx is done, then closes every socket and waits for the goroutines the
+// server started.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopping {
@@ -362,12 +412,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// waitConns waits until no upgraded connection is left or ctx is done.
+// waitConns waits until no upgraded connection and no HTTP request in
+// flight is left, or ctx is done.
 func (s *Server) waitConns(ctx context.Context) bool {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if s.Connections() == 0 {
+		if s.Connections() == 0 && s.inflight.Load() == 0 {
 			return true
 		}
 		select {
@@ -512,6 +563,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path != s.appPrefix && !strings.HasPrefix(path, s.appPrefix+"/") {
 		if s.cfg.Handler != nil {
+			// Counted so that Shutdown lets it finish before closing sockets.
+			s.inflight.Add(1)
+			defer s.inflight.Add(-1)
 			s.cfg.Handler.ServeHTTP(w, r)
 			return
 		}
@@ -562,14 +616,39 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, protocol.CodeReconnect, "Server is shutting down")
 		return
 	}
+	client, viaTLS := s.cfg.TrustedProxies.clientOf(r, s.cfg.TLSConfig != nil)
 	info := ConnInfo{
 		RemoteAddr: r.RemoteAddr,
 		Origin:     r.Header.Get("Origin"),
 		UserAgent:  r.Header.Get("User-Agent"),
-		TLS:        s.cfg.TLSConfig != nil,
+		TLS:        viaTLS,
+		ClientIP:   client,
 	}
 	if code, msg := checkProtocol(r.URL.Query()); code != 0 {
 		s.refuse(c, code, msg)
+		return
+	}
+	// The server's own limits, cheapest first. All answer 4100: pusher-js
+	// backs off and tries again, which is what a client should do.
+	if s.iplim != nil && publicAddr(client) && !s.iplim.allow(client, time.Now()) {
+		s.refuseLimit(c, "", LimitIPConnections, "Over capacity: too many new connections from your address")
+		return
+	}
+	// A slot is taken before the session opens, so that concurrent
+	// admissions cannot pass the cap together; it is given back by any
+	// refusal below, or when the admitted connection closes.
+	s.admitted.Add(1)
+	defer func() {
+		if c.session == nil {
+			s.admitted.Add(-1)
+		}
+	}()
+	if max := s.cfg.MaxConnections; max > 0 && s.admitted.Load() > int64(max) {
+		s.refuseLimit(c, "", LimitNodeConnections, "Over capacity")
+		return
+	}
+	if s.mem != nil && s.mem.overLimit() {
+		s.refuseLimit(c, "", LimitMemory, "Over capacity")
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
@@ -584,15 +663,18 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, protocol.CodeOverCapacity, "Over capacity")
 		return
 	case app.RequireTLS && !info.TLS:
+		s.refused(app.ID, LimitRequireTLS)
 		s.refuse(c, protocol.CodeSSLOnly, "Application only accepts SSL connections, reconnect using wss://")
 		return
 	case !app.Enabled:
 		s.refuse(c, protocol.CodeAppDisabled, "Application disabled")
 		return
 	case !originAllowed(app.AllowedOrigins, info.Origin):
+		s.refused(app.ID, LimitOrigin)
 		s.refuse(c, protocol.CodeUnauthorized, "Origin not allowed")
 		return
 	}
+	c.appID = app.ID
 	var sess Session
 	c.call("Open", func() { sess, err = s.sessions.Open(app, c, info) }, false)
 	if sess == nil && err == nil {
@@ -608,6 +690,19 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		return
 	}
 	c.session = sess
+}
+
+// refuseLimit refuses a connection that a limit turned away, counting it.
+func (s *Server) refuseLimit(c *wsConn, appID, limit, msg string) {
+	s.refused(appID, limit)
+	s.refuse(c, protocol.CodeOverCapacity, msg)
+}
+
+// refused counts a refusal when a counter is configured.
+func (s *Server) refused(appID, limit string) {
+	if r := s.cfg.Refusals; r != nil {
+		r.Refused(appID, limit)
+	}
 }
 
 // refuse sends pusher:error and closes with the same code and reason.
@@ -697,8 +792,11 @@ func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
 	c.finalWrite(closeFrame(code, ""))
 }
 
-func (s *Server) onSocketClose(wsc *websocket.Conn, _ error) {
+func (s *Server) onSocketClose(wsc *websocket.Conn, err error) {
 	if c := connOf(wsc); c != nil {
+		if errors.Is(err, websocket.ErrMessageTooLarge) || errors.Is(err, websocket.ErrControlMessageTooBig) {
+			s.refused(c.appID, LimitMessageSize) // closed with 1009 by the engine
+		}
 		c.socketClosed()
 	}
 }

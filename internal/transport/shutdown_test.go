@@ -2,8 +2,11 @@ package transport
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +87,70 @@ func TestShutdownDeadline(t *testing.T) {
 	c.expectClose(4200)
 	c.expectEOF()
 	waitDone(t, sess.done, "Closed")
+}
+
+// TestShutdownFinishesHTTPInFlight: a request being served when Shutdown
+// starts is answered before its socket is closed.
+func TestShutdownFinishesHTTPInFlight(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/apps/1/events" {
+			return // Start's probes
+		}
+		close(entered)
+		<-release
+		_, _ = io.WriteString(w, "published")
+	})
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: api}, testApps(), newFakeSessions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr().String()
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Post("http://"+addr+"/apps/1/events", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{string(b), err}
+	}()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- s.Shutdown(ctx)
+	}()
+	// Wait until the listener is closed: Shutdown is under way.
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		_ = c.Close()
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned (%v) with a request in flight", err)
+	default:
+	}
+	close(release)
+	r := <-got
+	if r.err != nil || r.body != "published" {
+		t.Fatalf("in-flight request: %q, %v", r.body, r.err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
 }

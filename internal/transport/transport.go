@@ -14,6 +14,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"net/netip"
 
 	"github.com/herald-ws/herald/internal/apps"
 )
@@ -69,10 +70,15 @@ type Conn interface {
 
 // ConnInfo describes the client of a connection at admission.
 type ConnInfo struct {
-	RemoteAddr string
+	RemoteAddr string // the socket's peer
 	Origin     string
 	UserAgent  string
-	TLS        bool
+	// TLS is true when the client connected over TLS: to this server, or
+	// to a trusted proxy that said so in X-Forwarded-Proto.
+	TLS bool
+	// ClientIP is the client's address: the peer, or the address a trusted
+	// proxy named in X-Forwarded-For.
+	ClientIP netip.Addr
 }
 
 // AppLookup finds an app by its key; apps.Store satisfies it. It returns an

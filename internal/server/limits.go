@@ -1,0 +1,113 @@
+package server
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/transport"
+)
+
+// Refusals counts the requests and connections each limit refused, per app
+// and limit. It satisfies the Refusals hooks of the transport, the hub and
+// the HTTP API; the metrics package exports the same calls.
+type Refusals struct {
+	log *slog.Logger
+	m   sync.Map // refusalKey -> *atomic.Int64
+}
+
+type refusalKey struct{ app, limit string }
+
+// Refused implements transport.Refusals, hub.Refusals and httpapi.Refusals.
+func (r *Refusals) Refused(appID, limit string) {
+	k := refusalKey{appID, limit}
+	v, ok := r.m.Load(k)
+	if !ok {
+		v, _ = r.m.LoadOrStore(k, new(atomic.Int64))
+	}
+	if v.(*atomic.Int64).Add(1) == 1 && r.log != nil {
+		// Once per app and limit: a flood must not flood the log too.
+		r.log.Warn("limit reached", "app", appID, "limit", limit)
+	}
+}
+
+// Count returns how many times limit refused for appID ("" for the
+// server's own limits).
+func (r *Refusals) Count(appID, limit string) int64 {
+	if v, ok := r.m.Load(refusalKey{appID, limit}); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// Snapshot returns every count, keyed "app/limit" ("/limit" for the
+// server's own), sorted by key.
+func (r *Refusals) Snapshot() []RefusalCount {
+	var out []RefusalCount
+	r.m.Range(func(k, v any) bool {
+		key := k.(refusalKey)
+		out = append(out, RefusalCount{App: key.app, Limit: key.limit, Count: v.(*atomic.Int64).Load()})
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].App != out[j].App {
+			return out[i].App < out[j].App
+		}
+		return out[i].Limit < out[j].Limit
+	})
+	return out
+}
+
+// RefusalCount is one entry of Refusals.Snapshot.
+type RefusalCount struct {
+	App, Limit string
+	Count      int64
+}
+
+// transportLimits fills the connection limits of the transport from cfg.
+func transportLimits(cfg *config.Config, tc *transport.Config, log *slog.Logger) error {
+	if cfg.MaxNodeConnections > 0 {
+		tc.MaxConnections = cfg.MaxNodeConnections
+	}
+	if cfg.IPConnectionsPerSecond > 0 {
+		tc.IPConnectionsPerSecond = float64(cfg.IPConnectionsPerSecond)
+		tc.IPConnectionsBurst = cfg.IPConnectionsBurst
+		if tc.IPConnectionsBurst <= 0 {
+			tc.IPConnectionsBurst = cfg.IPConnectionsPerSecond
+		}
+	}
+	tp, err := transport.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
+	tc.TrustedProxies = tp
+	if cfg.MemoryGuardPercent > 0 {
+		limit := int64(cfg.MemoryLimitMB) << 20
+		if limit == 0 {
+			limit = transport.MemoryLimit()
+		}
+		if limit > 0 {
+			tc.MemoryLimit = limit
+			tc.MemoryGuardPercent = cfg.MemoryGuardPercent
+			log.Info("memory guard", "limit_mb", limit>>20, "refuse_above_percent", cfg.MemoryGuardPercent)
+		}
+	}
+	return nil
+}
+
+// tlsConfig serves the configured certificate, reloaded when its files
+// change (nil when TLS is off).
+func tlsConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
+	if !cfg.TLSEnabled() {
+		return nil, nil
+	}
+	r, err := transport.NewCertReloader(cfg.TLSCert, cfg.TLSKey, cfg.TLSReloadInterval, log)
+	if err != nil {
+		return nil, err
+	}
+	return r.TLSConfig(), nil
+}

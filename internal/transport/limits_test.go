@@ -1,0 +1,539 @@
+package transport
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// countRefusals records Refused calls.
+type countRefusals struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *countRefusals) Refused(appID, limit string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[appID+"/"+limit]++
+}
+
+func (c *countRefusals) get(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+// expectRefused reads the pusher:error frame and the close frame of a
+// refused connection.
+func expectRefused(t *testing.T, c *wsClient, code int) string {
+	t.Helper()
+	msg := c.readText()
+	if !strings.Contains(msg, `"pusher:error"`) || !strings.Contains(msg, `"code":`+itoa(code)) {
+		t.Fatalf("want pusher:error %d, got %s", code, msg)
+	}
+	return c.expectClose(code)
+}
+
+func itoa(n int) string { return big.NewInt(int64(n)).String() }
+
+// writeCertPair writes a fresh self-signed certificate for 127.0.0.1 with
+// serial to certFile and keyFile, each through a rename as certbot does.
+func writeCertPair(t *testing.T, certFile, keyFile string, serial int64) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "herald reload test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(path string, block *pem.Block) {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(keyFile, &pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	write(certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return pool
+}
+
+func TestTLSReloadKeepsLiveConnections(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	poolA := writeCertPair(t, certFile, keyFile, 1)
+	r, err := NewCertReloader(certFile, keyFile, 20*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := newFakeSessions()
+	fs.echo = true
+	s := startServer(t, Config{TLSConfig: r.TLSConfig()}, fs)
+	addr := s.Addr().String()
+
+	dialTLS := func(pool *x509.CertPool) (*tls.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	}
+	nc, err := dialTLS(poolA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	resp, live := requestOn(t, nc, upgradeRequest("/app/key"))
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	_ = live.readText()
+	fs.next(t)
+
+	// A broken renewal (a key that does not match) keeps the old pair.
+	if err := os.WriteFile(keyFile, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.nextCheck.Store(0) // the next handshake checks the files
+	c2, err := dialTLS(poolA)
+	if err != nil {
+		t.Fatalf("after a broken renewal the old certificate must still be served: %v", err)
+	}
+	_ = c2.Close()
+
+	poolB := writeCertPair(t, certFile, keyFile, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := dialTLS(poolB)
+		if err == nil {
+			serial := c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+			_ = c.Close()
+			if serial == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new certificate never served (last error %v)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.Certificate().Leaf.SerialNumber.Int64() != 2 {
+		t.Fatal("Certificate() is not the reloaded one")
+	}
+	// The connection made with the old certificate is still served.
+	for i := 0; i < 10; i++ {
+		live.writeFrame(true, opText, []byte("still here"))
+		if got := live.readText(); got != "still here" {
+			t.Fatalf("echo %q", got)
+		}
+	}
+}
+
+func TestTLSModernDefaults(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	pool := writeCertPair(t, certFile, keyFile, 7)
+	r, err := NewCertReloader(certFile, keyFile, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Config{TLSConfig: r.TLSConfig()}, newFakeSessions())
+	addr := s.Addr().String()
+
+	t.Run("TLS 1.1 is refused", func(t *testing.T) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+			&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		if err == nil {
+			_ = c.Close()
+			t.Fatal("a TLS 1.1 handshake succeeded")
+		}
+	})
+	t.Run("no client certificate requested", func(t *testing.T) {
+		asked := false
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+			RootCAs: pool, ServerName: "127.0.0.1",
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				asked = true
+				return &tls.Certificate{}, nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if asked {
+			t.Fatal("the server asked for a client certificate")
+		}
+		if v := c.ConnectionState().Version; v < tls.VersionTLS12 {
+			t.Fatalf("negotiated %x", v)
+		}
+	})
+	t.Run("missing files fail at start", func(t *testing.T) {
+		if _, err := NewCertReloader(filepath.Join(dir, "nope.pem"), keyFile, 0, nil); err == nil {
+			t.Fatal("no error for a missing certificate")
+		}
+	})
+}
+
+func TestClientOf(t *testing.T) {
+	tp, err := ParseTrustedProxies([]string{"10.0.0.0/8", "192.168.1.1", "fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, remote, xff, proto string
+		tlsConn                  bool
+		wantIP                   string
+		wantTLS                  bool
+	}{
+		{"direct client ignores headers", "203.0.113.5:1234", "1.2.3.4", "https", false, "203.0.113.5", false},
+		{"trusted proxy gives the client", "10.1.2.3:5555", "198.51.100.7", "https", false, "198.51.100.7", true},
+		{"spoofed left part is ignored", "10.1.2.3:5555", "6.6.6.6, 198.51.100.7", "http", true, "198.51.100.7", false},
+		{"chain of trusted proxies", "10.1.2.3:5555", "198.51.100.7, 192.168.1.1, 10.9.9.9", "", false, "198.51.100.7", false},
+		{"several headers", "192.168.1.1:80", "", "", false, "192.168.1.1", false},
+		{"garbage stops the walk", "10.0.0.1:1", "nonsense, 10.0.0.2", "", false, "10.0.0.2", false},
+		{"ipv6 proxy", "[fd00::1]:443", "2001:db8::5", "wss", false, "2001:db8::5", true},
+		{"mapped ipv4 peer", "[::ffff:10.0.0.1]:1", "198.51.100.9", "", false, "198.51.100.9", false},
+		{"first proto of a list", "10.0.0.1:1", "198.51.100.9", "https, http", false, "198.51.100.9", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{}}
+			if tt.xff != "" {
+				r.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			if tt.proto != "" {
+				r.Header.Set("X-Forwarded-Proto", tt.proto)
+			}
+			ip, viaTLS := tp.clientOf(r, tt.tlsConn)
+			if ip.String() != tt.wantIP || viaTLS != tt.wantTLS {
+				t.Fatalf("got %s tls=%v, want %s tls=%v", ip, viaTLS, tt.wantIP, tt.wantTLS)
+			}
+		})
+	}
+	if _, err := ParseTrustedProxies([]string{"nginx"}); err == nil {
+		t.Fatal("a host name was accepted as a trusted proxy")
+	}
+}
+
+func TestIPLimiter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newIPLimiter(2, 3, 50)
+	a := netip.MustParseAddr("203.0.113.1")
+	for i := 0; i < 3; i++ {
+		if !l.allow(a, now) {
+			t.Fatalf("burst connection %d refused", i)
+		}
+	}
+	if l.allow(a, now) {
+		t.Fatal("connection past the burst allowed")
+	}
+	if !l.allow(netip.MustParseAddr("203.0.113.2"), now) {
+		t.Fatal("another address is charged to the first")
+	}
+	if !l.allow(a, now.Add(600*time.Millisecond)) {
+		t.Fatal("bucket did not refill at the rate")
+	}
+	// One IPv6 host is counted by its /64.
+	for i := 0; i < 3; i++ {
+		l.allow(netip.MustParseAddr("2001:db8:1:1::"+itoa(i+1)), now)
+	}
+	if l.allow(netip.MustParseAddr("2001:db8:1:1::99"), now) {
+		t.Fatal("a /64 got more than one bucket")
+	}
+	// Memory stays bounded under a flood of distinct addresses.
+	for i := 0; i < 10_000; i++ {
+		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	if n := l.size(); n > 2*50 {
+		t.Fatalf("%d buckets held, bound is %d", n, 2*50)
+	}
+	// Idle buckets go.
+	l.allow(a, now.Add(time.Minute))
+	l.allow(a, now.Add(2*time.Minute))
+	if n := l.size(); n != 1 {
+		t.Fatalf("%d buckets after the others went idle, want 1", n)
+	}
+	// An invalid address (no IP) is not limited.
+	for i := 0; i < 10; i++ {
+		if !l.allow(netip.Addr{}, now) {
+			t.Fatal("invalid address limited")
+		}
+	}
+}
+
+func TestIPConnectionLimit(t *testing.T) {
+	ref := &countRefusals{}
+	tp, _ := ParseTrustedProxies([]string{"127.0.0.1"})
+	fs := newFakeSessions()
+	s := startServer(t, Config{IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 3, Refusals: ref, TrustedProxies: tp}, fs)
+	addr := s.Addr().String()
+	for i := 0; i < 3; i++ {
+		c := dialWS(t, addr, "/app/key", "X-Forwarded-For: 198.51.100.1")
+		if got := c.readText(); got != string(establishedJSON) {
+			t.Fatalf("connection %d: %s", i, got)
+		}
+		fs.next(t)
+	}
+	c := dialWS(t, addr, "/app/key", "X-Forwarded-For: 198.51.100.1")
+	expectRefused(t, c, 4100)
+	if n := ref.get("/" + LimitIPConnections); n != 1 {
+		t.Fatalf("refusals counted %d, want 1", n)
+	}
+	// Another client behind the same proxy has its own bucket.
+	c = dialWS(t, addr, "/app/key", "X-Forwarded-For: 198.51.100.2")
+	if got := c.readText(); got != string(establishedJSON) {
+		t.Fatalf("other client: %s", got)
+	}
+	// Loopback and private addresses (local proxies, the LAN) are not
+	// limited.
+	for _, extra := range []string{"X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: fd00::7", "X-Forwarded-For: 127.0.0.1"} {
+		for i := 0; i < 5; i++ {
+			c := dialWS(t, addr, "/app/key", extra)
+			if got := c.readText(); got != string(establishedJSON) {
+				t.Fatalf("%s, connection %d: %s", extra, i, got)
+			}
+			_ = c.nc.Close()
+		}
+	}
+}
+
+func TestNodeConnectionLimit(t *testing.T) {
+	ref := &countRefusals{}
+	fs := newFakeSessions()
+	s := startServer(t, Config{MaxConnections: 2, Refusals: ref}, fs)
+	addr := s.Addr().String()
+	var open []*wsClient
+	for i := 0; i < 2; i++ {
+		c := dialWS(t, addr, "/app/key")
+		_ = c.readText()
+		fs.next(t)
+		open = append(open, c)
+		if i == 0 { // a refused connection takes no slot
+			expectRefused(t, dialWS(t, addr, "/app/full"), 4004)
+		}
+	}
+	expectRefused(t, dialWS(t, addr, "/app/key"), 4100)
+	if n := ref.get("/" + LimitNodeConnections); n != 1 {
+		t.Fatalf("refusals counted %d, want 1", n)
+	}
+	// After one leaves, one more is admitted.
+	sess := fs.sessions[0]
+	open[0].writeFrame(true, opClose, closePayload(1000, ""))
+	open[0].expectClose(1000)
+	waitDone(t, sess.done, "Closed")
+	c := dialWS(t, addr, "/app/key")
+	if got := c.readText(); got != string(establishedJSON) {
+		t.Fatalf("after a slot freed: %s", got)
+	}
+}
+
+func TestMemoryGuard(t *testing.T) {
+	ref := &countRefusals{}
+	fs := newFakeSessions()
+	s := startServer(t, Config{MemoryLimit: 1 << 20, MemoryGuardPercent: 90, Refusals: ref}, fs)
+	c := dialWS(t, s.Addr().String(), "/app/key")
+	expectRefused(t, c, 4100)
+	if n := ref.get("/" + LimitMemory); n != 1 {
+		t.Fatalf("refusals counted %d, want 1", n)
+	}
+	// A limit far above the process's use admits.
+	s2 := startServer(t, Config{MemoryLimit: 1 << 40, MemoryGuardPercent: 90}, fs)
+	c = dialWS(t, s2.Addr().String(), "/app/key")
+	if got := c.readText(); got != string(establishedJSON) {
+		t.Fatalf("under the limit: %s", got)
+	}
+	if newMemGuard(0, 90) != nil || newMemGuard(1<<30, -1) != nil {
+		t.Fatal("a guard without a limit or percentage")
+	}
+}
+
+func TestParseCgroupLimit(t *testing.T) {
+	for in, want := range map[string]int64{
+		"max\n":                 0,
+		"":                      0,
+		"536870912\n":           536870912,
+		"9223372036854771712\n": 0, // cgroup v1 "no limit"
+		"garbage":               0,
+	} {
+		if got := parseCgroupLimit([]byte(in)); got != want {
+			t.Errorf("%q: got %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestRequireTLSBehindTrustedProxy(t *testing.T) {
+	tp, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
+	ref := &countRefusals{}
+	fs := newFakeSessions()
+	s := startServer(t, Config{TrustedProxies: tp, Refusals: ref}, fs)
+	c := dialWS(t, s.Addr().String(), "/app/tls", "X-Forwarded-Proto: https", "X-Forwarded-For: 198.51.100.3")
+	if got := c.readText(); got != string(establishedJSON) {
+		t.Fatalf("https at the proxy: %s", got)
+	}
+	sess := fs.next(t)
+	if !sess.info.TLS || sess.info.ClientIP.String() != "198.51.100.3" {
+		t.Fatalf("ConnInfo %+v", sess.info)
+	}
+	expectRefused(t, dialWS(t, s.Addr().String(), "/app/tls", "X-Forwarded-Proto: http"), 4000)
+	if ref.get("tls/"+LimitRequireTLS) != 1 {
+		t.Fatal("require_tls refusal not counted")
+	}
+
+	// Without trusted proxies the header is the client's word: ignored.
+	s2 := startServer(t, Config{}, newFakeSessions())
+	expectRefused(t, dialWS(t, s2.Addr().String(), "/app/tls", "X-Forwarded-Proto: https"), 4000)
+}
+
+// TestUpgradeDeadline: a client that never finishes its upgrade request
+// (slowloris), or never starts one, is cut at the handshake deadline even
+// while it keeps dribbling bytes.
+func TestUpgradeDeadline(t *testing.T) {
+	s := startServer(t, Config{HandshakeTimeout: 500 * time.Millisecond}, newFakeSessions())
+	addr := s.Addr().String()
+
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	req := upgradeRequest("/app/key")
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		// One byte every 20 ms: the request would take far longer than
+		// the deadline. Stops at the first failed write.
+		for i := 0; i < len(req)-2; i++ {
+			if _, err := slow.Write([]byte{req[i]}); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	for _, c := range []net.Conn{silent, slow} {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("an unfinished upgrade was not cut")
+		}
+		if len(b) > 0 {
+			t.Fatalf("answered %q", b)
+		}
+	}
+	<-closed
+	if n := s.Connections(); n != 0 {
+		t.Fatalf("%d connections upgraded", n)
+	}
+}
+
+func TestOversizedFrameCounted(t *testing.T) {
+	ref := &countRefusals{}
+	fs := newFakeSessions()
+	s := startServer(t, Config{MaxMessageSize: 1000, Refusals: ref}, fs)
+	c := dialWS(t, s.Addr().String(), "/app/key")
+	_ = c.readText()
+	sess := fs.next(t)
+	c.writeFrame(true, opText, make([]byte, 1001))
+	c.expectClose(1009)
+	waitDone(t, sess.done, "Closed")
+	if ref.get("key/"+LimitMessageSize) != 1 {
+		t.Fatal("oversized message not counted")
+	}
+}
+
+// TestTCPKeepalive: accepted sockets have TCP keepalive on, so a peer that
+// vanished without a FIN (half-open) is found by the kernel even when the
+// activity timeout is long.
+func TestTCPKeepalive(t *testing.T) {
+	fs := newFakeSessions()
+	s := startServer(t, Config{}, fs)
+	_, sess := openSession(t, s, fs)
+	raw := rawConn(sess.conn.(*wsConn).nc)
+	if raw == nil {
+		t.Fatal("no engine socket")
+	}
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on, idle int
+	var gerr error
+	_ = rc.Control(func(fd uintptr) {
+		on, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+		if gerr == nil {
+			idle, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
+		}
+	})
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if on == 0 || idle <= 0 || idle > 60 {
+		t.Fatalf("SO_KEEPALIVE=%d TCP_KEEPIDLE=%ds", on, idle)
+	}
+}
+
+// TestTLSHandshakeDeadline: on a TLS port, a client that connects and never
+// completes the TLS handshake is cut at the handshake deadline too.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	cert, _ := selfSigned(t)
+	s := startServer(t, Config{TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}, HandshakeTimeout: 500 * time.Millisecond}, newFakeSessions())
+	for _, first := range [][]byte{nil, {0x16, 0x03, 0x01, 0x02, 0x00}} { // nothing; a ClientHello header without its body
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if first != nil {
+			if _, err := c.Write(first); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("an unfinished TLS handshake (%x) was not cut", first)
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package transport
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// memGuard refuses new connections while the process uses more than a
+// share of its memory limit, so that a node near its cgroup limit sheds
+// load (clients back off and reconnect elsewhere) instead of being killed
+// with every connection at once.
+//
+// Usage is the memory the Go runtime holds from the OS and has not given
+// back (runtime/metrics: total less released), close to the resident size
+// that a cgroup counts. It is read at most every sampleEvery, on an
+// admission, so a connection storm costs one read per interval.
+type memGuard struct {
+	threshold uint64 // bytes; usage above it refuses
+	now       func() time.Time
+
+	mu      sync.Mutex
+	sample  [2]metrics.Sample
+	over    atomic.Bool
+	nextAt  atomic.Int64
+	readMem func() uint64 // tests replace it
+}
+
+const memSampleEvery = 100 * time.Millisecond
+
+// newMemGuard returns a guard for limit bytes at percent, or nil when
+// there is no limit or percent is not in 1..100.
+func newMemGuard(limit int64, percent int) *memGuard {
+	if limit <= 0 || percent <= 0 || percent > 100 {
+		return nil
+	}
+	g := &memGuard{threshold: uint64(float64(limit) * float64(percent) / 100), now: time.Now}
+	g.sample[0].Name = "/memory/classes/total:bytes"
+	g.sample[1].Name = "/memory/classes/heap/released:bytes"
+	g.readMem = g.runtimeMem
+	return g
+}
+
+// overLimit reports whether usage is above the threshold (from a sample at
+// most memSampleEvery old).
+func (g *memGuard) overLimit() bool {
+	now := g.now().UnixNano()
+	if next := g.nextAt.Load(); now >= next && g.nextAt.CompareAndSwap(next, now+int64(memSampleEvery)) {
+		g.over.Store(g.readMem() > g.threshold)
+	}
+	return g.over.Load()
+}
+
+func (g *memGuard) runtimeMem() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	metrics.Read(g.sample[:])
+	total, released := g.sample[0].Value.Uint64(), g.sample[1].Value.Uint64()
+	if released > total {
+		return 0
+	}
+	return total - released
+}
+
+// MemoryLimit returns the memory limit the guard applies when none is
+// configured: GOMEMLIMIT when set, else the cgroup's memory limit (v2,
+// then v1), else 0 (no limit known).
+func MemoryLimit() int64 {
+	if l := debug.SetMemoryLimit(-1); l > 0 && l < math.MaxInt64 {
+		return l
+	}
+	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		if l := readCgroupLimit(f); l > 0 {
+			return l
+		}
+	}
+	return 0
+}
+
+// readCgroupLimit reads a cgroup limit file: "max" or a huge number mean
+// no limit (0).
+func readCgroupLimit(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	return parseCgroupLimit(b)
+}
+
+func parseCgroupLimit(b []byte) int64 {
+	s := string(bytes.TrimSpace(b))
+	if s == "" || s == "max" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	// cgroup v1 reports "no limit" as a page-rounded MaxInt64.
+	if err != nil || n <= 0 || n >= math.MaxInt64/2 {
+		return 0
+	}
+	return n
+}
