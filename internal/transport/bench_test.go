@@ -172,6 +172,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if addr := os.Getenv("HERALD_MEMTEST_CLIENT"); addr != "" {
+		if err := memClient(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "memory client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
