@@ -55,6 +55,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, buf *byte
 		h.log.Error("httpapi: app lookup failed", "app_id", clip(id), "err", err)
 		return nil, errorf(http.StatusServiceUnavailable, "App %s could not be looked up; try again later", clip(id))
 	}
+	noteApp(w, app.ID)
 	body, err := h.readBody(w, r, buf)
 	if err != nil {
 		return nil, err
@@ -94,7 +95,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 }
 
 func (h *handler) tooLarge() error {
-	return errorf(http.StatusRequestEntityTooLarge, "The request body exceeds the allowed maximum (%d bytes)", h.maxBody)
+	return limited(errorf(http.StatusRequestEntityTooLarge, "The request body exceeds the allowed maximum (%d bytes)", h.maxBody), "request_body_bytes")
 }
 
 // verify checks the signature against the path without the prefix. The

@@ -140,7 +140,7 @@ func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 		if where != "" {
 			msg = strings.TrimSuffix(where, ".") + ": " + msg
 		}
-		return ev, &apiError{status: http.StatusRequestEntityTooLarge, msg: msg}
+		return ev, &apiError{status: http.StatusRequestEntityTooLarge, msg: msg, limit: "event_payload_bytes"}
 	}
 
 	var channels []string

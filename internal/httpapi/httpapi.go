@@ -82,6 +82,8 @@ type Options struct {
 	Ready func() error
 	// Logger receives errors and recovered panics (discarded when nil).
 	Logger *slog.Logger
+	// Recorder counts requests and refusals (nil: not counted).
+	Recorder Recorder
 }
 
 // Defaults applied by New for zero Options fields.
@@ -92,16 +94,17 @@ const (
 
 // handler is the http.Handler returned by New.
 type handler struct {
-	apps    apps.Store
-	hub     Hub
-	prefix  string
-	maxBody int64
-	window  time.Duration
-	now     func() time.Time
-	ready   func() error
-	log     *slog.Logger
-	mux     *http.ServeMux
-	limits  limiterSet
+	apps     apps.Store
+	hub      Hub
+	prefix   string
+	maxBody  int64
+	window   time.Duration
+	now      func() time.Time
+	ready    func() error
+	log      *slog.Logger
+	recorder Recorder
+	mux      *http.ServeMux
+	limits   limiterSet
 }
 
 // New returns the HTTP API handler. It panics when o.Apps or o.Hub is nil.
@@ -110,15 +113,16 @@ func New(o Options) http.Handler {
 		panic("httpapi: Options.Apps and Options.Hub are required")
 	}
 	h := &handler{
-		apps:    o.Apps,
-		hub:     o.Hub,
-		prefix:  normalizePrefix(o.PathPrefix),
-		maxBody: o.MaxBodyBytes,
-		window:  o.TimestampWindow,
-		now:     o.Now,
-		ready:   o.Ready,
-		log:     o.Logger,
-		mux:     http.NewServeMux(),
+		apps:     o.Apps,
+		hub:      o.Hub,
+		prefix:   normalizePrefix(o.PathPrefix),
+		maxBody:  o.MaxBodyBytes,
+		window:   o.TimestampWindow,
+		now:      o.Now,
+		ready:    o.Ready,
+		log:      o.Logger,
+		recorder: o.Recorder,
+		mux:      http.NewServeMux(),
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -176,7 +180,14 @@ func (h *handler) routes() {
 // ServeHTTP recovers panics, removes the path prefix and dispatches.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w}
+	var start time.Time
+	if h.recorder != nil {
+		start = time.Now()
+	}
 	defer func() {
+		if h.recorder != nil {
+			defer h.record(rw, r, start)
+		}
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
@@ -246,15 +257,25 @@ func (h *handler) stripPrefix(r *http.Request) (*http.Request, bool) {
 // recovered panic answers 500 only when it still can.
 type responseWriter struct {
 	http.ResponseWriter
-	wrote bool
+	wrote  bool
+	status int // the status sent (0 until then)
+	// appID and limit are noted for the Recorder (noteApp, noteRefusal).
+	appID string
+	limit string
 }
 
 func (w *responseWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status = code
+	}
 	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status = http.StatusOK
+	}
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }
@@ -286,6 +307,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var pe *protocol.APIError
 	switch {
 	case errors.As(err, &ae):
+		if ae.limit != "" {
+			noteRefusal(w, ae.limit)
+		}
 		writeError(w, ae.status, ae.msg)
 	case errors.As(err, &pe):
 		writeError(w, pe.Status, pe.Message)

@@ -83,10 +83,10 @@ func (h *handler) allow(w http.ResponseWriter, c *call, kind rateKind, points in
 	}
 	hd.Set("Retry-After", strconv.Itoa(secs))
 	if kind == rateBackend {
-		return errorf(http.StatusTooManyRequests,
-			"Too many requests: the app allows %d events per second (one per channel) and this request has %d", limit, points)
+		return limited(errorf(http.StatusTooManyRequests,
+			"Too many requests: the app allows %d events per second (one per channel) and this request has %d", limit, points), "backend_events_per_second")
 	}
-	return errorf(http.StatusTooManyRequests, "Too many requests: the app allows %d read requests per second", limit)
+	return limited(errorf(http.StatusTooManyRequests, "Too many requests: the app allows %d read requests per second", limit), "read_requests_per_second")
 }
 
 // take spends points from a bucket of limit tokens refilled at limit per

@@ -11,6 +11,7 @@ import (
 type apiError struct {
 	status int
 	msg    string
+	limit  string // the limit that refused the request, if one did
 }
 
 func (e *apiError) Error() string { return e.msg }

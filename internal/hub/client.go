@@ -251,6 +251,9 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	cancel()
 	if errors.Is(err, ErrPresenceFull) {
 		h.channelInterest(app.ID, name, kind, false)
+		if m := h.opt.Metrics; m != nil {
+			m.Refused(app.ID, "presence_members")
+		}
 		c.subscriptionError(name, "LimitReached", "The presence channel has reached its maximum number of members", 4100)
 		return
 	}
@@ -290,7 +293,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		obs.ChannelOccupied(app.ID, name)
 	}
 	if res.FirstForUser {
-		h.publishInternal(app, name, protocol.MemberAdded(name, *member), c)
+		h.publishInternal(app, name, protocol.MemberAdded(name, *member), c, SourceServer)
 		if obs != nil {
 			obs.MemberAdded(app.ID, name, member.ID)
 		}
@@ -354,7 +357,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	}
 	obs := h.opt.Observer
 	if res.LastForUser {
-		h.publishInternal(app, name, protocol.MemberRemoved(name, res.Member), nil)
+		h.publishInternal(app, name, protocol.MemberRemoved(name, res.Member), nil, SourceServer)
 		if obs != nil {
 			obs.MemberRemoved(app.ID, name, res.Member.ID)
 		}
@@ -480,6 +483,9 @@ func (c *Client) clientEvent(m protocol.Message) {
 		return
 	}
 	if !c.allowClientEvent() {
+		if m := h.opt.Metrics; m != nil {
+			m.Refused(app.ID, "client_events_per_second")
+		}
 		c.sendError(protocol.CodeClientEventRejected, "The rate limit for sending client events exceeded the quota.")
 		return
 	}
@@ -488,7 +494,7 @@ func (c *Client) clientEvent(m protocol.Message) {
 		userID = sub.member.ID
 	}
 	payload := protocol.EventRaw(m.Event, m.Channel, m.Data, userID)
-	h.publishInternal(app, m.Channel, payload, c)
+	h.publishInternal(app, m.Channel, payload, c, SourceClient)
 	if o := h.opt.Observer; o != nil {
 		o.ClientEvent(app.ID, m.Channel, m.Event, m.Data, c.id, userID)
 	}

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,6 +39,10 @@ type wsConn struct {
 	// session is set once at admission, in the connection's serial job,
 	// and only read by later jobs of the same connection.
 	session Session
+	// appID and metrics are set at admission before anything is sent on
+	// the connection, and only read after.
+	appID   string
+	metrics AppMetrics
 
 	// backlog is the number of bytes passed to nc that the kernel has not
 	// taken yet (kept up to date by Server.onWritten; never negative).
@@ -56,6 +61,8 @@ type wsConn struct {
 	state     uint8
 	inFlush   bool // on the flush queue or being flushed
 	closeSent bool // our close frame has been passed to nc (or we must not send one)
+	admitted  bool // the session accepted the connection
+	closeCode int  // the first close code sent or received (0: none yet)
 	timer     *time.Timer
 }
 
@@ -72,6 +79,9 @@ func (c *wsConn) Send(frame []byte) bool {
 		c.startCloseLocked(protocol.CodeOverCapacity, "Slow consumer")
 		c.mu.Unlock()
 		c.srv.slowConsumers.Add(1)
+		if c.metrics != nil {
+			c.metrics.SlowConsumer()
+		}
 		return false
 	}
 	c.queue = append(c.queue, frame)
@@ -126,6 +136,9 @@ func (c *wsConn) scheduleLocked() bool {
 // the socket if the client does not answer in time.
 func (c *wsConn) startCloseLocked(code int, reason string) {
 	c.state = stateClosing
+	if c.closeCode == 0 {
+		c.closeCode = code
+	}
 	f := closeFrame(code, reason)
 	c.queue = append(c.queue, f)
 	c.queued += len(f)
@@ -289,6 +302,9 @@ func (c *wsConn) wrote(n int) {
 			left = 0
 		}
 		if c.backlog.CompareAndSwap(old, left) {
+			if c.metrics != nil {
+				c.metrics.BytesOut(n)
+			}
 			if left == 0 {
 				c.drained()
 			}
@@ -299,11 +315,14 @@ func (c *wsConn) wrote(n int) {
 
 // peerClose handles a close frame from the client. It reports whether the
 // close must be echoed (we have not sent ours yet).
-func (c *wsConn) peerClose() bool {
+func (c *wsConn) peerClose(code int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateClosed {
 		return false
+	}
+	if c.closeCode == 0 {
+		c.closeCode = code
 	}
 	echo := !c.closeSent
 	c.state = stateClosing
@@ -325,8 +344,20 @@ func (c *wsConn) socketClosed() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	admitted, code := c.admitted, c.closeCode
 	c.mu.Unlock()
 	c.srv.unregister(c)
+	if admitted {
+		if code == 0 {
+			code = 1006 // gone without a close frame
+		}
+		if c.metrics != nil {
+			c.metrics.Closed(code)
+		}
+		if log := c.srv.log; log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("connection closed", "app", c.appID, "remote", c.nc.RemoteAddr().String(), "code", code)
+		}
+	}
 	if c.session != nil {
 		c.call("Closed", func() { c.session.Closed() }, false)
 	}
