@@ -84,8 +84,10 @@ function drawGraph(canvas, times, lines, span) {
   }
   for (let m = 0; m <= span / 60000; m++) {
     const x = left + (w - left - right) * (1 - (m * 60000) / span);
-    ctx.fillText(m === 0 ? 'now' : '-' + m + 'm', Math.max(left, x - 10), h - 5);
+    ctx.textAlign = m === 0 ? 'right' : 'center';
+    ctx.fillText(m === 0 ? 'now' : '-' + m + 'm', x, h - 5);
   }
+  ctx.textAlign = 'left';
   const X = (t) => left + (w - left - right) * ((t - t0) / span);
   const Y = (v) => top + (h - top - bottom) * (1 - v / max);
   for (const l of lines) {
