@@ -252,3 +252,56 @@ func TestMetricsAfterAKnownSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestClusterMetrics(t *testing.T) {
+	withRedis := clusterConfig(t)
+	a, _ := startServer(t, withRedis)
+	b, _ := startServer(t, withRedis)
+	app := "app-id"
+	c := dial(t, a, "app-key")
+	readFor(t, c, protocol.EventConnectionEstablished, "")
+	wsSend(t, c, subscribeMsg("orders", "", ""))
+	readFor(t, c, "pusher_internal:subscription_succeeded", "orders")
+
+	// Published on b, delivered on a through Redis.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp := publish(t, b, `{"name":"shipped","channel":"orders","data":"{}"}`); resp.StatusCode != 200 {
+			t.Fatalf("publish on b: %s", resp.Status)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, msg, err := c.ReadMessage(); err == nil && strings.Contains(string(msg), "shipped") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no event from the other node")
+		}
+	}
+	ma := scrape(t, "http://"+a+"/metrics")
+	if ma[series("herald_messages_received_total", "app", app, "source", "cluster")] < 1 ||
+		ma[series("herald_messages_sent_total", "app", app, "source", "cluster")] < 1 {
+		t.Errorf("node a: cluster messages in %v, out %v",
+			ma[series("herald_messages_received_total", "app", app, "source", "cluster")],
+			ma[series("herald_messages_sent_total", "app", app, "source", "cluster")])
+	}
+	mb := scrape(t, "http://"+b+"/metrics")
+	// b had no local subscriber: the API event was taken, delivered to no
+	// socket here.
+	if got := mb[series("herald_messages_received_total", "app", app, "source", "api")]; got < 1 {
+		t.Errorf("node b: api messages in %v", got)
+	}
+	if got := mb[series("herald_messages_sent_total", "app", app, "source", "api")]; got != 0 {
+		t.Errorf("node b: api messages out %v, want 0", got)
+	}
+	for name, m := range map[string]map[string]float64{"a": ma, "b": mb} {
+		if m["herald_redis_up"] != 1 {
+			t.Errorf("node %s: herald_redis_up = %v", name, m["herald_redis_up"])
+		}
+		if m[series("herald_redis_commands_total", "command", "evalsha", "result", "ok")] < 1 {
+			t.Errorf("node %s: no evalsha round trip counted", name)
+		}
+		if m[series("herald_redis_command_duration_seconds_count", "command", "evalsha")] < 1 {
+			t.Errorf("node %s: no evalsha round trip timed", name)
+		}
+	}
+}
