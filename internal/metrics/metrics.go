@@ -38,8 +38,6 @@ type Options struct {
 	// RedisHealthy feeds herald_redis_up (registered only when set): nil
 	// means the Redis engine is reachable.
 	RedisHealthy func() error
-	// Version is reported by herald_build_info.
-	Version string
 }
 
 // Metrics holds every Herald metric. It is safe for concurrent use.
@@ -130,12 +128,6 @@ func New(o Options) *Metrics {
 				}
 				return 1
 			}))
-	}
-	if o.Version != "" {
-		bi := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
-			Help: "Always 1; the version label is Herald's.", ConstLabels: prometheus.Labels{"version": o.Version}})
-		bi.Set(1)
-		m.reg.MustRegister(bi)
 	}
 	return m
 }
