@@ -7,10 +7,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 func fetch(t *testing.T, url string) (int, string) {
@@ -121,5 +125,70 @@ func TestDashboardTokenDefaults(t *testing.T) {
 	code, body := fetch(t, "http://"+addr+"/dashboard/")
 	if code != 404 || !strings.Contains(body, "admin_token") || !strings.Contains(body, `"code":404`) {
 		t.Fatalf("dashboard without a token: %d %s", code, body)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// One line per connection opened and closed at debug; none at info.
+func TestConnectionLogLines(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		var buf syncBuffer
+		cfg := config.Default()
+		cfg.Host, cfg.Port = "127.0.0.1", 0
+		cfg.ShutdownTimeout = time.Second
+		srv, err := New(cfg, slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: level})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		started := make(chan net.Addr, 1)
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx, func(a net.Addr) { started <- a }) }()
+		addr := (<-started).String()
+		c := dial(t, addr, "app-key")
+		readFor(t, c, protocol.EventConnectionEstablished, "")
+		for range 5 {
+			wsSend(t, c, `{"event":"pusher:ping","data":{}}`)
+			readFor(t, c, "pusher:pong", "")
+		}
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+		// Wait for the close to be handled: the connection gauge drops.
+		waitMetric(t, "http://"+addr+"/metrics", series("herald_connections", "app", "app-id"), 0)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		logs := buf.String()
+		opened, closed := strings.Count(logs, `"msg":"connection opened"`), strings.Count(logs, `"msg":"connection closed"`)
+		want := 0
+		if level == slog.LevelDebug {
+			want = 1
+			if !strings.Contains(logs, `"code":1000`) {
+				t.Errorf("the close line has no code 1000:\n%s", logs)
+			}
+		}
+		if opened != want || closed != want {
+			t.Errorf("level %v: %d opened and %d closed lines, want %d each:\n%s", level, opened, closed, want, logs)
+		}
+		if n := strings.Count(logs, "\n"); level == slog.LevelInfo && n > 6 {
+			t.Errorf("%d lines at info for one connection:\n%s", n, logs)
+		}
 	}
 }
