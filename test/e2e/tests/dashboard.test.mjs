@@ -30,7 +30,15 @@ before(async () => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1280, height: 1100 },
   });
+  // Generous: the machine may be busy with other test runs.
+  context.setDefaultTimeout(60_000);
+  context.setDefaultNavigationTimeout(60_000);
 });
+
+// Browser tests get more time than protocol tests (start-up, rendering).
+const SLOW = { timeout: 180_000 };
+// How long the page has to show something.
+const SHOW = 30_000;
 
 after(async () => {
   if (context) await context.close();
@@ -49,13 +57,13 @@ async function loggedIn() {
   await Promise.all([page.waitForURL(dashboardUrl()), page.click('#login-button')]);
   await page.waitForSelector('#connections');
   // Live once the first poll came back.
-  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('live'), null, { timeout: 10_000 });
+  await page.waitForFunction(() => document.querySelector('#status').textContent.startsWith('live'), null, { timeout: SHOW });
   return page;
 }
 
 const connections = (page) => page.textContent('#connections').then((t) => Number(t));
 
-async function waitText(page, selector, want, timeout = 10_000) {
+async function waitText(page, selector, want, timeout = SHOW) {
   await page.waitForFunction(
     ([sel, w]) => document.querySelector(sel)?.textContent.trim() === w,
     [selector, String(want)],
@@ -85,7 +93,7 @@ describe('dashboard', () => {
       return { status: r.status, body: await r.json() };
     });
     assert.deepEqual(api, { status: 401, body: { error: 'Log in to the dashboard first', code: 401 } });
-  });
+  }, SLOW);
 
   h.test('logs in; the connection count follows clients connecting and disconnecting', async () => {
     const page = await loggedIn();
@@ -102,18 +110,18 @@ describe('dashboard', () => {
     // The graph has points (drawn from the samples).
     const points = await page.evaluate(async () => (await (await fetch('api/apps/app-id/stats')).json()).series.length);
     assert.ok(points >= 1);
-  });
+  }, SLOW);
 
   h.test('an event published through the HTTP API appears in the live log', async () => {
     const page = await loggedIn();
     const res = await h.api().trigger('orders', 'order-shipped', { id: 42 });
     assert.equal(res.status, 200);
     const row = page.locator('#log tbody tr.type-api_event', { hasText: 'order-shipped' });
-    await row.first().waitFor({ timeout: 10_000 });
+    await row.first().waitFor({ timeout: SHOW });
     const text = await row.first().textContent();
     assert.match(text, /orders/);
     assert.match(text, /\{"id":42\}/);
-  });
+  }, SLOW);
 
   h.test('an event sent from the form reaches a pusher-js client; channels and members are listed', async () => {
     const page = await loggedIn();
@@ -129,18 +137,18 @@ describe('dashboard', () => {
     await page.fill('#send-data', '{"hello":"browser"}');
     await page.click('#send-button');
     await waitText(page, '#send-result', 'sent');
-    await got.waitFor(1, 5000);
+    await got.waitFor(1, SHOW);
     assert.deepEqual(got[0].data, { hello: 'browser' });
 
     // The channels table and the presence members.
-    await page.locator('#channels tbody tr', { hasText: 'news' }).waitFor({ timeout: 10_000 });
+    await page.locator('#channels tbody tr', { hasText: 'news' }).waitFor({ timeout: SHOW });
     const roomRow = page.locator('#channels tbody tr.presence', { hasText: 'presence-room' });
-    await roomRow.waitFor({ timeout: 10_000 });
+    await roomRow.waitFor({ timeout: SHOW });
     await roomRow.click();
-    await page.locator('#members li', { hasText: 'Ada Lovelace' }).waitFor({ timeout: 10_000 });
+    await page.locator('#members li', { hasText: 'Ada Lovelace' }).waitFor({ timeout: SHOW });
     // The test event shows in the console too.
-    await page.locator('#log tbody tr.type-dashboard_event', { hasText: 'from-dashboard' }).first().waitFor({ timeout: 10_000 });
-  });
+    await page.locator('#log tbody tr.type-dashboard_event', { hasText: 'from-dashboard' }).first().waitFor({ timeout: SHOW });
+  }, SLOW);
 
   h.test('screenshot of a dashboard with traffic (test artifact)', async () => {
     const page = await loggedIn();
@@ -161,16 +169,22 @@ describe('dashboard', () => {
       await sleep(1000);
     }
     await page.locator('#channels tbody tr.presence', { hasText: 'presence-lobby' }).click();
-    await page.locator('#members li', { hasText: 'Grace Hopper' }).waitFor({ timeout: 10_000 });
-    await waitUntil(async () => (await connections(page)) === 7, { timeout: 10_000, what: '7 connections shown' });
+    await page.locator('#members li', { hasText: 'Grace Hopper' }).waitFor({ timeout: SHOW });
+    await waitUntil(async () => (await connections(page)) === 7, { timeout: SHOW, what: '7 connections shown' });
     await page.fill('#send-channel', 'orders');
     await page.fill('#send-event', 'order-created');
+    // Traffic while the picture is taken, so the rates are not zero.
+    let n = 0;
+    const traffic = setInterval(() => { h.api().trigger('orders', 'order-created', { id: 1000 + n++, total: '9.99' }).catch(() => {}); }, 100);
+    h.addCleanup(() => clearInterval(traffic));
+    await page.waitForFunction(() => Number(document.querySelector('#rate-out').textContent) > 0, null, { timeout: SHOW });
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const file = path.join(ARTIFACTS, 'dashboard.png');
     await page.screenshot({ path: file, fullPage: true });
+    clearInterval(traffic);
     assert.ok(fs.statSync(file).size > 10_000);
     if (process.env.HERALD_UPDATE_SCREENSHOT) {
       fs.copyFileSync(file, path.join(HERE, '..', '..', '..', 'docs', 'img', 'dashboard.png'));
     }
-  });
+  }, SLOW);
 });
