@@ -6,8 +6,12 @@ BIN       := bin/herald
 FUZZTIME  ?= 5s
 E2E_DIR   := test/e2e
 STATICCHECK_VERSION := v0.8.2
+# The dashboard's browser tests drive Debian's Chromium (playwright-core
+# never downloads a browser).
+CHROMIUM  := /usr/bin/chromium
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test lint unit fuzz e2e e2e-deps bench bench-cluster clean
+.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser bench bench-cluster clean
 
 all: build
 
@@ -32,7 +36,14 @@ fuzz:
 e2e-deps:
 	cd $(E2E_DIR) && npm ci --no-audit --no-fund
 
-e2e: build e2e-deps
+## e2e-browser: Debian's chromium for tests/dashboard.test.mjs, when missing.
+e2e-browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "installing chromium (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+e2e: build e2e-deps e2e-browser
 	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
 
 ## bench: short forms of the load scenarios against a fresh bin/herald (bench/README.md has the full ones).

@@ -118,6 +118,7 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 	defer stop()
 	err = srv.Run(ctx, func(addr net.Addr) {
 		printBanner(stdout, cfg, addr)
+		printDashboard(stdout, cfg, addr, srv)
 		log.Info("listening", "addr", addr.String(), "tls", cfg.TLSEnabled(), "apps", len(cfg.Apps))
 	})
 	if err != nil {
@@ -203,4 +204,32 @@ VITE_PUSHER_SCHEME="${PUSHER_SCHEME}"
 VITE_PUSHER_APP_CLUSTER="${PUSHER_APP_CLUSTER}"
 
 `, a.ID, a.Key, secret, host, port, scheme)
+}
+
+// printDashboard tells where the dashboard and /metrics are. A token made
+// for this run (development app, no admin_token) is printed; a configured
+// one never is.
+func printDashboard(w io.Writer, cfg *config.Config, addr net.Addr, srv *server.Server) {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if cfg.TLSEnabled() {
+		scheme = "https"
+	}
+	base := scheme + "://" + net.JoinHostPort(host, port) + cfg.PathPrefix
+	switch {
+	case !srv.DashboardEnabled():
+		fmt.Fprintln(w, "Dashboard: off (set admin_token or HERALD_ADMIN_TOKEN to turn it on)")
+	case srv.GeneratedAdminToken() != "":
+		fmt.Fprintf(w, "Dashboard: %s/dashboard (admin token for this run: %s)\n", base, srv.GeneratedAdminToken())
+	default:
+		fmt.Fprintf(w, "Dashboard: %s/dashboard (log in with your admin_token)\n", base)
+	}
+	if a := srv.MetricsAddr(); a != nil {
+		fmt.Fprintf(w, "Metrics: http://%s/metrics\n", a)
+	} else {
+		fmt.Fprintf(w, "Metrics: %s/metrics\n", base)
+	}
 }

@@ -95,7 +95,7 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	b := &Broker{
 		o:        o,
 		k:        keys{o.Prefix},
-		rdb:      redis.NewClient(redisOptions(o.Redis, o.OpTimeout)),
+		rdb:      o.newClient(),
 		seed:     maphash.MakeSeed(),
 		done:     make(chan struct{}),
 		interest: make(map[string]*interest),

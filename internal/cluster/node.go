@@ -80,7 +80,7 @@ func NewNode(o Options) (*Node, error) {
 	o = o.withDefaults()
 	n := &Node{
 		o:      o,
-		rdb:    redis.NewClient(redisOptions(o.Redis, o.OpTimeout)),
+		rdb:    o.newClient(),
 		k:      keys{o.Prefix},
 		apps:   make(map[string]struct{}),
 		rejoin: make(chan struct{}, 1),

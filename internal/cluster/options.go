@@ -59,6 +59,18 @@ type Options struct {
 	// re-owns sockets that are still recorded). ctx ends when the Node
 	// closes.
 	OnRejoin func(ctx context.Context)
+	// RedisHook, when set, is added to every Redis client of the Node and
+	// the Broker (metrics: round trips and their errors).
+	RedisHook redis.Hook
+}
+
+// newClient makes a Redis client with the options' timeouts and hook.
+func (o Options) newClient() *redis.Client {
+	c := redis.NewClient(redisOptions(o.Redis, o.OpTimeout))
+	if o.RedisHook != nil {
+		c.AddHook(o.RedisHook)
+	}
+	return c
 }
 
 func (o Options) withDefaults() Options {

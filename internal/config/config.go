@@ -57,7 +57,8 @@ type Config struct {
 	// a node that dies is cleaned up (its presence members removed) within
 	// about 1.1 times this.
 	RedisLease time.Duration `yaml:"redis_lease"`
-	// AdminToken is the dashboard login; empty disables the dashboard login.
+	// AdminToken is the dashboard login. Empty turns the dashboard off,
+	// except with the development app, where a token is made per run.
 	AdminToken string `yaml:"admin_token"`
 	// MetricsAddr ("host:port") serves /metrics on a separate listener;
 	// empty serves it on the main port.

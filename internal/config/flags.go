@@ -96,7 +96,7 @@ func flagHelp(key string) string {
 	case "redis_lease":
 		return "a node silent for this `duration` is dead: the others remove its sockets and members" + dur
 	case "admin_token":
-		return "dashboard login `token` (prefer the env variable: flags show in ps)"
+		return "dashboard login `token` (prefer the env variable: flags show in ps); empty turns /dashboard off"
 	case "metrics_addr":
 		return "serve /metrics on this separate `host:port`; empty serves it on the main port"
 	case "tls_cert":

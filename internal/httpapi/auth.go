@@ -58,6 +58,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, buf *byte
 		h.log.Error("httpapi: app lookup failed", "app_id", clip(id), "err", err)
 		return nil, errorf(http.StatusServiceUnavailable, "App %s could not be looked up; try again later", clip(id))
 	}
+	noteApp(w, app.ID)
 	body, err := h.readBody(w, r, buf)
 	if err != nil {
 		h.countRefusal(app.ID, err)

@@ -84,6 +84,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Refusals, when set, is told of every request a limit refused.
 	Refusals Refusals
+	// Recorder counts requests and refusals (nil: not counted).
+	Recorder Recorder
 }
 
 // Defaults applied by New for zero Options fields.
@@ -94,17 +96,18 @@ const (
 
 // handler is the http.Handler returned by New.
 type handler struct {
-	apps    apps.Store
-	hub     Hub
-	prefix  string
-	maxBody int64
-	window  time.Duration
-	now     func() time.Time
-	ready   func() error
-	log     *slog.Logger
-	refuse  Refusals
-	mux     *http.ServeMux
-	limits  limiterSet
+	apps     apps.Store
+	hub      Hub
+	prefix   string
+	maxBody  int64
+	window   time.Duration
+	now      func() time.Time
+	ready    func() error
+	log      *slog.Logger
+	refuse   Refusals
+	recorder Recorder
+	mux      *http.ServeMux
+	limits   limiterSet
 }
 
 // New returns the HTTP API handler. It panics when o.Apps or o.Hub is nil.
@@ -113,16 +116,17 @@ func New(o Options) http.Handler {
 		panic("httpapi: Options.Apps and Options.Hub are required")
 	}
 	h := &handler{
-		apps:    o.Apps,
-		hub:     o.Hub,
-		prefix:  normalizePrefix(o.PathPrefix),
-		maxBody: o.MaxBodyBytes,
-		window:  o.TimestampWindow,
-		now:     o.Now,
-		ready:   o.Ready,
-		log:     o.Logger,
-		refuse:  o.Refusals,
-		mux:     http.NewServeMux(),
+		apps:     o.Apps,
+		hub:      o.Hub,
+		prefix:   normalizePrefix(o.PathPrefix),
+		maxBody:  o.MaxBodyBytes,
+		window:   o.TimestampWindow,
+		now:      o.Now,
+		ready:    o.Ready,
+		log:      o.Logger,
+		refuse:   o.Refusals,
+		recorder: o.Recorder,
+		mux:      http.NewServeMux(),
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -180,7 +184,14 @@ func (h *handler) routes() {
 // ServeHTTP recovers panics, removes the path prefix and dispatches.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w}
+	var start time.Time
+	if h.recorder != nil {
+		start = time.Now()
+	}
 	defer func() {
+		if h.recorder != nil {
+			defer h.record(rw, r, start)
+		}
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
 				panic(v)
@@ -250,15 +261,24 @@ func (h *handler) stripPrefix(r *http.Request) (*http.Request, bool) {
 // recovered panic answers 500 only when it still can.
 type responseWriter struct {
 	http.ResponseWriter
-	wrote bool
+	wrote  bool
+	status int // the status sent (0 until then)
+	// appID is noted for the Recorder (noteApp).
+	appID string
 }
 
 func (w *responseWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status = code
+	}
 	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status = http.StatusOK
+	}
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }

@@ -302,7 +302,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		obs.ChannelOccupied(app.ID, name)
 	}
 	if res.FirstForUser {
-		h.publishInternal(app, name, protocol.MemberAdded(name, *member), c)
+		h.publishInternal(app, name, protocol.MemberAdded(name, *member), c, SourceServer)
 		if obs != nil {
 			obs.MemberAdded(app.ID, name, member.ID)
 		}
@@ -366,7 +366,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	}
 	obs := h.opt.Observer
 	if res.LastForUser {
-		h.publishInternal(app, name, protocol.MemberRemoved(name, res.Member), nil)
+		h.publishInternal(app, name, protocol.MemberRemoved(name, res.Member), nil, SourceServer)
 		if obs != nil {
 			obs.MemberRemoved(app.ID, name, res.Member.ID)
 		}
@@ -503,7 +503,7 @@ func (c *Client) clientEvent(m protocol.Message) {
 		userID = sub.member.ID
 	}
 	payload := protocol.EventRaw(m.Event, m.Channel, m.Data, userID)
-	h.publishInternal(app, m.Channel, payload, c)
+	h.publishInternal(app, m.Channel, payload, c, SourceClient)
 	if o := h.opt.Observer; o != nil {
 		o.ClientEvent(app.ID, m.Channel, m.Event, m.Data, c.id, userID)
 	}

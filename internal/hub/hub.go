@@ -30,7 +30,9 @@ type Options struct {
 	Broker Broker
 	// Observer is told of connections, channels and events (default: none).
 	Observer Observer
-	Logger   *slog.Logger
+	// Metrics counts fanouts and refusals (default: none).
+	Metrics Metrics
+	Logger  *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// CacheTTL is how long a cache channel keeps its last event (default 30 min).

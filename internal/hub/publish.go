@@ -19,6 +19,7 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 	except := h.client(req.ExceptSocketID)
 	var firstErr error
 	for _, name := range req.Channels {
+		start := h.fanoutStart()
 		payload := protocol.Event(req.Name, name, req.Data)
 		kind := protocol.Classify(name)
 		if kind.IsCache() {
@@ -41,6 +42,7 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 				firstErr = err
 			}
 		}
+		h.fanoutDone(app.ID, SourceAPI, n, start)
 		if o := h.opt.Observer; o != nil {
 			o.Published(app.ID, name, req.Name, n)
 		}
@@ -50,8 +52,10 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 
 // publishInternal sends a hub-made message (member events, client events)
 // to a channel here and on the other nodes.
-func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, except *Client) {
-	h.broadcast(chanKey{app.ID, channel}, h.frame(payload), except)
+func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, except *Client, src Source) {
+	start := h.fanoutStart()
+	n := h.broadcast(chanKey{app.ID, channel}, h.frame(payload), except)
+	h.fanoutDone(app.ID, src, n, start)
 	if h.opt.Broker == nil {
 		return
 	}
@@ -94,13 +98,16 @@ func (h *Hub) deliverToUser(appID, user string, frame []byte, except *Client) in
 // HandleBrokerMessage delivers a message that another node published to
 // this node's connections.
 func (h *Hub) HandleBrokerMessage(m BrokerMessage) {
+	start := h.fanoutStart()
 	switch {
 	case m.TerminateUser != "":
 		h.terminateLocal(m.AppID, m.TerminateUser)
 	case m.ToUser != "":
-		h.deliverToUser(m.AppID, m.ToUser, h.frame(m.Payload), h.client(m.ExceptSocketID))
+		n := h.deliverToUser(m.AppID, m.ToUser, h.frame(m.Payload), h.client(m.ExceptSocketID))
+		h.fanoutDone(m.AppID, SourceCluster, n, start)
 	case m.Channel != "":
-		h.broadcastExceptID(chanKey{m.AppID, m.Channel}, h.frame(m.Payload), m.ExceptSocketID)
+		n := h.broadcastExceptID(chanKey{m.AppID, m.Channel}, h.frame(m.Payload), m.ExceptSocketID)
+		h.fanoutDone(m.AppID, SourceCluster, n, start)
 	}
 }
 
@@ -202,7 +209,7 @@ func (h *Hub) flushCounts() {
 		if counts.SubscriptionCount > 0 {
 			// To every node's subscribers: the change may have happened
 			// here only.
-			h.publishInternal(app, k.name, protocol.SubscriptionCount(k.name, counts.SubscriptionCount), nil)
+			h.publishInternal(app, k.name, protocol.SubscriptionCount(k.name, counts.SubscriptionCount), nil, SourceServer)
 		}
 		if o := h.opt.Observer; o != nil {
 			o.SubscriptionCount(app.ID, k.name, counts.SubscriptionCount)
@@ -220,7 +227,7 @@ func (h *Hub) HandleDeparture(app *apps.App, d Departure) {
 	if kind.IsPresence() && len(d.Gone) > 0 {
 		unlock := h.lockPresence(chanKey{app.ID, d.Channel})
 		for _, m := range d.Gone {
-			h.publishInternal(app, d.Channel, protocol.MemberRemoved(d.Channel, m), nil)
+			h.publishInternal(app, d.Channel, protocol.MemberRemoved(d.Channel, m), nil, SourceServer)
 			if obs != nil {
 				obs.MemberRemoved(app.ID, d.Channel, m.ID)
 			}
@@ -231,7 +238,7 @@ func (h *Hub) HandleDeparture(app *apps.App, d Departure) {
 		obs.ChannelVacated(app.ID, d.Channel)
 	}
 	if app.EnableSubscriptionCount && !kind.IsPresence() && kind != protocol.ServerToUser && d.Count > 0 {
-		h.publishInternal(app, d.Channel, protocol.SubscriptionCount(d.Channel, d.Count), nil)
+		h.publishInternal(app, d.Channel, protocol.SubscriptionCount(d.Channel, d.Count), nil, SourceServer)
 	}
 }
 
@@ -274,7 +281,7 @@ func (h *Hub) Reregister(ctx context.Context) {
 		if err != nil {
 			h.log.Warn("reregister: state unavailable", "app", app.ID, "channel", e.name, "err", err)
 		} else if res.FirstForUser && e.sub.member != nil {
-			h.publishInternal(app, e.name, protocol.MemberAdded(e.name, *e.sub.member), e.c)
+			h.publishInternal(app, e.name, protocol.MemberAdded(e.name, *e.sub.member), e.c, SourceServer)
 		}
 		if unlock != nil {
 			unlock()

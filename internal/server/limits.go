@@ -18,12 +18,17 @@ import (
 type Refusals struct {
 	log *slog.Logger
 	m   sync.Map // refusalKey -> *atomic.Int64
+	// metrics, when set, is told of each refusal too (herald_refusals_total).
+	metrics interface{ Refused(appID, limit string) }
 }
 
 type refusalKey struct{ app, limit string }
 
 // Refused implements transport.Refusals, hub.Refusals and httpapi.Refusals.
 func (r *Refusals) Refused(appID, limit string) {
+	if r.metrics != nil {
+		r.metrics.Refused(appID, limit)
+	}
 	k := refusalKey{appID, limit}
 	v, ok := r.m.Load(k)
 	if !ok {

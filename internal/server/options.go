@@ -9,9 +9,9 @@ type options struct {
 	registerer prometheus.Registerer
 }
 
-// WithRegisterer registers the node's Prometheus collectors on reg (so far
-// the webhook metrics, herald_webhook_*). Without it the node registers
-// none; it never uses the global default registry.
+// WithRegisterer registers the webhook metrics (herald_webhook_*) on reg
+// instead of the node's own registry (the one /metrics serves). The node
+// never uses the global default registry.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return func(o *options) { o.registerer = reg }
 }

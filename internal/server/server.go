@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +18,10 @@ import (
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/cluster"
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/metrics"
 	"github.com/herald-ws/herald/internal/transport"
 	"github.com/herald-ws/herald/internal/webhooks"
 )
@@ -39,6 +42,16 @@ type Server struct {
 	opts     options
 	// refusals counts what the limits refused.
 	refusals *Refusals
+
+	// Monitoring (monitoring.go): metrics always, the dashboard when there
+	// is an admin token, a listener of its own for /metrics when
+	// metrics_addr is set.
+	metrics        *metrics.Metrics
+	dash           *dashboard.Dashboard
+	generatedToken string
+	metricsSrv     *http.Server
+	metricsLn      net.Listener
+	metricsDone    chan struct{}
 }
 
 // New builds a node from cfg. Nothing listens until Run.
@@ -51,8 +64,12 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	s.buildMetrics()
+	s.refusals.metrics = s.metrics
 	hopt := hub.Options{
 		Refusals:                  s.refusals,
+		Metrics:                   s.metrics,
+		Observer:                  s.metrics.Observer(),
 		Framer:                    transport.TextFrame,
 		Logger:                    log.With("component", "hub"),
 		CacheTTL:                  cfg.CacheTTL,
@@ -66,10 +83,18 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	if err := s.buildWebhooks(store, &hopt); err != nil {
 		return nil, err
 	}
+	if err := s.buildDashboard(store, &hopt); err != nil {
+		return nil, err
+	}
 	s.hub = hub.New(hopt)
+	var apiHubOf httpapi.Hub = s.hub
+	if s.dash != nil {
+		apiHubOf = apiHub{Hub: s.hub, dash: s.dash}
+	}
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
-		Hub:             s.hub,
+		Hub:             apiHubOf,
+		Recorder:        s.metrics,
 		PathPrefix:      cfg.PathPrefix,
 		MaxBodyBytes:    int64(cfg.MaxRequestBodyBytes()),
 		TimestampWindow: cfg.APITimestampWindow,
@@ -87,7 +112,8 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		MaxMessageSize:   cfg.MaxMessageSizeBytes(),
 		WriteQueueBytes:  cfg.WriteQueueBytes(),
 		TLSConfig:        tlsConf,
-		Handler:          api,
+		Handler:          s.frontHandler(api),
+		Metrics:          s.metrics,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		Logger:           log.With("component", "transport"),
 		Refusals:         s.refusals,
@@ -117,6 +143,8 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 		Lease:  s.cfg.RedisLease,
 		Logger: clog,
 		OnReap: s.onReap,
+		// Round trips and errors for the metrics.
+		RedisHook: s.metrics.RedisHook(),
 		// The hub is built right after; neither callback runs before Start.
 		OnRejoin: func(ctx context.Context) { s.hub.Reregister(ctx) },
 	}
@@ -174,7 +202,7 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		MaxPending:    s.cfg.WebhookMaxPending,
 		Workers:       s.cfg.WebhookWorkers,
 		PresenceDelay: s.cfg.WebhookPresenceDelay,
-		Registerer:    s.opts.registerer,
+		Registerer:    s.webhookRegisterer(),
 		Logger:        s.log.With("component", "webhooks"),
 	})
 	if err != nil {
@@ -265,7 +293,21 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	if s.webhooks != nil {
 		s.webhooks.Start(context.Background())
 	}
+	if s.dash != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.dash.Run(hubCtx)
+		}()
+	}
+	if err := s.startMetricsListener(); err != nil {
+		if s.webhooks != nil {
+			_ = s.webhooks.Close(context.Background())
+		}
+		return err
+	}
 	if err := s.ws.Start(); err != nil {
+		s.stopMetricsListener(context.Background())
 		if s.webhooks != nil {
 			_ = s.webhooks.Close(context.Background())
 		}
@@ -286,7 +328,11 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	if err := s.hub.Drain(drainCtx, s.cfg.ShutdownTimeout*3/4); err != nil {
 		s.log.Warn("drain cut short", "err", err)
 	}
-	if err := s.ws.Shutdown(drainCtx); err != nil {
+	err := s.ws.Shutdown(drainCtx)
+	// Scraped until the connections are gone, so the last scrape sees
+	// the drain.
+	s.stopMetricsListener(drainCtx)
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if s.webhooks != nil {

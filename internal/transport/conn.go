@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,14 +32,17 @@ const (
 // not read keeps at most one batch in the socket layer and the rest, by
 // reference, in queue.
 type wsConn struct {
-	srv   *Server
-	wsc   *websocket.Conn
-	nc    net.Conn // where bytes are written (the nbio or TLS conn)
-	appID string   // set at admission, before the session exists
+	srv *Server
+	wsc *websocket.Conn
+	nc  net.Conn // where bytes are written (the nbio or TLS conn)
 
 	// session is set once at admission, in the connection's serial job,
 	// and only read by later jobs of the same connection.
 	session Session
+	// appID and metrics are set at admission before anything is sent on
+	// the connection, and only read after.
+	appID   string
+	metrics AppMetrics
 
 	// backlog is the number of bytes passed to nc that the kernel has not
 	// taken yet (kept up to date by Server.onWritten; never negative).
@@ -57,6 +61,8 @@ type wsConn struct {
 	state     uint8
 	inFlush   bool // on the flush queue or being flushed
 	closeSent bool // our close frame has been passed to nc (or we must not send one)
+	admitted  bool // the session accepted the connection
+	closeCode int  // the first close code sent or received (0: none yet)
 	timer     *time.Timer
 }
 
@@ -74,6 +80,9 @@ func (c *wsConn) Send(frame []byte) bool {
 		c.mu.Unlock()
 		c.srv.slowConsumers.Add(1)
 		c.srv.refused(c.appID, LimitWriteQueue)
+		if c.metrics != nil {
+			c.metrics.SlowConsumer()
+		}
 		return false
 	}
 	c.queue = append(c.queue, frame)
@@ -128,6 +137,9 @@ func (c *wsConn) scheduleLocked() bool {
 // the socket if the client does not answer in time.
 func (c *wsConn) startCloseLocked(code int, reason string) {
 	c.state = stateClosing
+	if c.closeCode == 0 {
+		c.closeCode = code
+	}
 	f := closeFrame(code, reason)
 	c.queue = append(c.queue, f)
 	c.queued += len(f)
@@ -293,6 +305,9 @@ func (c *wsConn) wrote(n int) {
 			left = 0
 		}
 		if c.backlog.CompareAndSwap(old, left) {
+			if c.metrics != nil {
+				c.metrics.BytesOut(n)
+			}
 			if left == 0 {
 				c.drained()
 			}
@@ -303,11 +318,14 @@ func (c *wsConn) wrote(n int) {
 
 // peerClose handles a close frame from the client. It reports whether the
 // close must be echoed (we have not sent ours yet).
-func (c *wsConn) peerClose() bool {
+func (c *wsConn) peerClose(code int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateClosed {
 		return false
+	}
+	if c.closeCode == 0 {
+		c.closeCode = code
 	}
 	echo := !c.closeSent
 	c.state = stateClosing
@@ -329,8 +347,20 @@ func (c *wsConn) socketClosed() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	admitted, code := c.admitted, c.closeCode
 	c.mu.Unlock()
 	c.srv.unregister(c)
+	if admitted {
+		if code == 0 {
+			code = 1006 // gone without a close frame
+		}
+		if c.metrics != nil {
+			c.metrics.Closed(code)
+		}
+		if log := c.srv.log; log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("connection closed", "app", c.appID, "remote", c.nc.RemoteAddr().String(), "code", code)
+		}
+	}
 	if c.session != nil {
 		c.srv.admitted.Add(-1)
 		c.call("Closed", func() { c.session.Closed() }, false)

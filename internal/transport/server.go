@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -63,7 +64,9 @@ type Config struct {
 	// Flushers is the number of goroutines that write queued frames
 	// (default GOMAXPROCS).
 	Flushers int
-	Logger   *slog.Logger
+	// Metrics counts connections and bytes per app (nil: not counted).
+	Metrics Metrics
+	Logger  *slog.Logger
 
 	// MaxConnections caps the admitted connections of the server, all apps
 	// together (0: no cap); past it new ones are refused with 4100.
@@ -674,7 +677,11 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, protocol.CodeUnauthorized, "Origin not allowed")
 		return
 	}
+	// Set before the session sends anything: the write path reads it.
 	c.appID = app.ID
+	if s.cfg.Metrics != nil {
+		c.metrics = s.cfg.Metrics.App(app.ID)
+	}
 	var sess Session
 	c.call("Open", func() { sess, err = s.sessions.Open(app, c, info) }, false)
 	if sess == nil && err == nil {
@@ -688,6 +695,21 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		}
 		s.refuse(c, code, msg)
 		return
+	}
+	c.mu.Lock()
+	c.admitted = true
+	// socketClosed counts the close of an admitted connection; one that
+	// closed before this point is counted here.
+	gone, code := c.state == stateClosed, c.closeCode
+	c.mu.Unlock()
+	if c.metrics != nil {
+		c.metrics.Opened()
+		if gone {
+			c.metrics.Closed(cmp.Or(code, 1006))
+		}
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "origin", info.Origin)
 	}
 	c.session = sess
 }
@@ -707,6 +729,13 @@ func (s *Server) refused(appID, limit string) {
 
 // refuse sends pusher:error and closes with the same code and reason.
 func (s *Server) refuse(c *wsConn, code int, msg string) {
+	if m := s.cfg.Metrics; m != nil {
+		am := c.metrics
+		if am == nil {
+			am = m.App(c.appID)
+		}
+		am.Refused(code)
+	}
 	c.Send(TextFrame(protocol.Error(code, msg)))
 	c.Close(code, msg)
 }
@@ -747,6 +776,9 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 		return
 	}
 	c.call("Touch", c.session.Touch, true)
+	if c.metrics != nil {
+		c.metrics.BytesIn(len(msg))
+	}
 	if mt == websocket.TextMessage && !utf8.Valid(msg) {
 		c.Close(1007, "Invalid UTF-8 in text message")
 		return
@@ -781,7 +813,7 @@ func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
 	if c.session != nil {
 		c.call("Touch", c.session.Touch, false)
 	}
-	if !c.peerClose() {
+	if !c.peerClose(code) {
 		c.finalWrite(nil)
 		return
 	}

@@ -1,0 +1,355 @@
+// Package metrics keeps Herald's Prometheus metrics on a registry of its
+// own and serves them at /metrics.
+//
+// The packages it measures do not import it: it implements the small
+// interfaces they define (transport.Metrics, hub.Metrics, hub.Observer,
+// httpapi.Recorder, a go-redis hook) and the server wires them. The per-app
+// series a connection or a message touches are resolved once per app and
+// kept (appSeries), so counting on a hot path is an atomic add, never a
+// label lookup. docs/monitoring.md lists every metric.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/transport"
+)
+
+// ChannelSource lists the channels that have subscribers on this node (the
+// hub), read when /metrics is scraped.
+type ChannelSource interface {
+	EachLocalChannel(f func(appID, channel string, subscribers int))
+}
+
+// Options configure New. Every field is optional.
+type Options struct {
+	// Channels feeds herald_channels and herald_subscriptions.
+	Channels ChannelSource
+	// RedisHealthy feeds herald_redis_up (registered only when set): nil
+	// means the Redis engine is reachable.
+	RedisHealthy func() error
+}
+
+// Metrics holds every Herald metric. It is safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	connections *prometheus.GaugeVec
+	opened      *prometheus.CounterVec
+	closed      *prometheus.CounterVec
+	refusedConn *prometheus.CounterVec
+	refusals    *prometheus.CounterVec
+	slow        *prometheus.CounterVec
+	bytesIn     *prometheus.CounterVec
+	bytesOut    *prometheus.CounterVec
+	msgsIn      *prometheus.CounterVec
+	msgsOut     *prometheus.CounterVec
+	fanout      *prometheus.HistogramVec
+	presence    *prometheus.GaugeVec
+	httpReqs    *prometheus.CounterVec
+	httpDur     *prometheus.HistogramVec
+	redisCmds   *prometheus.CounterVec
+	redisDur    *prometheus.HistogramVec
+
+	apps sync.Map // app id → *appSeries
+}
+
+const ns = "herald"
+
+// sources are the hub's message sources, indexed by hub.Source.
+var sources = [...]hub.Source{hub.SourceAPI, hub.SourceClient, hub.SourceCluster, hub.SourceServer}
+
+// New builds the metrics and registers them, with the Go runtime and
+// process collectors, on a new registry.
+func New(o Options) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	app := []string{"app"}
+	m.connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections",
+		Help: "WebSocket connections open on this node."}, app)
+	m.opened = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_opened_total",
+		Help: "WebSocket connections admitted (pusher:connection_established sent)."}, app)
+	m.closed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_closed_total",
+		Help: "Admitted WebSocket connections that ended, by the close code that ended them (1006: gone without a close frame)."}, []string{"app", "code"})
+	m.refusedConn = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
+		Help: "WebSocket connections refused at admission, by close code (app is empty when the key is unknown)."}, []string{"app", "code"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refusals_total",
+		Help: "Connections, messages and HTTP API requests refused by a limit, by limit."}, []string{"app", "limit"})
+	m.slow = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "slow_consumer_disconnects_total",
+		Help: "Connections closed with 4100 because their write queue passed its byte bound."}, app)
+	m.bytesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
+		Help: "Payload bytes of the WebSocket messages received from clients."}, app)
+	m.bytesOut = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sent_bytes_total",
+		Help: "Bytes written to WebSocket connections (frames with their headers; with TLS, the records)."}, app)
+	m.msgsIn = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_received_total",
+		Help: "Messages to fan out, once per channel, by source (api, client, cluster, server)."}, []string{"app", "source"})
+	m.msgsOut = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_sent_total",
+		Help: "Messages queued on this node's WebSocket connections (one per recipient), by source."}, []string{"app", "source"})
+	m.fanout = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "delivery_latency_seconds",
+		Help:    "Time from the hub taking a message (HTTP API request, client event, message from another node) until every local subscriber had it on its write queue, once per message and channel.",
+		Buckets: prometheus.ExponentialBucketsRange(10e-6, 2.5, 14)}, []string{"app", "source"})
+	m.presence = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "presence_members",
+		Help: "Presence channel members (distinct users per channel) added minus removed by this node; on a cluster the sum over the nodes is the total."}, app)
+	m.httpReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total",
+		Help: "HTTP API requests answered, by route and status (app is empty until the path's app is found)."}, []string{"app", "endpoint", "status"})
+	m.httpDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "http_request_duration_seconds",
+		Help:    "Time to answer an HTTP API request, by route.",
+		Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 12)}, []string{"endpoint"})
+	m.redisCmds = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "redis_commands_total",
+		Help: "Redis round trips (commands and pipelines) of the cluster engine, by command and result (ok, error)."}, []string{"command", "result"})
+	m.redisDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "redis_command_duration_seconds",
+		Help:    "Redis round-trip time of the cluster engine, by command.",
+		Buckets: prometheus.ExponentialBucketsRange(50e-6, 2, 12)}, []string{"command"})
+
+	m.reg.MustRegister(m.connections, m.opened, m.closed, m.refusedConn, m.refusals, m.slow,
+		m.bytesIn, m.bytesOut, m.msgsIn, m.msgsOut, m.fanout, m.presence, m.httpReqs, m.httpDur,
+		m.redisCmds, m.redisDur,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if o.Channels != nil {
+		m.reg.MustRegister(&channelCollector{src: o.Channels})
+	}
+	if o.RedisHealthy != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "redis_up",
+			Help: "1 while the Redis engine is reachable (lease renewed, pub/sub connected), else 0."},
+			func() float64 {
+				if o.RedisHealthy() != nil {
+					return 0
+				}
+				return 1
+			}))
+	}
+	return m
+}
+
+// Registry is the registry every metric lives on; other packages
+// (webhooks) register theirs here too.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus text format (or
+// OpenMetrics, when asked for).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		Registry:          m.reg,
+		ErrorHandling:     promhttp.ContinueOnError,
+		EnableOpenMetrics: true,
+	})
+}
+
+// appSeries are one app's series, resolved once.
+type appSeries struct {
+	m           *Metrics
+	id          string
+	connections prometheus.Gauge
+	opened      prometheus.Counter
+	slow        prometheus.Counter
+	bytesIn     prometheus.Counter
+	bytesOut    prometheus.Counter
+	msgsIn      [len(sources)]prometheus.Counter
+	msgsOut     [len(sources)]prometheus.Counter
+	latency     [len(sources)]prometheus.Observer
+}
+
+// series returns the series of an app, creating them on first use. App
+// ids come from the app store (or "" for an unknown app), so the number
+// of label values is bounded by the configured apps.
+func (m *Metrics) series(appID string) *appSeries {
+	if s, ok := m.apps.Load(appID); ok {
+		return s.(*appSeries)
+	}
+	s := &appSeries{
+		m:           m,
+		id:          appID,
+		connections: m.connections.WithLabelValues(appID),
+		opened:      m.opened.WithLabelValues(appID),
+		slow:        m.slow.WithLabelValues(appID),
+		bytesIn:     m.bytesIn.WithLabelValues(appID),
+		bytesOut:    m.bytesOut.WithLabelValues(appID),
+	}
+	for i, src := range sources {
+		s.msgsIn[i] = m.msgsIn.WithLabelValues(appID, src.String())
+		s.msgsOut[i] = m.msgsOut.WithLabelValues(appID, src.String())
+		s.latency[i] = m.fanout.WithLabelValues(appID, src.String())
+	}
+	got, _ := m.apps.LoadOrStore(appID, s)
+	return got.(*appSeries)
+}
+
+// ---- transport.Metrics ----
+
+var _ transport.Metrics = (*Metrics)(nil)
+
+// App implements transport.Metrics.
+func (m *Metrics) App(appID string) transport.AppMetrics { return m.series(appID) }
+
+func (s *appSeries) Opened() {
+	s.opened.Inc()
+	s.connections.Inc()
+}
+
+func (s *appSeries) Closed(code int) {
+	s.connections.Dec()
+	s.m.closed.WithLabelValues(s.id, codeLabel(code)).Inc()
+}
+
+// Refused counts a connection refused at admission, by close code; which
+// limit refused it (if one did) is counted by Metrics.Refused.
+func (s *appSeries) Refused(code int) {
+	s.m.refusedConn.WithLabelValues(s.id, codeLabel(code)).Inc()
+}
+
+func (s *appSeries) SlowConsumer()  { s.slow.Inc() }
+func (s *appSeries) BytesIn(n int)  { s.bytesIn.Add(float64(n)) }
+func (s *appSeries) BytesOut(n int) { s.bytesOut.Add(float64(n)) }
+
+// knownCodes are the close codes that get a label value of their own: the
+// RFC 6455 ones and Pusher's. A client chooses its own close code, so any
+// other is "other", to keep the label values bounded.
+var knownCodes = map[int]string{}
+
+func init() {
+	for _, c := range []int{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
+		4000, 4001, 4003, 4004, 4005, 4006, 4007, 4008, 4009, 4100, 4200, 4201, 4202, 4300, 4301, 4302} {
+		knownCodes[c] = strconv.Itoa(c)
+	}
+}
+
+func codeLabel(code int) string {
+	if s, ok := knownCodes[code]; ok {
+		return s
+	}
+	return "other"
+}
+
+// ---- hub.Metrics ----
+
+var _ hub.Metrics = (*Metrics)(nil)
+
+// Fanout implements hub.Metrics.
+func (m *Metrics) Fanout(appID string, src hub.Source, deliveries int, elapsed time.Duration) {
+	if int(src) >= len(sources) {
+		return
+	}
+	s := m.series(appID)
+	s.msgsIn[src].Inc()
+	if deliveries > 0 {
+		s.msgsOut[src].Add(float64(deliveries))
+	}
+	s.latency[src].Observe(elapsed.Seconds())
+}
+
+// Refused counts a refusal by a limit (named by its config key); it
+// implements the Refusals hooks of the transport, the hub and the HTTP API,
+// through server.Refusals.
+func (m *Metrics) Refused(appID, limit string) {
+	m.refusals.WithLabelValues(appID, limit).Inc()
+}
+
+// ---- httpapi.Recorder ----
+
+// Request implements httpapi.Recorder.
+func (m *Metrics) Request(appID, endpoint string, status int, elapsed time.Duration) {
+	m.httpReqs.WithLabelValues(appID, endpoint, strconv.Itoa(status)).Inc()
+	m.httpDur.WithLabelValues(endpoint).Observe(elapsed.Seconds())
+}
+
+// ---- hub.Observer (presence members) ----
+
+// Observer returns the hub.Observer that keeps herald_presence_members.
+func (m *Metrics) Observer() hub.Observer { return observer{m} }
+
+type observer struct{ m *Metrics }
+
+func (o observer) MemberAdded(appID, _, _ string)   { o.m.presence.WithLabelValues(appID).Inc() }
+func (o observer) MemberRemoved(appID, _, _ string) { o.m.presence.WithLabelValues(appID).Dec() }
+func (observer) ConnectionOpened(string)            {}
+func (observer) ConnectionClosed(string)            {}
+func (observer) ChannelOccupied(string, string)     {}
+func (observer) ChannelVacated(string, string)      {}
+func (observer) ClientEvent(string, string, string, []byte, string, string) {
+}
+func (observer) CacheMiss(string, string)              {}
+func (observer) SubscriptionCount(string, string, int) {}
+func (observer) Published(string, string, string, int) {}
+
+// ---- scrape-time channel counts ----
+
+var (
+	channelsDesc = prometheus.NewDesc(ns+"_channels", "Channels with at least one subscriber on this node, by kind.", []string{"app", "kind"}, nil)
+	subsDesc     = prometheus.NewDesc(ns+"_subscriptions", "Channel subscriptions of this node's connections, by channel kind.", []string{"app", "kind"}, nil)
+)
+
+type channelCollector struct{ src ChannelSource }
+
+func (c *channelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- channelsDesc
+	ch <- subsDesc
+}
+
+func (c *channelCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct {
+		app  string
+		kind protocol.Kind
+	}
+	type counts struct{ channels, subs int }
+	agg := make(map[key]*counts)
+	c.src.EachLocalChannel(func(appID, channel string, n int) {
+		k := key{appID, protocol.Classify(channel)}
+		v := agg[k]
+		if v == nil {
+			v = new(counts)
+			agg[k] = v
+		}
+		v.channels++
+		v.subs += n
+	})
+	for k, v := range agg {
+		ch <- prometheus.MustNewConstMetric(channelsDesc, prometheus.GaugeValue, float64(v.channels), k.app, k.kind.String())
+		ch <- prometheus.MustNewConstMetric(subsDesc, prometheus.GaugeValue, float64(v.subs), k.app, k.kind.String())
+	}
+}
+
+// ---- values for the dashboard ----
+
+// AppTotals are the running totals of one app on this node.
+type AppTotals struct {
+	Connections int64
+	MessagesIn  uint64 // messages to fan out, every source
+	MessagesOut uint64 // deliveries to sockets, every source
+}
+
+// Totals reads the running totals of an app (for the dashboard's graphs).
+func (m *Metrics) Totals(appID string) AppTotals {
+	s := m.series(appID)
+	var t AppTotals
+	t.Connections = int64(readValue(s.connections))
+	for i := range sources {
+		t.MessagesIn += uint64(readValue(s.msgsIn[i]))
+		t.MessagesOut += uint64(readValue(s.msgsOut[i]))
+	}
+	return t
+}
+
+func readValue(c prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := c.Write(&d); err != nil {
+		return 0
+	}
+	switch {
+	case d.Counter != nil:
+		return d.Counter.GetValue()
+	case d.Gauge != nil:
+		return d.Gauge.GetValue()
+	}
+	return 0
+}
