@@ -122,6 +122,26 @@ func (c *collector) wait(t testing.TB, n int, d time.Duration) []hub.BrokerMessa
 	}
 }
 
+// waitPayload waits until a message with payload arrived and returns
+// every message so far.
+func (c *collector) waitPayload(t testing.TB, payload string, d time.Duration) []hub.BrokerMessage {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		ms := c.all()
+		for _, m := range ms {
+			if string(m.Payload) == payload {
+				return ms
+			}
+		}
+		select {
+		case <-c.ch:
+		case <-deadline:
+			t.Fatalf("no message %q among %d", payload, len(c.all()))
+		}
+	}
+}
+
 func startBroker(t testing.TB, o Options, id string, deliver func(hub.BrokerMessage)) *Broker {
 	t.Helper()
 	b, err := NewBroker(BrokerOptions{Options: o, NodeID: id, Deliver: deliver})

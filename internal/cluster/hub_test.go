@@ -106,6 +106,35 @@ func (cn *clusterNode) join(t *testing.T, app *apps.App, channel, user string) (
 	return c, conn
 }
 
+// markers publishes an event from each of nodes on channel, after what
+// the test did so far, and waits until every conn has them all. A node's
+// messages on one channel reach Redis in order (one publishing queue per
+// channel), each node reads them on one subscriber connection and hands
+// them to its sockets one at a time, and local sends happen before Publish
+// returns: so whatever a node sent on the channel before its marker has
+// reached every conn by then.
+func markers(t *testing.T, app *apps.App, channel string, nodes []*clusterNode, conns ...*recConn) {
+	t.Helper()
+	var names []string
+	for _, n := range nodes {
+		name := "marker-" + n.broker.NodeID()
+		names = append(names, name)
+		if err := n.hub.Publish(context.Background(), app, hub.PublishRequest{Name: name, Channels: []string{channel}, Data: "m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Second, "the markers", func() bool {
+		for _, c := range conns {
+			for _, name := range names {
+				if !c.has(name + " " + channel + " m") {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
 // Two hubs on one Redis: rosters, member events once, exclusion, and the
 // clean-up after one node is killed.
 func TestHubsOverRedis(t *testing.T) {
@@ -127,7 +156,9 @@ func TestHubsOverRedis(t *testing.T) {
 	_, b2 := n2.join(t, app, ch, "u1") // u1's second socket, on the other node
 	_, a3 := n1.join(t, app, ch, "u3")
 	waitFor(t, 2*time.Second, "member_added u3 on node 2", func() bool { return b1.has(`member_added presence-room {"user_id":"u3"}`) })
-	time.Sleep(50 * time.Millisecond)
+	// A member event for the joins above went out before join returned:
+	// to local sockets at once, and to Redis ahead of its node's marker.
+	markers(t, app, ch, []*clusterNode{n1, n2}, a1, b1)
 	if a1.has(`member_added presence-room {"user_id":"u1"}`) || b1.has(`member_added presence-room {"user_id":"u1"}`) {
 		t.Fatal("member_added for u1's second socket")
 	}
@@ -143,7 +174,9 @@ func TestHubsOverRedis(t *testing.T) {
 	if !a1.has("e "+ch+" x") || !a3.has("e "+ch+" x") {
 		t.Fatal("local delivery")
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Node 2 hands node 1's messages on the channel to its sockets one at
+	// a time, in order: once b1 has node 1's next one, "e" went by.
+	markers(t, app, ch, []*clusterNode{n1}, b1)
 	if b1.has("e " + ch + " x") {
 		t.Fatal("excluded socket got the event")
 	}
@@ -155,7 +188,9 @@ func TestHubsOverRedis(t *testing.T) {
 	n1.node.stop()
 	n1.broker.Close()
 	waitFor(t, 3*time.Second, "member_removed u3", func() bool { return b1.has(`member_removed presence-room {"user_id":"u3"}`) })
-	time.Sleep(200 * time.Millisecond)
+	// Node 2's reaper is the only one left; stop waits for its loop, so
+	// whatever it was reporting has been sent to b1 (a local socket) by now.
+	n2.node.stop()
 	if b1.count(`member_removed presence-room {"user_id":"u3"}`) != 1 || b1.has(`member_removed presence-room {"user_id":"u1"}`) {
 		t.Fatalf("member_removed: %v", b1.events())
 	}

@@ -40,7 +40,24 @@ func TestSourcePoolSpreadsExplicitAddresses(t *testing.T) {
 		}
 		c.Close()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Each dial returned once its connection was queued for Accept; wait
+	// until the accept loop has counted all nine.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for _, k := range seen {
+			n += k
+		}
+		mu.Unlock()
+		if n >= 9 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accepted %d of 9 connections", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, a := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {

@@ -301,12 +301,17 @@ func TestMessages(t *testing.T) {
 	})
 
 	t.Run("client close handshake", func(t *testing.T) {
-		c, sess := openSession(t, s, fs)
+		// A server of its own, shut down below: Shutdown returns after
+		// the engine ran every close callback, so a second Closed is in.
+		own := startServer(t, Config{MaxMessageSize: 1000}, fs)
+		c, sess := openSession(t, own, fs)
 		c.writeFrame(true, opClose, closePayload(1000, "bye"))
 		c.expectClose(1000)
 		c.expectEOF()
 		waitDone(t, sess.done, "Closed")
-		time.Sleep(50 * time.Millisecond)
+		if err := own.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		if n := sess.closed.Load(); n != 1 {
 			t.Fatalf("Closed called %d times", n)
 		}
@@ -553,9 +558,20 @@ func TestHandshakeTimeout(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("dropped after %v", d)
 	}
-	// An upgraded connection is not subject to it.
+	// An upgraded connection is not subject to it. A connection accepted
+	// after the upgrade, left unfinished, is the marker: its handshake
+	// deadline is armed later, so once it was cut the upgraded one's
+	// would have fired too.
 	c, sess := openSession(t, s, fs)
-	time.Sleep(600 * time.Millisecond)
+	marker, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marker.Close()
+	_ = marker.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(marker); err != nil {
+		t.Fatalf("marker: want EOF, got %v", err)
+	}
 	if !sess.conn.Send(TextFrame([]byte("still here"))) {
 		t.Fatal("upgraded connection closed by the handshake timeout")
 	}
