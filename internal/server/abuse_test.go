@@ -123,7 +123,11 @@ func subscribeTo(c *websocket.Conn, channel, socketID string) error {
 // apiPost sends a signed request to the HTTP API.
 func apiPost(addr, path, body string) (int, []byte, error) {
 	q := protocol.SignRequest("POST", path, url.Values{}, []byte(body), "app-key", "app-secret", time.Now())
-	resp, err := http.Post("http://"+addr+path+"?"+q.Encode(), "application/json", strings.NewReader(body))
+	// A fresh connection each time: these tests shorten the server's
+	// keep-alive deadline, and a POST on a connection the server is closing
+	// at that moment fails with EOF (and is not retried).
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Post("http://"+addr+path+"?"+q.Encode(), "application/json", strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
