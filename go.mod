@@ -27,3 +27,5 @@ require (
 	golang.org/x/crypto v0.0.0-20210513122933-cd7d49e622d5 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/lesismal/nbio => ./third_party/nbio

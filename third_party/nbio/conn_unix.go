@@ -125,6 +125,8 @@ type Conn struct {
 
 	// whether the writing event has been set in the poller.
 	isWAdded bool
+	// herald: generation of this connection's epoll registration.
+	pollGen uint32
 	// the first closing error.
 	closeErr error
 

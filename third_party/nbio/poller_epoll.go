@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -65,6 +66,23 @@ type poller struct {
 	unixSockAddr string
 
 	ReadBuffer []byte // default reading buffer
+
+	// herald: the last generation given to a connection of this poller.
+	connGen uint32
+}
+
+// herald: an fd closed by another goroutine while its event waits in a
+// batch may be reused by a new connection before the poller reaches that
+// event; each registration carries its connection's generation in the
+// event data, and an event whose generation is not that of the connection
+// now at the fd is stale and dropped.
+//
+//go:norace
+func (p *poller) pollGen(fd int) int32 {
+	if c := p.g.connsUnix[fd]; c != nil {
+		return int32(c.pollGen)
+	}
+	return 0
 }
 
 // add the connection to poller and handle its io events.
@@ -81,6 +99,7 @@ func (p *poller) addConn(c *Conn) error {
 		return err
 	}
 	c.p = p
+	c.pollGen = atomic.AddUint32(&p.connGen, 1)
 	if c.typ != ConnTypeUDPServer {
 		p.g.onOpen(c)
 	} else {
@@ -109,6 +128,7 @@ func (p *poller) addDialer(c *Conn) error {
 		return err
 	}
 	c.p = p
+	c.pollGen = atomic.AddUint32(&p.connGen, 1)
 	p.g.connsUnix[fd] = c
 	c.isWAdded = true
 	err := p.addReadWrite(fd)
@@ -255,7 +275,7 @@ func (p *poller) readWriteLoop() {
 
 			default: // for socket connections
 				c := p.getConn(fd)
-				if c != nil {
+				if c != nil && ev.Pad == int32(c.pollGen) {
 					if ev.Events&epollEventsWrite != 0 {
 						if c.onConnected == nil {
 							_ = c.flush()
@@ -353,6 +373,7 @@ func (p *poller) setRead(op int, fd int) error {
 			if op == syscall.EPOLL_CTL_ADD {
 				return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 					Fd:     int32(fd),
+					Pad:    p.pollGen(fd),
 					Events: events | syscall.EPOLLOUT,
 				})
 			}
@@ -360,6 +381,7 @@ func (p *poller) setRead(op int, fd int) error {
 		}
 		return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 			Fd:     int32(fd),
+			Pad:    p.pollGen(fd),
 			Events: events,
 		})
 	default:
@@ -368,7 +390,8 @@ func (p *poller) setRead(op int, fd int) error {
 			op,
 			fd,
 			&syscall.EpollEvent{
-				Fd: int32(fd),
+				Fd:  int32(fd),
+				Pad: p.pollGen(fd),
 				Events: syscall.EPOLLERR |
 					syscall.EPOLLHUP |
 					syscall.EPOLLRDHUP |
@@ -405,6 +428,7 @@ func (p *poller) setReadWrite(op int, fd int) error {
 			if op == syscall.EPOLL_CTL_ADD {
 				return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 					Fd:     int32(fd),
+					Pad:    p.pollGen(fd),
 					Events: events,
 				})
 			}
@@ -412,13 +436,15 @@ func (p *poller) setReadWrite(op int, fd int) error {
 		}
 		return syscall.EpollCtl(p.epfd, op, fd, &syscall.EpollEvent{
 			Fd:     int32(fd),
+			Pad:    p.pollGen(fd),
 			Events: events,
 		})
 	default:
 		return syscall.EpollCtl(
 			p.epfd, op, fd,
 			&syscall.EpollEvent{
-				Fd: int32(fd),
+				Fd:  int32(fd),
+				Pad: p.pollGen(fd),
 				Events: syscall.EPOLLERR |
 					syscall.EPOLLHUP |
 					syscall.EPOLLRDHUP |
