@@ -43,9 +43,8 @@ func TestStaleEpollEventSparesReusedFd(t *testing.T) {
 }
 
 // staleEventAttempt runs the scenario once. It reports false when the
-// kernel did not produce the interleaving (A's event before Q's, or B not
-// given A's fd, or A's event came first), and fails the test when B was
-// closed.
+// interleaving did not happen (A's event handled before Q's, or B not given
+// A's fd), and fails the test when B was closed.
 func staleEventAttempt(t *testing.T) bool {
 	t.Helper()
 	setNbioLogger(slog.New(slog.DiscardHandler))
