@@ -448,14 +448,15 @@ func (s *Server) execute(f func()) {
 			f()
 		}()
 	}
-	// Not yielding here: the job then waits in this P's run queue while
-	// the poller blocks in epoll_wait (a raw syscall that keeps the P
-	// until sysmon takes it back), up to 10 ms when the flushers keep the
-	// other Ps busy. A runtime.Gosched() here (or after the engine's data
-	// handler) doubled the HTTP API request rate of the 10,000-subscriber
-	// fanout, but under connection churn it doubled the connections the
-	// server drops while they connect or subscribe (an existing race that
-	// the new timing exposes more); see docs/benchmarks.md.
+	// Yield, so that the job runs now: otherwise it waits in this P's run
+	// queue while the poller blocks in epoll_wait (a raw syscall that keeps
+	// the P until sysmon takes it back), up to 10 ms when the flushers keep
+	// the other Ps busy. Measured: 2.3x the HTTP API request rate and 2.6x
+	// the deliveries per CPU-second of the 10,000-subscriber fanout
+	// (docs/benchmarks.md). It was reverted once because it made nbio's
+	// fd-reuse race hit more often under churn; that race is fixed
+	// (third_party/README.md).
+	runtime.Gosched()
 }
 
 // executorWorkers is the number of warm workers: enough for the HTTP API
