@@ -35,7 +35,7 @@ type Client struct {
 	op sync.Mutex
 
 	mu       sync.Mutex
-	subs     map[string]*subscription
+	subs     subSet
 	user     *protocol.UserData // nil until signed in
 	userRaw  string
 	signedIn atomic.Bool
@@ -218,7 +218,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		c.mu.Unlock()
 		return
 	}
-	existing := c.subs[name]
+	existing := c.subs.get(name)
 	subscribed := len(c.subs)
 	c.mu.Unlock()
 	k := chanKey{app.ID, name}
@@ -283,10 +283,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		cancel()
 		return
 	}
-	if c.subs == nil {
-		c.subs = make(map[string]*subscription, 2)
-	}
-	c.subs[name] = &subscription{kind: kind, member: member}
+	c.subs.add(name, &subscription{kind: kind, member: member})
 	c.mu.Unlock()
 
 	var ok []byte
@@ -336,10 +333,7 @@ func (c *Client) sendCache(name string) {
 
 func (c *Client) unsubscribe(name string) {
 	c.mu.Lock()
-	sub := c.subs[name]
-	if sub != nil {
-		delete(c.subs, name)
-	}
+	sub := c.subs.remove(name)
 	c.mu.Unlock()
 	if sub == nil {
 		return
@@ -397,8 +391,8 @@ func (c *Client) Disconnected() {
 	c.mu.Unlock()
 
 	h := c.hub
-	for name, sub := range subs {
-		h.leave(c, name, sub)
+	for _, e := range subs {
+		h.leave(c, e.name, e.sub)
 	}
 	if user != nil {
 		h.userOffline(c, user, false)
@@ -487,7 +481,7 @@ func (c *Client) clientEvent(m protocol.Message) {
 		return
 	}
 	c.mu.Lock()
-	sub := c.subs[m.Channel]
+	sub := c.subs.get(m.Channel)
 	c.mu.Unlock()
 	if sub == nil {
 		c.sendError(protocol.CodeUnauthorized, "The client is not a member of the specified channel.")

@@ -256,8 +256,8 @@ func (h *Hub) Reregister(ctx context.Context) {
 	var users []*Client
 	h.forEachClient(func(c *Client) {
 		c.mu.Lock()
-		for name, sub := range c.subs {
-			all = append(all, entry{c, name, sub})
+		for _, e := range c.subs {
+			all = append(all, entry{c, e.name, e.sub})
 		}
 		if c.user != nil {
 			users = append(users, c)
