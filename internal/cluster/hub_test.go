@@ -19,7 +19,7 @@ type recConn struct {
 	frames []string
 }
 
-func (c *recConn) Send(f []byte) bool {
+func (c *recConn) Send(f []byte, _ int64) bool {
 	c.mu.Lock()
 	c.frames = append(c.frames, string(f))
 	c.mu.Unlock()

@@ -30,7 +30,7 @@ func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
 		lc.list = append(lc.list, c)
 	}
 	if first != nil {
-		c.conn.Send(first)
+		c.conn.Send(first, 0)
 	}
 	lc.mu.Unlock()
 }
@@ -61,9 +61,9 @@ func (h *Hub) removeLocal(k chanKey, c *Client) {
 	}
 }
 
-// broadcast queues frame on every local subscriber of k except one, and
-// returns how many were given the frame.
-func (h *Hub) broadcast(k chanKey, frame []byte, except *Client) int {
+// broadcast queues frame, stamped at (see Conn.Send), on every local
+// subscriber of k except one, and returns how many were given the frame.
+func (h *Hub) broadcast(k chanKey, frame []byte, at int64, except *Client) int {
 	sh := h.chanShard(k)
 	sh.mu.RLock()
 	lc := sh.m[k]
@@ -75,7 +75,7 @@ func (h *Hub) broadcast(k chanKey, frame []byte, except *Client) int {
 	lc.mu.RLock()
 	for _, c := range lc.list {
 		if c != except {
-			c.conn.Send(frame)
+			c.conn.Send(frame, at)
 			n++
 		}
 	}
@@ -85,8 +85,8 @@ func (h *Hub) broadcast(k chanKey, frame []byte, except *Client) int {
 
 // broadcastExceptID is broadcast with the excluded socket given by id, for
 // messages from the HTTP API and other nodes.
-func (h *Hub) broadcastExceptID(k chanKey, frame []byte, exceptID string) int {
-	return h.broadcast(k, frame, h.client(exceptID))
+func (h *Hub) broadcastExceptID(k chanKey, frame []byte, at int64, exceptID string) int {
+	return h.broadcast(k, frame, at, h.client(exceptID))
 }
 
 // localCount is the number of this node's subscribers of k.

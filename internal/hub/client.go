@@ -64,7 +64,7 @@ func (c *Client) Touch() {
 }
 
 func (c *Client) send(payload []byte) bool {
-	return c.conn.Send(c.hub.frame(payload))
+	return c.conn.Send(c.hub.frame(payload), 0)
 }
 
 // sendError sends pusher:error without closing.
@@ -521,7 +521,7 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 		// a watcher after userOffline has removed it.
 		f := h.frame(protocol.Watchlist([]protocol.WatchlistEvent{{Name: "online", UserIDs: []string{u.ID}}}))
 		for w := range h.watchers[k] {
-			w.conn.Send(f)
+			w.conn.Send(f, 0)
 		}
 	}
 	var online, offline []string
@@ -579,7 +579,7 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 		f := h.frame(protocol.Watchlist([]protocol.WatchlistEvent{{Name: "offline", UserIDs: []string{u.ID}}}))
 		for w := range h.watchers[k] {
 			if w != c {
-				w.conn.Send(f)
+				w.conn.Send(f, 0)
 			}
 		}
 	}

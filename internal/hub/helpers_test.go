@@ -19,7 +19,8 @@ import (
 type fakeConn struct {
 	mu     sync.Mutex
 	frames [][]byte
-	read   int // frames already consumed by next/drain
+	ats    []int64 // the at of each frame in frames
+	read   int     // frames already consumed by next/drain
 	closed bool
 	code   int
 	reason string
@@ -35,7 +36,7 @@ type fakeConn struct {
 	sent atomic.Int64
 }
 
-func (f *fakeConn) Send(frame []byte) bool {
+func (f *fakeConn) Send(frame []byte, at int64) bool {
 	if f.discard {
 		return true
 	}
@@ -45,6 +46,7 @@ func (f *fakeConn) Send(frame []byte) bool {
 	}
 	f.mu.Lock()
 	f.frames = append(f.frames, frame)
+	f.ats = append(f.ats, at)
 	f.mu.Unlock()
 	return !f.refuse.Load()
 }
@@ -67,8 +69,8 @@ func (f *fakeConn) isClosed() (bool, int) {
 // nopConn is the cheapest possible Conn, for benchmarks.
 type nopConn struct{}
 
-func (nopConn) Send([]byte) bool  { return true }
-func (nopConn) Close(int, string) {}
+func (nopConn) Send([]byte, int64) bool { return true }
+func (nopConn) Close(int, string)       {}
 
 // frame is one decoded server → client message.
 type frame struct {

@@ -32,7 +32,14 @@ type Options struct {
 	Observer Observer
 	// Metrics counts fanouts and refusals (default: none).
 	Metrics Metrics
-	Logger  *slog.Logger
+	// Epoch is the origin of the monotonic clock whose readings the hub
+	// passes to Conn.Send (nanoseconds since Epoch); the transport must
+	// read the same clock, so the server gives both the same Epoch
+	// (default: when New is called, for a hub whose Conns ignore it). It
+	// must carry a monotonic reading (time.Now does).
+	Epoch time.Time
+
+	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// CacheTTL is how long a cache channel keeps its last event (default 30 min).
@@ -100,6 +107,9 @@ type clientShard struct {
 func New(o Options) *Hub {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Epoch.IsZero() {
+		o.Epoch = time.Now()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -21,8 +21,13 @@ import (
 // modified or retained past their write. Neither Send nor Close may call
 // back into the hub (Client.Disconnected in particular) before returning:
 // the hub calls them while holding its locks.
+//
+// at is when the hub took the message the frame carries, in nanoseconds
+// since Options.Epoch (a monotonic clock shared with the transport), for
+// the delivery-latency histogram; 0 means "not measured" (replies to the
+// client's own requests, or metrics are off).
 type Conn interface {
-	Send(frame []byte) bool
+	Send(frame []byte, at int64) bool
 	// Close writes what is queued, then a close frame with code and reason,
 	// then closes the socket.
 	Close(code int, reason string)

@@ -43,19 +43,29 @@ type Metrics interface {
 	Fanout(appID string, src Source, deliveries int, elapsed time.Duration)
 }
 
-// fanoutDone reports a fanout that started at start (see Metrics.Fanout).
-func (h *Hub) fanoutDone(appID string, src Source, deliveries int, start time.Time) {
+// fanoutDone reports a fanout that started at at (see Metrics.Fanout);
+// at is 0 when nobody measures.
+func (h *Hub) fanoutDone(appID string, src Source, deliveries int, at int64) {
 	if m := h.opt.Metrics; m != nil {
-		m.Fanout(appID, src, deliveries, time.Since(start))
+		m.Fanout(appID, src, deliveries, time.Duration(h.clock()-at))
 	}
 }
 
-// fanoutStart is the start time of a fanout, or zero when nobody measures.
-func (h *Hub) fanoutStart() time.Time {
+// fanoutStart is the start of a fanout on the shared monotonic clock (see
+// Options.Epoch), or 0 when nobody measures. It is also the timestamp the
+// fanout's frames carry to Conn.Send, so that the transport can measure
+// delivery up to the socket write.
+func (h *Hub) fanoutStart() int64 {
 	if h.opt.Metrics == nil {
-		return time.Time{}
+		return 0
 	}
-	return time.Now()
+	return h.clock()
+}
+
+// clock reads the shared monotonic clock: nanoseconds since Options.Epoch,
+// never 0 (0 means "not measured" to Conn.Send).
+func (h *Hub) clock() int64 {
+	return max(int64(time.Since(h.opt.Epoch)), 1)
 }
 
 // EachLocalChannel calls f for every channel that has a subscriber on this

@@ -120,3 +120,54 @@ func TestEachLocalChannel(t *testing.T) {
 		t.Fatalf("after a disconnect %v", got)
 	}
 }
+
+// ats returns the at of every frame sent so far (see Conn.Send).
+func (f *fakeConn) allAts() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int64(nil), f.ats...)
+}
+
+// TestFramesCarryTheFanoutTime checks the timestamp that lets the transport
+// measure delivery up to the socket write: fanned-out frames carry the
+// fanout's start on the clock shared through Options.Epoch, replies carry
+// 0, and nothing is stamped when metrics are off.
+func TestFramesCarryTheFanoutTime(t *testing.T) {
+	epoch := time.Now()
+	e := newEnv(t, func(a *apps.App) { a.EnableClientMessages = true },
+		func(o *Options) { o.Metrics = &recMetrics{}; o.Epoch = epoch })
+	c1, f1 := e.connect()
+	c2, f2 := e.connect()
+	e.sub(c1, f1, "private-chat", "")
+	e.sub(c2, f2, "private-chat", "")
+	before := int64(time.Since(epoch))
+	e.publish("created", "{}", "", "private-chat")
+	msg(c1, obj{"event": "client-x", "channel": "private-chat", "data": obj{}})
+	after := int64(time.Since(epoch))
+	ats := f2.allAts()
+	// connection_established and subscription_succeeded are replies.
+	if len(ats) != 4 || ats[0] != 0 || ats[1] != 0 {
+		t.Fatalf("ats %v, want 2 replies with 0 then 2 stamped frames", ats)
+	}
+	for _, at := range ats[2:] {
+		if at < before || at > after {
+			t.Fatalf("fanout stamped %d, want within [%d, %d]", at, before, after)
+		}
+	}
+	if ats[3] < ats[2] {
+		t.Fatalf("stamps went back: %v", ats)
+	}
+
+	off := newEnv(t, nil)
+	c3, f3 := off.connect()
+	off.sub(c3, f3, "orders", "")
+	off.publish("created", "{}", "", "orders")
+	for i, at := range f3.allAts() {
+		if at != 0 {
+			t.Fatalf("frame %d stamped %d with metrics off", i, at)
+		}
+	}
+	if len(f3.allAts()) != 3 {
+		t.Fatalf("got %d frames, want 3", len(f3.allAts()))
+	}
+}

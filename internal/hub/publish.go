@@ -32,12 +32,12 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 		n := 0
 		if kind == protocol.ServerToUser {
 			user := strings.TrimPrefix(name, protocol.PrefixServerToUser)
-			n = h.deliverToUser(app.ID, user, h.frame(payload), except)
+			n = h.deliverToUser(app.ID, user, h.frame(payload), start, except)
 			if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Payload: payload, ExceptSocketID: req.ExceptSocketID, ToUser: user}); err != nil && firstErr == nil {
 				firstErr = err
 			}
 		} else {
-			n = h.broadcast(chanKey{app.ID, name}, h.frame(payload), except)
+			n = h.broadcast(chanKey{app.ID, name}, h.frame(payload), start, except)
 			if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Channel: name, Payload: payload, ExceptSocketID: req.ExceptSocketID}); err != nil && firstErr == nil {
 				firstErr = err
 			}
@@ -54,7 +54,7 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 // to a channel here and on the other nodes.
 func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, except *Client, src Source) {
 	start := h.fanoutStart()
-	n := h.broadcast(chanKey{app.ID, channel}, h.frame(payload), except)
+	n := h.broadcast(chanKey{app.ID, channel}, h.frame(payload), start, except)
 	h.fanoutDone(app.ID, src, n, start)
 	if h.opt.Broker == nil {
 		return
@@ -82,13 +82,13 @@ func (h *Hub) toBroker(ctx context.Context, m BrokerMessage) error {
 
 // deliverToUser sends under usersMu (Send never blocks) so that nothing
 // reaches a socket after userOffline has removed it.
-func (h *Hub) deliverToUser(appID, user string, frame []byte, except *Client) int {
+func (h *Hub) deliverToUser(appID, user string, frame []byte, at int64, except *Client) int {
 	h.usersMu.Lock()
 	defer h.usersMu.Unlock()
 	n := 0
 	for c := range h.users[userKey{appID, user}] {
 		if c != except {
-			c.conn.Send(frame)
+			c.conn.Send(frame, at)
 			n++
 		}
 	}
@@ -103,10 +103,10 @@ func (h *Hub) HandleBrokerMessage(m BrokerMessage) {
 	case m.TerminateUser != "":
 		h.terminateLocal(m.AppID, m.TerminateUser)
 	case m.ToUser != "":
-		n := h.deliverToUser(m.AppID, m.ToUser, h.frame(m.Payload), h.client(m.ExceptSocketID))
+		n := h.deliverToUser(m.AppID, m.ToUser, h.frame(m.Payload), start, h.client(m.ExceptSocketID))
 		h.fanoutDone(m.AppID, SourceCluster, n, start)
 	case m.Channel != "":
-		n := h.broadcastExceptID(chanKey{m.AppID, m.Channel}, h.frame(m.Payload), m.ExceptSocketID)
+		n := h.broadcastExceptID(chanKey{m.AppID, m.Channel}, h.frame(m.Payload), start, m.ExceptSocketID)
 		h.fanoutDone(m.AppID, SourceCluster, n, start)
 	}
 }

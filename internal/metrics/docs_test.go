@@ -23,6 +23,7 @@ func allFamilies(t *testing.T) map[string]bool {
 	s.SlowConsumer()
 	s.BytesIn(1)
 	s.BytesOut(1)
+	s.DeliveryLatency(time.Millisecond)
 	m.Fanout("a", hub.SourceAPI, 1, time.Millisecond)
 	m.Request("a", "POST /apps/{id}/events", 200, time.Millisecond)
 	m.Observer().MemberAdded("a", "presence-x", "1")

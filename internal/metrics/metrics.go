@@ -55,6 +55,7 @@ type Metrics struct {
 	msgsIn      *prometheus.CounterVec
 	msgsOut     *prometheus.CounterVec
 	fanout      *prometheus.HistogramVec
+	delivery    *prometheus.HistogramVec
 	presence    *prometheus.GaugeVec
 	httpReqs    *prometheus.CounterVec
 	httpDur     *prometheus.HistogramVec
@@ -94,9 +95,12 @@ func New(o Options) *Metrics {
 		Help: "Messages to fan out, once per channel, by source (api, client, cluster, server)."}, []string{"app", "source"})
 	m.msgsOut = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_sent_total",
 		Help: "Messages queued on this node's WebSocket connections (one per recipient), by source."}, []string{"app", "source"})
-	m.fanout = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "delivery_latency_seconds",
+	m.fanout = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "fanout_duration_seconds",
 		Help:    "Time from the hub taking a message (HTTP API request, client event, message from another node) until every local subscriber had it on its write queue, once per message and channel.",
 		Buckets: prometheus.ExponentialBucketsRange(10e-6, 2.5, 14)}, []string{"app", "source"})
+	m.delivery = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "delivery_latency_seconds",
+		Help:    "Time from the hub taking a message until a socket write carrying it returned, once per write: the oldest message of the write, i.e. the write's worst delivery.",
+		Buckets: prometheus.ExponentialBucketsRange(50e-6, 1, 16)}, app)
 	m.presence = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "presence_members",
 		Help: "Presence channel members (distinct users per channel) added minus removed by this node; on a cluster the sum over the nodes is the total."}, app)
 	m.httpReqs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "http_requests_total",
@@ -111,7 +115,7 @@ func New(o Options) *Metrics {
 		Buckets: prometheus.ExponentialBucketsRange(50e-6, 2, 12)}, []string{"command"})
 
 	m.reg.MustRegister(m.connections, m.opened, m.closed, m.refusedConn, m.refusals, m.slow,
-		m.bytesIn, m.bytesOut, m.msgsIn, m.msgsOut, m.fanout, m.presence, m.httpReqs, m.httpDur,
+		m.bytesIn, m.bytesOut, m.msgsIn, m.msgsOut, m.fanout, m.delivery, m.presence, m.httpReqs, m.httpDur,
 		m.redisCmds, m.redisDur,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -155,6 +159,7 @@ type appSeries struct {
 	slow        prometheus.Counter
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
+	delivery    prometheus.Observer
 	msgsIn      [len(sources)]prometheus.Counter
 	msgsOut     [len(sources)]prometheus.Counter
 	latency     [len(sources)]prometheus.Observer
@@ -175,6 +180,7 @@ func (m *Metrics) series(appID string) *appSeries {
 		slow:        m.slow.WithLabelValues(appID),
 		bytesIn:     m.bytesIn.WithLabelValues(appID),
 		bytesOut:    m.bytesOut.WithLabelValues(appID),
+		delivery:    m.delivery.WithLabelValues(appID),
 	}
 	for i, src := range sources {
 		s.msgsIn[i] = m.msgsIn.WithLabelValues(appID, src.String())
@@ -211,6 +217,9 @@ func (s *appSeries) Refused(code int) {
 func (s *appSeries) SlowConsumer()  { s.slow.Inc() }
 func (s *appSeries) BytesIn(n int)  { s.bytesIn.Add(float64(n)) }
 func (s *appSeries) BytesOut(n int) { s.bytesOut.Add(float64(n)) }
+
+// DeliveryLatency implements transport.AppMetrics.
+func (s *appSeries) DeliveryLatency(d time.Duration) { s.delivery.Observe(d.Seconds()) }
 
 // knownCodes are the close codes that get a label value of their own: the
 // RFC 6455 ones and Pusher's. A client chooses its own close code, so any

@@ -89,6 +89,9 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { s.BytesIn(100) }); n != 0 {
 		t.Errorf("BytesIn: %v allocations", n)
 	}
+	if n := testing.AllocsPerRun(1000, func() { s.DeliveryLatency(300 * time.Microsecond) }); n != 0 {
+		t.Errorf("DeliveryLatency: %v allocations", n)
+	}
 }
 
 func TestChannelsCollectedWhenScraped(t *testing.T) {

@@ -171,7 +171,13 @@ func TestMetricsAfterAKnownSequence(t *testing.T) {
 	readFor(t, bad, "pusher:error", "")
 	bad.Close()
 
-	m := waitMetric(t, murl, series("herald_refusals_total", "app", app, "limit", "client_events_per_second"), 1)
+	waitMetric(t, murl, series("herald_refusals_total", "app", app, "limit", "client_events_per_second"), 1)
+	// Two socket writes carried a published message (the API event to c1,
+	// the client event to c2): replies (connection_established,
+	// subscription_succeeded, the rate-limit error) are not measured. A
+	// write is observed once it returned, which may be after the client
+	// read it.
+	m := waitMetric(t, murl, series("herald_delivery_latency_seconds_count", "app", app), 2)
 	expect := map[string]float64{
 		series("herald_connections", "app", app):                                                                2,
 		series("herald_connections_opened_total", "app", app):                                                   2,
@@ -185,7 +191,8 @@ func TestMetricsAfterAKnownSequence(t *testing.T) {
 		series("herald_messages_sent_total", "app", app, "source", "api"):                                       1,
 		series("herald_messages_received_total", "app", app, "source", "client"):                                1,
 		series("herald_messages_sent_total", "app", app, "source", "client"):                                    1,
-		series("herald_delivery_latency_seconds_count", "app", app, "source", "api"):                            1,
+		series("herald_fanout_duration_seconds_count", "app", app, "source", "api"):                             1,
+		series("herald_fanout_duration_seconds_count", "app", app, "source", "client"):                          1,
 		series("herald_received_bytes_total", "app", app):                                                       float64(in),
 		series("herald_http_requests_total", "app", app, "endpoint", "POST /apps/{id}/events", "status", "200"): 1,
 	}
@@ -248,6 +255,62 @@ func TestMetricsAfterAKnownSequence(t *testing.T) {
 	}
 	waitMetric(t, murl, series("herald_connections_closed_total", "app", app, "code", "4100"), 1)
 
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeliveryLatencyReachesTheSocketWrite publishes N events to K
+// subscribers, each event read by every subscriber before the next is
+// published, so that every delivery is a socket write of its own: the
+// delivery-latency histogram then counts exactly N×K writes, and its sum
+// lies within the time the sequence took.
+func TestDeliveryLatencyReachesTheSocketWrite(t *testing.T) {
+	addr, stop := startServer(t, nil)
+	murl := "http://" + addr + "/metrics"
+	app := "app-id"
+	const n, k = 5, 3
+	var clients []*websocket.Conn
+	for range k {
+		c := dial(t, addr, "app-key")
+		sock := socketOf(t, readFor(t, c, protocol.EventConnectionEstablished, ""))
+		wsSend(t, c, subscribeMsg("news", sock, ""))
+		readFor(t, c, "pusher_internal:subscription_succeeded", "news")
+		clients = append(clients, c)
+	}
+	countKey := series("herald_delivery_latency_seconds_count", "app", app)
+	sumKey := series("herald_delivery_latency_seconds_sum", "app", app)
+	if m := scrape(t, murl); m[countKey] != 0 {
+		t.Fatalf("%s = %v before any publish (replies must not count)", countKey, m[countKey])
+	}
+	start := time.Now()
+	for i := range n {
+		body := fmt.Sprintf(`{"name":"tick","channel":"news","data":"%d"}`, i)
+		if resp := publish(t, addr, body); resp.StatusCode != 200 {
+			t.Fatalf("publish: %s", resp.Status)
+		}
+		for _, c := range clients {
+			readFor(t, c, "tick", "news")
+		}
+	}
+	m := waitMetric(t, murl, countKey, n*k)
+	// Every observation lies between the first publish and this scrape.
+	bound := time.Since(start).Seconds() * k * n
+	if sum := m[sumKey]; sum <= 0 || sum > bound {
+		t.Errorf("%s = %v, want in (0, %v]", sumKey, sum, bound)
+	}
+	if got := m[series("herald_delivery_latency_seconds_bucket", "app", app, "le", "+Inf")]; got != n*k {
+		t.Errorf("+Inf bucket %v, want %d", got, n*k)
+	}
+	if got := m[series("herald_fanout_duration_seconds_count", "app", app, "source", "api")]; got != n {
+		t.Errorf("fanout count %v, want %d (one per message and channel)", got, n)
+	}
+	if got := m[series("herald_messages_sent_total", "app", app, "source", "api")]; got != n*k {
+		t.Errorf("messages sent %v, want %d", got, n*k)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,11 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	}
 	s.buildMetrics()
 	s.refusals.metrics = s.metrics
+	// One origin for the monotonic clock the hub stamps frames with and
+	// the transport measures delivery latency against.
+	epoch := time.Now()
 	hopt := hub.Options{
+		Epoch:                     epoch,
 		Refusals:                  s.refusals,
 		Metrics:                   s.metrics,
 		Observer:                  s.metrics.Observer(),
@@ -114,6 +118,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		TLSConfig:        tlsConf,
 		Handler:          s.frontHandler(api),
 		Metrics:          s.metrics,
+		Epoch:            epoch,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		Logger:           log.With("component", "transport"),
 		Refusals:         s.refusals,

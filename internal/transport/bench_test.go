@@ -46,19 +46,42 @@ func byteSize(n int) string { return fmt.Sprintf("%dB", n) }
 // The clients run in a child process, so the CPU counted is the server's
 // alone (the in-process variants, "inproc", include the clients' reads).
 func BenchmarkSendFanout(b *testing.B) {
-	b.Run("paced", func(b *testing.B) { benchFanout(b, true, false) })
-	b.Run("burst", func(b *testing.B) { benchFanout(b, false, false) })
-	b.Run("paced-inproc", func(b *testing.B) { benchFanout(b, true, true) })
-	b.Run("burst-inproc", func(b *testing.B) { benchFanout(b, false, true) })
+	b.Run("paced", func(b *testing.B) { benchFanout(b, true, false, false) })
+	b.Run("burst", func(b *testing.B) { benchFanout(b, false, false, false) })
+	b.Run("paced-inproc", func(b *testing.B) { benchFanout(b, true, true, false) })
+	b.Run("burst-inproc", func(b *testing.B) { benchFanout(b, false, true, false) })
+	// stamped: metrics on, every frame stamped as the hub does, so each
+	// write also reads the clock and observes a delivery latency.
+	b.Run("paced-stamped", func(b *testing.B) { benchFanout(b, true, false, true) })
+	b.Run("burst-stamped", func(b *testing.B) { benchFanout(b, false, false, true) })
 }
+
+// nopMetrics counts nothing, for benchmarks.
+type nopMetrics struct{}
+
+func (nopMetrics) App(string) AppMetrics { return nopApp{} }
+
+type nopApp struct{}
+
+func (nopApp) Opened()                       {}
+func (nopApp) Closed(int)                    {}
+func (nopApp) Refused(int)                   {}
+func (nopApp) SlowConsumer()                 {}
+func (nopApp) BytesIn(int)                   {}
+func (nopApp) BytesOut(int)                  {}
+func (nopApp) DeliveryLatency(time.Duration) {}
 
 const fanoutConns = 1000
 
-func benchFanout(b *testing.B, paced, inproc bool) {
+func benchFanout(b *testing.B, paced, inproc, stamped bool) {
 	raiseNoFile(b, 4*fanoutConns+1000)
 	fs := newFakeSessions()
 	fs.msgCap = 0
-	s := startServer(b, Config{WriteQueueBytes: 64 << 20}, fs)
+	cfg := Config{WriteQueueBytes: 64 << 20}
+	if stamped {
+		cfg.Metrics = nopMetrics{}
+	}
+	s := startServer(b, cfg, fs)
 	addr := s.Addr().String()
 
 	frame := TextFrame(bytes.Repeat([]byte{'x'}, 100))
@@ -86,8 +109,12 @@ func benchFanout(b *testing.B, paced, inproc bool) {
 	b.ResetTimer()
 	want := received.Load()
 	for b.Loop() {
+		var at int64
+		if stamped {
+			at = int64(time.Since(s.cfg.Epoch)) // once per fanout, as the hub does
+		}
 		for _, c := range sessions {
-			c.Send(frame)
+			c.Send(frame, at)
 		}
 		want += fanoutConns * int64(len(frame))
 		if paced {

@@ -31,7 +31,7 @@ func (nopSession) Closed()              {}
 
 func (s *churnSessions) Open(_ *apps.App, conn Conn, _ ConnInfo) (Session, error) {
 	s.opened.Add(1)
-	conn.Send(TextFrame(establishedJSON))
+	conn.Send(TextFrame(establishedJSON), 0)
 	return nopSession{}, nil
 }
 

@@ -315,7 +315,7 @@ func TestMessages(t *testing.T) {
 		if n := sess.closed.Load(); n != 1 {
 			t.Fatalf("Closed called %d times", n)
 		}
-		if sess.conn.Send(TextFrame([]byte("x"))) {
+		if sess.conn.Send(TextFrame([]byte("x")), 0) {
 			t.Fatal("Send after close returned true")
 		}
 		sess.conn.Close(1000, "again") // no-op, no panic
@@ -335,17 +335,17 @@ func TestMessages(t *testing.T) {
 		c, sess := openSession(t, s, fs)
 		_ = c.nc.Close()
 		waitDone(t, sess.done, "Closed")
-		if sess.conn.Send(TextFrame([]byte("x"))) {
+		if sess.conn.Send(TextFrame([]byte("x")), 0) {
 			t.Fatal("Send after close returned true")
 		}
 	})
 
 	t.Run("server close", func(t *testing.T) {
 		c, sess := openSession(t, s, fs)
-		sess.conn.Send(TextFrame([]byte("last")))
+		sess.conn.Send(TextFrame([]byte("last")), 0)
 		sess.conn.Close(4200, "Server is restarting")
 		sess.conn.Close(4000, "ignored")
-		if sess.conn.Send(TextFrame([]byte("x"))) {
+		if sess.conn.Send(TextFrame([]byte("x")), 0) {
 			t.Fatal("Send while closing returned true")
 		}
 		if got := c.readText(); got != "last" {
@@ -424,7 +424,7 @@ func TestCoalescingOrder(t *testing.T) {
 	}
 	go func() {
 		for _, f := range frames {
-			if !sess.conn.Send(f) {
+			if !sess.conn.Send(f, 0) {
 				panic("Send returned false")
 			}
 		}
@@ -444,8 +444,8 @@ func TestSharedFrameNotModified(t *testing.T) {
 	c2, s2 := openSession(t, s, fs)
 	f := TextFrame([]byte("shared"))
 	orig := bytes.Clone(f)
-	s1.conn.Send(f)
-	s2.conn.Send(f)
+	s1.conn.Send(f, 0)
+	s2.conn.Send(f, 0)
 	if c1.readText() != "shared" || c2.readText() != "shared" {
 		t.Fatal("bad frame")
 	}
@@ -488,7 +488,7 @@ func TestSlowConsumer(t *testing.T) {
 	// The slow client reads nothing until Send refuses.
 	sent := 0
 	deadline := time.Now().Add(20 * time.Second)
-	for slowSess.conn.Send(big) {
+	for slowSess.conn.Send(big, 0) {
 		sent++
 		if time.Now().After(deadline) {
 			t.Fatalf("Send never refused after %d frames", sent)
@@ -500,11 +500,11 @@ func TestSlowConsumer(t *testing.T) {
 	if s.SlowConsumers() != 1 {
 		t.Fatalf("slow consumers %d", s.SlowConsumers())
 	}
-	if slowSess.conn.Send(small) {
+	if slowSess.conn.Send(small, 0) {
 		t.Fatal("Send after overflow returned true")
 	}
 	for i := 0; i < 100; i++ {
-		if !fastSess.conn.Send(small) {
+		if !fastSess.conn.Send(small, 0) {
 			t.Fatal("healthy connection refused a frame")
 		}
 	}
@@ -572,7 +572,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if _, err := io.ReadAll(marker); err != nil {
 		t.Fatalf("marker: want EOF, got %v", err)
 	}
-	if !sess.conn.Send(TextFrame([]byte("still here"))) {
+	if !sess.conn.Send(TextFrame([]byte("still here")), 0) {
 		t.Fatal("upgraded connection closed by the handshake timeout")
 	}
 	if got := c.readText(); got != "still here" {

@@ -58,6 +58,7 @@ type wsConn struct {
 	queue     [][]byte // frames waiting for a flusher
 	spare     [][]byte // the other buffer of the double-buffered queue
 	queued    int      // bytes in queue
+	oldestAt  int64    // the first non-zero at of the frames in queue (0: none)
 	state     uint8
 	inFlush   bool // on the flush queue or being flushed
 	closeSent bool // our close frame has been passed to nc (or we must not send one)
@@ -67,7 +68,7 @@ type wsConn struct {
 }
 
 // Send implements Conn.
-func (c *wsConn) Send(frame []byte) bool {
+func (c *wsConn) Send(frame []byte, at int64) bool {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -87,6 +88,12 @@ func (c *wsConn) Send(frame []byte) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
+	if c.oldestAt == 0 {
+		// Frames are written in order, so the first stamp queued is the
+		// oldest of the batch it goes out with: a write is measured by
+		// its worst delivery.
+		c.oldestAt = at
+	}
 	sched := c.scheduleLocked()
 	c.mu.Unlock()
 	if sched {
@@ -157,6 +164,7 @@ func (c *wsConn) dropQueueLocked() {
 	clear(c.queue)
 	c.queue = c.queue[:0]
 	c.queued = 0
+	c.oldestAt = 0
 }
 
 // forceClose closes the socket at once, dropping what the kernel still
@@ -205,6 +213,8 @@ func (c *wsConn) flush(scratch *[]byte) {
 		c.queue, c.spare = c.spare[:0], nil
 		n := c.queued
 		c.queued = 0
+		at := c.oldestAt
+		c.oldestAt = 0
 		if c.state == stateClosing && !c.closeSent {
 			// The close frame is always the last frame queued.
 			c.closeSent = true
@@ -223,6 +233,11 @@ func (c *wsConn) flush(scratch *[]byte) {
 
 		err := c.writeBatch(batch, scratch)
 		clear(batch)
+		if at != 0 && err == nil && c.metrics != nil {
+			// One clock read per write, and only for stamped frames
+			// (never when metrics are off: the hub then stamps nothing).
+			c.metrics.DeliveryLatency(c.srv.since(at))
+		}
 
 		c.mu.Lock()
 		if cap(batch) <= maxSpareFrames {

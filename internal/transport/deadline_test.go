@@ -44,7 +44,7 @@ func TestLateHandshakeDeadline(t *testing.T) {
 		// of their own, so the margin keeps the marker's from overtaking.
 		_ = mraw.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		waitDone(t, msess.done, "the marker's deadline")
-		if !sess.conn.Send(TextFrame([]byte("still here"))) {
+		if !sess.conn.Send(TextFrame([]byte("still here")), 0) {
 			t.Fatalf("late=%v: upgraded connection closed by the handshake deadline", late)
 		}
 		if got := c.readText(); got != "still here" {

@@ -81,7 +81,7 @@ func (s *fakeSession) HandleMessage(msg []byte) {
 		panic("boom")
 	}
 	if s.echo {
-		s.conn.Send(TextFrame(msg))
+		s.conn.Send(TextFrame(msg), 0)
 	}
 	select {
 	case s.msgs <- msg:
@@ -121,7 +121,7 @@ func (f *fakeSessions) Open(app *apps.App, conn Conn, info ConnInfo) (Session, e
 		return nil, &RefusedError{Code: 4004, Message: "Application is over connection quota"}
 	}
 	s := &fakeSession{conn: conn, info: info, msgs: make(chan []byte, f.msgCap), done: make(chan struct{}), echo: f.echo, panicOn: f.panicOn}
-	conn.Send(TextFrame(establishedJSON))
+	conn.Send(TextFrame(establishedJSON), 0)
 	f.mu.Lock()
 	f.sessions = append(f.sessions, s)
 	f.mu.Unlock()

@@ -1,5 +1,7 @@
 package transport
 
+import "time"
+
 // Metrics receives the transport's counts (Prometheus, in Herald). It is
 // optional: with a nil Metrics the transport counts nothing and pays one
 // nil check where it would.
@@ -29,4 +31,14 @@ type AppMetrics interface {
 	BytesIn(n int)
 	// BytesOut counts bytes the kernel took from a socket.
 	BytesOut(n int)
+	// DeliveryLatency reports, once per write of queued frames to the
+	// socket, the time from the publication of the oldest stamped frame
+	// of the write (Conn.Send's at) until the write call returned.
+	DeliveryLatency(d time.Duration)
+}
+
+// since is the time from at (nanoseconds since Config.Epoch) until now,
+// never negative.
+func (s *Server) since(at int64) time.Duration {
+	return max(time.Since(s.cfg.Epoch)-time.Duration(at), 0)
 }

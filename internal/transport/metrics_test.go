@@ -14,10 +14,11 @@ type recMetrics struct {
 	events []string
 	in     map[string]int
 	out    map[string]int
+	lat    map[string][]time.Duration
 }
 
 func newRecMetrics() *recMetrics {
-	return &recMetrics{in: map[string]int{}, out: map[string]int{}}
+	return &recMetrics{in: map[string]int{}, out: map[string]int{}, lat: map[string][]time.Duration{}}
 }
 
 func (m *recMetrics) App(appID string) AppMetrics { return recApp{m, appID} }
@@ -65,6 +66,73 @@ func (a recApp) BytesOut(n int) {
 	a.m.mu.Lock()
 	a.m.out[a.id] += n
 	a.m.mu.Unlock()
+}
+
+func (a recApp) DeliveryLatency(d time.Duration) {
+	a.m.mu.Lock()
+	a.m.lat[a.id] = append(a.m.lat[a.id], d)
+	a.m.mu.Unlock()
+}
+
+// latencies returns the delivery latencies of app once its last one is at
+// least until (the marker), or fails after a deadline.
+func (m *recMetrics) latencies(t *testing.T, app string, until time.Duration) []time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m.mu.Lock()
+		got := append([]time.Duration(nil), m.lat[app]...)
+		m.mu.Unlock()
+		if len(got) > 0 && got[len(got)-1] >= until {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery latencies %v, want a last one >= %v", got, until)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDeliveryLatencyPerWrite checks that a stamped frame is measured once,
+// when written, from its stamp on the clock of Config.Epoch, and that an
+// unstamped frame (at = 0: a reply, or metrics off) is not measured.
+func TestDeliveryLatencyPerWrite(t *testing.T) {
+	rm := newRecMetrics()
+	// An epoch an hour back lets a frame stamped 1 stand out as the marker
+	// (latency about an hour) that ends the sequence.
+	epoch := time.Now().Add(-time.Hour)
+	sess := newFakeSessions()
+	srv := startServer(t, Config{Metrics: rm, Epoch: epoch}, sess)
+	c := dialWS(t, srv.Addr().String(), "/app/key?protocol=7")
+	s := sess.next(t)
+	c.readText() // connection_established, sent with at = 0
+
+	start := time.Now()
+	if !s.conn.Send(TextFrame([]byte("stamped")), int64(time.Since(epoch))) {
+		t.Fatal("Send refused")
+	}
+	if got := c.readText(); got != "stamped" {
+		t.Fatalf("read %q", got)
+	}
+	s.conn.Send(TextFrame([]byte("unstamped")), 0)
+	if got := c.readText(); got != "unstamped" {
+		t.Fatalf("read %q", got)
+	}
+	s.conn.Send(TextFrame([]byte("marker")), 1)
+	if got := c.readText(); got != "marker" {
+		t.Fatalf("read %q", got)
+	}
+	got := rm.latencies(t, "key", time.Hour)
+	elapsed := time.Since(start)
+	if len(got) != 2 {
+		t.Fatalf("latencies %v, want one for the stamped frame and one for the marker", got)
+	}
+	if got[0] < 0 || got[0] > elapsed {
+		t.Fatalf("stamped frame latency %v, want within [0, %v]", got[0], elapsed)
+	}
+	if got[1] > time.Since(epoch) {
+		t.Fatalf("marker latency %v, want about an hour", got[1])
+	}
 }
 
 func TestMetricsHooks(t *testing.T) {

@@ -66,7 +66,13 @@ type Config struct {
 	Flushers int
 	// Metrics counts connections and bytes per app (nil: not counted).
 	Metrics Metrics
-	Logger  *slog.Logger
+	// Epoch is the origin of the monotonic clock of the timestamps given
+	// to Conn.Send; whoever stamps frames (the hub) must use the same
+	// (default: when New is called). It must carry a monotonic reading
+	// (time.Now does), so that wall-clock steps do not skew latencies.
+	Epoch time.Time
+
+	Logger *slog.Logger
 
 	// MaxConnections caps the admitted connections of the server, all apps
 	// together (0: no cap); past it new ones are refused with 4100.
@@ -180,6 +186,9 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Epoch.IsZero() {
+		cfg.Epoch = time.Now()
 	}
 	s := &Server{
 		cfg:          cfg,
@@ -737,7 +746,7 @@ func (s *Server) refuse(c *wsConn, code int, msg string) {
 		}
 		am.Refused(code)
 	}
-	c.Send(TextFrame(protocol.Error(code, msg)))
+	c.Send(TextFrame(protocol.Error(code, msg)), 0)
 	c.Close(code, msg)
 }
 

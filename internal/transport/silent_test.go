@@ -27,7 +27,7 @@ func TestSilentClientIsReset(t *testing.T) {
 	_ = c.readText()
 	sess := fs.next(t)
 	frame := TextFrame(make([]byte, 8<<10))
-	for sess.conn.Send(frame) {
+	for sess.conn.Send(frame, 0) {
 		time.Sleep(100 * time.Microsecond) // let the kernel buffers fill
 	}
 	waitDone(t, sess.done, "Closed")

@@ -130,7 +130,7 @@ func TestTLSSlowConsumer(t *testing.T) {
 	sess := fs.next(t)
 	big := TextFrame(make([]byte, 16<<10))
 	sent := 0
-	for sess.conn.Send(big) {
+	for sess.conn.Send(big, 0) {
 		sent++
 		if sent > 100000 {
 			t.Fatal("Send never refused")

@@ -61,7 +61,12 @@ type Conn interface {
 	// or when the queue would pass its byte bound; in that last case the
 	// connection is closed with 4100 (slow consumer) and what was still
 	// queued is dropped.
-	Send(frame []byte) bool
+	//
+	// at, when not 0, is when the message was published, in nanoseconds
+	// since Config.Epoch: once the frame is written to the socket, the
+	// time since the oldest such frame of the write is reported to
+	// AppMetrics.DeliveryLatency.
+	Send(frame []byte, at int64) bool
 	// Close writes what is queued, then a close frame with code and reason
 	// (reason cut to 123 bytes), then closes the socket once the client has
 	// answered or after a short timeout. Only the first call counts.
