@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,23 +19,6 @@ import (
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecretsNeverLeak runs a node whose app secret, admin token and Redis
 // password are known through the error paths a client, a backend and an
@@ -50,7 +32,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		token    = "Admin-Token-77e1b0"
 		redisPwd = "Redis-Pass-0c2d9e"
 	)
-	logs := &lockedBuffer{}
+	logs := &syncBuffer{}
 	var seen bytes.Buffer // every body and frame the clients got
 	cfg := config.Default()
 	cfg.Host, cfg.Port = "127.0.0.1", 0
