@@ -106,3 +106,24 @@ func TestWebhookLease(t *testing.T) {
 		t.Errorf("lease %v, want 65s", got)
 	}
 }
+
+// Without WithRegisterer the webhook metrics are on the node's own
+// registry, served on /metrics with the others.
+func TestWebhookMetricsOnMetricsEndpoint(t *testing.T) {
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer rcv.Close()
+	addr, _ := startServer(t, func(c *config.Config) {
+		c.Apps[0].Webhooks = []apps.Webhook{{URL: rcv.URL, EventTypes: []string{"channel_occupied"}}}
+		c.WebhookBatchSize = 1
+	})
+	c := dial(t, addr, "app-key")
+	read(t, c)
+	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:subscribe","data":{"channel":"orders"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, c, protocol.EventSubscriptionSucceeded)
+	m := waitMetric(t, "http://"+addr+"/metrics", series("herald_webhook_requests_total", "app", "app-id", "result", "sent"), 1)
+	if n := m[series("herald_webhook_delivery_seconds_count", "app", "app-id")]; n != 1 {
+		t.Errorf("herald_webhook_delivery_seconds_count = %v, want 1", n)
+	}
+}
