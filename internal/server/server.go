@@ -324,7 +324,7 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	}
 	<-ctx.Done()
 
-	s.log.Info("draining", "window", s.cfg.ShutdownTimeout)
+	s.log.Info("draining", "window", s.cfg.ShutdownTimeout.String())
 	s.ready.Store(false)
 	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout+5*time.Second)
 	defer cancel()
