@@ -221,21 +221,15 @@ func (s *appSeries) BytesOut(n int) { s.bytesOut.Add(float64(n)) }
 // DeliveryLatency implements transport.AppMetrics.
 func (s *appSeries) DeliveryLatency(d time.Duration) { s.delivery.Observe(d.Seconds()) }
 
-// knownCodes are the close codes that get a label value of their own: the
-// RFC 6455 ones and Pusher's. A client chooses its own close code, so any
-// other is "other", to keep the label values bounded.
-var knownCodes = map[int]string{}
-
-func init() {
-	for _, c := range []int{1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
-		4000, 4001, 4003, 4004, 4005, 4006, 4007, 4008, 4009, 4100, 4200, 4201, 4202, 4300, 4301, 4302} {
-		knownCodes[c] = strconv.Itoa(c)
-	}
-}
-
+// codeLabel is a close code's label value: the RFC 6455 codes and Pusher's
+// get their own; a client chooses its own close code, so any other is
+// "other", to keep the label values bounded.
 func codeLabel(code int) string {
-	if s, ok := knownCodes[code]; ok {
-		return s
+	switch {
+	case code >= 1000 && code <= 1015 && code != 1004,
+		code >= 4000 && code <= 4009 && code != 4002,
+		code == 4100, code >= 4200 && code <= 4202, code >= 4300 && code <= 4302:
+		return strconv.Itoa(code)
 	}
 	return "other"
 }
