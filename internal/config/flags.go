@@ -64,6 +64,9 @@ func flagHelp(key string) string {
 	if h, ok := webhookFlagHelp(key, dur); ok {
 		return h
 	}
+	if h, ok := acmeFlagHelp(key); ok {
+		return h
+	}
 	switch key {
 	case "host":
 		return "listen on this `host` or IP address"
