@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -116,4 +117,27 @@ func TestACMEFlagsRegistered(t *testing.T) {
 			t.Errorf("%s has no flag help", k)
 		}
 	}
+}
+
+// FuzzACMEHost checks that any name accepted for acme_domains is one
+// autocert can serve: a lower-case-able ASCII host name with a dot, no IP
+// address, no wildcard.
+func FuzzACMEHost(f *testing.F) {
+	for _, s := range []string{"ws.example.com", "*.example.com", "192.0.2.1", "::1", "[::1]", "a..b", "-a.b", "a.b.", "xn--bcher-kva.example", "é.example", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if acmeHostProblem(name) != "" {
+			return
+		}
+		n := strings.TrimSuffix(name, ".")
+		if len(n) > 253 || !strings.Contains(n, ".") || strings.ContainsAny(n, "*:[]_ /") || net.ParseIP(n) != nil {
+			t.Fatalf("accepted %q", name)
+		}
+		for _, r := range n {
+			if r > 127 {
+				t.Fatalf("accepted non-ASCII %q", name)
+			}
+		}
+	})
 }
