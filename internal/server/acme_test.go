@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -158,6 +159,7 @@ func TestACMEHTTPChallengeListener(t *testing.T) {
 	caURL, hits := acmeFakeCA(t)
 	dir := t.TempDir()
 	acmeCacheCert(t, dir, domain, domain)
+	before := runtime.NumGoroutine()
 	cfg := config.Default()
 	cfg.Host, cfg.Port, cfg.ShutdownTimeout = "127.0.0.1", 0, 2*time.Second
 	cfg.ACMEDomains = []string{domain}
@@ -232,6 +234,17 @@ func TestACMEHTTPChallengeListener(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", httpAddr, time.Second); err == nil {
 		_ = c.Close()
 		t.Error("the HTTP-01 listener still accepts after the server stopped")
+	}
+	// Every goroutine the node started (the HTTP-01 listener's included)
+	// is gone.
+	client.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the CA was asked %d times", n)

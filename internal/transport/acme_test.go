@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -163,11 +164,16 @@ func TestACMEServesTheCachedCertificate(t *testing.T) {
 
 func TestACMEMissingCertificateIsRefusedAndRetriedLater(t *testing.T) {
 	url, hits := fakeCA(t)
+	before := runtime.NumGoroutine()
 	a, err := NewACME(ACMEConfig{Domains: []string{"ws.herald.test"}, CacheDir: t.TempDir(), DirectoryURL: url, HandshakeWait: 10 * time.Second, RetryAfter: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	defer func() {
+		// Close leaves nothing behind: no fetch, no connection to the CA.
+		a.Close()
+		waitGoroutines(t, before)
+	}()
 	if _, err := a.GetCertificate(modernHello("ws.herald.test")); err == nil {
 		t.Fatal("got a certificate from a CA that refuses everything")
 	}
@@ -238,5 +244,18 @@ func TestACMEHTTPHandlerAnswersLocally(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the CA was asked %d times", n)
+	}
+}
+
+// waitGoroutines fails unless the goroutine count comes back to before.
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
