@@ -23,7 +23,7 @@ func acmeFlagHelp(key string) (string, bool) {
 	case "acme_domains":
 		return "comma separated host `names` to obtain TLS certificates for through ACME (turns ACME on)", true
 	case "acme_email":
-		return "contact `address` of the ACME account (optional; the CA mails expiry warnings)", true
+		return "contact `address` of the ACME account (optional; the CA may send notices about the account there)", true
 	case "acme_cache_dir":
 		return "`directory` that keeps the ACME account key and certificates across restarts (required with ACME)", true
 	case "acme_directory_url":

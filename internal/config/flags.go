@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -53,6 +54,10 @@ func formatDefault(v reflect.Value) string {
 			return fmt.Sprintf("%ds", d/time.Second)
 		}
 		return d.String()
+	}
+	if v.Type() == stringsType {
+		// As the flag takes it: comma separated, nothing for an empty list.
+		return strings.Join(v.Interface().([]string), ",")
 	}
 	return fmt.Sprint(v.Interface())
 }
