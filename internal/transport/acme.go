@@ -31,10 +31,11 @@ type ACMEConfig struct {
 	CacheDir string
 	// DirectoryURL is the CA's ACME directory.
 	DirectoryURL string
-	// HandshakeWait bounds how long a handshake waits for a certificate
-	// that is not in memory yet (being loaded from the cache or obtained
-	// from the CA) before it is refused; 0 means 500 ms. Handshakes run on
-	// the event loop, which must never wait for a CA.
+	// HandshakeWait bounds how long after an attempt to have a
+	// certificate in memory started (a load from the cache, or the CA)
+	// handshakes wait for it; later ones are refused at once until it is
+	// there. 0 means 500 ms. Handshakes run on the event loop, which must
+	// never wait for a CA.
 	HandshakeWait time.Duration
 	// RetryAfter is how long after a failed attempt to obtain a
 	// certificate the next handshake may start another (CAs rate-limit
@@ -79,6 +80,7 @@ type acmeKey struct {
 
 // acmeFetch is one attempt to have a certificate in the manager's memory.
 type acmeFetch struct {
+	started  time.Time
 	done     chan struct{}
 	err      error     // set before done is closed
 	finished time.Time // set before done is closed
@@ -175,11 +177,6 @@ func (a *ACME) Close() {
 
 // GetCertificate implements tls.Config.GetCertificate.
 func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMETLSProto {
-		// A CA validating TLS-ALPN-01: the token certificate is in memory
-		// (or the cache) while an order is pending; never the network.
-		return a.m.GetCertificate(hello)
-	}
 	name := normalizeHost(hello.ServerName)
 	if name == "" {
 		return nil, errors.New("acme: the client sent no server name (SNI); connect by host name")
@@ -187,16 +184,32 @@ func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	if !a.allowed[name] {
 		return nil, fmt.Errorf("acme: no certificate for %q: not in acme_domains", safeHost(name))
 	}
+	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMETLSProto {
+		// A CA validating TLS-ALPN-01: the token certificate is in memory
+		// (or the cache) while an order is pending; never the network.
+		return a.m.GetCertificate(hello)
+	}
 	f := a.fetch(acmeKey{name: name, rsa: !ecdsaCapable(hello)}, hello)
 	if f == nil {
 		return nil, errors.New("acme: shutting down")
 	}
-	t := time.NewTimer(a.wait)
-	defer t.Stop()
+	// Wait only within HandshakeWait of the fetch's start: enough for a
+	// load from the cache, while during a long issuance every later
+	// handshake is refused at once instead of stalling the event loop.
 	select {
 	case <-f.done:
-	case <-t.C:
-		return nil, fmt.Errorf("acme: the certificate for %q is still being obtained", name)
+	default:
+		left := a.wait - time.Since(f.started)
+		if left <= 0 {
+			return nil, fmt.Errorf("acme: the certificate for %q is still being obtained", name)
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		select {
+		case <-f.done:
+		case <-t.C:
+			return nil, fmt.Errorf("acme: the certificate for %q is still being obtained", name)
+		}
 	}
 	if f.err != nil {
 		return nil, f.err
@@ -225,7 +238,7 @@ func (a *ACME) fetch(k acmeKey, hello *tls.ClientHelloInfo) *acmeFetch {
 			return f
 		}
 	}
-	f := &acmeFetch{done: make(chan struct{})}
+	f := &acmeFetch{started: time.Now(), done: make(chan struct{})}
 	a.fetches[k] = f
 	h := &tls.ClientHelloInfo{
 		ServerName:        k.name,

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,6 +213,11 @@ func TestACMEHandshakeDoesNotWaitForTheCA(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("handshake waited %v", d)
+	}
+	// Past HandshakeWait, the next handshakes are refused without waiting
+	// at all while the fetch goes on.
+	if _, err := a.GetCertificate(modernHello("ws.herald.test")); err == nil || !strings.Contains(err.Error(), "still being obtained") {
+		t.Fatalf("second handshake: %v", err)
 	}
 	done := make(chan struct{})
 	go func() { a.Close(); close(done) }()
