@@ -164,10 +164,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // .env needs. A configured secret is never printed; the development app's
 // is public anyway.
 func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
-	host, port, _ := net.SplitHostPort(addr.String())
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
+	host, port := bannerHost(cfg, addr)
 	scheme := "http"
 	if cfg.TLSEnabled() {
 		scheme = "https"
@@ -206,14 +203,25 @@ VITE_PUSHER_APP_CLUSTER="${PUSHER_APP_CLUSTER}"
 `, a.ID, a.Key, secret, host, port, scheme)
 }
 
+// bannerHost is the host and port clients should use: the first ACME
+// domain (its certificate is only served for that name), else the listen
+// address with 127.0.0.1 for an unspecified one.
+func bannerHost(cfg *config.Config, addr net.Addr) (string, string) {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if cfg.ACMEEnabled() {
+		return strings.TrimSuffix(cfg.ACMEDomains[0], "."), port
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return host, port
+}
+
 // printDashboard tells where the dashboard and /metrics are. A token made
 // for this run (development app, no admin_token) is printed; a configured
 // one never is.
 func printDashboard(w io.Writer, cfg *config.Config, addr net.Addr, srv *server.Server) {
-	host, port, _ := net.SplitHostPort(addr.String())
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
+	host, port := bannerHost(cfg, addr)
 	scheme := "http"
 	if cfg.TLSEnabled() {
 		scheme = "https"

@@ -95,6 +95,20 @@ type Config struct {
 	// for a change (on a handshake); a changed pair is loaded without a
 	// restart and live connections stay.
 	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"`
+	// ACME (acme.go): automatic certificates for these host names instead
+	// of tls_cert/tls_key; setting ACMEDomains turns it on.
+	ACMEDomains []string `yaml:"acme_domains"`
+	// ACMEEmail is the ACME account's contact address (optional).
+	ACMEEmail string `yaml:"acme_email"`
+	// ACMECacheDir keeps the account key and the certificates across
+	// restarts (required with ACME).
+	ACMECacheDir string `yaml:"acme_cache_dir"`
+	// ACMEDirectoryURL is the CA's ACME directory (Let's Encrypt production
+	// by default; staging, step-ca or pebble for tests and private CAs).
+	ACMEDirectoryURL string `yaml:"acme_directory_url"`
+	// ACMEHTTPAddr ("host:port", e.g. ":80") answers HTTP-01 challenges and
+	// redirects other plain HTTP to https; empty: TLS-ALPN-01 only.
+	ACMEHTTPAddr string `yaml:"acme_http_addr"`
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (slowloris) and an idle HTTP keep-alive connection.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
@@ -155,6 +169,8 @@ func defaultServer() *Config {
 		WebhookWorkers:            4,
 		WebhookPresenceDelay:      3 * time.Second,
 		TLSReloadInterval:         5 * time.Second,
+		ACMEDomains:               []string{},
+		ACMEDirectoryURL:          DefaultACMEDirectoryURL,
 		HandshakeTimeout:          10 * time.Second,
 		MaxNodeConnections:        -1,
 		IPConnectionsPerSecond:    20,
@@ -195,8 +211,9 @@ func (c *Config) UsesDevApp() bool {
 // Addr is the main listener's address, host:port.
 func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
 
-// TLSEnabled reports whether the main listener serves TLS.
-func (c *Config) TLSEnabled() bool { return c.TLSCert != "" && c.TLSKey != "" }
+// TLSEnabled reports whether the main listener serves TLS (from files or
+// through ACME).
+func (c *Config) TLSEnabled() bool { return c.TLSCert != "" && c.TLSKey != "" || c.ACMEEnabled() }
 
 // MaxRequestBodyBytes is MaxRequestBodyKB in bytes.
 func (c *Config) MaxRequestBodyBytes() int { return c.MaxRequestBodyKB * 1024 }

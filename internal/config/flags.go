@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -54,6 +55,10 @@ func formatDefault(v reflect.Value) string {
 		}
 		return d.String()
 	}
+	if v.Type() == stringsType {
+		// As the flag takes it: comma separated, nothing for an empty list.
+		return strings.Join(v.Interface().([]string), ",")
+	}
 	return fmt.Sprint(v.Interface())
 }
 
@@ -62,6 +67,9 @@ func formatDefault(v reflect.Value) string {
 func flagHelp(key string) string {
 	const dur = " (e.g. 30s, 2m, or 30 for seconds)"
 	if h, ok := webhookFlagHelp(key, dur); ok {
+		return h
+	}
+	if h, ok := acmeFlagHelp(key); ok {
 		return h
 	}
 	switch key {

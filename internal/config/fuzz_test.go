@@ -29,6 +29,8 @@ func FuzzLoadYAML(f *testing.F) {
 		"apps: [~, [], {}, '', {webhooks: [~, {headers: ~, filter: ~}]}]\n",
 		"tls_cert: /nonexistent\ntls_key: /nonexistent\n",
 		"port: 0x1F\nhost: '::'\n",
+		"acme_domains: [ws.example.com, '*.example.com', 192.0.2.1]\nacme_cache_dir: /tmp\nacme_email: a@b.c\nacme_http_addr: ':80'\n",
+		"acme_domains: ws.example.com\nacme_directory_url: 'http://[::1]:1/dir'\ntls_cert: /nonexistent\n",
 		"webhook_timeout: 500ms\nwebhook_backoff_min: 10s\nwebhook_backoff_max: 1s\nwebhook_presence_delay: 0\n" +
 			"apps:\n  - {id: a, key: a, secret: s, webhooks: [{url: 'http://h', event_types: [member_added], batch_size: 0, timeout: 2, retry_for: -1s}]}\n",
 	}

@@ -68,6 +68,7 @@ func (v *validator) config(c *Config) {
 		v.metricsAddr(c)
 	}
 	v.tls(c)
+	v.acme(c)
 	v.webhookSettings(c)
 	v.trustedProxies(c.TrustedProxies)
 

@@ -52,6 +52,10 @@ type Server struct {
 	metricsSrv     *http.Server
 	metricsLn      net.Listener
 	metricsDone    chan struct{}
+
+	// acme is the ACME certificate manager and its HTTP-01 listener
+	// (acme.go), when acme_domains is set.
+	acme acmeState
 }
 
 // New builds a node from cfg. Nothing listens until Run.
@@ -106,7 +110,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Logger:          log.With("component", "httpapi"),
 		Refusals:        s.refusals,
 	})
-	tlsConf, err := tlsConfig(cfg, log.With("component", "tls"))
+	tlsConf, err := s.buildTLS(log.With("component", "tls"))
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +315,15 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		}
 		return err
 	}
+	if err := s.startACME(); err != nil {
+		s.stopMetricsListener(context.Background())
+		if s.webhooks != nil {
+			_ = s.webhooks.Close(context.Background())
+		}
+		return err
+	}
 	if err := s.ws.Start(); err != nil {
+		s.stopACME(context.Background())
 		s.stopMetricsListener(context.Background())
 		if s.webhooks != nil {
 			_ = s.webhooks.Close(context.Background())
@@ -334,6 +346,7 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		s.log.Warn("drain cut short", "err", err)
 	}
 	err := s.ws.Shutdown(drainCtx)
+	s.stopACME(drainCtx)
 	// Scraped until the connections are gone, so the last scrape sees
 	// the drain.
 	s.stopMetricsListener(drainCtx)

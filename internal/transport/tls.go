@@ -3,6 +3,7 @@ package transport
 import (
 	stdtls "crypto/tls"
 	"errors"
+	"slices"
 
 	"github.com/lesismal/llib/std/crypto/tls"
 )
@@ -19,7 +20,7 @@ func convertTLSConfig(in *stdtls.Config) (*tls.Config, error) {
 		CipherSuites:           in.CipherSuites,
 		ClientAuth:             tls.ClientAuthType(in.ClientAuth),
 		ClientCAs:              in.ClientCAs,
-		NextProtos:             []string{"http/1.1"}, // never h2: the engine speaks HTTP/1.1
+		NextProtos:             nextProtos(in.NextProtos),
 		Time:                   in.Time,
 		SessionTicketsDisabled: in.SessionTicketsDisabled,
 	}
@@ -34,7 +35,23 @@ func convertTLSConfig(in *stdtls.Config) (*tls.Config, error) {
 	}
 	if get := in.GetCertificate; get != nil {
 		out.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, err := get(&stdtls.ClientHelloInfo{ServerName: hello.ServerName, SupportedProtos: hello.SupportedProtos})
+			// All the hello says, so that a certificate source can choose
+			// by it (autocert picks ECDSA or RSA from the schemes, curves
+			// and suites).
+			ch := &stdtls.ClientHelloInfo{
+				ServerName:        hello.ServerName,
+				SupportedProtos:   hello.SupportedProtos,
+				CipherSuites:      hello.CipherSuites,
+				SupportedPoints:   hello.SupportedPoints,
+				SupportedVersions: hello.SupportedVersions,
+			}
+			for _, c := range hello.SupportedCurves {
+				ch.SupportedCurves = append(ch.SupportedCurves, stdtls.CurveID(c))
+			}
+			for _, s := range hello.SignatureSchemes {
+				ch.SignatureSchemes = append(ch.SignatureSchemes, stdtls.SignatureScheme(s))
+			}
+			c, err := get(ch)
 			if err != nil || c == nil {
 				return nil, err
 			}
@@ -43,6 +60,17 @@ func convertTLSConfig(in *stdtls.Config) (*tls.Config, error) {
 		}
 	}
 	return out, nil
+}
+
+// nextProtos is what the server offers in ALPN: always http/1.1, never h2
+// (the engine speaks HTTP/1.1), and acme-tls/1 when the config asks for it
+// (ACME's TLS-ALPN-01 challenge).
+func nextProtos(in []string) []string {
+	out := []string{"http/1.1"}
+	if slices.Contains(in, ACMETLSProto) {
+		out = append(out, ACMETLSProto)
+	}
+	return out
 }
 
 func convertCert(c *stdtls.Certificate) tls.Certificate {
