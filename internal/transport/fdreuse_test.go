@@ -74,25 +74,37 @@ func staleEventAttempt(t *testing.T) bool {
 		inGo    func(c *nbio.Conn) // run on the poller when Q sends "go"
 		release = make(chan struct{})
 		blocked = make(chan struct{})
+		// done ends every callback's wait when the test returns, so that
+		// the engine can stop even after a failure left one waiting.
+		done = make(chan struct{})
 	)
 	g.OnOpen(func(c *nbio.Conn) {
 		mu.Lock()
 		byAddr[c.RemoteAddr().String()] = c
 		mu.Unlock()
-		opened <- struct{}{}
+		select {
+		case opened <- struct{}{}:
+		case <-done:
+		}
 	})
 	g.OnData(func(c *nbio.Conn, data []byte) {
 		switch string(data) {
 		case "block":
 			close(blocked)
-			<-release
+			select {
+			case <-release:
+			case <-done:
+			}
 		case "go":
 			mu.Lock()
 			f := inGo
 			mu.Unlock()
 			f(c)
 		}
-		datas <- event{c: c, data: string(data)}
+		select {
+		case datas <- event{c: c, data: string(data)}:
+		case <-done:
+		}
 	})
 	var aClosed atomic.Bool // A closed by the engine already (its event came first)
 	var as *nbio.Conn
@@ -102,12 +114,16 @@ func staleEventAttempt(t *testing.T) bool {
 			aClosed.Store(true)
 		}
 		mu.Unlock()
-		closes <- event{c: c, err: err}
+		select {
+		case closes <- event{c: c, err: err}:
+		case <-done:
+		}
 	})
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer g.Stop()
+	defer close(done) // before Stop (deferred calls run last first)
 	addr := ln.Addr().String()
 
 	dial := func() (net.Conn, *nbio.Conn) {
