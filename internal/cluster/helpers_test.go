@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-ws/herald/internal/hub"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // testRedis is the shared Redis every test uses, under its own prefix.
@@ -149,19 +151,8 @@ func startBroker(t testing.TB, o Options, id string, deliver func(hub.BrokerMess
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	waitFor(t, 3*time.Second, "broker up", func() bool { return b.Healthy() == nil })
+	testwait.For(t, 3*time.Second, "broker up", func() bool { return b.Healthy() == nil })
 	return b
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // redisServer is a redis-server of the test's own, for stopping it.
@@ -193,7 +184,7 @@ func startRedis(t testing.TB, port int) *redisServer {
 	t.Cleanup(s.kill)
 	c := redis.NewClient(redisOpts(s.addr()))
 	defer c.Close()
-	waitFor(t, 5*time.Second, "redis-server", func() bool { return c.Ping(context.Background()).Err() == nil })
+	testwait.For(t, 5*time.Second, "redis-server", func() bool { return c.Ping(context.Background()).Err() == nil })
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // recConn records the frames a hub sends to one client.
@@ -123,7 +124,7 @@ func markers(t *testing.T, app *apps.App, channel string, nodes []*clusterNode, 
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 2*time.Second, "the markers", func() bool {
+	testwait.For(t, 2*time.Second, "the markers", func() bool {
 		for _, c := range conns {
 			for _, name := range names {
 				if !c.has(name + " " + channel + " m") {
@@ -152,10 +153,10 @@ func TestHubsOverRedis(t *testing.T) {
 	if !b1.has(`"u1"`) {
 		t.Fatalf("u2's roster misses u1: %v", b1.events())
 	}
-	waitFor(t, 2*time.Second, "member_added u2 on node 1", func() bool { return a1.has("member_added " + ch + ` {"user_id":"u2"}`) })
+	testwait.For(t, 2*time.Second, "member_added u2 on node 1", func() bool { return a1.has("member_added " + ch + ` {"user_id":"u2"}`) })
 	_, b2 := n2.join(t, app, ch, "u1") // u1's second socket, on the other node
 	_, a3 := n1.join(t, app, ch, "u3")
-	waitFor(t, 2*time.Second, "member_added u3 on node 2", func() bool { return b1.has(`member_added presence-room {"user_id":"u3"}`) })
+	testwait.For(t, 2*time.Second, "member_added u3 on node 2", func() bool { return b1.has(`member_added presence-room {"user_id":"u3"}`) })
 	// A member event for the joins above went out before join returned:
 	// to local sockets at once, and to Redis ahead of its node's marker.
 	markers(t, app, ch, []*clusterNode{n1, n2}, a1, b1)
@@ -170,7 +171,7 @@ func TestHubsOverRedis(t *testing.T) {
 	if err := n1.hub.Publish(ctx, app, hub.PublishRequest{Name: "e", Channels: []string{ch}, Data: "x", ExceptSocketID: b1c.SocketID()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "the event on node 2", func() bool { return b2.has("e " + ch + " x") })
+	testwait.For(t, 2*time.Second, "the event on node 2", func() bool { return b2.has("e " + ch + " x") })
 	if !a1.has("e "+ch+" x") || !a3.has("e "+ch+" x") {
 		t.Fatal("local delivery")
 	}
@@ -187,7 +188,7 @@ func TestHubsOverRedis(t *testing.T) {
 	// Node 1 dies with u1 (still on node 2) and u3 (only on node 1).
 	n1.node.stop()
 	n1.broker.Close()
-	waitFor(t, 3*time.Second, "member_removed u3", func() bool { return b1.has(`member_removed presence-room {"user_id":"u3"}`) })
+	testwait.For(t, 3*time.Second, "member_removed u3", func() bool { return b1.has(`member_removed presence-room {"user_id":"u3"}`) })
 	// Node 2's reaper is the only one left; stop waits for its loop, so
 	// whatever it was reporting has been sent to b1 (a local socket) by now.
 	n2.node.stop()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // A node in another process is killed with SIGKILL: the survivor removes
@@ -50,7 +52,7 @@ func TestKillNineProcess(t *testing.T) {
 	}
 	cmd.Wait()
 	killed := time.Now()
-	waitFor(t, 3*time.Second, "the reap", func() bool { return len(log.all()) > 0 })
+	testwait.For(t, 3*time.Second, "the reap", func() bool { return len(log.all()) > 0 })
 	t.Logf("child %s cleaned up %v after SIGKILL (lease %v)", child, time.Since(killed), o.Lease)
 	reps := log.all()
 	if len(reps) != 1 || reps[0].Node != child {

@@ -9,8 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // Node is this process's membership of the cluster: its id, its lease in
@@ -107,8 +108,8 @@ func (n *Node) Client() *redis.Client { return n.rdb }
 func (n *Node) Start() error {
 	n.beat()
 	n.wg.Add(2)
-	go n.heartbeatLoop()
-	go n.reapLoop()
+	go n.every(n.o.Heartbeat, n.beat)
+	go n.every(n.o.ReapInterval, n.reapIfHealthy)
 	if n.o.OnRejoin != nil {
 		n.wg.Add(1)
 		go n.rejoinLoop()
@@ -157,16 +158,18 @@ func (n *Node) opCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, n.o.OpTimeout)
 }
 
-func (n *Node) heartbeatLoop() {
+// every runs f each period until the node stops (one of the node's
+// goroutines: the caller has added it to n.wg).
+func (n *Node) every(period time.Duration, f func()) {
 	defer n.wg.Done()
-	t := time.NewTicker(n.o.Heartbeat)
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			n.beat()
+			f()
 		}
 	}
 }
@@ -259,22 +262,15 @@ func (n *Node) registerApp(ctx context.Context, node, appID string) error {
 	return nil
 }
 
-func (n *Node) reapLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.o.ReapInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-			n.healthMu.Lock()
-			wait := n.healthErr != nil || time.Now().Before(n.notBefore)
-			n.healthMu.Unlock()
-			if !wait {
-				n.reapOnce(n.ctx)
-			}
-		}
+// reapIfHealthy reaps dead nodes unless this node is itself cut off from
+// Redis or has just come back (the others, cut off too, may not have
+// renewed their leases yet).
+func (n *Node) reapIfHealthy() {
+	n.healthMu.Lock()
+	wait := n.healthErr != nil || time.Now().Before(n.notBefore)
+	n.healthMu.Unlock()
+	if !wait {
+		n.reapOnce(n.ctx)
 	}
 }
 

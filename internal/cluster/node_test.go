@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/cluster/statetest"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 type reapLog struct {
@@ -114,7 +115,7 @@ func TestReaperCleansUpDeadNode(t *testing.T) {
 		}
 		return m, n
 	}
-	waitFor(t, 3*time.Second, "the reap", func() bool { _, n := sum(); return n > 0 })
+	testwait.For(t, 3*time.Second, "the reap", func() bool { _, n := sum(); return n > 0 })
 	took := time.Since(killed)
 	// A second report could only come from a reap under way now (once the
 	// first is done, the dead node is neither listed nor holds any entry:
@@ -218,7 +219,7 @@ func TestNodeRejoin(t *testing.T) {
 		t.Fatal("same id after a lost lease")
 	}
 	// The report comes after the lease entry is gone: wait for the report.
-	waitFor(t, 3*time.Second, "the old id's reap", func() bool {
+	testwait.For(t, 3*time.Second, "the old id's reap", func() bool {
 		for _, r := range log.all() {
 			if r.Node == old {
 				return true
@@ -226,7 +227,7 @@ func TestNodeRejoin(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, 3*time.Second, "the old id's lease gone", func() bool {
+	testwait.For(t, 3*time.Second, "the old id's lease gone", func() bool {
 		_, err := n.Client().ZScore(ctx, n.k.nodes(), old).Result()
 		return err != nil
 	})

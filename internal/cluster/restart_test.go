@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // Redis goes away and comes back (empty) on the same port: calls fail
@@ -39,7 +40,7 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, x := range []*Broker{a, b} {
-		waitFor(t, 3*time.Second, "broker up", func() bool { return x.Healthy() == nil })
+		testwait.For(t, 3*time.Second, "broker up", func() bool { return x.Healthy() == nil })
 	}
 	if err := b.Interest(ctx, "app", "room", true); err != nil {
 		t.Fatal(err)
@@ -74,8 +75,8 @@ func TestRedisRestart(t *testing.T) {
 	} else {
 		t.Logf("3 failing calls took %v", took)
 	}
-	waitFor(t, 2*time.Second, "broker down", func() bool { return b.Healthy() != nil })
-	waitFor(t, 2*time.Second, "node down", func() bool { return n.Healthy() != nil })
+	testwait.For(t, 2*time.Second, "broker down", func() bool { return b.Healthy() != nil })
+	testwait.For(t, 2*time.Second, "node down", func() bool { return n.Healthy() != nil })
 	t.Logf("while down: node: %v; broker: %v", n.Healthy(), b.Healthy())
 	// Interest taken while Redis is away is kept for later.
 	ictx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -107,12 +108,12 @@ func TestRedisRestart(t *testing.T) {
 	if peak > g0+16+10 {
 		t.Fatalf("goroutines: %d before the calls, %d during", g0, peak)
 	}
-	waitFor(t, 2*time.Second, "callers to end", func() bool { return runtime.NumGoroutine() <= g0+3 })
+	testwait.For(t, 2*time.Second, "callers to end", func() bool { return runtime.NumGoroutine() <= g0+3 })
 
 	startRedis(t, port)
 	back := time.Now()
-	waitFor(t, 5*time.Second, "broker up again", func() bool { return b.Healthy() == nil && a.Healthy() == nil })
-	waitFor(t, 5*time.Second, "node up again", func() bool { return n.Healthy() == nil })
+	testwait.For(t, 5*time.Second, "broker up again", func() bool { return b.Healthy() == nil && a.Healthy() == nil })
+	testwait.For(t, 5*time.Second, "node up again", func() bool { return n.Healthy() == nil })
 	select {
 	case <-rejoined:
 	case <-time.After(3 * time.Second):
@@ -143,7 +144,7 @@ func TestRedisRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 3*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
+	testwait.For(t, 3*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
 	t.Logf("goroutines: %d before, %d after", before, runtime.NumGoroutine())
 }
 
@@ -171,11 +172,11 @@ func TestStartWithoutRedis(t *testing.T) {
 		t.Fatalf("took %v", took)
 	}
 	startRedis(t, port)
-	waitFor(t, 5*time.Second, "node up", func() bool { return n.Healthy() == nil && b.Healthy() == nil })
+	testwait.For(t, 5*time.Second, "node up", func() bool { return n.Healthy() == nil && b.Healthy() == nil })
 	if _, err := n.State().Subscribe(context.Background(), "a", "c", "1.1", nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
 	n.Close()
-	waitFor(t, 3*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
+	testwait.For(t, 3*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+2 })
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 var socketIDRe = regexp.MustCompile(`^\d+\.\d+$`)
@@ -251,18 +252,12 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testwait.Until(5*time.Second, func() bool {
 		fc.mu.Lock()
-		n := len(fc.frames)
-		fc.mu.Unlock()
-		if n >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no subscription_count from Run")
-		}
-		time.Sleep(time.Millisecond)
+		defer fc.mu.Unlock()
+		return len(fc.frames) >= 3
+	}) {
+		t.Fatal("no subscription_count from Run")
 	}
 	cancel()
 	if err := <-done; err != nil {

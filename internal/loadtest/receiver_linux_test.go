@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // receiverPair returns a receiver reading the client end of a loopback TCP
@@ -64,12 +66,8 @@ func eventFrame(seq uint64) []byte {
 
 func waitDeliveries(t *testing.T, c *client, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.sh.deliveries.Load() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d deliveries, want %d", c.sh.deliveries.Load(), want)
-		}
-		time.Sleep(time.Millisecond)
+	if !testwait.Until(5*time.Second, func() bool { return c.sh.deliveries.Load() >= want }) {
+		t.Fatalf("%d deliveries, want %d", c.sh.deliveries.Load(), want)
 	}
 }
 

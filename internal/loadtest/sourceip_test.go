@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 func TestSourcePoolSpreadsExplicitAddresses(t *testing.T) {
@@ -42,21 +44,17 @@ func TestSourcePoolSpreadsExplicitAddresses(t *testing.T) {
 	}
 	// Each dial returned once its connection was queued for Accept; wait
 	// until the accept loop has counted all nine.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	accepted := func() int {
 		mu.Lock()
+		defer mu.Unlock()
 		n := 0
 		for _, k := range seen {
 			n += k
 		}
-		mu.Unlock()
-		if n >= 9 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("accepted %d of 9 connections", n)
-		}
-		time.Sleep(time.Millisecond)
+		return n
+	}
+	if !testwait.Until(5*time.Second, func() bool { return accepted() >= 9 }) {
+		t.Fatalf("accepted %d of 9 connections", accepted())
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 	"github.com/herald-ws/herald/internal/transport"
 )
 
@@ -402,7 +403,7 @@ func TestAbuse(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
 			t.Fatalf("got %v, want close 1009", err)
 		}
-		waitFor(t, 5*time.Second, "the 1009 refusal to be counted", func() bool {
+		testwait.For(t, 5*time.Second, "the 1009 refusal to be counted", func() bool {
 			return ref.Count("app-id", transport.LimitMessageSize) == 1
 		})
 		slowest["oversized frame"] = w.probe(t, addr, 20)
@@ -531,12 +532,8 @@ func TestAbuse(t *testing.T) {
 			published++
 		}
 		// The watcher got every one of them.
-		deadline := time.Now().Add(10 * time.Second)
-		for w.busy.Load()-before != int64(published) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the watcher received %d of the %d busy events (err %v)", w.busy.Load()-before, published, w.err.Load())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !testwait.Until(10*time.Second, func() bool { return w.busy.Load()-before == int64(published) }) {
+			t.Fatalf("the watcher received %d of the %d busy events (err %v)", w.busy.Load()-before, published, w.err.Load())
 		}
 		// The silent client's socket ends; when a close frame made it
 		// through, it says 4100.

@@ -3,88 +3,27 @@ package server
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/herald-ws/herald/internal/acmetest"
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/testwait"
 )
-
-// acmeFakeCA is an ACME directory on 127.0.0.1 that refuses everything
-// and counts requests: the tests below must never reach a CA, and a bug
-// that tries fails at once instead of hanging on the internet.
-func acmeFakeCA(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		hits.Add(1)
-		http.Error(w, "test CA refuses", http.StatusForbidden)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/directory", &hits
-}
-
-// acmeCacheCert writes a self-signed ECDSA certificate for domain under
-// key in autocert's DirCache format: the PEM private key, then the chain.
-func acmeCacheCert(t *testing.T, dir, key, domain string) *x509.Certificate {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: domain},
-		DNSNames:              []string{domain},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(90 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	if err := os.WriteFile(filepath.Join(dir, key), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
 
 func TestACMEServesCachedCertificateWithoutNetwork(t *testing.T) {
 	const domain = "ws.herald.test"
-	caURL, hits := acmeFakeCA(t)
+	caURL, hits := acmetest.FakeCA(t)
 	dir := t.TempDir()
-	cert := acmeCacheCert(t, dir, domain, domain)
+	cert := acmetest.CacheCert(t, dir, domain, domain)
 	addr, stop := startServer(t, func(c *config.Config) {
 		c.ACMEDomains = []string{domain}
 		c.ACMECacheDir = dir
@@ -135,7 +74,7 @@ func TestACMEServesCachedCertificateWithoutNetwork(t *testing.T) {
 
 	// TLS-ALPN-01: a CA's handshake (ALPN acme-tls/1 alone) gets the token
 	// certificate and acme-tls/1 is negotiated through the engine's TLS.
-	tok := acmeCacheCert(t, dir, domain+"+token", domain)
+	tok := acmetest.CacheCert(t, dir, domain+"+token", domain)
 	tc, err := tls.Dial("tcp", addr, &tls.Config{ServerName: domain, InsecureSkipVerify: true, NextProtos: []string{"acme-tls/1"}})
 	if err != nil {
 		t.Fatalf("acme-tls/1 handshake: %v", err)
@@ -156,9 +95,9 @@ func TestACMEServesCachedCertificateWithoutNetwork(t *testing.T) {
 
 func TestACMEHTTPChallengeListener(t *testing.T) {
 	const domain = "ws.herald.test"
-	caURL, hits := acmeFakeCA(t)
+	caURL, hits := acmetest.FakeCA(t)
 	dir := t.TempDir()
-	acmeCacheCert(t, dir, domain, domain)
+	acmetest.CacheCert(t, dir, domain, domain)
 	before := runtime.NumGoroutine()
 	cfg := config.Default()
 	cfg.Host, cfg.Port, cfg.ShutdownTimeout = "127.0.0.1", 0, 2*time.Second
@@ -238,14 +177,7 @@ func TestACMEHTTPChallengeListener(t *testing.T) {
 	// Every goroutine the node started (the HTTP-01 listener's included)
 	// is gone.
 	client.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	testwait.Goroutines(t, 5*time.Second, before)
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the CA was asked %d times", n)
 	}

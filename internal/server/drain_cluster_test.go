@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // TestDrainMovesClientsToTheOtherNode: two nodes share Redis; clients on
@@ -129,14 +130,17 @@ func TestDrainMovesClientsToTheOtherNode(t *testing.T) {
 	// The backend publishes to B, one event after the other.
 	stopPub := make(chan struct{})
 	pubDone := make(chan int)
+	var published atomic.Int64
 	go func() {
 		n := 0
 		defer func() { pubDone <- n }()
+		pace := time.NewTicker(2 * time.Millisecond)
+		defer pace.Stop()
 		for {
 			select {
 			case <-stopPub:
 				return
-			default:
+			case <-pace.C:
 			}
 			// Not trigger: t.Fatal belongs to the test's goroutine.
 			body := `{"name":"seq","channel":"news","data":"` + strconv.Itoa(n) + `"}`
@@ -145,14 +149,17 @@ func TestDrainMovesClientsToTheOtherNode(t *testing.T) {
 				return
 			}
 			n++
-			time.Sleep(2 * time.Millisecond)
+			published.Store(int64(n))
 		}
 	}()
-	time.Sleep(200 * time.Millisecond) // some events before the drain
+	// Some events before the drain, and some after every client moved.
+	const some = 50
+	testwait.For(t, 20*time.Second, "events before the drain", func() bool { return published.Load() >= some })
 	errA := make(chan error, 1)
 	go func() { errA <- stopA() }()
-	waitFor(t, 20*time.Second, "every client to move to B", func() bool { return moved.Load() == clients })
-	time.Sleep(200 * time.Millisecond) // some events after the move
+	testwait.For(t, 20*time.Second, "every client to move to B", func() bool { return moved.Load() == clients })
+	afterMove := published.Load()
+	testwait.For(t, 20*time.Second, "events after the move", func() bool { return published.Load() >= afterMove+some })
 	close(stopPub)
 	last := <-pubDone - 1
 	trigger(t, addrB, "news", "end", "")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // TestDrainSpreadsClosesOverTheWindow: on SIGTERM 2,000 connected clients
@@ -68,7 +69,7 @@ func TestDrainSpreadsClosesOverTheWindow(t *testing.T) {
 	go func() { errc <- stop() }()
 
 	// While the drain runs: not ready, and a new client is turned away.
-	waitFor(t, 5*time.Second, "/ready to turn 503", func() bool {
+	testwait.For(t, 5*time.Second, "/ready to turn 503", func() bool {
 		resp, err := http.Get("http://" + addr + "/ready")
 		if err != nil {
 			return false
@@ -128,17 +129,5 @@ func TestDrainSpreadsClosesOverTheWindow(t *testing.T) {
 	}
 	if total > timeout+5*time.Second {
 		t.Fatalf("Run took %v for a %v shutdown_timeout", total, timeout)
-	}
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

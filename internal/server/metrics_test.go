@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // scrape reads a /metrics page into series → value, the series written as
@@ -70,17 +71,11 @@ func series(name string, labels ...string) string {
 // last value seen.
 func waitMetric(t *testing.T, url, s string, want float64) map[string]float64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m := scrape(t, url)
-		if m[s] == want {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v", s, m[s], want)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var m map[string]float64
+	if !testwait.Until(10*time.Second, func() bool { m = scrape(t, url); return m[s] == want }) {
+		t.Fatalf("%s = %v, want %v", s, m[s], want)
 	}
+	return m
 }
 
 // wsSend writes a message and returns its length (bytes in).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // TestSecretsNeverLeak runs a node whose app secret, admin token and Redis
@@ -130,7 +131,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		seen.WriteString(r.App + r.Limit)
 	}
 
-	waitFor(t, 10*time.Second, "the Redis failure to be logged", func() bool {
+	testwait.For(t, 10*time.Second, "the Redis failure to be logged", func() bool {
 		return strings.Contains(logs.String(), "127.0.0.1:1")
 	})
 	out := logs.String() + seen.String()

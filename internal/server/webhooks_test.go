@@ -18,6 +18,7 @@ import (
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // A channel occupied then vacated through the real stack reaches a webhook
@@ -63,16 +64,11 @@ func TestWebhooksThroughTheWholeStack(t *testing.T) {
 	readUntil(t, c, protocol.EventSubscriptionSucceeded)
 	c.Close()
 	// Shutdown flushes what is pending.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.Until(5*time.Second, func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= 2 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) >= 2
+	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,73 +1,18 @@
 package transport
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/acmetest"
+	"github.com/herald-ws/herald/internal/testwait"
 )
-
-// fakeCA is an ACME directory on 127.0.0.1 that refuses everything and
-// counts the requests, so that a test sees any attempt to reach a CA and
-// such an attempt fails at once instead of hanging on the internet.
-func fakeCA(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		hits.Add(1)
-		http.Error(w, `{"type":"urn:ietf:params:acme:error:unauthorized","detail":"test CA refuses"}`, http.StatusForbidden)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/directory", &hits
-}
-
-// cacheCert writes a self-signed ECDSA certificate for domain into dir in
-// autocert's DirCache format (file named by the cache key: the PEM private
-// key followed by the certificate chain) and returns its DER.
-func cacheCert(t *testing.T, dir, key, domain string) []byte {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: domain},
-		DNSNames:     []string{domain},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(90 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	if err := os.WriteFile(filepath.Join(dir, key), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
 
 func modernHello(name string, protos ...string) *tls.ClientHelloInfo {
 	return &tls.ClientHelloInfo{
@@ -118,7 +63,7 @@ func TestACMETLSConfig(t *testing.T) {
 }
 
 func TestACMERefusesOtherHostsWithoutAskingTheCA(t *testing.T) {
-	url, hits := fakeCA(t)
+	url, hits := acmetest.FakeCA(t)
 	a := newTestACME(t, t.TempDir(), url)
 	for _, name := range []string{"evil.example.com", "", "herald.test", "ws.herald.test.evil.com"} {
 		start := time.Now()
@@ -139,9 +84,9 @@ func TestACMERefusesOtherHostsWithoutAskingTheCA(t *testing.T) {
 }
 
 func TestACMEServesTheCachedCertificate(t *testing.T) {
-	url, hits := fakeCA(t)
+	url, hits := acmetest.FakeCA(t)
 	dir := t.TempDir()
-	der := cacheCert(t, dir, "ws.herald.test", "ws.herald.test")
+	der := acmetest.CacheCert(t, dir, "ws.herald.test", "ws.herald.test").Raw
 	a := newTestACME(t, dir, url)
 	for _, name := range []string{"ws.herald.test", "WS.herald.test."} {
 		c, err := a.GetCertificate(modernHello(name, "http/1.1"))
@@ -153,7 +98,7 @@ func TestACMEServesTheCachedCertificate(t *testing.T) {
 		}
 	}
 	// The TLS-ALPN-01 token certificate, when the cache holds one.
-	tok := cacheCert(t, dir, "ws.herald.test+token", "ws.herald.test")
+	tok := acmetest.CacheCert(t, dir, "ws.herald.test+token", "ws.herald.test").Raw
 	c, err := a.GetCertificate(modernHello("ws.herald.test", ACMETLSProto))
 	if err != nil || !slices.Equal(c.Certificate[0], tok) {
 		t.Errorf("token certificate: err %v", err)
@@ -164,7 +109,7 @@ func TestACMEServesTheCachedCertificate(t *testing.T) {
 }
 
 func TestACMEMissingCertificateIsRefusedAndRetriedLater(t *testing.T) {
-	url, hits := fakeCA(t)
+	url, hits := acmetest.FakeCA(t)
 	before := runtime.NumGoroutine()
 	a, err := NewACME(ACMEConfig{Domains: []string{"ws.herald.test"}, CacheDir: t.TempDir(), DirectoryURL: url, HandshakeWait: 10 * time.Second, RetryAfter: time.Hour})
 	if err != nil {
@@ -173,7 +118,7 @@ func TestACMEMissingCertificateIsRefusedAndRetriedLater(t *testing.T) {
 	defer func() {
 		// Close leaves nothing behind: no fetch, no connection to the CA.
 		a.Close()
-		waitGoroutines(t, before)
+		testwait.Goroutines(t, 5*time.Second, before)
 	}()
 	if _, err := a.GetCertificate(modernHello("ws.herald.test")); err == nil {
 		t.Fatal("got a certificate from a CA that refuses everything")
@@ -229,7 +174,7 @@ func TestACMEHandshakeDoesNotWaitForTheCA(t *testing.T) {
 }
 
 func TestACMEHTTPHandlerAnswersLocally(t *testing.T) {
-	url, hits := fakeCA(t)
+	url, hits := acmetest.FakeCA(t)
 	a := newTestACME(t, t.TempDir(), url)
 	fallback := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
 	h := a.HTTPHandler(fallback)
@@ -250,18 +195,5 @@ func TestACMEHTTPHandlerAnswersLocally(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the CA was asked %d times", n)
-	}
-}
-
-// waitGoroutines fails unless the goroutine count comes back to before.
-func waitGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // countRefusals records Refused calls.
@@ -138,20 +140,15 @@ func TestTLSReloadKeepsLiveConnections(t *testing.T) {
 	_ = c2.Close()
 
 	poolB := writeCertPair(t, certFile, keyFile, 2)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := dialTLS(poolB)
-		if err == nil {
-			serial := c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
-			_ = c.Close()
-			if serial == 2 {
-				break
-			}
+	if !testwait.Until(10*time.Second, func() bool {
+		var c *tls.Conn
+		if c, err = dialTLS(poolB); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("new certificate never served (last error %v)", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64() == 2
+	}) {
+		t.Fatalf("new certificate never served (last error %v)", err)
 	}
 	if r.Certificate().Leaf.SerialNumber.Int64() != 2 {
 		t.Fatal("Certificate() is not the reloaded one")

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // BenchmarkIdleConnectionMemory measures what an idle upgraded connection
@@ -79,22 +81,20 @@ func measureIdleConns(b testing.TB, n int) perConn {
 		b.Fatal("client process failed")
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for s.Connections() < n {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d connections registered", s.Connections(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testwait.Until(30*time.Second, func() bool { return s.Connections() >= n }) {
+		b.Fatalf("%d of %d connections registered", s.Connections(), n)
 	}
 	// The last handshakes' jobs may still run: wait until the goroutine
-	// count settles rather than for a fixed time.
-	for prev, stable := -1, 0; stable < 5; time.Sleep(20 * time.Millisecond) {
+	// count has been the same for five looks in a row.
+	prev, stable := -1, 0
+	testwait.Until(10*time.Second, func() bool {
 		if g := runtime.NumGoroutine(); g == prev {
 			stable++
 		} else {
 			prev, stable = g, 0
 		}
-	}
+		return stable >= 5
+	})
 	after := memSnapshot()
 	if f := os.Getenv("HERALD_MEMTEST_PROFILE"); f != "" {
 		if w, err := os.Create(f); err == nil {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // recMetrics records the transport's Metrics calls per app.
@@ -32,19 +34,15 @@ func (m *recMetrics) add(s string) {
 // waitFor waits until the recorded events (sorted) are want.
 func (m *recMetrics) waitFor(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var got []string
+	if !testwait.Until(10*time.Second, func() bool {
 		m.mu.Lock()
-		got := append([]string(nil), m.events...)
+		got = append([]string(nil), m.events...)
 		m.mu.Unlock()
 		sort.Strings(got)
-		if fmt.Sprint(got) == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics events %v, want %s", got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return fmt.Sprint(got) == want
+	}) {
+		t.Fatalf("metrics events %v, want %s", got, want)
 	}
 }
 
@@ -78,19 +76,16 @@ func (a recApp) DeliveryLatency(d time.Duration) {
 // least until (the marker), or fails after a deadline.
 func (m *recMetrics) latencies(t *testing.T, app string, until time.Duration) []time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var got []time.Duration
+	if !testwait.Until(10*time.Second, func() bool {
 		m.mu.Lock()
-		got := append([]time.Duration(nil), m.lat[app]...)
+		got = append([]time.Duration(nil), m.lat[app]...)
 		m.mu.Unlock()
-		if len(got) > 0 && got[len(got)-1] >= until {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delivery latencies %v, want a last one >= %v", got, until)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return len(got) > 0 && got[len(got)-1] >= until
+	}) {
+		t.Fatalf("delivery latencies %v, want a last one >= %v", got, until)
 	}
+	return got
 }
 
 // TestDeliveryLatencyPerWrite checks that a stamped frame is measured once,

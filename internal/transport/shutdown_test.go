@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 func TestShutdown(t *testing.T) {
@@ -59,14 +61,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("still accepting after Shutdown")
 	}
 	// Every goroutine the server started is gone.
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	testwait.Goroutines(t, 3*time.Second, before)
 }
 
 func TestShutdownDeadline(t *testing.T) {
@@ -132,14 +127,14 @@ func TestShutdownFinishesHTTPInFlight(t *testing.T) {
 		stopped <- s.Shutdown(ctx)
 	}()
 	// Wait until the listener is closed: Shutdown is under way.
-	for {
+	testwait.For(t, 10*time.Second, "the listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			break
+			return true
 		}
 		_ = c.Close()
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	select {
 	case err := <-stopped:
 		t.Fatalf("Shutdown returned (%v) with a request in flight", err)

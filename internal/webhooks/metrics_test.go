@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // Sent, retried, failed and dropped webhooks and the delivery latency, per
@@ -40,7 +41,7 @@ func TestMetrics(t *testing.T) {
 	d.ChannelOccupied("1", "b")
 	d.ChannelVacated("1", "c")
 	clock.Store(3000) // delivered 3 s after the events, whatever the real time
-	waitFor(t, func() bool { st := d.Stats(); return st.Sent == 1 && st.Failed == 1 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { st := d.Stats(); return st.Sent == 1 && st.Failed == 1 })
 
 	const want = `
 # HELP herald_webhook_events_total Webhook events by app and result: sent, failed (their batch was given up) or dropped (refused by a queue bound or at shutdown).
@@ -157,7 +158,7 @@ func TestTargetOverrides(t *testing.T) {
 	}
 	// Cut at 200 ms and retried, well before the dispatcher's minute.
 	hangs.waitEvents(1, 5*time.Second)
-	waitFor(t, func() bool { return d.Stats().Failed == 1 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return d.Stats().Failed == 1 })
 	if n := len(broken.requests()); n < 2 {
 		t.Errorf("%d attempts before giving up, want retries first", n)
 	}

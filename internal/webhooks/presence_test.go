@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // A leave and a rejoin (or a join and a leave) within the delay cause no
@@ -62,7 +63,7 @@ func TestPresenceHeldFlushedAtClose(t *testing.T) {
 	d := start(t, Options{Apps: store(t, testApp(apps.Webhook{URL: rc.srv.URL, EventTypes: allTypes})),
 		PresenceDelay: time.Hour})
 	d.MemberAdded("1", "presence-a", "u")
-	waitFor(t, func() bool { return len(d.intake) == 0 }) // in the batcher's hands
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return len(d.intake) == 0 }) // in the batcher's hands
 	if err := d.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestPresenceHoldBound(t *testing.T) {
 		PresenceDelay: time.Hour, QueueSize: 3})
 	for _, u := range []string{"a", "b", "c", "d", "e"} {
 		d.MemberAdded("1", "presence-a", u)
-		waitFor(t, func() bool { return len(d.intake) == 0 })
+		testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return len(d.intake) == 0 })
 	}
 	evs := rc.waitEvents(2, 5*time.Second)
 	if len(evs) != 2 || evs[0]["user_id"] != "d" || evs[1]["user_id"] != "e" {

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-ws/herald/internal/apps"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // redisQueue returns a RedisQueue on the local Redis under a prefix of its
@@ -170,5 +172,5 @@ func TestRedisPendingSurvivesRestart(t *testing.T) {
 	if len(ids) != 1 {
 		t.Errorf("%d batch ids, want 1", len(ids))
 	}
-	waitFor(t, func() bool { n, _ := q2.Len(ctx); return n == 0 && second.Stats().Sent == 1 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { n, _ := q2.Len(ctx); return n == 0 && second.Stats().Sent == 1 })
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // The §8.1 vector: the body we build for it, and its signature.
@@ -86,7 +88,7 @@ func TestEveryEventType(t *testing.T) {
 	if !strings.Contains(string(reqs[0].body), `"data":"{\"name\":\"Ada\"}"`) {
 		t.Errorf("body %s", reqs[0].body)
 	}
-	waitFor(t, func() bool {
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool {
 		st := d.Stats()
 		return st.Sent == 1 && st.SentEvents == 9 && st.Apps["1"].SentEvents == 9
 	})
@@ -210,11 +212,20 @@ func TestOutageRetriedUntilRecovery(t *testing.T) {
 	})
 	d := start(t, Options{Apps: store(t, testApp(apps.Webhook{URL: rc.srv.URL, EventTypes: allTypes})),
 		RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	// Six groups of ten events, each sent once the previous group's batch
+	// has been tried, so that several batches meet the outage.
+	batches := func() int {
+		ids := map[string]bool{}
+		for _, r := range rc.requests() {
+			ids[r.header.Get("X-Herald-Batch-Id")] = true
+		}
+		return len(ids)
+	}
 	const n = 60
 	for i := range n {
 		d.SubscriptionCount("1", "c", i)
-		if i%10 == 9 {
-			time.Sleep(150 * time.Millisecond)
+		if g := i/10 + 1; i%10 == 9 && g < n/10 {
+			testwait.For(t, 10*time.Second, "the batch of group "+strconv.Itoa(g), func() bool { return batches() >= g })
 		}
 	}
 	rc.waitEvents(n, 10*time.Second)
@@ -248,7 +259,7 @@ func TestOutageRetriedUntilRecovery(t *testing.T) {
 	if len(seen) != n {
 		t.Errorf("%d distinct events, want %d", len(seen), n)
 	}
-	waitFor(t, func() bool { return d.Stats().SentEvents == n })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return d.Stats().SentEvents == n })
 	if st := d.Stats(); st.Retried == 0 || st.Failed != 0 || st.Dropped != 0 {
 		t.Errorf("stats %+v", st)
 	}
@@ -264,7 +275,7 @@ func TestClientErrorNotRetried(t *testing.T) {
 			}
 		}})
 	d.ChannelOccupied("1", "c")
-	waitFor(t, func() bool { return d.Stats().Failed == 1 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return d.Stats().Failed == 1 })
 	waitSettled(t, d) // the batch left the queue: it cannot be retried
 	if n := len(rc.requests()); n != 1 {
 		t.Errorf("%d requests, want 1", n)
@@ -285,7 +296,7 @@ func TestTooManyRequestsRetried(t *testing.T) {
 	d := start(t, Options{Apps: store(t, testApp(apps.Webhook{URL: rc.srv.URL, EventTypes: allTypes}))})
 	d.ChannelOccupied("1", "c")
 	rc.waitEvents(1, 5*time.Second)
-	waitFor(t, func() bool { return d.Stats().Sent == 1 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return d.Stats().Sent == 1 })
 	if st := d.Stats(); st.Retried != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -296,7 +307,7 @@ func TestGivesUpAfterRetryFor(t *testing.T) {
 	d := start(t, Options{Apps: store(t, testApp(apps.Webhook{URL: rc.srv.URL, EventTypes: allTypes})),
 		RetryFor: 400 * time.Millisecond})
 	d.ChannelOccupied("1", "c")
-	waitFor(t, func() bool { return d.Stats().Failed == 1 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return d.Stats().Failed == 1 })
 	if n := len(rc.requests()); n < 2 {
 		t.Errorf("%d attempts, want retries first", n)
 	}
@@ -368,7 +379,7 @@ func TestDeliveryQueueBoundDrops(t *testing.T) {
 	for i := range 10 {
 		d.SubscriptionCount("1", "c", i)
 	}
-	waitFor(t, func() bool { return d.Stats().Dropped == 8 })
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool { return d.Stats().Dropped == 8 })
 	close(release)
 	rc.waitEvents(2, 5*time.Second)
 }
@@ -447,7 +458,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= before })
+	testwait.Goroutines(t, 10*time.Second, before)
 }
 
 // Observer calls stay fast while the receiver hangs and the queues fill.
@@ -540,21 +551,10 @@ func TestRedact(t *testing.T) {
 // marker sent after everything else has arrived.
 func waitSettled(t *testing.T, d *Dispatcher) {
 	t.Helper()
-	waitFor(t, func() bool {
+	testwait.For(t, 10*time.Second, "the dispatcher's state", func() bool {
 		n, err := d.queue.Len(context.Background())
 		return err == nil && n == 0 && len(d.intake) == 0
 	})
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func BenchmarkObserver(b *testing.B) {
