@@ -8,9 +8,15 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// pusherHandshake opens a WebSocket to base (host:port) for app key and
-// checks that Herald answers pusher:connection_established.
+// pusherHandshake opens a WebSocket to hostport for app key, checks that
+// Herald answers pusher:connection_established, and closes it.
 func pusherHandshake(t *testing.T, hostport, key string) {
+	t.Helper()
+	pusherConnect(t, hostport, key).Close()
+}
+
+// pusherConnect is pusherHandshake leaving the connection open.
+func pusherConnect(t *testing.T, hostport, key string) *websocket.Conn {
 	t.Helper()
 	url := "ws://" + hostport + "/app/" + key + "?protocol=7&client=js&version=8.6.0&flash=false"
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
@@ -22,7 +28,6 @@ func pusherHandshake(t *testing.T, hostport, key string) {
 		}
 		t.Fatalf("WebSocket handshake with %s: %v (status %d)", url, err, status)
 	}
-	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, msg, err := c.ReadMessage()
 	if err != nil {
@@ -33,6 +38,9 @@ func pusherHandshake(t *testing.T, hostport, key string) {
 		Data  string `json:"data"`
 	}
 	if err := json.Unmarshal(msg, &ev); err != nil || ev.Event != "pusher:connection_established" {
+		c.Close()
 		t.Fatalf("first message from %s is %s, want pusher:connection_established", url, msg)
 	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c
 }
