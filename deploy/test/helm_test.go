@@ -247,8 +247,8 @@ func TestChartRendersValidObjects(t *testing.T) {
 		{"full", readValues(t, fullValues)},
 		{"existing secret, no autoscaling", map[string]any{
 			"existingSecret": "my-herald", "redis": map[string]any{"deploy": false},
-			"autoscaling":    map[string]any{"enabled": false}, "podDisruptionBudget": map[string]any{"enabled": false},
-			"resources":      map[string]any{"limits": nil},
+			"autoscaling": map[string]any{"enabled": false}, "podDisruptionBudget": map[string]any{"enabled": false},
+			"resources": map[string]any{"limits": nil},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
