@@ -110,7 +110,7 @@ func TestContainerImage(t *testing.T) {
 		for _, e := range env[len(cfg.Env):] {
 			args = append(args, "-e", e)
 		}
-		p := startProcess(t, nil, podman, append(args, tag)...)
+		p := startProcess(t, os.Environ(), podman, append(args, tag)...)
 		t.Cleanup(func() { _ = exec.Command(podman, "stop", "-t", "15", name).Run() })
 		waitHTTP(t, p, "http://"+hostport+"/up")
 		version = func() string { return runCmd(t, time.Minute, podman, "run", "--rm", tag, "version") }
