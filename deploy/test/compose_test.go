@@ -117,17 +117,18 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	// One node's environment, with Redis and the port local to the test.
-	port := freePort(t)
-	var run []string
-	for k, v := range cf.Services["herald-1"].Environment {
-		switch k {
-		case "HERALD_REDIS_URL":
-			v = "redis://127.0.0.1:6379/0"
+	var port int
+	startServing(t, func() ([]string, string, []string, string) {
+		port = freePort(t)
+		var run []string
+		for k, v := range cf.Services["herald-1"].Environment {
+			if k == "HERALD_REDIS_URL" {
+				v = "redis://127.0.0.1:6379/0"
+			}
+			run = append(run, k+"="+v)
 		}
-		run = append(run, k+"="+v)
-	}
-	run = append(run, "HERALD_HOST=127.0.0.1", fmt.Sprintf("HERALD_PORT=%d", port), "HERALD_REDIS_PREFIX=herald-deploytest-"+randHex(4)+":")
-	p := startProcess(t, run, heraldBin)
-	waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/ready", port))
+		run = append(run, "HERALD_HOST=127.0.0.1", fmt.Sprintf("HERALD_PORT=%d", port), "HERALD_REDIS_PREFIX=herald-deploytest-"+randHex(4)+":")
+		return run, heraldBin, nil, fmt.Sprintf("http://127.0.0.1:%d/ready", port)
+	})
 	pusherHandshake(t, fmt.Sprintf("127.0.0.1:%d", port), env["PUSHER_APP_KEY"])
 }

@@ -94,9 +94,13 @@ func TestContainerImage(t *testing.T) {
 		t.Errorf("label org.opencontainers.image.version = %q, want %q", got, testVersion)
 	}
 
-	port := freePort(t)
-	env := append(slices.Clone(cfg.Env), "HERALD_HOST=127.0.0.1", "HERALD_PORT="+strconv.Itoa(port))
-	hostport := "127.0.0.1:" + strconv.Itoa(port)
+	var env []string
+	var hostport string
+	newPort := func() {
+		port := strconv.Itoa(freePort(t))
+		env = append(slices.Clone(cfg.Env), "HERALD_HOST=127.0.0.1", "HERALD_PORT="+port)
+		hostport = "127.0.0.1:" + port
+	}
 
 	// herald runs as `podman run` when the machine allows containers.
 	var version func() string
@@ -107,12 +111,16 @@ func TestContainerImage(t *testing.T) {
 		t.Logf("running the image with podman run --network host")
 		name := "herald-deploytest-" + randHex(4)
 		args := []string{"run", "--rm", "--name", name, "--network", "host"}
-		for _, e := range env[len(cfg.Env):] {
-			args = append(args, "-e", e)
-		}
-		p := startProcess(t, os.Environ(), podman, append(args, tag)...)
 		t.Cleanup(func() { _ = exec.Command(podman, "stop", "-t", "15", name).Run() })
-		waitHTTP(t, p, "http://"+hostport+"/up")
+		startServing(t, func() ([]string, string, []string, string) {
+			_ = exec.Command(podman, "rm", "-f", name).Run()
+			newPort()
+			a := slices.Clone(args)
+			for _, e := range env[len(cfg.Env):] {
+				a = append(a, "-e", e)
+			}
+			return os.Environ(), podman, append(a, tag), "http://" + hostport + "/up"
+		})
 		version = func() string { return runCmd(t, time.Minute, podman, "run", "--rm", tag, "version") }
 		healthCheck = func(url string) (string, error) {
 			out, err := exec.Command(podman, "exec", name, "/herald", "health", "--url", url).CombinedOutput()
@@ -130,8 +138,10 @@ func TestContainerImage(t *testing.T) {
 		if !bytes.Equal(extracted, built) {
 			t.Fatalf("/herald in the image differs from the binary put there")
 		}
-		p := startProcess(t, env, bin)
-		waitHTTP(t, p, "http://"+hostport+"/up")
+		startServing(t, func() ([]string, string, []string, string) {
+			newPort()
+			return env, bin, nil, "http://" + hostport + "/up"
+		})
 		version = func() string { return runCmd(t, time.Minute, bin, "version") }
 		healthCheck = func(url string) (string, error) {
 			c := exec.Command(bin, "health", "--url", url)

@@ -490,52 +490,60 @@ func checkRender(t *testing.T, r *rendered, vals common.Values, envNames map[str
 // say they are.
 func TestChartRunsTheBinary(t *testing.T) {
 	ch := loadChart(t)
-	port, metricsPort := freePort(t), freePort(t)
-	vals := readValues(t, fullValues)
-	vals["port"] = port
-	vals["metrics"].(map[string]any)["port"] = metricsPort
-	vals["redis"] = map[string]any{"url": "redis://127.0.0.1:6379/0"}
-	vals["config"].(map[string]any)["redis_prefix"] = "herald-deploytest-" + randHex(4) + ":"
-	r := decode(t, renderChart(t, ch, vals))
-	dep := r.deployments[releaseName]
-	c := dep.Spec.Template.Spec.Containers[0]
-
-	dir := t.TempDir()
-	var env []string
-	for _, ef := range c.EnvFrom {
-		for _, k := range slices.Sorted(maps.Keys(r.configMaps[ef.ConfigMapRef.Name].Data)) {
-			env = append(env, k+"="+r.configMaps[ef.ConfigMapRef.Name].Data[k])
-		}
-	}
-	for _, e := range c.Env {
-		v := e.Value
-		switch {
-		case e.ValueFrom == nil:
-		case e.ValueFrom.SecretKeyRef != nil:
-			v = r.secrets[e.ValueFrom.SecretKeyRef.Name].StringData[e.ValueFrom.SecretKeyRef.Key]
-		case e.ValueFrom.ResourceFieldRef != nil:
-			ref := e.ValueFrom.ResourceFieldRef
-			q := c.Resources.Limits[corev1.ResourceName(strings.TrimPrefix(ref.Resource, "limits."))]
-			div := ref.Divisor
-			if div.IsZero() {
-				div = resource.MustParse("1")
-			}
-			v = strconv.FormatInt(q.Value()/div.Value(), 10)
-		default:
-			t.Fatalf("env %s: unsupported source", e.Name)
-		}
-		if e.Name == "HERALD_CONFIG" {
-			// The Secret's herald.yaml, where the volume would mount it.
-			vol := dep.Spec.Template.Spec.Volumes[0]
-			mustWrite(t, filepath.Join(dir, "herald.yaml"), r.secrets[vol.Secret.SecretName].StringData["herald.yaml"])
-			v = filepath.Join(dir, "herald.yaml")
-		}
-		env = append(env, e.Name+"="+v)
-	}
-	t.Logf("env: %q", env)
-	p := startProcess(t, env, heraldBin, c.Args...)
+	var (
+		r    *rendered
+		dep  *appsv1.Deployment
+		c    corev1.Container
+		port int
+	)
 	host := "127.0.0.1"
-	waitHTTP(t, p, fmt.Sprintf("http://%s:%d/up", host, port))
+	p := startServing(t, func() ([]string, string, []string, string) {
+		port = freePort(t)
+		metricsPort := freePort(t)
+		vals := readValues(t, fullValues)
+		vals["port"] = port
+		vals["metrics"].(map[string]any)["port"] = metricsPort
+		vals["redis"] = map[string]any{"url": "redis://127.0.0.1:6379/0"}
+		vals["config"].(map[string]any)["redis_prefix"] = "herald-deploytest-" + randHex(4) + ":"
+		r = decode(t, renderChart(t, ch, vals))
+		dep = r.deployments[releaseName]
+		c = dep.Spec.Template.Spec.Containers[0]
+
+		dir := t.TempDir()
+		var env []string
+		for _, ef := range c.EnvFrom {
+			for _, k := range slices.Sorted(maps.Keys(r.configMaps[ef.ConfigMapRef.Name].Data)) {
+				env = append(env, k+"="+r.configMaps[ef.ConfigMapRef.Name].Data[k])
+			}
+		}
+		for _, e := range c.Env {
+			v := e.Value
+			switch {
+			case e.ValueFrom == nil:
+			case e.ValueFrom.SecretKeyRef != nil:
+				v = r.secrets[e.ValueFrom.SecretKeyRef.Name].StringData[e.ValueFrom.SecretKeyRef.Key]
+			case e.ValueFrom.ResourceFieldRef != nil:
+				ref := e.ValueFrom.ResourceFieldRef
+				q := c.Resources.Limits[corev1.ResourceName(strings.TrimPrefix(ref.Resource, "limits."))]
+				div := ref.Divisor
+				if div.IsZero() {
+					div = resource.MustParse("1")
+				}
+				v = strconv.FormatInt(q.Value()/div.Value(), 10)
+			default:
+				t.Fatalf("env %s: unsupported source", e.Name)
+			}
+			if e.Name == "HERALD_CONFIG" {
+				// The Secret's herald.yaml, where the volume would mount it.
+				vol := dep.Spec.Template.Spec.Volumes[0]
+				mustWrite(t, filepath.Join(dir, "herald.yaml"), r.secrets[vol.Secret.SecretName].StringData["herald.yaml"])
+				v = filepath.Join(dir, "herald.yaml")
+			}
+			env = append(env, e.Name+"="+v)
+		}
+		t.Logf("env: %q", env)
+		return env, heraldBin, c.Args, fmt.Sprintf("http://%s:%d/up", host, port)
+	})
 	portOf := func(ps intstr.IntOrString) int32 {
 		for _, cp := range c.Ports {
 			if cp.Name == ps.StrVal {

@@ -141,17 +141,45 @@ func startProcess(t *testing.T, env []string, bin string, args ...string) *proce
 	return p
 }
 
+// startServing starts what attempt returns (bin, args, env, and the URL
+// that answers 200 once it serves) and waits for it. The ports come from
+// freePort, so another process on the machine may take one first: on
+// "address already in use" it asks attempt again (for new ports), up to
+// three times.
+func startServing(t *testing.T, attempt func() (env []string, bin string, args []string, url string)) *process {
+	t.Helper()
+	for i := 0; ; i++ {
+		env, bin, args, url := attempt()
+		p := startProcess(t, env, bin, args...)
+		err := pollHTTP(p, url)
+		if err == nil {
+			return p
+		}
+		if i < 2 && strings.Contains(p.out.String(), "address already in use") {
+			t.Logf("a port was taken before %s bound it; again with new ports", bin)
+			continue
+		}
+		t.Fatalf("%v; output:\n%s", err, p.out.String())
+	}
+}
+
 // waitHTTP polls url until it answers 200 or the process exits or 15 s
 // pass.
 func waitHTTP(t *testing.T, p *process, url string) {
 	t.Helper()
+	if err := pollHTTP(p, url); err != nil {
+		t.Fatalf("%v; output:\n%s", err, p.out.String())
+	}
+}
+
+func pollHTTP(p *process, url string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var last error
 	for {
 		status, _, err := get(ctx, url)
 		if err == nil && status == http.StatusOK {
-			return
+			return nil
 		}
 		if err == nil {
 			err = fmt.Errorf("status %d", status)
@@ -159,9 +187,9 @@ func waitHTTP(t *testing.T, p *process, url string) {
 		last = err
 		select {
 		case <-p.done:
-			t.Fatalf("process exited before %s answered 200 (last: %v); output:\n%s", url, last, p.out.String())
+			return fmt.Errorf("process exited before %s answered 200 (last: %v)", url, last)
 		case <-ctx.Done():
-			t.Fatalf("%s did not answer 200 within 15 s (last: %v); output:\n%s", url, last, p.out.String())
+			return fmt.Errorf("%s did not answer 200 within 15 s (last: %v)", url, last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
