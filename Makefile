@@ -66,7 +66,8 @@ deploy-deps:
 ## its own so that Helm and Kubernetes stay out of Herald's go.mod). It checks
 ## files and runs the binary, so it skips -race (none of Herald's code is in it).
 deploy-test: build deploy-deps
-	cd deploy/test && $(GO) vet ./... && HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+	cd deploy/test && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd deploy/test && HERALD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
 
 ## manifests: rewrite deploy/kubernetes/herald.yaml from the Helm chart.
 manifests:
