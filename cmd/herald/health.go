@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"time"
 )
@@ -104,6 +103,3 @@ func defaultHealthURL(getenv func(string) string) string {
 	}
 	return "http://" + net.JoinHostPort("127.0.0.1", port) + "/up"
 }
-
-// lookupEnv adapts os.Getenv for health (tests pass their own).
-func lookupEnv(k string) string { return os.Getenv(k) }

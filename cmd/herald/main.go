@@ -69,13 +69,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "herald", versionString())
 		return 0
 	case "health":
-		return health(args, stdout, stderr, lookupEnv)
+		return health(args, stdout, stderr, os.Getenv)
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "health" {
-			return health([]string{"--help"}, stdout, stderr, lookupEnv)
+			return health([]string{"--help"}, stdout, stderr, os.Getenv)
 		}
 		if len(args) > 0 && args[0] == "bench" {
 			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
