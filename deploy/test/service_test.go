@@ -146,20 +146,24 @@ func TestSupervisorConfig(t *testing.T) {
 	if drain := defaultDrain(t); time.Duration(wait)*time.Second < drain+5*time.Second || first(prog["stopsignal"]) != "TERM" {
 		t.Errorf("stopsignal=%s stopwaitsecs=%d: want TERM and at least shutdown_timeout %v + 5s", first(prog["stopsignal"]), wait, drain)
 	}
-	dir := t.TempDir()
-	port := freePort(t)
 	src, err := os.ReadFile(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	program := string(src)
-	program = strings.ReplaceAll(program, "/usr/local/bin/herald", heraldBin)
-	program = strings.ReplaceAll(program, " --config /etc/herald/herald.yaml", "")
-	program = regexp.MustCompile(`(?m)^user=.*$`).ReplaceAllString(program, "")
-	program = regexp.MustCompile(`(?m)^stdout_logfile=.*$`).ReplaceAllString(program, "stdout_logfile="+filepath.Join(dir, "herald.log"))
-	program = regexp.MustCompile(`(?m)^environment=(.*)$`).ReplaceAllString(program, fmt.Sprintf(`environment=$1,HERALD_HOST="127.0.0.1",HERALD_PORT="%d"`, port))
-	sock := filepath.Join(dir, "supervisor.sock")
-	main := fmt.Sprintf(`[supervisord]
+	var cfg string
+	p := startServing(t, func() ([]string, string, []string, string) {
+		dir := t.TempDir()
+		port := freePort(t)
+		program := string(src)
+		program = strings.ReplaceAll(program, "/usr/local/bin/herald", heraldBin)
+		program = strings.ReplaceAll(program, " --config /etc/herald/herald.yaml", "")
+		program = regexp.MustCompile(`(?m)^user=.*$`).ReplaceAllString(program, "")
+		// Herald's output into supervisord's, where the test reads it.
+		program = regexp.MustCompile(`(?m)^stdout_logfile=.*$`).ReplaceAllString(program, "stdout_logfile=/dev/stdout")
+		program = regexp.MustCompile(`(?m)^stdout_logfile_(maxbytes|backups)=.*$`).ReplaceAllString(program, "stdout_logfile_$1=0")
+		program = regexp.MustCompile(`(?m)^environment=(.*)$`).ReplaceAllString(program, fmt.Sprintf(`environment=$1,HERALD_HOST="127.0.0.1",HERALD_PORT="%d"`, port))
+		sock := filepath.Join(dir, "supervisor.sock")
+		main := fmt.Sprintf(`[supervisord]
 nodaemon=true
 logfile=%[1]s/supervisord.log
 pidfile=%[1]s/supervisord.pid
@@ -171,10 +175,10 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://%[2]s
 `, dir, sock) + program
-	cfg := filepath.Join(dir, "supervisord.conf")
-	mustWrite(t, cfg, main)
-	p := startProcess(t, nil, supervisord, "-c", cfg)
-	waitHTTP(t, p, fmt.Sprintf("http://127.0.0.1:%d/up", port))
+		cfg = filepath.Join(dir, "supervisord.conf")
+		mustWrite(t, cfg, main)
+		return nil, supervisord, []string{"-c", cfg}, fmt.Sprintf("http://127.0.0.1:%d/up", port)
+	})
 	out, err := exec.Command("supervisorctl", "-c", cfg, "stop", "herald").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "herald: stopped") {
 		t.Fatalf("supervisorctl stop herald: %v: %s", err, out)
@@ -183,9 +187,8 @@ serverurl=unix://%[2]s
 	if !strings.Contains(string(out), "STOPPED") {
 		t.Errorf("status after stop: %s", out)
 	}
-	logs, _ := os.ReadFile(filepath.Join(dir, "herald.log"))
-	if !strings.Contains(string(logs), `"msg":"stopped"`) {
-		t.Errorf("Herald did not stop cleanly (no drain and \"stopped\" log):\n%s", logs)
+	if logs := p.out.String(); !strings.Contains(logs, `"msg":"stopped"`) {
+		t.Errorf("Herald did not stop cleanly (no \"stopped\" log):\n%s", logs)
 	}
 }
 
