@@ -650,3 +650,24 @@ func TestManifestsMatchChart(t *testing.T) {
 	}
 	decode(t, map[string]string{"manifests.yaml": string(got)})
 }
+
+// TestChartSchemaRejectsTypos checks that values.schema.json turns a
+// misspelt value into an error instead of a silently ignored key.
+func TestChartSchemaRejectsTypos(t *testing.T) {
+	for name, vals := range map[string]map[string]any{
+		"misspelt key":  {"autoscalling": map[string]any{"enabled": true}},
+		"nested typo":   {"drain": map[string]any{"shutdownTimeout": 30}},
+		"wrong type":    {"port": "6001"},
+		"app no secret": {"apps": []any{map[string]any{"id": "a", "key": "k"}}},
+		"redis scheme":  {"redis": map[string]any{"url": "http://redis:6379"}},
+	} {
+		res := lint.RunAll(chartDir, vals, namespace, lint.WithKubeVersion(kubeVersion))
+		failed := false
+		for _, m := range res.Messages {
+			failed = failed || m.Severity >= support.ErrorSev
+		}
+		if !failed {
+			t.Errorf("%s: %v linted without an error", name, vals)
+		}
+	}
+}
