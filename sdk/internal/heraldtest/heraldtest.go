@@ -259,7 +259,15 @@ type Proxy struct {
 	refuse bool
 	hold   bool
 	conns  map[net.Conn]struct{}
+	count  int
 	wg     sync.WaitGroup
+}
+
+// Accepted returns how many connections the proxy has accepted.
+func (p *Proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count
 }
 
 // NewProxy starts a proxy to target ("127.0.0.1:port"); it stops when the
@@ -324,6 +332,7 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
+		p.count++
 		refuse, target := p.refuse, p.target
 		p.mu.Unlock()
 		if refuse {
