@@ -345,7 +345,7 @@ func TestWebhookFromHerald(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		wh, err := sdk.Webhook(r.Header, body)
 		if err != nil {
-			http.Error(w, err.Error(), 401)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		// The same body with a forged signature is refused.
