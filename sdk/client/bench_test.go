@@ -24,7 +24,7 @@ func BenchmarkClientMemory(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("HERALD_SDK_BENCH_CONNS")); err == nil && v > 0 {
 		conns = v
 	}
-	n := heraldtest.Start(b, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(b, herald.Path(b), heraldtest.Options{})
 	heap0, stack0, rss0 := memory(b)
 	clients := make([]*client.Client, 0, conns)
 	defer func() {

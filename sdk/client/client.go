@@ -795,6 +795,9 @@ type session struct {
 func (s *session) write(ctx context.Context, frame []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.conn == nil { // only in the fuzz test, which has no socket
+		return errors.New("no connection")
+	}
 	deadline := time.Now().Add(s.c.opts.WriteTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,22 +21,12 @@ import (
 	"github.com/herald-ws/herald/sdk/server"
 )
 
-// heraldBin is the herald binary TestMain built (or HERALD_BIN).
-var heraldBin string
+// herald is the herald binary, built on first use (or $HERALD_BIN).
+var herald heraldtest.Binary
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sdk-client-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	heraldBin, err = heraldtest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	herald.Cleanup()
 	os.Exit(code)
 }
 
@@ -144,7 +133,7 @@ func noLeak(t *testing.T) {
 }
 
 func TestPublicChannelBindingsAndStates(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	c := newClient(t, n.Port, client.Options{})
 	if c.State() != client.Initialized {
 		t.Fatalf("state %s, want initialized", c.State())
@@ -279,7 +268,7 @@ func httpAuth(srv *httptest.Server, path, user string) *client.HTTPAuth {
 }
 
 func TestPrivateAndEncryptedThroughHTTPAuth(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	srv, calls := authServer(t, n.Port)
 	c := dial(t, n.Port, client.Options{ChannelAuthorizer: httpAuth(srv, "/auth", "1")})
 	ctx := ctxT(t, 15*time.Second)
@@ -343,7 +332,7 @@ func TestPrivateAndEncryptedThroughHTTPAuth(t *testing.T) {
 }
 
 func TestPresenceMembersTwoClients(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	ctx := ctxT(t, 15*time.Second)
 	a := dial(t, n.Port, client.Options{ChannelAuthorizer: local("ada")})
 	pa := a.Channel("presence-room")
@@ -386,7 +375,7 @@ func TestPresenceMembersTwoClients(t *testing.T) {
 }
 
 func TestCacheChannel(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	ctx := ctxT(t, 15*time.Second)
 	a := dial(t, n.Port, client.Options{})
 	var ev counter
@@ -408,7 +397,7 @@ func TestCacheChannel(t *testing.T) {
 }
 
 func TestClientEvents(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	ctx := ctxT(t, 15*time.Second)
 	a := dial(t, n.Port, client.Options{ChannelAuthorizer: local("ada")})
 	b := dial(t, n.Port, client.Options{ChannelAuthorizer: local("bob")})
@@ -454,7 +443,7 @@ func TestClientEvents(t *testing.T) {
 }
 
 func TestSignInSendToUserAndTerminate(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	srv, _ := authServer(t, n.Port)
 	ctx := ctxT(t, 15*time.Second)
 	c := dial(t, n.Port, client.Options{UserAuthenticator: httpAuth(srv, "/user-auth", "42")})

@@ -145,7 +145,7 @@ func closedWith(code int) func(error) bool {
 }
 
 func TestReconnectAfterServerRestart(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	f := follow(t, n.Port, client.Options{BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond})
 	f.publish(t, n.Port, "before", 5)
 	for i := 1; i <= 2; i++ {
@@ -163,8 +163,8 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 }
 
 func TestReconnectAtOnceOnDrain(t *testing.T) {
-	n1 := heraldtest.Start(t, heraldBin, heraldtest.Options{ShutdownTimeout: 2 * time.Second})
-	n2 := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n1 := heraldtest.Start(t, herald.Path(t), heraldtest.Options{ShutdownTimeout: 2 * time.Second})
+	n2 := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	p := heraldtest.NewProxy(t, "127.0.0.1:"+strconv.Itoa(n1.Port))
 	// A back-off this long would miss the deadline below: only the
 	// immediate reconnection that 4200 asks for makes it.
@@ -191,7 +191,7 @@ func TestReconnectAtOnceOnDrain(t *testing.T) {
 }
 
 func TestReconnectAfterNetworkCut(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	p := heraldtest.NewProxy(t, "127.0.0.1:"+strconv.Itoa(n.Port))
 	f := follow(t, p.Port, client.Options{BackoffMin: 50 * time.Millisecond, BackoffMax: 300 * time.Millisecond, DialTimeout: 2 * time.Second})
 	f.publish(t, n.Port, "before", 5)
@@ -211,7 +211,7 @@ func TestReconnectAfterNetworkCut(t *testing.T) {
 }
 
 func TestPongTimeoutOnSilentNetwork(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{ActivityTimeout: 1})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{ActivityTimeout: 1})
 	p := heraldtest.NewProxy(t, "127.0.0.1:"+strconv.Itoa(n.Port))
 	f := follow(t, p.Port, client.Options{
 		PongTimeout: 500 * time.Millisecond, DialTimeout: time.Second,
@@ -244,7 +244,7 @@ func TestPongTimeoutOnSilentNetwork(t *testing.T) {
 }
 
 func TestRefusedConnectionDoesNotRetry(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	p := heraldtest.NewProxy(t, "127.0.0.1:"+strconv.Itoa(n.Port))
 	c, err := client.New("no-such-key", client.Options{Host: "127.0.0.1", Port: p.Port, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond})
 	if err != nil {

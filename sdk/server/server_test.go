@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,21 +23,12 @@ import (
 	"github.com/herald-ws/herald/sdk/server"
 )
 
-var heraldBin string
+// herald is the herald binary, built on first use (or $HERALD_BIN).
+var herald heraldtest.Binary
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sdk-server-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	heraldBin, err = heraldtest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	herald.Cleanup()
 	os.Exit(code)
 }
 
@@ -115,7 +105,7 @@ func (e *events) find(name, data string) bool {
 }
 
 func TestTriggerQueriesAgainstHerald(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	sdk := api(n.Port)
 	ctx := ctxT(t)
 	sub, ev := subscriber(t, n.Port, "u1", "news", "presence-lobby", "private-encrypted-box", "cache-last")
@@ -209,7 +199,7 @@ func TestTriggerQueriesAgainstHerald(t *testing.T) {
 }
 
 func TestSendToUserAndTerminate(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	sdk := api(n.Port)
 	ctx := ctxT(t)
 	c, ev := subscriber(t, n.Port, "7")
@@ -358,7 +348,7 @@ func TestWebhookFromHerald(t *testing.T) {
 		got <- wh
 	}))
 	defer srv.Close()
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{Extra: "webhooks:\n  - url: " + srv.URL + "\n    event_types: [channel_occupied]\n"})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{Extra: "webhooks:\n  - url: " + srv.URL + "\n    event_types: [channel_occupied]\n"})
 	sdk = api(n.Port)
 	subscriber(t, n.Port, "u", "hooked")
 	select {

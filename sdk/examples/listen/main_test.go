@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -14,28 +13,19 @@ import (
 	"github.com/herald-ws/herald/sdk/server"
 )
 
-var heraldBin string
+// herald is the herald binary, built on first use (or $HERALD_BIN).
+var herald heraldtest.Binary
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sdk-listen-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	heraldBin, err = heraldtest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	herald.Cleanup()
 	os.Exit(code)
 }
 
 // TestListenSurvivesRestart runs the example against herald, restarts the
 // server, and checks the output lines.
 func TestListenSurvivesRestart(t *testing.T) {
-	n := heraldtest.Start(t, heraldBin, heraldtest.Options{})
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

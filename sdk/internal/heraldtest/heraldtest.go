@@ -384,3 +384,33 @@ func (p *Proxy) held() bool {
 	defer p.mu.Unlock()
 	return p.hold
 }
+
+// Binary builds herald once, on first use, so that test binaries that do
+// not need it (fuzz workers) do not build it.
+type Binary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Path returns the herald binary, building it on the first call.
+func (b *Binary) Path(tb testing.TB) string {
+	tb.Helper()
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "sdk-herald-"); b.err == nil {
+			b.path, b.err = Build(b.dir)
+		}
+	})
+	if b.err != nil {
+		tb.Fatal(b.err)
+	}
+	return b.path
+}
+
+// Cleanup removes the build directory.
+func (b *Binary) Cleanup() {
+	if b.dir != "" {
+		_ = os.RemoveAll(b.dir)
+	}
+}
