@@ -250,8 +250,7 @@ func (c *Client) Connect() {
 	c.wantConnect = true
 	if !c.started {
 		c.started = true
-		c.wg.Add(2)
-		go func() { defer c.wg.Done(); c.disp.run() }()
+		c.wg.Add(1)
 		go c.run()
 	}
 	c.mu.Unlock()

@@ -129,58 +129,50 @@ func (b *bindings[T]) handlers(name string) []func(T) {
 
 // dispatcher runs handlers one at a time, in the order they were queued,
 // on a goroutine of its own, so a handler may block or call any Client
-// method without stalling the connection (pings, other events).
+// method without stalling the connection (pings, other events). The
+// goroutine exists only while there is work: an idle client holds none.
 type dispatcher struct {
 	mu      sync.Mutex
 	queue   []func()
-	wake    chan struct{}
-	done    chan struct{}
+	running bool
 	stopped bool
+	wg      sync.WaitGroup
 	recover func(any)
 }
 
 func newDispatcher(onPanic func(any)) *dispatcher {
-	return &dispatcher{wake: make(chan struct{}, 1), done: make(chan struct{}), recover: onPanic}
+	return &dispatcher{recover: onPanic}
 }
 
 func (d *dispatcher) push(fn func()) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.stopped {
-		d.mu.Unlock()
 		return
 	}
 	d.queue = append(d.queue, fn)
-	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	if !d.running {
+		d.running = true
+		d.wg.Add(1)
+		go d.drain()
 	}
 }
 
-// run executes queued functions until stop; it drains what was queued
-// before stop was called.
-func (d *dispatcher) run() {
+// drain runs queued functions until the queue is empty.
+func (d *dispatcher) drain() {
+	defer d.wg.Done()
 	for {
 		d.mu.Lock()
 		q := d.queue
 		d.queue = nil
-		stopped := d.stopped
+		if len(q) == 0 {
+			d.running = false
+			d.mu.Unlock()
+			return
+		}
 		d.mu.Unlock()
 		for _, fn := range q {
 			d.call(fn)
-		}
-		if len(q) > 0 {
-			continue
-		}
-		if stopped {
-			return
-		}
-		select {
-		case <-d.wake:
-		case <-d.done:
-			d.mu.Lock()
-			d.stopped = true
-			d.mu.Unlock()
 		}
 	}
 }
@@ -194,4 +186,10 @@ func (d *dispatcher) call(fn func()) {
 	fn()
 }
 
-func (d *dispatcher) stop() { close(d.done) }
+// stop refuses new work and waits until what was queued has run.
+func (d *dispatcher) stop() {
+	d.mu.Lock()
+	d.stopped = true
+	d.mu.Unlock()
+	d.wg.Wait()
+}
