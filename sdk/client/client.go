@@ -565,16 +565,19 @@ func (c *Client) backoff(n int) time.Duration {
 	return rand.N(ceil) // full jitter: uniform in [0, ceil)
 }
 
-// resetAfter is how long a connection must have lasted for the back-off
-// to start from the beginning again.
-const resetAfter = 10 * time.Second
+// shortLived is a connection that ends this soon after it was made; when
+// several in a row end asking for an immediate reconnection, the client
+// backs off instead.
+const shortLived = time.Second
 
 // run owns the connection: it dials, serves, and decides when to dial again.
 func (c *Client) run() {
 	defer c.wg.Done()
 	defer c.disp.stop()
 	defer c.setState(Disconnected, nil)
-	failures := 0 // consecutive losses and failed attempts
+	failures := 0 // consecutive failed attempts since the last connection
+	strikes := 0  // consecutive 4100-4199 closes
+	quick := 0    // consecutive short-lived connections that asked for an immediate retry
 	var delay time.Duration
 	for {
 		c.mu.Lock()
@@ -587,7 +590,7 @@ func (c *Client) run() {
 			if st := c.State(); st != Failed && st != Initialized {
 				c.setState(Disconnected, nil)
 			}
-			failures, delay = 0, 0
+			failures, strikes, quick, delay = 0, 0, 0, 0
 			select {
 			case <-c.wake:
 			case <-c.ctx.Done():
@@ -631,8 +634,16 @@ func (c *Client) run() {
 		}
 		start := time.Now()
 		act, why := c.serve(conn, socketID, activity)
-		if time.Since(start) >= resetAfter {
-			failures = 0
+		failures = 0 // a connection was made: the back-off starts over
+		if act == actRetry && time.Since(start) < shortLived {
+			quick++
+		} else {
+			quick = 0
+		}
+		if act == actBackoff {
+			strikes++
+		} else {
+			strikes = 0
 		}
 		switch act {
 		case actStop:
@@ -641,19 +652,15 @@ func (c *Client) run() {
 			c.refuse(why)
 			continue
 		case actRetry:
-			// At once, unless the last connection also ended this way
-			// right after it was made (a server that keeps asking would
-			// otherwise be hammered).
 			delay = 0
-			if failures > 0 {
-				delay = c.backoff(failures)
+			if quick > 1 {
+				delay = c.backoff(quick - 1)
 			}
 		case actBackoff:
-			delay = max(c.opts.BackoffMin, c.backoff(failures+1))
+			delay = max(c.opts.BackoffMin, c.backoff(strikes))
 		default:
-			delay = c.backoff(failures + 1)
+			delay = c.backoff(1)
 		}
-		failures++
 		c.log.Debug("client: connection lost", "err", why, "retry_in", delay)
 		c.setState(Connecting, why)
 	}
