@@ -279,3 +279,44 @@ func TestRefusedConnectionDoesNotRetry(t *testing.T) {
 	}
 	noLeak(t)
 }
+
+func TestBackoffAfterOverCapacity(t *testing.T) {
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{Server: "max_node_connections: 1\n"})
+	a := dial(t, n.Port, client.Options{})
+	p := heraldtest.NewProxy(t, "127.0.0.1:"+strconv.Itoa(n.Port))
+	const min = 400 * time.Millisecond
+	b := newClient(t, p.Port, client.Options{BackoffMin: min, BackoffMax: min})
+	var mu sync.Mutex
+	var errs []error
+	b.OnStateChange(func(sc client.StateChange) {
+		mu.Lock()
+		errs = append(errs, sc.Err)
+		mu.Unlock()
+	})
+	b.Connect()
+	eventually(t, 10*time.Second, "a 4100 refusal", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, err := range errs {
+			if closedWith(4100)(err) {
+				return true
+			}
+		}
+		return false
+	})
+	// Measure the retry rate over a window: at least min between attempts.
+	first := p.Accepted()
+	window := 2 * time.Second
+	time.Sleep(window)
+	attempts := p.Accepted() - first
+	if limit := int(window/min) + 1; attempts > limit {
+		t.Fatalf("%d attempts in %s after 4100, want at most %d (a back-off of at least %s)", attempts, window, limit, min)
+	}
+	if attempts == 0 {
+		t.Fatal("no retry after 4100")
+	}
+	a.Close()
+	if err := b.WaitConnected(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}

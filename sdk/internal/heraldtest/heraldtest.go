@@ -100,6 +100,8 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Extra is appended to the app's YAML (indented by 4 spaces).
 	Extra string
+	// Server is added to the top level of the YAML (server settings).
+	Server string
 }
 
 // Start starts a node on a free port and waits for /ready. The node is
@@ -125,7 +127,7 @@ log_format: text
 shutdown_timeout: %s
 ip_connections_per_second: -1
 webhook_presence_delay: 0s
-apps:
+%sapps:
   - id: %s
     key: %s
     secret: %s
@@ -134,7 +136,7 @@ apps:
     client_events_per_second: 1000
     max_presence_members: 1000
     activity_timeout: %ds
-%s`, port, o.ShutdownTimeout, AppID, Key, Secret, o.ActivityTimeout, indent(o.Extra))
+%s`, port, o.ShutdownTimeout, o.Server, AppID, Key, Secret, o.ActivityTimeout, indent(o.Extra))
 	path := filepath.Join(tb.TempDir(), "herald.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
