@@ -868,6 +868,9 @@ func (c *Client) serve(conn *websocket.Conn, socketID string, activity time.Dura
 		}
 	}
 	signin := c.signinWanted
+	if !c.wantConnect { // Disconnect came while dialling
+		cancel(errDisconnect)
+	}
 	c.mu.Unlock()
 	if signin {
 		s.signin()

@@ -482,3 +482,48 @@ func TestSignInSendToUserAndTerminate(t *testing.T) {
 		t.Fatalf("other user's client: %s", l.State())
 	}
 }
+
+func TestFuncAuthorizersAndClientUnsubscribe(t *testing.T) {
+	n := heraldtest.Start(t, herald.Path(t), heraldtest.Options{})
+	ctx := ctxT(t, 15*time.Second)
+	signer := local("fn")
+	var calls counter
+	c := dial(t, n.Port, client.Options{
+		ChannelAuthorizer: client.ChannelAuthorizerFunc(func(ctx context.Context, socketID, channel string) (client.ChannelAuth, error) {
+			calls.add(channel)
+			if channel == "private-no" {
+				return client.ChannelAuth{}, errors.New("not you")
+			}
+			return signer.AuthorizeChannel(ctx, socketID, channel)
+		}),
+		UserAuthenticator: client.UserAuthenticatorFunc(func(ctx context.Context, socketID string) (client.UserAuth, error) {
+			calls.add("user")
+			return signer.AuthenticateUser(ctx, socketID)
+		}),
+	})
+	if !strings.HasPrefix(c.URL(), "ws://127.0.0.1:"+strconv.Itoa(n.Port)+"/app/"+heraldtest.Key+"?") || !strings.Contains(c.URL(), "protocol=7") {
+		t.Fatalf("URL %s", c.URL())
+	}
+	if err := c.Subscribe("presence-fn").WaitSubscribed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var se *client.SubscriptionError
+	if err := c.Subscribe("private-no").WaitSubscribed(ctx); !errors.As(err, &se) || !strings.Contains(se.Message, "not you") {
+		t.Fatalf("refused by the func: %v", err)
+	}
+	c.SignIn()
+	if err := c.User().WaitSignedIn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls.get("presence-fn") != 1 || calls.get("user") != 1 {
+		t.Fatalf("calls %v", calls.snapshot())
+	}
+	c.Unsubscribe("presence-fn")
+	eventually(t, 5*time.Second, "channel vacated", func() bool {
+		info, err := api(n.Port).Channel(ctx, "presence-fn", server.ChannelParams{})
+		return err == nil && !info.Occupied
+	})
+	if err := c.Channel("presence-fn").WaitSubscribed(ctx); err == nil {
+		t.Fatal("WaitSubscribed after Unsubscribe returned nil")
+	}
+}
