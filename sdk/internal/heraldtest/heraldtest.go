@@ -8,6 +8,7 @@ package heraldtest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,7 @@ type Node struct {
 	bin    string
 	Port   int
 	config string
+	tls    bool
 	cmd    *exec.Cmd
 	done   chan struct{}
 	logMu  sync.Mutex
@@ -102,6 +104,8 @@ type Options struct {
 	Extra string
 	// Server is added to the top level of the YAML (server settings).
 	Server string
+	// TLSCert and TLSKey (PEM files) make the node serve TLS only.
+	TLSCert, TLSKey string
 }
 
 // Start starts a node on a free port and waits for /ready. The node is
@@ -127,7 +131,7 @@ log_format: text
 shutdown_timeout: %s
 ip_connections_per_second: -1
 webhook_presence_delay: 0s
-%sapps:
+%s%sapps:
   - id: %s
     key: %s
     secret: %s
@@ -136,15 +140,22 @@ webhook_presence_delay: 0s
     client_events_per_second: 1000
     max_presence_members: 1000
     activity_timeout: %ds
-%s`, port, o.ShutdownTimeout, o.Server, AppID, Key, Secret, o.ActivityTimeout, indent(o.Extra))
+%s`, port, o.ShutdownTimeout, o.Server, tlsYAML(o), AppID, Key, Secret, o.ActivityTimeout, indent(o.Extra))
 	path := filepath.Join(tb.TempDir(), "herald.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	n := &Node{tb: tb, bin: bin, Port: port, config: path}
+	n := &Node{tb: tb, bin: bin, Port: port, config: path, tls: o.TLSCert != ""}
 	n.start()
 	tb.Cleanup(func() { n.Kill() })
 	return n
+}
+
+func tlsYAML(o Options) string {
+	if o.TLSCert == "" {
+		return ""
+	}
+	return fmt.Sprintf("tls_cert: %q\ntls_key: %q\n", o.TLSCert, o.TLSKey)
 }
 
 func indent(s string) string {
@@ -197,7 +208,12 @@ func (n *Node) start() {
 			n.tb.Fatalf("herald exited before /ready:\n%s", n.Logs())
 		default:
 		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", n.Port))
+		scheme, hc := "http", http.DefaultClient
+		if n.tls {
+			scheme = "https"
+			hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		}
+		resp, err := hc.Get(fmt.Sprintf("%s://127.0.0.1:%d/ready", scheme, n.Port))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
