@@ -125,6 +125,36 @@ type WebhookEvent struct {
 	SubscriptionCount int    `json:"subscription_count,omitempty"`
 }
 
+// UnmarshalJSON accepts user_id as a JSON string or number (servers emit
+// it as the auth endpoint gave it) and data as a string or any JSON value.
+func (e *WebhookEvent) UnmarshalJSON(b []byte) error {
+	type plain WebhookEvent
+	var v struct {
+		plain
+		UserID json.RawMessage `json:"user_id"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*e = WebhookEvent(v.plain)
+	e.UserID = rawText(v.UserID)
+	e.Data = rawText(v.Data)
+	return nil
+}
+
+// rawText is a JSON string's content, or the JSON text of any other value.
+func rawText(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
 // ErrWebhookSignature is returned for a webhook whose key or signature
 // does not match the app's.
 var ErrWebhookSignature = errors.New("webhook: invalid key or signature")

@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -366,8 +369,21 @@ func TestWebhookFromHerald(t *testing.T) {
 	if _, err := c.Webhook(h, body); err != nil {
 		t.Fatal(err)
 	}
+	// user_id as a number and data as an object decode too.
+	c2 := &server.Client{Key: "k", Secret: "s"}
+	body2 := []byte(`{"time_ms":1,"events":[{"name":"client_event","channel":"presence-a","event":"client-x","data":{"a":1},"user_id":12}]}`)
+	wh, err := c2.Webhook(http.Header{"X-Pusher-Key": {"k"}, "X-Pusher-Signature": {hmacHex("s", body2)}}, body2)
+	if err != nil || wh.Events[0].UserID != "12" || wh.Events[0].Data != `{"a":1}` || wh.Events[0].Event != "client-x" {
+		t.Fatalf("loose webhook: %+v %v", wh, err)
+	}
 	h.Set("X-Pusher-Key", "other")
 	if _, err := c.Webhook(h, body); !errors.Is(err, server.ErrWebhookSignature) {
 		t.Fatalf("wrong key: %v", err)
 	}
+}
+
+func hmacHex(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
 }
