@@ -42,8 +42,8 @@ type Server struct {
 	// ingest receives what Laravel's redis broadcaster publishes for the
 	// apps with laravel_redis.
 	ingest *ingest.Ingester
-	ready    atomic.Bool
-	opts     options
+	ready  atomic.Bool
+	opts   options
 	// refusals counts what the limits refused.
 	refusals *Refusals
 
