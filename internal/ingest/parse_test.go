@@ -94,3 +94,15 @@ func TestPattern(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParse is one typical Laravel message (an order with a few
+// fields, toOthers()).
+func BenchmarkParse(b *testing.B) {
+	payload := []byte(`{"event":"App\\Events\\OrderShipped","data":{"order":{"id":1234,"status":"shipped","total":"99.90","items":3,"url":"https:\/\/shop.test\/orders\/1234"},"socket":"123456.7890"},"socket":"123456.7890"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("laravel_database_", "laravel_database_private-orders.1234", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -244,5 +244,12 @@ func (w *worker) logBad(result, channel string, size int, err error) {
 	}
 	n := w.suppressed
 	w.lastLog, w.suppressed = now, 0
-	w.log.Warn("ingest: message not published", "result", result, "channel", clip(channel), "bytes", size, "err", err, "not_logged_before", n)
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+		if len(reason) > 200 { // it may quote a channel name of any length
+			reason = reason[:200] + "…"
+		}
+	}
+	w.log.Warn("ingest: message not published", "result", result, "channel", clip(channel), "bytes", size, "err", reason, "not_logged_before", n)
 }
