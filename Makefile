@@ -10,13 +10,16 @@ STATICCHECK_VERSION := v0.8.2
 # never downloads a browser).
 CHROMIUM  := /usr/bin/chromium
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Laravel redis broadcaster test runs Laravel itself, from Debian's
+# packages (Composer packages cannot be installed here).
+LARAVEL   := /usr/share/php/Illuminate/autoload.php
 # Stamped into the binary (`herald version`); the Dockerfile takes it as a build arg.
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Debian packages the deployment tests run: podman/buildah (container image),
 # nginx and caddy (proxy e2e test), supervisor, systemd (systemd-analyze), openssl.
 DEPLOY_TOOLS := podman:podman buildah:buildah nginx:nginx caddy:caddy supervisord:supervisor systemd-analyze:systemd openssl:openssl
 
-.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser deploy-deps deploy-test manifests bench bench-cluster clean
+.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser e2e-laravel deploy-deps deploy-test manifests bench bench-cluster clean
 
 all: build
 
@@ -28,12 +31,14 @@ build:
 test: lint unit fuzz e2e deploy-test
 
 lint:
-	@out=$$(gofmt -l cmd internal test deploy 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal test sdk deploy 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd sdk && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
+	cd sdk && $(GO) test -race -count=1 ./...
 
 ## fuzz: every Fuzz target for FUZZTIME each (seed corpora also run in `unit`).
 fuzz:
@@ -49,7 +54,14 @@ e2e-browser:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-e2e: build e2e-deps e2e-browser deploy-deps
+## e2e-laravel: php-cli, Laravel and phpredis for tests/laravel-redis.test.mjs, when missing.
+e2e-laravel:
+	@if [ ! -f $(LARAVEL) ] || ! command -v php >/dev/null || ! php -m 2>/dev/null | grep -qx redis; then \
+		echo "installing php-cli php-laravel-framework php-redis (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli php-laravel-framework php-redis; \
+	fi
+
+e2e: build e2e-deps e2e-browser e2e-laravel deploy-deps
 	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
 
 ## deploy-deps: the Debian packages of DEPLOY_TOOLS whose command is missing.
