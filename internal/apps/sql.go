@@ -215,15 +215,15 @@ const selectApps = "SELECT id, app_key, secret, enabled, settings FROM herald_ap
 
 // ByID implements Store.
 func (s *SQLStore) ByID(ctx context.Context, id string) (*App, error) {
-	return s.one(ctx, selectApps+" WHERE id = ?", id)
+	return s.one(ctx, selectApps+" WHERE id = ?", id, true)
 }
 
 // ByKey implements Store.
 func (s *SQLStore) ByKey(ctx context.Context, key string) (*App, error) {
-	return s.one(ctx, selectApps+" WHERE app_key = ?", key)
+	return s.one(ctx, selectApps+" WHERE app_key = ?", key, false)
 }
 
-func (s *SQLStore) one(ctx context.Context, query, arg string) (*App, error) {
+func (s *SQLStore) one(ctx context.Context, query, arg string, byID bool) (*App, error) {
 	if len(arg) > MaxIDLength {
 		return nil, ErrNotFound // longer than any column value
 	}
@@ -238,11 +238,16 @@ func (s *SQLStore) one(ctx context.Context, query, arg string) (*App, error) {
 		}
 		return nil, ErrNotFound
 	}
-	a, err := scanApp(rows)
+	r, err := scanRow(rows)
 	if err != nil {
 		return nil, err
 	}
-	return a, nil
+	// MySQL's collations ignore trailing spaces ("key " = "key"): only
+	// the exact id or key is a match.
+	if byID && r.id != arg || !byID && r.key != arg {
+		return nil, ErrNotFound
+	}
+	return r.decode()
 }
 
 // All implements Store: every valid app. Bad rows are logged (naming the
@@ -271,17 +276,32 @@ func (s *SQLStore) All(ctx context.Context) ([]*App, error) {
 	return out, nil
 }
 
+// row is one row of herald_apps as stored.
+type row struct {
+	id, key, secret string
+	enabled         bool
+	settings        sql.NullString
+}
+
+func scanRow(rows *sql.Rows) (row, error) {
+	var r row
+	if err := rows.Scan(&r.id, &r.key, &r.secret, &r.enabled, &r.settings); err != nil {
+		return r, fmt.Errorf("apps store: read row: %w", err)
+	}
+	return r, nil
+}
+
+func (r row) decode() (*App, error) {
+	return DecodeRow(r.id, r.key, r.secret, r.enabled, []byte(r.settings.String))
+}
+
 // scanApp decodes one row into a validated App.
 func scanApp(rows *sql.Rows) (*App, error) {
-	var (
-		id, key, secret string
-		enabled         bool
-		settings        sql.NullString
-	)
-	if err := rows.Scan(&id, &key, &secret, &enabled, &settings); err != nil {
-		return nil, fmt.Errorf("apps store: read row: %w", err)
+	r, err := scanRow(rows)
+	if err != nil {
+		return nil, err
 	}
-	return DecodeRow(id, key, secret, enabled, []byte(settings.String))
+	return r.decode()
 }
 
 // DecodeRow builds an App from a store row: the identity columns and the
