@@ -416,3 +416,22 @@ func parseBool(raw string) (bool, bool) {
 	b, err := strconv.ParseBool(s)
 	return b, err == nil
 }
+
+// View is the app as one JSON object for the CLI and the admin API: id,
+// key, enabled and every setting (defaults included), never the secret.
+func View(a *App) map[string]any {
+	v := reflect.ValueOf(a).Elem()
+	out := make(map[string]any)
+	for _, f := range Fields(v.Type()) {
+		if f.Key == "secret" {
+			continue
+		}
+		fv := v.Field(f.Index)
+		if fv.Kind() == reflect.Slice && fv.IsNil() {
+			out[f.Key] = []any{}
+			continue
+		}
+		out[f.Key] = encodeValue(fv)
+	}
+	return out
+}

@@ -65,7 +65,13 @@ func (v *validator) config(c *Config) {
 	v.webhookSettings(c)
 	v.trustedProxies(c.TrustedProxies)
 
-	if len(c.Apps) == 0 {
+	if c.AppsStore != "" && c.AppsStore != "config" {
+		if _, err := apps.ParseStoreURL(c.AppsStore); err != nil {
+			// ParseStoreURL's errors never hold the password.
+			v.add("apps_store", "%v", err)
+		}
+	}
+	if len(c.Apps) == 0 && !c.DatabaseApps() {
 		v.add("apps", "must list at least one app")
 	}
 	ids := make(map[string]int, len(c.Apps))
