@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -153,5 +154,18 @@ func (s *Server) recheckOnce(ctx context.Context) {
 		if !live[id] {
 			delete(s.appsDB.seen, id)
 		}
+	}
+}
+
+// appsAdmin is the dashboard's write access to the apps store: the
+// database behind the cache, or none (the config store is read-only).
+func (s *Server) appsAdmin() dashboard.AppsAdmin {
+	if s.appsDB.sql == nil {
+		return dashboard.AppsAdmin{Store: "config (the YAML file and HERALD_APP_* variables)"}
+	}
+	return dashboard.AppsAdmin{
+		Writer:  s.appsDB.sql,
+		Store:   apps.RedactStoreURL(s.cfg.AppsStore),
+		Changed: s.appsDB.cache.Forget,
 	}
 }
