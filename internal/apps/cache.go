@@ -223,6 +223,11 @@ func (c *Cache) fetch(byID bool, k string, old *entry) *entry {
 		c.storeOK()
 		e := &entry{err: ErrNotFound, fetched: now}
 		c.put(byID, k, e)
+		if old != nil && old.app != nil {
+			// Deleted: its other name must not keep it alive either.
+			c.put(false, old.app.Key, e)
+			c.put(true, old.app.ID, e)
+		}
 		return e
 	}
 	c.storeFailed(err)
@@ -381,4 +386,22 @@ func (c *Cache) logRow(ie *InvalidError) {
 	for _, f := range ie.Fields {
 		c.log.Warn("apps store: row refused", "app", ie.App, "field", f.Path, "problem", f.Msg)
 	}
+}
+
+// Ping checks that the store answers (when it can be pinged) and records
+// the outcome like a lookup's, so that an outage or a recovery shows in
+// Err and the metrics even while no lookup misses the cache.
+func (c *Cache) Ping(ctx context.Context) error {
+	p, ok := c.src.(interface{ Ping(context.Context) error })
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		c.storeFailed(err)
+		return err
+	}
+	c.storeOK()
+	return nil
 }

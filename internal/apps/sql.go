@@ -72,6 +72,14 @@ func OpenSQL(u StoreURL, log *slog.Logger) (*SQLStore, error) {
 	return &SQLStore{db: db, dialect: u.Dialect, password: u.Password, log: log}, nil
 }
 
+// Ping checks that the database answers.
+func (s *SQLStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return s.wrap("ping", err)
+	}
+	return nil
+}
+
 // Close closes the database handle.
 func (s *SQLStore) Close() error { return s.db.Close() }
 

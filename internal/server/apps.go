@@ -123,6 +123,9 @@ func (s *Server) recheckApps(ctx context.Context) {
 }
 
 func (s *Server) recheckOnce(ctx context.Context) {
+	// A ping per period keeps /ready and herald_apps_store_up true to the
+	// store even when every lookup is served from the cache.
+	_ = s.appsDB.cache.Ping(ctx)
 	ids := s.hub.ConnectedApps()
 	live := make(map[string]bool, len(ids))
 	for _, id := range ids {
