@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/apps/sqlstore"
 	"github.com/herald-ws/herald/internal/config"
 )
 
@@ -178,7 +179,7 @@ func (c *appsCmd) run(args []string) int {
 		if err != nil {
 			return c.fail(exitUsage, "apps_store: %v", err)
 		}
-		db, err := apps.OpenSQL(u, nil)
+		db, err := sqlstore.Open(u, nil)
 		if err != nil {
 			return c.fail(exitError, "%v", err)
 		}
@@ -190,7 +191,7 @@ func (c *appsCmd) run(args []string) int {
 				return c.fail(exitError, "%v", err)
 			}
 			if len(applied) == 0 {
-				fmt.Fprintf(c.stdout, "schema of %s is up to date (version %d)\n", u.Redacted, apps.LatestSchema(u.Dialect))
+				fmt.Fprintf(c.stdout, "schema of %s is up to date (version %d)\n", u.Redacted, sqlstore.LatestSchema(u.Dialect))
 			} else {
 				fmt.Fprintf(c.stdout, "schema of %s migrated to version %d\n", u.Redacted, applied[len(applied)-1])
 			}

@@ -435,3 +435,18 @@ func View(a *App) map[string]any {
 	}
 	return out
 }
+
+// DecodeRow builds an App from a store row: the identity columns and the
+// settings JSON, over Defaults(), then Validate. A row that does not
+// decode or validate gives an *InvalidError naming the app and the fields.
+func DecodeRow(id, key, secret string, enabled bool, settings []byte) (*App, error) {
+	a := Defaults()
+	a.ID, a.Key, a.Secret, a.Enabled = id, key, secret, enabled
+	if errs := DecodeSettings(settings, &a); len(errs) > 0 {
+		return nil, &InvalidError{App: clipID(id), Fields: errs}
+	}
+	if err := Check(&a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}

@@ -137,9 +137,9 @@ func RedactStoreURL(raw string) string {
 	return u.Redacted
 }
 
-// scrub replaces the password in an error's text, for drivers that echo
+// Scrub replaces the password in an error's text, for drivers that echo
 // their DSN.
-func scrub(err error, password string) error {
+func Scrub(err error, password string) error {
 	if err == nil || password == "" || !strings.Contains(err.Error(), password) {
 		return err
 	}

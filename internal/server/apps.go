@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/apps/sqlstore"
 	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/protocol"
 )
@@ -19,7 +20,7 @@ import (
 // config store): the store, the cache in front of it, and the check that
 // applies changes to open connections.
 type appsState struct {
-	sql   *apps.SQLStore
+	sql   *sqlstore.SQLStore
 	cache *apps.Cache
 	// seen is the version of each connected app last applied to its
 	// connections (only the recheck goroutine touches it).
@@ -41,7 +42,7 @@ func (s *Server) buildApps() (apps.Store, error) {
 		return nil, fmt.Errorf("apps_store: %w", err)
 	}
 	log := s.log.With("component", "apps", "store", u.Redacted)
-	db, err := apps.OpenSQL(u, log)
+	db, err := sqlstore.Open(u, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,9 @@
-package apps
+// Package sqlstore keeps Herald's apps in PostgreSQL (pgx), MySQL/MariaDB
+// (go-sql-driver/mysql) or SQLite (modernc.org/sqlite, no cgo): one table,
+// a versioned schema from embedded migrations, every row decoded and
+// validated by package apps like the YAML file. It is its own package so
+// that the drivers are linked only where a database store is opened.
+package sqlstore
 
 import (
 	"context"
@@ -14,6 +19,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite", no cgo
@@ -22,39 +29,21 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
-// ErrExists is returned by Create when the id or the key is taken.
-var ErrExists = errors.New("an app with this id or key already exists")
-
-// ErrReadOnly is returned by the write operations of a store that cannot
-// be written (the config store: edit the YAML file or the environment).
-var ErrReadOnly = errors.New("the config apps store is read-only: apps come from the YAML file and HERALD_APP_* variables; set apps_store to a database to manage apps at run time")
-
-// Writer is a Store whose apps can be changed at run time.
-type Writer interface {
-	Store
-	// Create adds a valid app; ErrExists when its id or key is taken.
-	Create(ctx context.Context, a *App) error
-	// Update replaces the app with a's id; ErrNotFound when there is none.
-	Update(ctx context.Context, a *App) error
-	// Delete removes the app; ErrNotFound when there is none.
-	Delete(ctx context.Context, id string) error
-}
-
 // SQLStore keeps apps in one table of PostgreSQL, MySQL/MariaDB or SQLite
 // (docs/apps.md has the layout). Every row is decoded and validated by
 // the same code as the YAML file; a bad row is refused with an
-// *InvalidError naming the app and the field. Safe for concurrent use.
+// *apps.InvalidError naming the app and the field. Safe for concurrent use.
 type SQLStore struct {
 	db       *sql.DB
-	dialect  Dialect
+	dialect  apps.Dialect
 	password string
 	log      *slog.Logger
 }
 
-// OpenSQL opens the store u names (not config). It does not connect:
+// Open opens the store u names (not config). It does not connect:
 // the first query, or Migrate, does.
-func OpenSQL(u StoreURL, log *slog.Logger) (*SQLStore, error) {
-	driver := map[Dialect]string{DialectPostgres: "pgx", DialectMySQL: "mysql", DialectSQLite: "sqlite"}[u.Dialect]
+func Open(u apps.StoreURL, log *slog.Logger) (*SQLStore, error) {
+	driver := map[apps.Dialect]string{apps.DialectPostgres: "pgx", apps.DialectMySQL: "mysql", apps.DialectSQLite: "sqlite"}[u.Dialect]
 	if driver == "" {
 		return nil, fmt.Errorf("apps store %s is not a database", u.Redacted)
 	}
@@ -63,7 +52,7 @@ func OpenSQL(u StoreURL, log *slog.Logger) (*SQLStore, error) {
 	}
 	db, err := sql.Open(driver, u.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("apps store %s: %w", u.Redacted, scrub(err, u.Password))
+		return nil, fmt.Errorf("apps store %s: %w", u.Redacted, apps.Scrub(err, u.Password))
 	}
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(4)
@@ -87,11 +76,11 @@ func (s *SQLStore) Close() error { return s.db.Close() }
 func (s *SQLStore) DB() *sql.DB { return s.db }
 
 // Dialect is the store's database.
-func (s *SQLStore) Dialect() Dialect { return s.dialect }
+func (s *SQLStore) Dialect() apps.Dialect { return s.dialect }
 
 // q rewrites "?" placeholders for PostgreSQL.
 func (s *SQLStore) q(query string) string {
-	if s.dialect != DialectPostgres {
+	if s.dialect != apps.DialectPostgres {
 		return query
 	}
 	var b strings.Builder
@@ -109,7 +98,7 @@ func (s *SQLStore) q(query string) string {
 
 // wrap adds context to a driver error and scrubs the password from it.
 func (s *SQLStore) wrap(op string, err error) error {
-	return fmt.Errorf("apps store (%s): %s: %w", s.dialect, op, scrub(err, s.password))
+	return fmt.Errorf("apps store (%s): %s: %w", s.dialect, op, apps.Scrub(err, s.password))
 }
 
 // Migration is one step of the schema.
@@ -120,7 +109,7 @@ type Migration struct {
 }
 
 // Migrations lists the dialect's schema steps, in order.
-func Migrations(d Dialect) ([]Migration, error) {
+func Migrations(d apps.Dialect) ([]Migration, error) {
 	dir := "migrations/" + string(d)
 	entries, err := fs.ReadDir(migrations, dir)
 	if err != nil {
@@ -144,7 +133,7 @@ func Migrations(d Dialect) ([]Migration, error) {
 }
 
 // LatestSchema is the schema version this build writes and reads.
-func LatestSchema(d Dialect) int {
+func LatestSchema(d apps.Dialect) int {
 	m, err := Migrations(d)
 	if err != nil || len(m) == 0 {
 		return 0
@@ -222,18 +211,18 @@ func statements(sqlText string) []string {
 const selectApps = "SELECT id, app_key, secret, enabled, settings FROM herald_apps"
 
 // ByID implements Store.
-func (s *SQLStore) ByID(ctx context.Context, id string) (*App, error) {
+func (s *SQLStore) ByID(ctx context.Context, id string) (*apps.App, error) {
 	return s.one(ctx, selectApps+" WHERE id = ?", id, true)
 }
 
 // ByKey implements Store.
-func (s *SQLStore) ByKey(ctx context.Context, key string) (*App, error) {
+func (s *SQLStore) ByKey(ctx context.Context, key string) (*apps.App, error) {
 	return s.one(ctx, selectApps+" WHERE app_key = ?", key, false)
 }
 
-func (s *SQLStore) one(ctx context.Context, query, arg string, byID bool) (*App, error) {
-	if len(arg) > MaxIDLength {
-		return nil, ErrNotFound // longer than any column value
+func (s *SQLStore) one(ctx context.Context, query, arg string, byID bool) (*apps.App, error) {
+	if len(arg) > apps.MaxIDLength {
+		return nil, apps.ErrNotFound // longer than any column value
 	}
 	rows, err := s.db.QueryContext(ctx, s.q(query), arg)
 	if err != nil {
@@ -244,7 +233,7 @@ func (s *SQLStore) one(ctx context.Context, query, arg string, byID bool) (*App,
 		if err := rows.Err(); err != nil {
 			return nil, s.wrap("lookup", err)
 		}
-		return nil, ErrNotFound
+		return nil, apps.ErrNotFound
 	}
 	r, err := scanRow(rows)
 	if err != nil {
@@ -253,24 +242,24 @@ func (s *SQLStore) one(ctx context.Context, query, arg string, byID bool) (*App,
 	// MySQL's collations ignore trailing spaces ("key " = "key"): only
 	// the exact id or key is a match.
 	if byID && r.id != arg || !byID && r.key != arg {
-		return nil, ErrNotFound
+		return nil, apps.ErrNotFound
 	}
 	return r.decode()
 }
 
 // All implements Store: every valid app. Bad rows are logged (naming the
 // app and the field) and left out; they never hide the others.
-func (s *SQLStore) All(ctx context.Context) ([]*App, error) {
+func (s *SQLStore) All(ctx context.Context) ([]*apps.App, error) {
 	rows, err := s.db.QueryContext(ctx, selectApps+" ORDER BY id")
 	if err != nil {
 		return nil, s.wrap("list", err)
 	}
 	defer rows.Close()
-	var out []*App
+	var out []*apps.App
 	for rows.Next() {
 		a, err := scanApp(rows)
 		if err != nil {
-			if ie, ok := errors.AsType[*InvalidError](err); ok {
+			if ie, ok := errors.AsType[*apps.InvalidError](err); ok {
 				s.log.Warn("apps store: row refused", "app", ie.App, "problems", ie.Error())
 				continue
 			}
@@ -299,12 +288,12 @@ func scanRow(rows *sql.Rows) (row, error) {
 	return r, nil
 }
 
-func (r row) decode() (*App, error) {
-	return DecodeRow(r.id, r.key, r.secret, r.enabled, []byte(r.settings.String))
+func (r row) decode() (*apps.App, error) {
+	return apps.DecodeRow(r.id, r.key, r.secret, r.enabled, []byte(r.settings.String))
 }
 
-// scanApp decodes one row into a validated App.
-func scanApp(rows *sql.Rows) (*App, error) {
+// scanApp decodes one row into a validated apps.App.
+func scanApp(rows *sql.Rows) (*apps.App, error) {
 	r, err := scanRow(rows)
 	if err != nil {
 		return nil, err
@@ -312,27 +301,12 @@ func scanApp(rows *sql.Rows) (*App, error) {
 	return r.decode()
 }
 
-// DecodeRow builds an App from a store row: the identity columns and the
-// settings JSON, over Defaults(), then Validate. A row that does not
-// decode or validate gives an *InvalidError naming the app and the fields.
-func DecodeRow(id, key, secret string, enabled bool, settings []byte) (*App, error) {
-	a := Defaults()
-	a.ID, a.Key, a.Secret, a.Enabled = id, key, secret, enabled
-	if errs := DecodeSettings(settings, &a); len(errs) > 0 {
-		return nil, &InvalidError{App: clipID(id), Fields: errs}
-	}
-	if err := Check(&a); err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
-
-// Create implements Writer.
-func (s *SQLStore) Create(ctx context.Context, a *App) error {
-	if err := Check(a); err != nil {
+// Create implements apps.Writer.
+func (s *SQLStore) Create(ctx context.Context, a *apps.App) error {
+	if err := apps.Check(a); err != nil {
 		return err
 	}
-	settings, err := EncodeSettings(a)
+	settings, err := apps.EncodeSettings(a)
 	if err != nil {
 		return fmt.Errorf("apps store: encode settings: %w", err)
 	}
@@ -340,19 +314,19 @@ func (s *SQLStore) Create(ctx context.Context, a *App) error {
 		a.ID, a.Key, a.Secret, a.Enabled, string(settings))
 	if err != nil {
 		if isDuplicate(err) {
-			return ErrExists
+			return apps.ErrExists
 		}
 		return s.wrap("create", err)
 	}
 	return nil
 }
 
-// Update implements Writer.
-func (s *SQLStore) Update(ctx context.Context, a *App) error {
-	if err := Check(a); err != nil {
+// Update implements apps.Writer.
+func (s *SQLStore) Update(ctx context.Context, a *apps.App) error {
+	if err := apps.Check(a); err != nil {
 		return err
 	}
-	settings, err := EncodeSettings(a)
+	settings, err := apps.EncodeSettings(a)
 	if err != nil {
 		return fmt.Errorf("apps store: encode settings: %w", err)
 	}
@@ -360,24 +334,24 @@ func (s *SQLStore) Update(ctx context.Context, a *App) error {
 		a.Key, a.Secret, a.Enabled, string(settings), a.ID)
 	if err != nil {
 		if isDuplicate(err) {
-			return ErrExists
+			return apps.ErrExists
 		}
 		return s.wrap("update", err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return ErrNotFound
+		return apps.ErrNotFound
 	}
 	return nil
 }
 
-// Delete implements Writer.
+// Delete implements apps.Writer.
 func (s *SQLStore) Delete(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, s.q("DELETE FROM herald_apps WHERE id = ?"), id)
 	if err != nil {
 		return s.wrap("delete", err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return ErrNotFound
+		return apps.ErrNotFound
 	}
 	return nil
 }

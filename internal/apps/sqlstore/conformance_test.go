@@ -1,4 +1,4 @@
-package apps_test
+package sqlstore_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/apps/sqlstore"
 	"github.com/herald-ws/herald/internal/apps/storetest"
 )
 
@@ -42,7 +43,7 @@ func sqlHarness(t *testing.T, raw string, seed []apps.App) storetest.Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := apps.OpenSQL(u, nil)
+	s, err := sqlstore.Open(u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func sqlHarness(t *testing.T, raw string, seed []apps.App) storetest.Harness {
 	if _, err := s.Migrate(ctx); err != nil {
 		t.Fatalf("migrate %s: %v", u.Redacted, err)
 	}
-	if v, err := s.SchemaVersion(ctx); err != nil || v != apps.LatestSchema(u.Dialect) {
+	if v, err := s.SchemaVersion(ctx); err != nil || v != sqlstore.LatestSchema(u.Dialect) {
 		t.Fatalf("schema version %d, %v", v, err)
 	}
 	if applied, err := s.Migrate(ctx); err != nil || len(applied) != 0 {
