@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"os"
 	"reflect"
@@ -179,7 +180,8 @@ func (c *appsCmd) run(args []string) int {
 		if err != nil {
 			return c.fail(exitUsage, "apps_store: %v", err)
 		}
-		db, err := sqlstore.Open(u, nil)
+		// Rows the store refuses are named on stderr.
+		db, err := sqlstore.Open(u, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 		if err != nil {
 			return c.fail(exitError, "%v", err)
 		}

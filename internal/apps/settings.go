@@ -157,6 +157,9 @@ func (d *decoder) value(raw json.RawMessage, v reflect.Value, path string) {
 	t := v.Type()
 	want := Expectation(leafKey(path), t)
 	bad := func() { d.add(path, "must be %s, got %s", want, describeJSON(raw)) }
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return // SQL NULL copied into the object: the default
+	}
 	switch {
 	case t == durationType:
 		var s string
@@ -183,8 +186,15 @@ func (d *decoder) value(raw json.RawMessage, v reflect.Value, path string) {
 	case t.Kind() == reflect.Bool:
 		var b bool
 		if json.Unmarshal(raw, &b) != nil {
-			bad()
-			return
+			// MySQL has no boolean: its JSON_OBJECT writes 0 and 1.
+			switch string(bytes.TrimSpace(raw)) {
+			case "0":
+			case "1":
+				b = true
+			default:
+				bad()
+				return
+			}
 		}
 		v.SetBool(b)
 	case t.Kind() == reflect.Int:
