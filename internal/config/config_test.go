@@ -838,3 +838,28 @@ apps:
 		t.Error("UsesDevApp() = true without apps")
 	}
 }
+
+func TestAppsStoreSetting(t *testing.T) {
+	// A bad apps_store is named, never with its password.
+	_, err := Load(Source{Env: env(map[string]string{"HERALD_APPS_STORE": "redis://u:hunter2-secret@h/0"})})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_APPS_STORE") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad apps_store: %v", err)
+	}
+	// A database store: no dev app, and apps in the file are refused.
+	c := mustLoad(t, Source{Flags: map[string]string{"apps_store": "postgres://u:pw@db/apps"}})
+	if len(c.Apps) != 0 || c.UsesDevApp() || !c.DatabaseApps() {
+		t.Fatalf("database store: apps %v, dev %v", c.Apps, c.UsesDevApp())
+	}
+	file := writeConfig(t, "apps_store: sqlite:///tmp/x.db\napps:\n  - id: a\n    key: k\n    secret: s\n")
+	_, err = Load(Source{File: file})
+	if err == nil || !strings.Contains(err.Error(), "apps") || !strings.Contains(err.Error(), "herald apps") {
+		t.Fatalf("apps with a database store: %v", err)
+	}
+	_, err = Load(Source{Env: env(map[string]string{"HERALD_APPS_STORE": "sqlite:///tmp/x.db", "HERALD_APP_KEY": "k"})})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_APP_KEY") {
+		t.Fatalf("HERALD_APP_KEY with a database store: %v", err)
+	}
+	if _, err := Load(Source{Flags: map[string]string{"apps_cache_ttl": "0s"}}); err == nil || !strings.Contains(err.Error(), "apps-cache-ttl") {
+		t.Fatalf("apps_cache_ttl 0: %v", err)
+	}
+}
