@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 CHROMIUM  := /usr/bin/chromium
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser bench bench-cluster clean
+.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser e2e-psql bench bench-cluster clean
 
 all: build
 
@@ -43,7 +43,14 @@ e2e-browser:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-e2e: build e2e-deps e2e-browser
+## e2e-psql: the PostgreSQL client for tests/apps-store.test.mjs (schema per run), when missing.
+e2e-psql:
+	@if ! command -v psql >/dev/null; then \
+		echo "installing postgresql-client (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client; \
+	fi
+
+e2e: build e2e-deps e2e-browser e2e-psql
 	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
 
 ## bench: short forms of the load scenarios against a fresh bin/herald (bench/README.md has the full ones).

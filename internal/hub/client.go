@@ -16,7 +16,7 @@ import (
 // messages with HandleMessage (serially), reports activity with Touch and
 // the end of the socket with Disconnected.
 type Client struct {
-	hub  *Hub
+	hub *Hub
 	// app is swapped by UpdateApp when the app's settings change (a
 	// rotated secret, new limits) while the connection is open.
 	app  atomic.Pointer[apps.App]
