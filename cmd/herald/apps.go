@@ -187,6 +187,13 @@ func (c *appsCmd) run(args []string) int {
 		}
 		defer db.Close()
 		store, writer = db, db
+		if c.name != "migrate" {
+			if v, err := db.SchemaVersion(ctx); err != nil {
+				return c.fail(exitError, "%v", err)
+			} else if v == 0 {
+				return c.fail(exitError, "the apps schema of %s does not exist yet: run 'herald apps migrate' (or start a node)", u.Redacted)
+			}
+		}
 		if c.name == "migrate" {
 			applied, err := db.Migrate(ctx)
 			if err != nil {
