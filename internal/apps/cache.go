@@ -314,6 +314,12 @@ func (c *Cache) All(ctx context.Context) ([]*App, error) {
 		list, err := c.src.All(qctx)
 		if err != nil {
 			c.storeFailed(err)
+			c.mu.Lock()
+			if c.all != nil {
+				// Served stale for another TTL before the next try.
+				c.all = &allEntry{list: c.all.list, fetched: c.opt.Now()}
+			}
+			c.mu.Unlock()
 			return nil, err
 		}
 		c.storeOK()
