@@ -234,6 +234,10 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 // batches are soon delivered by the others.
 func webhookLease(cfg *config.Config) time.Duration {
 	longest := cfg.WebhookTimeout
+	if cfg.DatabaseApps() {
+		// Any target may get the longest timeout at run time.
+		longest = apps.WebhookMaxTimeout
+	}
 	for _, a := range cfg.Apps {
 		for _, w := range a.Webhooks {
 			longest = max(longest, w.Timeout)
