@@ -19,7 +19,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # nginx and caddy (proxy e2e test), supervisor, systemd (systemd-analyze), openssl.
 DEPLOY_TOOLS := podman:podman buildah:buildah nginx:nginx caddy:caddy supervisord:supervisor systemd-analyze:systemd openssl:openssl
 
-.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser e2e-laravel deploy-deps deploy-test manifests bench bench-cluster clean
+.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser e2e-laravel e2e-psql deploy-deps deploy-test manifests bench bench-cluster clean
 
 all: build
 
@@ -61,7 +61,14 @@ e2e-laravel:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli php-laravel-framework php-redis; \
 	fi
 
-e2e: build e2e-deps e2e-browser e2e-laravel deploy-deps
+## e2e-psql: the PostgreSQL client for tests/apps-store.test.mjs (schema per run), when missing.
+e2e-psql:
+	@if ! command -v psql >/dev/null; then \
+		echo "installing postgresql-client (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client; \
+	fi
+
+e2e: build e2e-deps e2e-browser e2e-laravel e2e-psql deploy-deps
 	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
 
 ## deploy-deps: the Debian packages of DEPLOY_TOOLS whose command is missing.

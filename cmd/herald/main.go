@@ -5,6 +5,7 @@
 // Usage:
 //
 //	herald [serve] [flags]   start a node (the default)
+//	herald apps <command>    manage the apps of a database apps store
 //	herald bench <scenario>  load-test a Pusher-protocol server
 //	herald version           print the version
 //	herald health [--url U]  check /up (a container HEALTHCHECK)
@@ -27,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/loadtest"
 	"github.com/herald-ws/herald/internal/server"
@@ -45,6 +47,7 @@ const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and p
 
 Usage:
   herald [serve] [flags]   start a node (the default command)
+  herald apps <command>    manage the apps of a database apps store (docs/apps.md)
   herald bench <scenario>  load-test a Pusher-protocol server (idle, fanout, churn)
   herald version           print the version
   herald health [--url U]  GET /up and exit 0 or 1 (a container HEALTHCHECK)
@@ -65,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "bench":
 		return loadtest.Main(args, stdout, stderr)
+	case "apps":
+		return appsMain(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "herald", versionString())
 		return 0
@@ -76,6 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		if len(args) > 0 && args[0] == "health" {
 			return health([]string{"--help"}, stdout, stderr, os.Getenv)
+		}
+		if len(args) > 0 && args[0] == "apps" {
+			return appsMain([]string{"help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "bench" {
 			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
@@ -181,6 +189,13 @@ func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
 	ws := "ws"
 	if cfg.TLSEnabled() {
 		ws = "wss"
+	}
+	if cfg.DatabaseApps() {
+		fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
+			version, addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
+		fmt.Fprintf(w, "Apps from %s (changes apply within %s); manage them with 'herald apps' (docs/apps.md).\n",
+			apps.RedactStoreURL(cfg.AppsStore), cfg.AppsCacheTTL)
+		return
 	}
 	a := cfg.Apps[0]
 	secret := a.Secret

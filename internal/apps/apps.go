@@ -203,3 +203,21 @@ func (s *Static) All(_ context.Context) ([]*App, error) {
 	copy(out, s.all)
 	return out, nil
 }
+
+// ErrExists is returned by Create when the id or the key is taken.
+var ErrExists = errors.New("an app with this id or key already exists")
+
+// ErrReadOnly is returned by the write operations of a store that cannot
+// be written (the config store: edit the YAML file or the environment).
+var ErrReadOnly = errors.New("the config apps store is read-only: apps come from the YAML file and HERALD_APP_* variables; set apps_store to a database to manage apps at run time")
+
+// Writer is a Store whose apps can be changed at run time.
+type Writer interface {
+	Store
+	// Create adds a valid app; ErrExists when its id or key is taken.
+	Create(ctx context.Context, a *App) error
+	// Update replaces the app with a's id; ErrNotFound when there is none.
+	Update(ctx context.Context, a *App) error
+	// Delete removes the app; ErrNotFound when there is none.
+	Delete(ctx context.Context, id string) error
+}

@@ -129,8 +129,17 @@ type Config struct {
 	// MemoryGuardPercent refuses new connections (4100) while the process
 	// uses more than this share of the memory limit (-1: never).
 	MemoryGuardPercent int `yaml:"memory_guard_percent"`
-	// Apps are the statically configured apps. Load never returns an empty
-	// list: with none configured it falls back to DevApp.
+	// AppsStore is where the apps live (docs/apps.md): "config" (the apps
+	// below and HERALD_APP_*), or a database URL whose scheme picks the
+	// driver: postgres://, mysql://, sqlite:///path/file.db.
+	AppsStore string `yaml:"apps_store"`
+	// AppsCacheTTL is how long a node serves an app looked up in a
+	// database store before asking again: a change reaches every node
+	// within it.
+	AppsCacheTTL time.Duration `yaml:"apps_cache_ttl"`
+	// Apps are the statically configured apps. With the config store Load
+	// never returns an empty list: with none configured it falls back to
+	// DevApp. With a database store it is empty.
 	Apps []apps.App `yaml:"apps"`
 }
 
@@ -177,6 +186,8 @@ func defaultServer() *Config {
 		IPConnectionsBurst:        100,
 		TrustedProxies:            []string{},
 		MemoryGuardPercent:        90,
+		AppsStore:                 "config",
+		AppsCacheTTL:              5 * time.Second,
 	}
 }
 
@@ -205,7 +216,13 @@ func DevApp() apps.App {
 // warn. Only the first app is considered so that a caller may print
 // Apps[0]'s secret when this is true without ever printing a real one.
 func (c *Config) UsesDevApp() bool {
-	return len(c.Apps) > 0 && c.Apps[0].Secret == devAppSecret
+	return !c.DatabaseApps() && len(c.Apps) > 0 && c.Apps[0].Secret == devAppSecret
+}
+
+// DatabaseApps reports whether apps_store names a database rather than
+// the config.
+func (c *Config) DatabaseApps() bool {
+	return c.AppsStore != "" && c.AppsStore != "config"
 }
 
 // Addr is the main listener's address, host:port.

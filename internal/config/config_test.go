@@ -55,6 +55,7 @@ func TestDefaults(t *testing.T) {
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
+		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
 		Apps: []apps.App{DevApp()},
 	}
 	setWebhookDefaults(want)
@@ -167,6 +168,7 @@ apps:
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
+		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
 	}
 	first := apps.Defaults()
 	first.ID, first.Key, first.Secret = "1", "key-one", "secret-one"
@@ -260,6 +262,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
 		"acme_domains": "ws.example.com, rt.example.org", "acme_email": "ops@example.com", "acme_cache_dir": "/var/lib/herald/acme",
 		"acme_directory_url": "https://acme-staging-v02.api.letsencrypt.org/directory", "acme_http_addr": ":80",
+		"apps_store": "sqlite:///var/lib/herald/apps.db", "apps_cache_ttl": "2s",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
@@ -273,7 +276,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		MemoryLimitMB: 512, MemoryGuardPercent: 80,
 		ACMEDomains: []string{"ws.example.com", "rt.example.org"}, ACMEEmail: "ops@example.com", ACMECacheDir: "/var/lib/herald/acme",
 		ACMEDirectoryURL: "https://acme-staging-v02.api.letsencrypt.org/directory", ACMEHTTPAddr: ":80",
-		Apps: []apps.App{DevApp()},
+		AppsStore: "sqlite:///var/lib/herald/apps.db", AppsCacheTTL: 2 * time.Second,
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())
 	if len(keys) != len(values) {
@@ -833,5 +836,30 @@ apps:
 	}
 	if (&Config{}).UsesDevApp() {
 		t.Error("UsesDevApp() = true without apps")
+	}
+}
+
+func TestAppsStoreSetting(t *testing.T) {
+	// A bad apps_store is named, never with its password.
+	_, err := Load(Source{Env: env(map[string]string{"HERALD_APPS_STORE": "redis://u:hunter2-secret@h/0"})})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_APPS_STORE") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad apps_store: %v", err)
+	}
+	// A database store: no dev app, and apps in the file are refused.
+	c := mustLoad(t, Source{Flags: map[string]string{"apps_store": "postgres://u:pw@db/apps"}})
+	if len(c.Apps) != 0 || c.UsesDevApp() || !c.DatabaseApps() {
+		t.Fatalf("database store: apps %v, dev %v", c.Apps, c.UsesDevApp())
+	}
+	file := writeConfig(t, "apps_store: sqlite:///tmp/x.db\napps:\n  - id: a\n    key: k\n    secret: s\n")
+	_, err = Load(Source{File: file})
+	if err == nil || !strings.Contains(err.Error(), "apps") || !strings.Contains(err.Error(), "herald apps") {
+		t.Fatalf("apps with a database store: %v", err)
+	}
+	_, err = Load(Source{Env: env(map[string]string{"HERALD_APPS_STORE": "sqlite:///tmp/x.db", "HERALD_APP_KEY": "k"})})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_APP_KEY") {
+		t.Fatalf("HERALD_APP_KEY with a database store: %v", err)
+	}
+	if _, err := Load(Source{Flags: map[string]string{"apps_cache_ttl": "0s"}}); err == nil || !strings.Contains(err.Error(), "apps-cache-ttl") {
+		t.Fatalf("apps_cache_ttl 0: %v", err)
 	}
 }

@@ -125,6 +125,10 @@ func flagHelp(key string) string {
 		return "comma separated `CIDRs` of proxies whose X-Forwarded-For/-Proto are believed"
 	case "memory_limit_mb":
 		return "memory limit in `MB` for the memory guard (0: GOMEMLIMIT, else the cgroup limit)"
+	case "apps_store":
+		return "where apps live: config (the YAML file and HERALD_APP_*) or a database `URL`: postgres://..., mysql://..., sqlite:///path/file.db"
+	case "apps_cache_ttl":
+		return "serve an app looked up in a database store this long before asking again (`duration`)" + dur
 	case "memory_guard_percent":
 		return "refuse new connections above this `percent` of the memory limit (-1: off)"
 	}

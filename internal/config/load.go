@@ -175,6 +175,22 @@ func (l *loader) applyFlags(cfg *Config, flags map[string]string) {
 // from HERALD_APP_ID/KEY/SECRET) and applies HERALD_APP_<KEY> to it.
 func (l *loader) applyAppEnv(cfg *Config) {
 	const first = "apps[0]"
+	if cfg.DatabaseApps() {
+		// The apps live in the database; apps here would be ignored,
+		// which an operator would rather hear about.
+		if len(cfg.Apps) > 0 {
+			l.errs = append(l.errs, &fieldError{at: l.origins.of("apps"), path: "apps",
+				msg: "must not be set when apps_store is a database; manage those apps with 'herald apps' (docs/apps.md)"})
+		}
+		for _, k := range []string{"id", "key", "secret"} {
+			if _, ok := l.lookup(envAppPrefix + upperSnake(k)); ok {
+				l.errs = append(l.errs, &fieldError{at: origin{kind: fromEnv, name: envAppPrefix + upperSnake(k)},
+					msg: "must not be set when apps_store is a database; manage apps with 'herald apps' (docs/apps.md)"})
+			}
+		}
+		cfg.Apps = nil
+		return
+	}
 	if len(cfg.Apps) == 0 {
 		identity := false
 		for _, k := range []string{"id", "key", "secret"} {

@@ -80,6 +80,12 @@ type Options struct {
 	// Ready reports readiness for GET /ready: nil means ready, an error
 	// (its text is the reason) answers 503. A nil Ready is always ready.
 	Ready func() error
+	// Degraded, when set and not "", is added to a ready answer as
+	// "degraded": the node serves, but something it depends on is failing
+	// (the apps store: known apps keep working from the cache). It does
+	// not turn /ready to 503, which would take every node out of a load
+	// balancer for an outage they ride out.
+	Degraded func() string
 	// Logger receives errors and recovered panics (discarded when nil).
 	Logger *slog.Logger
 	// Refusals, when set, is told of every request a limit refused.
@@ -106,6 +112,7 @@ type handler struct {
 	window   time.Duration
 	now      func() time.Time
 	ready    func() error
+	degraded func() string
 	log      *slog.Logger
 	refuse   Refusals
 	recorder Recorder
@@ -126,6 +133,7 @@ func New(o Options) http.Handler {
 		window:   o.TimestampWindow,
 		now:      o.Now,
 		ready:    o.Ready,
+		degraded: o.Degraded,
 		log:      o.Logger,
 		refuse:   o.Refusals,
 		recorder: o.Recorder,
@@ -302,6 +310,15 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, struct {
 				Status string `json:"status"`
 			}{err.Error()})
+			return
+		}
+	}
+	if h.degraded != nil {
+		if why := h.degraded(); why != "" {
+			writeJSON(w, http.StatusOK, struct {
+				Status   string `json:"status"`
+				Degraded string `json:"degraded"`
+			}{"ready", why})
 			return
 		}
 	}

@@ -64,6 +64,7 @@ func (s *Server) buildDashboard(store apps.Store, hopt *hub.Options) error {
 	d, err := dashboard.New(dashboard.Options{
 		Token: token,
 		Apps:  store,
+		Admin: s.appsAdmin(),
 		Hub:   dashboardHub{s},
 		Totals: func(appID string) dashboard.Totals {
 			t := s.metrics.Totals(appID)

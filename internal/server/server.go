@@ -60,20 +60,24 @@ type Server struct {
 	// acme is the ACME certificate manager and its HTTP-01 listener
 	// (acme.go), when acme_domains is set.
 	acme acmeState
+
+	// appsDB is the database apps store (apps.go), when apps_store names one.
+	appsDB appsState
 }
 
 // New builds a node from cfg. Nothing listens until Run.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	store, err := apps.NewStatic(cfg.Apps)
-	if err != nil {
-		return nil, fmt.Errorf("apps: %w", err)
-	}
-	s := &Server{cfg: cfg, log: log, apps: store, refusals: &Refusals{log: log.With("component", "limits")}}
+	s := &Server{cfg: cfg, log: log, refusals: &Refusals{log: log.With("component", "limits")}}
 	for _, o := range opts {
 		o(&s.opts)
 	}
 	s.buildMetrics()
 	s.refusals.metrics = s.metrics
+	store, err := s.buildApps()
+	if err != nil {
+		return nil, err
+	}
+	s.apps = store
 	// One origin for the monotonic clock the hub stamps frames with and
 	// the transport measures delivery latency against.
 	epoch := time.Now()
@@ -117,6 +121,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		MaxBodyBytes:    int64(cfg.MaxRequestBodyBytes()),
 		TimestampWindow: cfg.APITimestampWindow,
 		Ready:           s.readiness,
+		Degraded:        s.appsDegraded,
 		Logger:          log.With("component", "httpapi"),
 		Refusals:        s.refusals,
 	})
@@ -188,7 +193,8 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 // queue in Redis on a cluster (pending deliveries survive a node), in
 // memory alone (flushed on shutdown).
 func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
-	wanted := false
+	// Apps in a database may gain a webhook at any time.
+	wanted := s.cfg.DatabaseApps()
 	for _, a := range s.cfg.Apps {
 		wanted = wanted || len(a.Webhooks) > 0
 	}
@@ -267,6 +273,10 @@ func (s *Server) buildIngest(store apps.Store, pub ingest.Publisher, limits *hub
 // batches are soon delivered by the others.
 func webhookLease(cfg *config.Config) time.Duration {
 	longest := cfg.WebhookTimeout
+	if cfg.DatabaseApps() {
+		// Any target may get the longest timeout at run time.
+		longest = apps.WebhookMaxTimeout
+	}
 	for _, a := range cfg.Apps {
 		for _, w := range a.Webhooks {
 			longest = max(longest, w.Timeout)
@@ -340,6 +350,15 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	}
 	if s.webhooks != nil {
 		s.webhooks.Start(context.Background())
+	}
+	if s.appsDB.sql != nil {
+		s.migrateApps()
+		defer func() { _ = s.appsDB.sql.Close() }()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.recheckApps(hubCtx)
+		}()
 	}
 	if s.dash != nil {
 		wg.Add(1)
