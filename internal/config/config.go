@@ -129,6 +129,14 @@ type Config struct {
 	// MemoryGuardPercent refuses new connections (4100) while the process
 	// uses more than this share of the memory limit (-1: never).
 	MemoryGuardPercent int `yaml:"memory_guard_percent"`
+	// PIDFile, when set, holds the PID of the process that serves: written
+	// once it is ready, by the new process after a restart in place
+	// (SIGHUP), and removed when the last owner exits.
+	PIDFile string `yaml:"pid_file"`
+	// RestartTimeout is how long a restart in place waits for the new
+	// process to be ready; past it the new one is killed and the old one
+	// keeps serving.
+	RestartTimeout time.Duration `yaml:"restart_timeout"`
 	// Apps are the statically configured apps. Load never returns an empty
 	// list: with none configured it falls back to DevApp.
 	Apps []apps.App `yaml:"apps"`
@@ -177,6 +185,7 @@ func defaultServer() *Config {
 		IPConnectionsBurst:        100,
 		TrustedProxies:            []string{},
 		MemoryGuardPercent:        90,
+		RestartTimeout:            DefaultRestartTimeout,
 	}
 }
 

@@ -54,7 +54,7 @@ func TestDefaults(t *testing.T) {
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
-		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
+		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL, RestartTimeout: time.Minute,
 		Apps: []apps.App{DevApp()},
 	}
 	setWebhookDefaults(want)
@@ -166,7 +166,7 @@ apps:
 		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
-		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
+		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL, RestartTimeout: time.Minute,
 	}
 	first := apps.Defaults()
 	first.ID, first.Key, first.Secret = "1", "key-one", "secret-one"
@@ -248,6 +248,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "herald.pid")
 	values := map[string]string{
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
@@ -260,6 +261,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
 		"acme_domains": "ws.example.com, rt.example.org", "acme_email": "ops@example.com", "acme_cache_dir": "/var/lib/herald/acme",
 		"acme_directory_url": "https://acme-staging-v02.api.letsencrypt.org/directory", "acme_http_addr": ":80",
+		"pid_file": pidFile, "restart_timeout": "20s",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
@@ -273,6 +275,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		MemoryLimitMB: 512, MemoryGuardPercent: 80,
 		ACMEDomains: []string{"ws.example.com", "rt.example.org"}, ACMEEmail: "ops@example.com", ACMECacheDir: "/var/lib/herald/acme",
 		ACMEDirectoryURL: "https://acme-staging-v02.api.letsencrypt.org/directory", ACMEHTTPAddr: ":80",
+		PIDFile: pidFile, RestartTimeout: 20 * time.Second,
 		Apps: []apps.App{DevApp()},
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())

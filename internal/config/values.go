@@ -39,6 +39,9 @@ func ruleFor(key string) (rule, bool) {
 	if r, ok := webhookRule(key); ok {
 		return r, true
 	}
+	if r, ok := restartRule(key); ok {
+		return r, true
+	}
 	switch key {
 	case "port":
 		return rule{expect: "a port number 1-65535", min: 1, max: 65535}, true
