@@ -39,7 +39,9 @@ type Server struct {
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
 	ready    atomic.Bool
-	opts     options
+	// handedOff: a new process holds the listeners and serves (WithHandOff).
+	handedOff atomic.Bool
+	opts      options
 	// refusals counts what the limits refused.
 	refusals *Refusals
 
@@ -67,6 +69,9 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	s := &Server{cfg: cfg, log: log, apps: store, refusals: &Refusals{log: log.With("component", "limits")}}
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if s.opts.listen == nil {
+		s.opts.listen = net.Listen
 	}
 	s.buildMetrics()
 	s.refusals.metrics = s.metrics
@@ -116,6 +121,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	}
 	tcfg := transport.Config{
 		Addr:             cfg.Addr(),
+		Listen:           s.opts.listen,
 		PathPrefix:       cfg.PathPrefix,
 		MaxMessageSize:   cfg.MaxMessageSizeBytes(),
 		WriteQueueBytes:  cfg.WriteQueueBytes(),
@@ -249,6 +255,9 @@ func (s *Server) onReap(r cluster.Reaped) {
 }
 
 func (s *Server) readiness() error {
+	if s.handedOff.Load() {
+		return errors.New("handed off to a new process")
+	}
 	if s.hub.Draining() {
 		return errors.New("draining")
 	}
@@ -274,7 +283,9 @@ func (s *Server) Addr() net.Addr { return s.ws.Addr() }
 
 // Run starts the node and serves until ctx is done, then drains: /ready
 // turns false, new connections are refused, open ones are closed with 4200
-// spread over the shutdown timeout, and the listeners stop. started, when
+// spread over the shutdown timeout, and the listeners stop. With
+// WithHandOff, the close of its channel ends the serving too, and the
+// listeners stop accepting before the drain (see handOff). started, when
 // not nil, is called once the node accepts traffic.
 func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
@@ -334,7 +345,11 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	if started != nil {
 		started(s.ws.Addr())
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.opts.handOff: // nil without WithHandOff: never
+		s.handOff()
+	}
 
 	s.log.Info("draining", "window", s.cfg.ShutdownTimeout.String())
 	s.ready.Store(false)

@@ -286,6 +286,12 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	return s, nil
 }
 
+// keepAlive is the TCP keep-alive of accepted sockets: a client gone
+// without a FIN is noticed within about a minute.
+func keepAlive() net.KeepAliveConfig {
+	return net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}
+}
+
 // Start starts listening; it returns once the port is bound.
 func (s *Server) Start() error {
 	s.mu.Lock()
@@ -301,7 +307,7 @@ func (s *Server) Start() error {
 	if s.cfg.Listen != nil {
 		ln, err = s.cfg.Listen("tcp", s.cfg.Addr)
 	} else {
-		lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}}
+		lc := net.ListenConfig{KeepAliveConfig: keepAlive()}
 		ln, err = lc.Listen(s.ctx, "tcp", s.cfg.Addr)
 	}
 	if err != nil {
@@ -311,7 +317,8 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{Listener: ln, gate: make(chan struct{}), stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle}
+	s.ln = &listener{Listener: ln, gate: make(chan struct{}), stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle,
+		setKeepAlive: s.cfg.Listen != nil}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
@@ -935,12 +942,15 @@ func headerHasToken(h http.Header, name, token string) bool {
 // until the engine closes it.
 type listener struct {
 	net.Listener
-	gate      chan struct{} // closed once Start has probed the pollers
-	onAccept  func()        // called each time the engine's accept loop asks for a socket
-	stopOnce  sync.Once
-	closeOnce sync.Once
-	stopped   chan struct{}
-	closed    chan struct{}
+	gate     chan struct{} // closed once Start has probed the pollers
+	onAccept func()        // called each time the engine's accept loop asks for a socket
+	// setKeepAlive applies keepAlive to each accepted socket, for a
+	// listener the server did not make (its own has it in its config).
+	setKeepAlive bool
+	stopOnce     sync.Once
+	closeOnce    sync.Once
+	stopped      chan struct{}
+	closed       chan struct{}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -953,6 +963,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.onAccept()
 	}
 	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
+		_ = tc.SetKeepAliveConfig(keepAlive())
+	}
 	if err != nil {
 		select {
 		case <-l.stopped:
