@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -36,6 +37,7 @@ type restarter struct {
 	pidFile string
 
 	handOff    chan struct{} // closed once a new process is ready
+	relay      chan net.Conn // to the other process while both run (server.WithRelay)
 	parentGone chan struct{} // closed once the previous process (if any) has exited
 	hup        chan os.Signal
 	ctx        context.Context // done at close
@@ -56,8 +58,21 @@ func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
 		handOff:    make(chan struct{}),
 		parentGone: make(chan struct{}),
 		hup:        make(chan os.Signal, 1),
+		relay:      make(chan net.Conn, 1),
 	}
 	r.ctx, r.stop = context.WithCancel(context.Background())
+	// After a SIGHUP: the relay to the previous process.
+	if f, err := upg.Fds.File(relayFile); err != nil {
+		log.Warn("restart: no relay to the previous process", "err", err)
+	} else if f != nil {
+		c, err := net.FileConn(f)
+		_ = f.Close()
+		if err != nil {
+			log.Warn("restart: no relay to the previous process", "err", err)
+		} else {
+			r.relay <- c
+		}
+	}
 	signal.Notify(r.hup, syscall.SIGHUP)
 	r.wg.Add(2)
 	go r.waitParent()
@@ -67,7 +82,7 @@ func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
 
 // options are the server options that let the node's sockets outlive it.
 func (r *restarter) options() []server.Option {
-	return []server.Option{server.WithListen(r.upg.Listen), server.WithHandOff(r.handOff)}
+	return []server.Option{server.WithListen(r.upg.Listen), server.WithHandOff(r.handOff), server.WithRelay(r.relay)}
 }
 
 // ready is called once the node serves: it writes the pid file and, after
@@ -119,10 +134,17 @@ func (r *restarter) restart() {
 	}
 	exe, _ := os.Executable()
 	r.log.Info("restarting: starting a new process on the same sockets", "binary", os.Args[0], "resolved", exe)
+	mine, err := r.newRelay()
+	if err != nil {
+		r.log.Warn("restart without a relay: events published during the drain reach only the clients of the process that got them", "err", err)
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		if err := r.upg.Upgrade(); err != nil {
+			if mine != nil {
+				_ = mine.Close()
+			}
 			r.busy.Store(false)
 			select {
 			case <-r.ctx.Done(): // shutting down: Upgrade was interrupted
@@ -132,8 +154,38 @@ func (r *restarter) restart() {
 			return
 		}
 		r.log.Info("the new process is ready: handing over")
+		if mine != nil {
+			r.relay <- mine
+		}
 		close(r.handOff)
 	}()
+}
+
+// relayFile names the relay's socket among the files a new process
+// inherits.
+const relayFile = "herald-relay"
+
+// newRelay makes the socket pair of the relay (server.WithRelay) between
+// this process and the next: one end is handed to the next process, the
+// other returned. (tableflip keeps a copy of the next process's end until
+// a following restart replaces it: one file after a failed restart, and
+// in the new process its end of the relay to the previous one.)
+func (r *restarter) newRelay() (net.Conn, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "relay"), os.NewFile(uintptr(fds[1]), relayFile)
+	defer mine.Close()
+	defer theirs.Close()
+	if err := r.upg.Fds.AddFile(relayFile, theirs); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	c, err := net.FileConn(mine)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return c, nil
 }
 
 // handedOver reports whether a new process took over.

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +25,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
@@ -287,6 +292,8 @@ type wsClient struct {
 	code     int           // the first close code
 	err      error
 	done     chan struct{}
+	subs     chan int         // generation (0: first socket) of each subscription_succeeded
+	events   map[string][]int // event name on channel "restart" -> generations it came on
 }
 
 func dialPusher(url string) (*websocket.Conn, string, error) {
@@ -317,13 +324,22 @@ func dialPusher(url string) (*websocket.Conn, string, error) {
 
 func newWSClient(t *testing.T, port int) *wsClient {
 	t.Helper()
-	c := &wsClient{url: fmt.Sprintf("ws://127.0.0.1:%d/app/app-key?protocol=7", port), pongs: make(chan struct{}, 16), done: make(chan struct{})}
+	c := &wsClient{url: fmt.Sprintf("ws://127.0.0.1:%d/app/app-key?protocol=7", port), pongs: make(chan struct{}, 16), done: make(chan struct{}),
+		subs: make(chan int, 4), events: map[string][]int{}}
 	conn, id, err := dialPusher(c.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.conn, c.socketID = conn, id
+	if err := subscribe(conn); err != nil {
+		t.Fatal(err)
+	}
 	go c.run()
+	select {
+	case <-c.subs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no subscription_succeeded")
+	}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		c.conn.Close()
@@ -331,6 +347,18 @@ func newWSClient(t *testing.T, port int) *wsClient {
 		<-c.done
 	})
 	return c
+}
+
+// subscribe subscribes a socket to the channel "restart".
+func subscribe(c *websocket.Conn) error {
+	return c.WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:subscribe","data":{"channel":"restart"}}`))
+}
+
+// got returns the generations of the sockets event came on.
+func (c *wsClient) got(event string) []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.events[event]...)
 }
 
 // run reads the socket; on a first close with 4200 it reconnects at once,
@@ -344,8 +372,21 @@ func (c *wsClient) run() {
 	for {
 		_, msg, err := conn.ReadMessage()
 		if err == nil {
-			if strings.Contains(string(msg), `"pusher:pong"`) {
+			var ev struct{ Event, Channel string }
+			_ = json.Unmarshal(msg, &ev)
+			gen := 0
+			if reconnected {
+				gen = 1
+			}
+			switch {
+			case ev.Event == "pusher:pong":
 				c.pongs <- struct{}{}
+			case ev.Event == "pusher_internal:subscription_succeeded":
+				c.subs <- gen
+			case ev.Channel == "restart":
+				c.mu.Lock()
+				c.events[ev.Event] = append(c.events[ev.Event], gen)
+				c.mu.Unlock()
 			}
 			continue
 		}
@@ -368,6 +409,9 @@ func (c *wsClient) run() {
 		}
 		at := time.Now()
 		next, id, err := dialPusher(c.url)
+		if err == nil {
+			err = subscribe(next)
+		}
 		c.mu.Lock()
 		if err != nil {
 			c.err = fmt.Errorf("reconnect after 4200: %v", err)
@@ -398,6 +442,28 @@ func (c *wsClient) ping() error {
 		return nil
 	case <-time.After(5 * time.Second):
 		return errors.New("no pusher:pong")
+	}
+}
+
+// publish sends an event to the channel "restart" through the HTTP API on
+// a new connection.
+func publish(t *testing.T, port int, name string) {
+	t.Helper()
+	body := []byte(`{"name":"` + name + `","channel":"restart","data":"{}"}`)
+	q := url.Values{"auth_key": {"app-key"}, "auth_timestamp": {strconv.FormatInt(time.Now().Unix(), 10)}, "auth_version": {"1.0"}}
+	sum := md5.Sum(body)
+	q.Set("body_md5", hex.EncodeToString(sum[:]))
+	req := protocol.SignedRequest{Method: "POST", Path: "/apps/app-id/events", Query: q, Body: body}
+	q.Set("auth_signature", protocol.Sign("app-secret", req.StringToSign()))
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Post(fmt.Sprintf("http://127.0.0.1:%d/apps/app-id/events?%s", port, q.Encode()), "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("publish %s: %v", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("publish %s: %d %s", name, resp.StatusCode, b)
 	}
 }
 
@@ -462,6 +528,9 @@ func TestSIGHUPRestartsWithoutRefusingAConnection(t *testing.T) {
 		}
 		return true
 	})
+	// An event published now reaches the new process (the old one no longer
+	// accepts); the relay carries it to the clients still on the old one.
+	publish(t, n.port, "during-drain")
 	okBefore := loop.ok.Load()
 	select {
 	case err := <-n.firstDone:
@@ -503,6 +572,24 @@ func TestSIGHUPRestartsWithoutRefusingAConnection(t *testing.T) {
 		}
 	}
 	t.Logf("slowest client back %v after its 4200", worst)
+	publish(t, n.port, "after")
+	onOld := 0
+	for i, c := range cs {
+		testwait.For(t, 10*time.Second, "the event published after the restart", func() bool { return len(c.got("after")) > 0 })
+		if got := c.got("after"); len(got) != 1 || got[0] != 1 {
+			t.Errorf("client %d got the event published after the restart on sockets %v, want once on the new one", i, got)
+		}
+		switch got := c.got("during-drain"); {
+		case len(got) > 1:
+			t.Errorf("client %d got the event published during the drain %d times", i, len(got))
+		case len(got) == 1 && got[0] == 0:
+			onOld++
+		}
+	}
+	t.Logf("%d of %d clients got the event published to the new process during the drain while still on the old one", onOld, clients)
+	if onOld == 0 {
+		t.Error("no client still on the old process got the event published to the new one during the drain (relay)")
+	}
 	n.waitReady(n.metricsPort)
 	if got := n.logs.count("the new process is ready: handing over", oldPID); got != 1 {
 		t.Errorf("the old process logged the hand-over %d times", got)

@@ -13,6 +13,7 @@ type options struct {
 	registerer prometheus.Registerer
 	listen     func(network, addr string) (net.Listener, error)
 	handOff    <-chan struct{}
+	relay      <-chan net.Conn
 }
 
 // WithRegisterer registers the webhook metrics (herald_webhook_*) on reg

@@ -55,6 +55,10 @@ type Server struct {
 	metricsLn      net.Listener
 	metricsDone    chan struct{}
 
+	// relay joins the HTTP API to the other process during a restart in
+	// place (relay.go); nil unless WithRelay, and in a cluster.
+	relay *relay
+
 	// acme is the ACME certificate manager and its HTTP-01 listener
 	// (acme.go), when acme_domains is set.
 	acme acmeState
@@ -103,6 +107,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	var apiHubOf httpapi.Hub = s.hub
 	if s.dash != nil {
 		apiHubOf = apiHub{Hub: s.hub, dash: s.dash}
+	}
+	if s.opts.relay != nil && s.node == nil {
+		s.relay = &relay{s: s}
+		apiHubOf = relayHub{Hub: apiHubOf, r: s.relay}
 	}
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
@@ -318,6 +326,13 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		go func() {
 			defer wg.Done()
 			s.dash.Run(hubCtx)
+		}()
+	}
+	if s.relay != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.relay.run(hubCtx, s.opts.relay)
 		}()
 	}
 	if err := s.startMetricsListener(); err != nil {
