@@ -240,16 +240,16 @@ describe('restart in place', () => {
       const resubMs = restarts.map((r) => r.resubAt - r.leftAt);
       const duringRestart = published.filter((p) => p.sentAt >= hupAt && p.sentAt <= oldExitAt).length;
       const missedAfterResub = followed.reduce((n, f, i) => n + missingOf(f.ticks, restarts[i].resubAt).length, missingOf(pageTicks, pageRestart.resubAt).length);
-      // Not failures, but worth seeing: events a client did not get while
-      // it still waited on the old process for its 4200 (the relay carries
-      // what the new process publishes to the old one's clients; one sent
-      // just before the 4200 may miss it), and while it reconnected
-      // (between its 4200 and its resubscription: no process has it).
+      // Not a failure, but worth seeing: events a client did not get
+      // between the SIGHUP and its resubscription. While it still waits on
+      // the old process, the relay brings it what the new one publishes;
+      // while it reconnects (between its 4200 and its resubscription) no
+      // process has it. On a loaded machine this test process handles a
+      // 4200 late, which widens the second window.
       const all = [...followed.map((f, i) => [f.ticks, restarts[i]]), [pageTicks, pageRestart]];
-      const missedIn = (from, to) => all.reduce((n, [ticks, r]) =>
-        n + published.filter((p) => p.ok && p.sentAt >= from(r) && p.sentAt < to(r) && !ticks.has(p.seq)).length, 0);
-      const missedOnOld = missedIn(() => hupAt, (r) => r.leftAt);
-      const missedReconnecting = missedIn((r) => r.leftAt, (r) => r.resubAt);
+      const missedBeforeResub = all.reduce((n, [ticks, r]) =>
+        n + published.filter((p) => p.ok && p.sentAt >= hupAt && p.sentAt < r.resubAt && !ticks.has(p.seq)).length, 0);
+      const sentBeforeResub = all.reduce((n, [, r]) => n + published.filter((p) => p.ok && p.sentAt >= hupAt && p.sentAt < r.resubAt).length, 0);
       const figures = {
         clients: `${CLIENTS} pusher-js + 1 Laravel Echo in Chromium`,
         'SIGHUP to new process ready (ms)': readyAt - hupAt,
@@ -261,8 +261,7 @@ describe('restart in place', () => {
         'failed publishes': `${failedPublishes.length} of ${published.length} (${duringRestart} sent between SIGHUP and the old process's exit)` +
           failedPublishes.slice(0, 3).map((p) => `; #${p.seq}: ${p.error}`).join(''),
         'events sent after a client resubscribed that it did not get (client-events)': missedAfterResub,
-        'events a client did not get while still on the old process (client-events)': missedOnOld,
-        'events a client did not get while reconnecting, between its 4200 and its resubscription (client-events)': missedReconnecting,
+        'events sent between SIGHUP and a client\'s resubscription that it did not get (client-events)': `${missedBeforeResub} of ${sentBeforeResub}`,
       };
       console.log('zero-downtime restart figures:\n' + Object.entries(figures).map(([k, v]) => `  ${k}: ${v}`).join('\n'));
 
