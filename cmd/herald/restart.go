@@ -171,10 +171,13 @@ const relayFile = "herald-relay"
 // a following restart replaces it: one file after a failed restart, and
 // in the new process its end of the relay to the previous one.)
 func (r *restarter) newRelay() (net.Conn, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
 	}
+	// Only through tableflip, which dups it for the new process.
+	syscall.CloseOnExec(fds[0])
+	syscall.CloseOnExec(fds[1])
 	mine, theirs := os.NewFile(uintptr(fds[0]), "relay"), os.NewFile(uintptr(fds[1]), relayFile)
 	defer mine.Close()
 	defer theirs.Close()
