@@ -125,7 +125,9 @@ func (r *relay) serve(ctx context.Context, c net.Conn) {
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	sc := bufio.NewScanner(c)
-	sc.Buffer(make([]byte, 0, 64<<10), 2*r.s.cfg.MaxRequestBodyBytes()+(64<<10))
+	// A line holds one request's event, JSON-escaped again (at most 6
+	// bytes for one).
+	sc.Buffer(make([]byte, 0, 64<<10), 6*r.s.cfg.MaxRequestBodyBytes()+(64<<10))
 	for sc.Scan() {
 		var m relayMsg
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -133,6 +135,9 @@ func (r *relay) serve(ctx context.Context, c net.Conn) {
 			break
 		}
 		r.deliver(ctx, m)
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		log.Warn("relay: reading from the other process", "err", err)
 	}
 	stop()
 	r.peer.CompareAndSwap(p, nil)
