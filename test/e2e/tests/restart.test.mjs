@@ -13,6 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
@@ -199,6 +200,12 @@ describe('restart in place', () => {
       })();
       await waitUntil(() => published.filter((p) => p.ok).length >= 5, { what: 'events before the restart' });
 
+      // How late this process handles what happens (a loaded machine):
+      // the longest stall of its event loop during the restart is added to
+      // the 2 s a client has to come back, since no client here can be
+      // seen back while the loop stands still.
+      const lag = monitorEventLoopDelay({ resolution: 10 });
+      lag.enable();
       const hupAt = Date.now();
       process.kill(firstPid, 'SIGHUP');
       newPid = await waitUntil(() => {
@@ -216,6 +223,9 @@ describe('restart in place', () => {
         what: 'every pusher-js client to be back and resubscribed',
       });
       await page.waitForFunction((first) => window.log.subs.some((s) => s.socketId !== first), pageFirstId, { timeout: 20_000 });
+      lag.disable();
+      const stallMs = Math.round(lag.max / 1e6);
+      const backWithin = BACK_WITHIN_MS + stallMs;
       const restarts = followed.map((f, i) => restartOf(f, firstIds[i], hupAt));
       const pageLog = await page.evaluate(() => window.log);
       const pageRestart = restartOf({ states: pageLog.states, subs: pageLog.subs }, pageFirstId, hupAt);
@@ -260,6 +270,7 @@ describe('restart in place', () => {
         '4200 to connected, max / median (ms)': `${Math.max(...backMs)} / ${median(backMs)}`,
         '4200 to re-subscribed, max / median (ms)': `${Math.max(...resubMs)} / ${median(resubMs)}`,
         'Echo page: 4200 to re-subscribed (ms)': pageRestart.resubAt - pageRestart.leftAt,
+        'longest stall of this test process\'s event loop during the restart (ms)': stallMs,
         'refused connections': `${refused} of ${dials + refused} dials`,
         'failed publishes': `${failedPublishes.length} of ${published.length} (${duringRestart} sent between SIGHUP and the old process's exit)` +
           failedPublishes.slice(0, 3).map((p) => `; #${p.seq}: ${p.error}`).join(''),
@@ -276,7 +287,8 @@ describe('restart in place', () => {
         assert.ok(!states.includes('unavailable') && !states.includes('failed') && !states.includes('disconnected'),
           `client ${i} went through ${states.join(' → ')}`);
         assert.deepEqual(f.errors.filter((e) => !e.includes('"code":4200')), [], `client ${i} saw errors other than the 4200`);
-        assert.ok(restarts[i].resubAt - restarts[i].leftAt <= BACK_WITHIN_MS, `client ${i} was back after ${restarts[i].resubAt - restarts[i].leftAt} ms`);
+        assert.ok(restarts[i].resubAt - restarts[i].leftAt <= backWithin,
+          `client ${i} was back ${restarts[i].resubAt - restarts[i].leftAt} ms after its 4200 (allowed: 2 s + ${stallMs} ms of this process's own stall)`);
         assert.notEqual(restarts[i].socketId, firstIds[i]);
         assert.deepEqual(missingOf(f.ticks, restarts[i].resubAt), [], `client ${i} missed events sent after it resubscribed`);
         assert.ok(published.some((p) => p.ok && p.sentAt > restarts[i].resubAt && f.ticks.has(p.seq)), `client ${i} got no event after the restart`);
@@ -285,7 +297,7 @@ describe('restart in place', () => {
       assert.ok(!pageStates.includes('unavailable') && !pageStates.includes('failed') && !pageStates.includes('disconnected'),
         `the Echo page went through ${pageStates.join(' → ')}`);
       assert.deepEqual(pageLog.errors.filter((e) => !e.includes('"code":4200')), [], 'the Echo page saw errors other than the 4200');
-      assert.ok(pageRestart.resubAt - pageRestart.leftAt <= BACK_WITHIN_MS, `the Echo page was back after ${pageRestart.resubAt - pageRestart.leftAt} ms`);
+      assert.ok(pageRestart.resubAt - pageRestart.leftAt <= BACK_WITHIN_MS, `the Echo page was back ${pageRestart.resubAt - pageRestart.leftAt} ms after its 4200`);
       assert.deepEqual(missingOf(pageTicks, pageRestart.resubAt), [], 'the Echo page missed events sent after it resubscribed');
       assert.ok(published.some((p) => p.ok && p.sentAt > pageRestart.resubAt && pageTicks.has(p.seq)), 'the Echo page got no event after the restart');
 
