@@ -44,6 +44,7 @@ type restarter struct {
 	stop       context.CancelFunc
 	wg         sync.WaitGroup
 	busy       atomic.Bool // a restart runs, or this process has handed over
+	useRelay   bool        // alone: in a cluster Redis carries the events
 }
 
 func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
@@ -59,6 +60,7 @@ func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
 		parentGone: make(chan struct{}),
 		hup:        make(chan os.Signal, 1),
 		relay:      make(chan net.Conn, 1),
+		useRelay:   cfg.RedisURL == "",
 	}
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	// After a SIGHUP: the relay to the previous process.
@@ -70,7 +72,7 @@ func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
 		if err != nil {
 			log.Warn("restart: no relay to the previous process", "err", err)
 		} else {
-			r.relay <- c
+			r.offerRelay(c)
 		}
 	}
 	signal.Notify(r.hup, syscall.SIGHUP)
@@ -100,8 +102,11 @@ func (r *restarter) ready() {
 func (r *restarter) waitParent() {
 	defer r.wg.Done()
 	err := r.upg.WaitForParent(r.ctx)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case err != nil && !errors.Is(err, context.Canceled):
 		r.log.Warn("the previous process ended abnormally", "err", err)
+	case err == nil && r.upg.HasParent():
+		r.log.Info("the previous process has exited")
 	}
 	close(r.parentGone)
 }
@@ -134,7 +139,11 @@ func (r *restarter) restart() {
 	}
 	exe, _ := os.Executable()
 	r.log.Info("restarting: starting a new process on the same sockets", "binary", os.Args[0], "resolved", exe)
-	mine, err := r.newRelay()
+	var mine net.Conn
+	var err error
+	if r.useRelay {
+		mine, err = r.newRelay()
+	}
 	if err != nil {
 		r.log.Warn("restart without a relay: events published during the drain reach only the clients of the process that got them", "err", err)
 	}
@@ -155,10 +164,20 @@ func (r *restarter) restart() {
 		}
 		r.log.Info("the new process is ready: handing over")
 		if mine != nil {
-			r.relay <- mine
+			r.offerRelay(mine)
 		}
 		close(r.handOff)
 	}()
+}
+
+// offerRelay hands c to the server; a server with no relay running (in a
+// cluster) has none, and c is closed.
+func (r *restarter) offerRelay(c net.Conn) {
+	select {
+	case r.relay <- c:
+	default:
+		_ = c.Close()
+	}
 }
 
 // relayFile names the relay's socket among the files a new process

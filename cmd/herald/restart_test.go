@@ -700,4 +700,21 @@ func TestFailedRestartKeepsServing(t *testing.T) {
 		t.Fatal("the old process did not exit after the upgrade")
 	}
 	n.waitReady(n.port)
+
+	// 4. The new process restarts in turn once its predecessor is gone.
+	second := n.pid()
+	testwait.For(t, 20*time.Second, "the new process to see the old one gone", func() bool {
+		return n.logs.count("the previous process has exited", second) == 1
+	})
+	if err := syscall.Kill(second, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "the pid file to name a third process", func() bool {
+		p := n.pid()
+		return p != 0 && p != second && p != pid
+	})
+	if ws, err := reap(second); err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("the second process ended with %v (%v), want exit 0", ws, err)
+	}
+	n.waitReady(n.port)
 }
