@@ -21,6 +21,7 @@ import (
 	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/ingest"
 	"github.com/herald-ws/herald/internal/metrics"
 	"github.com/herald-ws/herald/internal/transport"
 	"github.com/herald-ws/herald/internal/webhooks"
@@ -38,7 +39,10 @@ type Server struct {
 	broker *cluster.Broker
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
-	ready    atomic.Bool
+	// ingest receives what Laravel's redis broadcaster publishes for the
+	// apps with laravel_redis.
+	ingest *ingest.Ingester
+	ready  atomic.Bool
 	// handedOff: a new process holds the listeners and serves (WithHandOff).
 	handedOff atomic.Bool
 	opts      options
@@ -108,6 +112,13 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	if s.dash != nil {
 		apiHubOf = apiHub{Hub: s.hub, dash: s.dash}
 	}
+	// One set of rate buckets for every way events come in.
+	limits := new(hub.RateLimits)
+	if err := s.buildIngest(store, apiHubOf, limits); err != nil {
+		return nil, err
+	}
+	// Ingested events are not relayed: during a restart in place both
+	// processes ingest, each for its own clients.
 	if s.opts.relay != nil && s.node == nil {
 		s.relay = &relay{s: s}
 		apiHubOf = relayHub{Hub: apiHubOf, r: s.relay}
@@ -115,6 +126,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
 		Hub:             apiHubOf,
+		RateLimits:      limits,
 		Recorder:        s.metrics,
 		PathPrefix:      cfg.PathPrefix,
 		MaxBodyBytes:    int64(cfg.MaxRequestBodyBytes()),
@@ -233,6 +245,35 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 	}
 	s.webhooks = wh
 	hopt.Observer = hub.Observers(hopt.Observer, wh)
+	return nil
+}
+
+// buildIngest sets up the ingestion of Laravel's redis broadcaster. It
+// publishes through the HTTP API's way into the hub (so the dashboard
+// sees the events too) and spends from the same rate buckets. On a
+// cluster, one node per app ingests, elected by a lease in the cluster's
+// Redis with the nodes' own lease period.
+func (s *Server) buildIngest(store apps.Store, pub ingest.Publisher, limits *hub.RateLimits) error {
+	o := ingest.Options{
+		Apps:       store,
+		Publisher:  pub,
+		RateLimits: limits,
+		Recorder:   s.metrics,
+		Refusals:   s.refusals,
+		Logger:     s.log.With("component", "ingest"),
+	}
+	if s.node != nil {
+		l, err := ingest.NewLeases(ingest.LeaseOptions{Client: s.node.Client(), Prefix: s.cfg.RedisPrefix, TTL: s.cfg.RedisLease})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		o.Leases = l
+	}
+	in, err := ingest.New(o)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.ingest = in
 	return nil
 }
 
@@ -356,6 +397,7 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		}
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr(), err)
 	}
+	s.ingest.Start()
 	s.ready.Store(true)
 	if started != nil {
 		started(s.ws.Addr())
@@ -365,6 +407,10 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	case <-s.opts.handOff: // nil without WithHandOff: never
 		s.handOff()
 	}
+
+	// Stop ingesting first: the lease is released, so another node takes
+	// the apps over while this one drains.
+	s.ingest.Close()
 
 	s.log.Info("draining", "window", s.cfg.ShutdownTimeout.String())
 	s.ready.Store(false)
