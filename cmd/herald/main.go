@@ -126,7 +126,13 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	srv, err := server.New(cfg, log)
+	rs, err := newRestarter(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return 1
+	}
+	defer rs.close()
+	srv, err := server.New(cfg, log, rs.options()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %v\n", err)
 		return 2
@@ -137,6 +143,7 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		printBanner(stdout, cfg, addr)
 		printDashboard(stdout, cfg, addr, srv)
 		log.Info("listening", "addr", addr.String(), "tls", cfg.TLSEnabled(), "apps", len(cfg.Apps))
+		rs.ready()
 	})
 	if err != nil {
 		log.Error("server failed", "err", err)

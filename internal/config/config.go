@@ -129,6 +129,14 @@ type Config struct {
 	// MemoryGuardPercent refuses new connections (4100) while the process
 	// uses more than this share of the memory limit (-1: never).
 	MemoryGuardPercent int `yaml:"memory_guard_percent"`
+	// PIDFile, when set, holds the PID of the process that serves: written
+	// once it is ready, by the new process after a restart in place
+	// (SIGHUP), and removed when the last owner exits.
+	PIDFile string `yaml:"pid_file"`
+	// RestartTimeout is how long a restart in place waits for the new
+	// process to be ready; past it the new one is killed and the old one
+	// keeps serving.
+	RestartTimeout time.Duration `yaml:"restart_timeout"`
 	// AppsStore is where the apps live (docs/apps.md): "config" (the apps
 	// below and HERALD_APP_*), or a database URL whose scheme picks the
 	// driver: postgres://, mysql://, sqlite:///path/file.db.
@@ -188,6 +196,7 @@ func defaultServer() *Config {
 		MemoryGuardPercent:        90,
 		AppsStore:                 "config",
 		AppsCacheTTL:              5 * time.Second,
+		RestartTimeout:            DefaultRestartTimeout,
 	}
 }
 

@@ -56,7 +56,8 @@ func TestDefaults(t *testing.T) {
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
 		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
-		Apps: []apps.App{DevApp()},
+		RestartTimeout: time.Minute,
+		Apps:           []apps.App{DevApp()},
 	}
 	setWebhookDefaults(want)
 	if !reflect.DeepEqual(c, want) {
@@ -169,6 +170,7 @@ apps:
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
 		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
+		RestartTimeout: time.Minute,
 	}
 	first := apps.Defaults()
 	first.ID, first.Key, first.Secret = "1", "key-one", "secret-one"
@@ -250,6 +252,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "herald.pid")
 	values := map[string]string{
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
@@ -263,6 +266,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"acme_domains": "ws.example.com, rt.example.org", "acme_email": "ops@example.com", "acme_cache_dir": "/var/lib/herald/acme",
 		"acme_directory_url": "https://acme-staging-v02.api.letsencrypt.org/directory", "acme_http_addr": ":80",
 		"apps_store": "sqlite:///var/lib/herald/apps.db", "apps_cache_ttl": "2s",
+		"pid_file": pidFile, "restart_timeout": "20s",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
@@ -277,6 +281,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		ACMEDomains: []string{"ws.example.com", "rt.example.org"}, ACMEEmail: "ops@example.com", ACMECacheDir: "/var/lib/herald/acme",
 		ACMEDirectoryURL: "https://acme-staging-v02.api.letsencrypt.org/directory", ACMEHTTPAddr: ":80",
 		AppsStore: "sqlite:///var/lib/herald/apps.db", AppsCacheTTL: 2 * time.Second,
+		PIDFile: pidFile, RestartTimeout: 20 * time.Second,
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())
 	if len(keys) != len(values) {

@@ -72,6 +72,9 @@ func flagHelp(key string) string {
 	if h, ok := acmeFlagHelp(key); ok {
 		return h
 	}
+	if h, ok := restartFlagHelp(key); ok {
+		return h
+	}
 	switch key {
 	case "host":
 		return "listen on this `host` or IP address"

@@ -62,6 +62,7 @@ func (v *validator) config(c *Config) {
 	}
 	v.tls(c)
 	v.acme(c)
+	v.restart(c)
 	v.webhookSettings(c)
 	v.trustedProxies(c.TrustedProxies)
 

@@ -45,6 +45,9 @@ func ruleFor(key string) (rule, bool) {
 	if r, ok := apps.RuleFor(key); ok {
 		return rule{expect: r.Expect, min: r.Min, max: r.Max, minusOne: r.MinusOne, zeroHint: r.ZeroHint, oneOf: r.OneOf}, true
 	}
+	if r, ok := restartRule(key); ok {
+		return r, true
+	}
 	switch key {
 	case "port":
 		return rule{expect: "a port number 1-65535", min: 1, max: 65535}, true

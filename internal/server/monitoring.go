@@ -159,7 +159,7 @@ func (s *Server) startMetricsListener() error {
 	if s.cfg.MetricsAddr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	ln, err := s.listen(s.cfg.MetricsAddr)
 	if err != nil {
 		return fmt.Errorf("metrics_addr %s: %w", s.cfg.MetricsAddr, err)
 	}

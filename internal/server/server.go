@@ -43,7 +43,9 @@ type Server struct {
 	// apps with laravel_redis.
 	ingest *ingest.Ingester
 	ready  atomic.Bool
-	opts   options
+	// handedOff: a new process holds the listeners and serves (WithHandOff).
+	handedOff atomic.Bool
+	opts      options
 	// refusals counts what the limits refused.
 	refusals *Refusals
 
@@ -56,6 +58,10 @@ type Server struct {
 	metricsSrv     *http.Server
 	metricsLn      net.Listener
 	metricsDone    chan struct{}
+
+	// relay joins the HTTP API to the other process during a restart in
+	// place (relay.go); nil unless WithRelay, and in a cluster.
+	relay *relay
 
 	// acme is the ACME certificate manager and its HTTP-01 listener
 	// (acme.go), when acme_domains is set.
@@ -70,6 +76,9 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	s := &Server{cfg: cfg, log: log, refusals: &Refusals{log: log.With("component", "limits")}}
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if s.opts.listen == nil {
+		s.opts.listen = net.Listen
 	}
 	s.buildMetrics()
 	s.refusals.metrics = s.metrics
@@ -112,6 +121,12 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	if err := s.buildIngest(store, apiHubOf, limits); err != nil {
 		return nil, err
 	}
+	// Ingested events are not relayed: during a restart in place both
+	// processes ingest, each for its own clients.
+	if s.opts.relay != nil && s.node == nil {
+		s.relay = &relay{s: s}
+		apiHubOf = relayHub{Hub: apiHubOf, r: s.relay}
+	}
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
 		Hub:             apiHubOf,
@@ -131,6 +146,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	}
 	tcfg := transport.Config{
 		Addr:             cfg.Addr(),
+		Listen:           s.opts.listen,
 		PathPrefix:       cfg.PathPrefix,
 		MaxMessageSize:   cfg.MaxMessageSizeBytes(),
 		WriteQueueBytes:  cfg.WriteQueueBytes(),
@@ -298,6 +314,9 @@ func (s *Server) onReap(r cluster.Reaped) {
 }
 
 func (s *Server) readiness() error {
+	if s.handedOff.Load() {
+		return errors.New("handed off to a new process")
+	}
 	if s.hub.Draining() {
 		return errors.New("draining")
 	}
@@ -323,7 +342,9 @@ func (s *Server) Addr() net.Addr { return s.ws.Addr() }
 
 // Run starts the node and serves until ctx is done, then drains: /ready
 // turns false, new connections are refused, open ones are closed with 4200
-// spread over the shutdown timeout, and the listeners stop. started, when
+// spread over the shutdown timeout, and the listeners stop. With
+// WithHandOff, the close of its channel ends the serving too, and the
+// listeners stop accepting before the drain (see handOff). started, when
 // not nil, is called once the node accepts traffic.
 func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
@@ -367,6 +388,13 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 			s.dash.Run(hubCtx)
 		}()
 	}
+	if s.relay != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.relay.run(hubCtx, s.opts.relay)
+		}()
+	}
 	if err := s.startMetricsListener(); err != nil {
 		if s.webhooks != nil {
 			_ = s.webhooks.Close(context.Background())
@@ -393,7 +421,11 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	if started != nil {
 		started(s.ws.Addr())
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.opts.handOff: // nil without WithHandOff: never
+		s.handOff()
+	}
 
 	// Stop ingesting first: the lease is released, so another node takes
 	// the apps over while this one drains.

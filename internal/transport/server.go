@@ -38,6 +38,12 @@ const (
 type Config struct {
 	// Addr is the "host:port" to listen on (port 0 picks a free port).
 	Addr string
+	// Listen, when set, opens the listener on Addr instead of a
+	// net.ListenConfig of the server's own. A restart in place passes one
+	// that hands back a socket inherited from the previous process, so the
+	// port never closes. The server sets keep-alive on every accepted
+	// socket itself, whoever made the listener.
+	Listen func(network, addr string) (net.Listener, error)
 	// PathPrefix is "" or "/something": WebSocket clients connect at
 	// PathPrefix+"/app/{key}".
 	PathPrefix string
@@ -149,6 +155,7 @@ type Server struct {
 	lateClear []*nbio.Conn // upgraded while settingUp: clear their deadline once added
 
 	slowConsumers atomic.Int64
+	handedOff     atomic.Bool  // StopAccepting was called
 	admitted      atomic.Int64 // connections with a session
 	inflight      atomic.Int64 // HTTP requests being served by Handler
 	iplim         *ipLimiter   // nil: no per-IP limit
@@ -279,6 +286,12 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	return s, nil
 }
 
+// keepAlive is the TCP keep-alive of accepted sockets: a client gone
+// without a FIN is noticed within about a minute.
+func keepAlive() net.KeepAliveConfig {
+	return net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}
+}
+
 // Start starts listening; it returns once the port is bound.
 func (s *Server) Start() error {
 	s.mu.Lock()
@@ -289,8 +302,14 @@ func (s *Server) Start() error {
 	s.started = true
 	s.mu.Unlock()
 	// Bind first: nbio's engine hangs in Start when its listener fails.
-	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}}
-	ln, err := lc.Listen(s.ctx, "tcp", s.cfg.Addr)
+	var ln net.Listener
+	var err error
+	if s.cfg.Listen != nil {
+		ln, err = s.cfg.Listen("tcp", s.cfg.Addr)
+	} else {
+		lc := net.ListenConfig{KeepAliveConfig: keepAlive()}
+		ln, err = lc.Listen(s.ctx, "tcp", s.cfg.Addr)
+	}
 	if err != nil {
 		s.mu.Lock()
 		s.stopping = true // nothing left for Shutdown to do
@@ -298,7 +317,8 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle}
+	s.ln = &listener{Listener: ln, gate: make(chan struct{}), stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle,
+		setKeepAlive: s.cfg.Listen != nil}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
@@ -310,26 +330,36 @@ func (s *Server) Start() error {
 	}
 	if err := s.engine.Start(); err != nil {
 		// Not reached in practice: the only listener is already bound.
+		close(s.ln.gate)
 		return fmt.Errorf("transport: start: %w", err)
 	}
 	// nbio's pollers clear their stop flag when their loop starts, so an
 	// engine stopped before every poller loop has run never stops (the
 	// loop spins on the stop event). Start returns only once each poller
 	// has read from a socket of its own.
-	if err := s.probePollers(5 * time.Second); err != nil {
+	err = s.probePollers(5 * time.Second)
+	// The accept loop waited for the probes (so that they cannot mix with
+	// its bookkeeping of the socket it is adding); the backlog kept what
+	// came meanwhile.
+	close(s.ln.gate)
+	if err != nil {
 		return fmt.Errorf("transport: start: %w", err)
 	}
 	return nil
 }
 
-// probePollers dials the listener until every poller loop has read data,
-// as seen by the OnData hook.
+// probePollers hands the engine sockets of its own until every poller loop
+// has read data, as seen by the OnData hook. The probes come through a
+// private loopback listener, not the server's: during a restart in place
+// the previous process accepts on the same socket and would take some.
 func (s *Server) probePollers(timeout time.Duration) error {
-	addr := s.ln.Addr().(*net.TCPAddr)
-	target := &net.TCPAddr{IP: addr.IP, Port: addr.Port}
-	if target.IP == nil || target.IP.IsUnspecified() {
-		target.IP = net.IPv4(127, 0, 0, 1)
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		if pl, err = net.Listen("tcp", "[::1]:0"); err != nil {
+			return fmt.Errorf("probe listener: %w", err)
+		}
 	}
+	defer pl.Close()
 	want := uint64(1)<<uint(s.engine.NPoller) - 1
 	deadline := time.Now().Add(timeout)
 	var open []net.Conn
@@ -342,14 +372,20 @@ func (s *Server) probePollers(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return errors.New("the engine's pollers did not start")
 		}
-		// Keep the probes open so that the next dial gets another fd
+		// Keep the probes open so that the next one gets another fd
 		// (nbio assigns a socket to poller fd % NPoller).
 		if len(open) < 4*s.engine.NPoller {
-			c, err := net.DialTimeout("tcp", target.String(), time.Second)
+			c, err := net.DialTimeout("tcp", pl.Addr().String(), time.Second)
 			if err != nil {
-				return fmt.Errorf("probe %s: %w", target, err)
+				return fmt.Errorf("probe: %w", err)
 			}
 			open = append(open, c)
+			sc, err := pl.Accept()
+			if err != nil {
+				return fmt.Errorf("probe: %w", err)
+			}
+			// As the engine's accept loop adds a plain socket.
+			s.engine.AddConnNonTLSNonBlocking(&nbhttp.Conn{Conn: sc}, nil, func() {})
 			_, _ = c.Write([]byte("GET /up HTTP/1.1\r\nHost: probe\r\n\r\n"))
 		}
 		time.Sleep(time.Millisecond)
@@ -376,6 +412,22 @@ func (s *Server) Connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// StopAccepting closes this process's listening socket while the open
+// connections stay: after a restart in place the next process holds the
+// same socket and takes every new connection, so none is refused. From
+// then on each HTTP response asks its client to close the connection
+// (Connection: close), so that a client keeping connections alive sends
+// its next request to the new process. Shutdown still drains the rest.
+func (s *Server) StopAccepting() {
+	s.handedOff.Store(true)
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.stop()
+	}
 }
 
 // Shutdown stops accepting, closes the remaining WebSocket connections with
@@ -575,6 +627,9 @@ func (s *Server) acceptLoopIdle() {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path != s.appPrefix && !strings.HasPrefix(path, s.appPrefix+"/") {
+		if s.handedOff.Load() {
+			r.Close = true // the engine answers Connection: close and closes
+		}
 		if s.cfg.Handler != nil {
 			// Counted so that Shutdown lets it finish before closing sockets.
 			s.inflight.Add(1)
@@ -888,18 +943,30 @@ func headerHasToken(h http.Header, name, token string) bool {
 // until the engine closes it.
 type listener struct {
 	net.Listener
-	onAccept  func() // called each time the engine's accept loop asks for a socket
-	stopOnce  sync.Once
-	closeOnce sync.Once
-	stopped   chan struct{}
-	closed    chan struct{}
+	gate     chan struct{} // closed once Start has probed the pollers
+	onAccept func()        // called each time the engine's accept loop asks for a socket
+	// setKeepAlive applies keepAlive to each accepted socket, for a
+	// listener the server did not make (its own has it in its config).
+	setKeepAlive bool
+	stopOnce     sync.Once
+	closeOnce    sync.Once
+	stopped      chan struct{}
+	closed       chan struct{}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case <-l.gate:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
 	if l.onAccept != nil {
 		l.onAccept()
 	}
 	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
+		_ = tc.SetKeepAliveConfig(keepAlive())
+	}
 	if err != nil {
 		select {
 		case <-l.stopped:
