@@ -6,6 +6,7 @@
 //
 //	herald [serve] [flags]   start a node (the default)
 //	herald bench <scenario>  load-test a Pusher-protocol server
+//	herald config check|import  validate a config, translate a soketi one
 //	herald version           print the version
 //	herald help [command]    explain a command
 //
@@ -43,6 +44,8 @@ const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and p
 Usage:
   herald [serve] [flags]   start a node (the default command)
   herald bench <scenario>  load-test a Pusher-protocol server (idle, fanout, churn)
+  herald config check FILE           validate a config (every problem with its line and key)
+  herald config import soketi FILE   translate a soketi JSON config to Herald YAML
   herald version           print the version
   herald help [command]    show help for a command
 
@@ -61,12 +64,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "bench":
 		return loadtest.Main(args, stdout, stderr)
+	case "config":
+		return configCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "herald", version)
 		return 0
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
+		}
+		if len(args) > 0 && args[0] == "config" {
+			return configCmd([]string{"help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "bench" {
 			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
