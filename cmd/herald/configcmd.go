@@ -144,4 +144,3 @@ func readLimited(path string) ([]byte, error) {
 	}
 	return data, nil
 }
-
