@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/migrate"
@@ -13,16 +14,19 @@ import (
 
 const configUsage = `Usage:
   herald config check [--env] FILE          validate a Herald YAML config
-  herald config import soketi [-o OUT] FILE  translate a soketi JSON config to Herald YAML
+  herald config import soketi [-o OUT] [--env-file F] [--env] [FILE.json]
+                                            translate a soketi config to Herald YAML
 
 check loads FILE through the same loader and validation as 'herald serve'
 and prints every problem with its line and key (exit 1), or "ok" (exit 0).
 With --env, HERALD_* environment variables apply on top, as they would at
 start.
 
-import writes the YAML to stdout (or OUT) and one warning line on stderr
-per soketi setting it could not carry over (exit 0; 1 when FILE is not a
-soketi config). docs/migrating.md explains the differences.
+import reads soketi's JSON config file and/or its SOKETI_* variables (from
+an env file, or with --env from the environment; they win over the file, as
+in soketi), writes the YAML to stdout (or OUT) and one warning line on stderr
+per soketi setting it could not carry over (exit 0; 1 when the input is not
+a soketi config). docs/migrating.md explains the differences.
 `
 
 // configCmd runs `herald config ...`. Exit codes: 0 fine, 1 the file has
@@ -87,6 +91,8 @@ func configImport(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("herald config import soketi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	outPath := fs.String("o", "", "write the YAML to this file instead of stdout")
+	envFile := fs.String("env-file", "", "read SOKETI_* variables from this .env file")
+	fromEnv := fs.Bool("env", false, "read SOKETI_* variables from the environment")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), configUsage) }
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -94,18 +100,39 @@ func configImport(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "herald config import soketi: give one soketi JSON file\n\n%s", configUsage)
+	if fs.NArg() > 1 || (fs.NArg() == 0 && *envFile == "" && !*fromEnv) {
+		fmt.Fprintf(stderr, "herald config import soketi: give a soketi JSON file, --env-file or --env\n\n%s", configUsage)
 		return 2
 	}
-	data, err := readLimited(fs.Arg(0))
+	var data []byte
+	if fs.NArg() == 1 {
+		var err error
+		if data, err = readLimited(fs.Arg(0)); err != nil {
+			fmt.Fprintf(stderr, "herald config import soketi: %v\n", err)
+			return 1
+		}
+	}
+	env := map[string]string{}
+	if *fromEnv {
+		for _, kv := range os.Environ() {
+			if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "SOKETI_") {
+				env[k] = v
+			}
+		}
+	}
+	if *envFile != "" {
+		raw, err := readLimited(*envFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "herald config import soketi: %v\n", err)
+			return 1
+		}
+		for k, v := range parseEnvFile(raw) {
+			env[k] = v
+		}
+	}
+	res, err := migrate.SoketiWithEnv(data, env)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald config import soketi: %v\n", err)
-		return 1
-	}
-	res, err := migrate.Soketi(data)
-	if err != nil {
-		fmt.Fprintf(stderr, "herald config import soketi: %s: %v\n", fs.Arg(0), err)
 		return 1
 	}
 	for _, w := range res.Warnings {
@@ -125,6 +152,28 @@ func configImport(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "wrote %s (%d warning(s)); check it with: herald config check %s\n", *outPath, len(res.Warnings), *outPath)
 	return 0
+}
+
+// parseEnvFile reads KEY=VALUE lines (a .env or docker env file): blank
+// lines and # comments skipped, "export " and one pair of quotes removed.
+func parseEnvFile(raw []byte) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export "))
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		out[strings.TrimSpace(k)] = v
+	}
+	return out
 }
 
 // readLimited reads a file of at most 4 MB (a soketi config is a few KB).

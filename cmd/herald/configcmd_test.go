@@ -67,7 +67,7 @@ apps:
 }
 
 func TestConfigCheckUsage(t *testing.T) {
-	for _, args := range [][]string{{"config"}, {"config", "check"}, {"config", "frob"}, {"config", "import", "reverb", "x"}} {
+	for _, args := range [][]string{{"config"}, {"config", "check"}, {"config", "frob"}, {"config", "import", "reverb", "x"}, {"config", "import", "soketi"}} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
@@ -135,5 +135,21 @@ func TestConfigImportSoketiBadInput(t *testing.T) {
 	}
 	if out.Len() != 0 || !strings.Contains(errOut.String(), "not a JSON object") {
 		t.Fatalf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+}
+
+func TestConfigImportSoketiEnvFile(t *testing.T) {
+	envFile := writeFile(t, "soketi.env", "# soketi\nSOKETI_DEFAULT_APP_ID=app-1\nSOKETI_DEFAULT_APP_KEY=\"key-1\"\nexport SOKETI_DEFAULT_APP_SECRET='secret-1'\nSOKETI_PORT=6003\n")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "import", "soketi", "--env-file", envFile}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"port: 6003", "id: app-1", "key: key-1", "secret: secret-1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("YAML lacks %q:\n%s", want, out.String())
+		}
+	}
+	if errOut.Len() != 0 {
+		t.Errorf("warnings: %s", errOut.String())
 	}
 }

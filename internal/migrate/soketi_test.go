@@ -145,3 +145,42 @@ func FuzzSoketi(f *testing.F) {
 		}
 	})
 }
+
+// SOKETI_* variables apply over the file, as soketi applies them after it.
+func TestSoketiEnvOverridesFile(t *testing.T) {
+	file := []byte(`{"port": 6001, "appManager.array.apps": [{"id": "a", "key": "k", "secret": "s"}]}`)
+	env := map[string]string{
+		"SOKETI_PORT": "6005",
+		"SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "true",
+		"SOKETI_DEFAULT_APP_MAX_CONNS":              "250",
+		"SOKETI_PRESENCE_MAX_MEMBERS":               "20",
+		"SOKETI_NOT_A_SETTING":                      "x",
+		"PATH":                                      "/bin", // not soketi's: ignored
+	}
+	res, err := SoketiWithEnv(file, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := load(t, res.YAML)
+	a := cfg.Apps[0]
+	if cfg.Port != 6005 || a.ID != "a" || !a.EnableClientMessages || a.MaxConnections != 250 || a.MaxPresenceMembers != 20 {
+		t.Errorf("port %d, app %+v", cfg.Port, a)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "SOKETI_NOT_A_SETTING") {
+		t.Errorf("warnings: %v", res.Warnings)
+	}
+}
+
+func TestSoketiEnvOnly(t *testing.T) {
+	res, err := SoketiWithEnv(nil, map[string]string{
+		"SOKETI_DEFAULT_APP_ID": "123", "SOKETI_DEFAULT_APP_KEY": "k", "SOKETI_DEFAULT_APP_SECRET": "s",
+		"SOKETI_DEFAULT_APP_WEBHOOKS": `[{"url":"https://example.com/hook","event_types":["channel_vacated"]}]`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := load(t, res.YAML).Apps[0]
+	if a.ID != "123" || len(a.Webhooks) != 1 || a.Webhooks[0].EventTypes[0] != "channel_vacated" {
+		t.Errorf("app %+v", a)
+	}
+}
