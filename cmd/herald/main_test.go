@@ -13,7 +13,7 @@ func TestHelpExplainsEveryCommand(t *testing.T) {
 	if code := run([]string{"help"}, &out, &errOut); code != 0 {
 		t.Fatalf("help exit %d", code)
 	}
-	for _, want := range []string{"serve", "version", "HERALD_"} {
+	for _, want := range []string{"serve", "version", "config check", "config import soketi", "HERALD_"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, out.String())
 		}
