@@ -323,6 +323,33 @@ async function runEcho(b, envBlocks) {
   }
 }
 
+// snake_case names in backticks that are not Herald keys: other servers' and Laravel's
+// settings, protocol fields, metric labels. A key the guides name must be one of these or
+// a key Herald reads.
+const FOREIGN_NAMES = new Set([
+  'app_provider', 'bad_payload', 'channel_data', 'channel_manager', 'client_event', 'client_options',
+  'connection_established', 'failed_jobs', 'herald_', 'lambda_function', 'laravel_database_',
+  'local_cert', 'local_pk', 'max_request_size_in_kb', 'my_shop_database_', 'not_json',
+  'proxy_read_timeout', 'rate_limited', 'shared_secret', 'snake_case', 'socket_id',
+  'telescope_ingest_interval', 'too_large', 'user_info', 'xhr_streaming',
+]);
+
+function heraldKeys() {
+  const keys = new Set();
+  for (const dir of ['internal/config', 'internal/apps']) {
+    for (const f of fs.readdirSync(path.join(repo, dir))) {
+      if (!f.endsWith('.go') || f.endsWith('_test.go')) continue;
+      for (const m of fs.readFileSync(path.join(repo, dir, f), 'utf8').matchAll(/yaml:"([a-z0-9_]+)/g)) keys.add(m[1]);
+    }
+  }
+  return keys;
+}
+
+function closeCodes() {
+  const src = fs.readFileSync(path.join(repo, 'internal/protocol/codes.go'), 'utf8');
+  return new Set([...src.matchAll(/=\s*(4\d{3})\b/g)].map((m) => m[1]));
+}
+
 describe('docs snippets', () => {
   it('the extractor finds blocks, markers and lines', () => {
     const blocks = extractBlocks('x.md', 'a\n<!-- snippet: skip (why) -->\n```sh\necho\n```\n\n```yaml\nport: 1\n```\n');
@@ -333,6 +360,24 @@ describe('docs snippets', () => {
 
   assert.ok(bin, 'HERALD_BIN is not set: run through `make e2e` or set it to a built herald');
   const facts = heraldFacts();
+
+  const keys = heraldKeys();
+  const codes = closeCodes();
+  const guides = docFiles().filter((f) => f !== 'README.md');
+  it('every config key and close code the guides name exists in the code', () => {
+    const problems = [];
+    for (const file of guides) {
+      const text = fs.readFileSync(path.join(repo, file), 'utf8');
+      for (const m of text.matchAll(/`([a-z][a-z0-9]*_[a-z0-9_]*)`/g)) {
+        if (!keys.has(m[1]) && !FOREIGN_NAMES.has(m[1])) problems.push(`${file}: \`${m[1]}\` is not a Herald key (nor in FOREIGN_NAMES)`);
+      }
+      // Close and error codes: "code 4009", "**4009**", "4301 (...)"; range ends (4099) aside.
+      for (const m of text.matchAll(/\b(4[0-3]\d\d)\b/g)) {
+        if (!/99$/.test(m[1]) && !codes.has(m[1])) problems.push(`${file}: code ${m[1]} is not in internal/protocol/codes.go`);
+      }
+    }
+    assert.deepEqual([...new Set(problems)], []);
+  });
 
   for (const file of docFiles()) {
     it(`${file}: every block is checked`, async () => {
