@@ -294,7 +294,7 @@ async function runEcho(b, envBlocks) {
     const echo = globalThis.window.Echo;
     assert.ok(echo, `${where(b)}: the snippet did not set window.Echo`);
     try {
-      await waitUntil(() => echo.connector.pusher.connection.state === 'connected', { timeout: 5000, what: 'Echo connected' });
+      await waitUntil(() => echo.connector.pusher.connection.state === 'connected', { timeout: 10_000, what: 'Echo connected' });
       const got = [];
       await withTimeout(
         new Promise((resolve, reject) => {
@@ -302,7 +302,7 @@ async function runEcho(b, envBlocks) {
           ch.subscribed(resolve);
           ch.error(reject);
         }),
-        5000,
+        10_000,
         'subscribed',
       );
       // Published the way Laravel's pusher broadcaster does, with the .env block's credentials.
@@ -311,7 +311,7 @@ async function runEcho(b, envBlocks) {
         host: '127.0.0.1', port: String(herald.port), useTLS: false,
       });
       await api.trigger(['orders'], 'App\\Events\\OrderShipped', { order: { id: 7 } });
-      await waitUntil(() => got.length === 1, { timeout: 5000, what: 'OrderShipped through the snippet' });
+      await waitUntil(() => got.length === 1, { timeout: 10_000, what: 'OrderShipped through the snippet' });
       assert.deepEqual(got[0], { order: { id: 7 } });
     } finally {
       echo.disconnect();
