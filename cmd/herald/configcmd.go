@@ -80,6 +80,10 @@ func configCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d app(s), port %d)\n", fs.Arg(0), len(cfg.Apps), cfg.Port)
+	if cfg.UsesDevApp() {
+		// Valid, but not what anyone wants in production.
+		fmt.Fprintf(stdout, "note: the first app has the development app's public secret (no apps configured?); configure your own for production\n")
+	}
 	return 0
 }
 

@@ -153,3 +153,14 @@ func TestConfigImportSoketiEnvFile(t *testing.T) {
 		t.Errorf("warnings: %s", errOut.String())
 	}
 }
+
+func TestConfigCheckNotesTheDevApp(t *testing.T) {
+	path := writeFile(t, "herald.yaml", "port: 6010\n")
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "check", path}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "development app") {
+		t.Fatalf("no note about the development app: %q", out.String())
+	}
+}
