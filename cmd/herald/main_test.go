@@ -59,8 +59,8 @@ func TestInvalidConfigNamesFileAndKey(t *testing.T) {
 		t.Fatalf("exit %d, want 2; stderr %s", code, errOut.String())
 	}
 	msg := errOut.String()
-	if !strings.Contains(msg, path) || !strings.Contains(msg, "max_connections") {
-		t.Fatalf("error does not name the file and the key:\n%s", msg)
+	if !strings.Contains(msg, path+" line 6") || !strings.Contains(msg, "max_connections") {
+		t.Fatalf("error does not name the file, the line and the key:\n%s", msg)
 	}
 }
 
