@@ -8,6 +8,7 @@
 //	herald bench <scenario>  load-test a Pusher-protocol server
 //	herald config check|import  validate a config, translate a soketi one
 //	herald version           print the version
+//	herald health [--url U]  check /up (a container HEALTHCHECK)
 //	herald help [command]    explain a command
 //
 // Exit codes: 0 after a clean shutdown, 1 when the server fails while
@@ -32,7 +33,9 @@ import (
 	"github.com/herald-ws/herald/internal/server"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."
+// (make build and the Dockerfile do); versionString falls back to the VCS
+// revision.
 var version = "dev"
 
 func main() {
@@ -47,6 +50,7 @@ Usage:
   herald config check FILE           validate a config (every problem with its line and key)
   herald config import soketi FILE   translate a soketi JSON config to Herald YAML
   herald version           print the version
+  herald health [--url U]  GET /up and exit 0 or 1 (a container HEALTHCHECK)
   herald help [command]    show help for a command
 
 Run 'herald serve --help' for the flags. Every flag can also be set with a
@@ -67,14 +71,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "config":
 		return configCmd(args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "herald", version)
+		fmt.Fprintln(stdout, "herald", versionString())
 		return 0
+	case "health":
+		return health(args, stdout, stderr, os.Getenv)
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "config" {
 			return configCmd([]string{"help"}, stdout, stderr)
+		}
+		if len(args) > 0 && args[0] == "health" {
+			return health([]string{"--help"}, stdout, stderr, os.Getenv)
 		}
 		if len(args) > 0 && args[0] == "bench" {
 			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
@@ -187,7 +196,7 @@ func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
 		secret = "<the secret of app " + a.ID + " in your Herald config>"
 	}
 	fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
-		version, addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
+		versionString(), addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
 	if cfg.UsesDevApp() {
 		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret): its secret is public, configure your own apps for production.")
 	}

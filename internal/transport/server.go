@@ -719,7 +719,8 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		}
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "origin", info.Origin)
+		// ip and tls are what trusted_proxies made of the forwarded headers.
+		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
 	}
 	c.session = sess
 }
