@@ -7,6 +7,7 @@
 //	herald [serve] [flags]   start a node (the default)
 //	herald apps <command>    manage the apps of a database apps store
 //	herald bench <scenario>  load-test a Pusher-protocol server
+//	herald config check|import  validate a config, translate a soketi one
 //	herald version           print the version
 //	herald health [--url U]  check /up (a container HEALTHCHECK)
 //	herald help [command]    explain a command
@@ -49,6 +50,8 @@ Usage:
   herald [serve] [flags]   start a node (the default command)
   herald apps <command>    manage the apps of a database apps store (docs/apps.md)
   herald bench <scenario>  load-test a Pusher-protocol server (idle, fanout, churn)
+  herald config check FILE           validate a config (every problem with its line and key)
+  herald config import soketi FILE   translate a soketi JSON config to Herald YAML
   herald version           print the version
   herald health [--url U]  GET /up and exit 0 or 1 (a container HEALTHCHECK)
   herald help [command]    show help for a command
@@ -70,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return loadtest.Main(args, stdout, stderr)
 	case "apps":
 		return appsMain(args, stdout, stderr)
+	case "config":
+		return configCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "herald", versionString())
 		return 0
@@ -78,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
+		}
+		if len(args) > 0 && args[0] == "config" {
+			return configCmd([]string{"help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "health" {
 			return health([]string{"--help"}, stdout, stderr, os.Getenv)
