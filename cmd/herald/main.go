@@ -109,6 +109,7 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	server.SetGoMemLimit(cfg, os.LookupEnv, log)
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %v\n", err)

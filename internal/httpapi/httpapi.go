@@ -86,6 +86,9 @@ type Options struct {
 	Refusals Refusals
 	// Recorder counts requests and refusals (nil: not counted).
 	Recorder Recorder
+	// Backpressure, when set, refuses publishes with 503 while the node
+	// is saturated (backpressure.go).
+	Backpressure Backpressure
 }
 
 // Defaults applied by New for zero Options fields.
@@ -108,6 +111,7 @@ type handler struct {
 	recorder Recorder
 	mux      *http.ServeMux
 	limits   limiterSet
+	pressure Backpressure
 }
 
 // New returns the HTTP API handler. It panics when o.Apps or o.Hub is nil.
@@ -126,6 +130,7 @@ func New(o Options) http.Handler {
 		log:      o.Logger,
 		refuse:   o.Refusals,
 		recorder: o.Recorder,
+		pressure: o.Backpressure,
 		mux:      http.NewServeMux(),
 	}
 	if h.maxBody == 0 {

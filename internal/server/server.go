@@ -109,6 +109,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Ready:           s.readiness,
 		Logger:          log.With("component", "httpapi"),
 		Refusals:        s.refusals,
+		Backpressure:    outboundSource{s},
 	})
 	tlsConf, err := s.buildTLS(log.With("component", "tls"))
 	if err != nil {
