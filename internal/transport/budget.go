@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"cmp"
 	"slices"
+	"time"
 	"sync/atomic"
 
 	"github.com/herald-ws/herald/internal/protocol"
@@ -63,28 +65,39 @@ func (s *Server) Saturated() bool {
 }
 
 // shedder closes the largest queues whenever the budget is spent, until
-// the server stops.
+// the server stops. While the total stays over the budget (the sockets of
+// closed connections still hold their bytes until they are gone) it looks
+// again every shedRecheck.
 func (s *Server) shedder() {
 	defer s.wg.Done()
+	t := time.NewTimer(0)
+	<-t.C
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.outbound.wake:
+		case <-t.C:
 		}
-		s.shed()
+		if s.shed() {
+			t.Reset(shedRecheck)
+		}
 	}
 }
 
-// shed closes, largest queue first, the connections whose queued bytes
-// bring the node's total down to the low-water mark. A closed connection's
+const shedRecheck = 50 * time.Millisecond
+
+// shed closes, largest queue first, the open connections whose queued
+// bytes bring the node's total down to the low-water mark, counting the
+// bytes of connections already closing as going. A closed connection's
 // queue is dropped at once; what its socket layer holds goes when the
-// socket closes (at most CloseTimeout later).
-func (s *Server) shed() {
+// socket closes (at most CloseTimeout later). It reports whether the total
+// is still over the budget.
+func (s *Server) shed() bool {
 	b := s.outbound
-	excess := b.bytes.Load() - b.lowWater
-	if b.limit == 0 || b.bytes.Load() <= b.limit || excess <= 0 {
-		return
+	total := b.bytes.Load()
+	if b.limit == 0 || total <= b.limit {
+		return false
 	}
 	type cand struct {
 		c *wsConn
@@ -96,24 +109,25 @@ func (s *Server) shed() {
 		all = append(all, cand{c: c})
 	}
 	s.mu.Unlock()
-	for i := range all {
-		all[i].n = all[i].c.pending()
-	}
-	slices.SortFunc(all, func(a, b cand) int {
-		switch {
-		case a.n > b.n:
-			return -1
-		case a.n < b.n:
-			return 1
-		}
-		return 0
-	})
+	excess := total - b.lowWater
+	open := all[:0]
 	for _, x := range all {
+		n, isOpen := x.c.pendingState()
+		if !isOpen {
+			excess -= n // going already
+			continue
+		}
+		open = append(open, cand{x.c, n})
+	}
+	slices.SortFunc(open, func(a, b cand) int { return cmp.Compare(b.n, a.n) })
+	shed := 0
+	for _, x := range open {
 		if excess <= 0 || x.n == 0 {
 			break
 		}
 		if x.c.shedClose() {
 			excess -= x.n
+			shed++
 			b.shed.Add(1)
 			s.slowConsumers.Add(1)
 			s.refused(x.c.appID, LimitOutboundBudget)
@@ -122,8 +136,20 @@ func (s *Server) shed() {
 			}
 		}
 	}
-	s.log.Warn("transport: outbound budget spent, slowest connections closed",
-		"budget_mb", b.limit>>20, "queued_mb", b.bytes.Load()>>20, "shed_total", b.shed.Load())
+	if shed > 0 {
+		s.log.Warn("transport: outbound budget spent, the connections holding the most were closed",
+			"budget_mb", b.limit>>20, "queued_mb", total>>20, "closed", shed, "closed_total", b.shed.Load())
+	}
+	return b.bytes.Load() > b.limit
+}
+
+// pendingState returns the bytes queued and not yet taken by the kernel,
+// and whether the connection is open.
+func (c *wsConn) pendingState() (int64, bool) {
+	c.mu.Lock()
+	n, open := int64(c.queued), c.state == stateOpen
+	c.mu.Unlock()
+	return n + c.backlog.Load(), open
 }
 
 // shedClose drops the connection's queue and closes it with 4100, as a

@@ -117,14 +117,6 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 	return true
 }
 
-// pending returns the bytes queued and not yet taken by the kernel.
-func (c *wsConn) pending() int64 {
-	c.mu.Lock()
-	n := int64(c.queued)
-	c.mu.Unlock()
-	return n + c.backlog.Load()
-}
-
 // Close implements Conn.
 func (c *wsConn) Close(code int, reason string) {
 	c.mu.Lock()

@@ -838,11 +838,8 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 
 func (s *Server) onPing(wsc *websocket.Conn, data string) {
 	c := connOf(wsc)
-	if c == nil {
+	if c == nil || c.session == nil || !c.isOpen() {
 		return
-	}
-	if c.session == nil {
-		return // before admission: nothing is sent ahead of the handshake
 	}
 	c.call("Touch", c.session.Touch, true)
 	if !s.limitMessage(c, nil, false) {
@@ -854,7 +851,7 @@ func (s *Server) onPing(wsc *websocket.Conn, data string) {
 }
 
 func (s *Server) onPong(wsc *websocket.Conn, _ string) {
-	if c := connOf(wsc); c != nil && c.session != nil {
+	if c := connOf(wsc); c != nil && c.session != nil && c.isOpen() {
 		c.call("Touch", c.session.Touch, true)
 		s.limitMessage(c, nil, false)
 	}
