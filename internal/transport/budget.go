@@ -3,8 +3,8 @@ package transport
 import (
 	"cmp"
 	"slices"
-	"time"
 	"sync/atomic"
+	"time"
 
 	"github.com/herald-ws/herald/internal/protocol"
 )
