@@ -22,6 +22,7 @@ type hostileOptions struct {
 	Pingers  int // send WebSocket pings as fast as they can (reading)
 	Stormers int // subscribe to ever new channels as fast as they can (reading)
 	Stalled  int // subscribe to the bench channels and never read
+	Rate     float64 // frames per second per pinger or stormer (0: as fast as possible)
 }
 
 // register defines the hostile flags (fanout only).
@@ -29,6 +30,7 @@ func (h *hostileOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&h.Pingers, "hostile-pingers", 0, "`n` clients flooding WebSocket pings beside the subscribers")
 	fs.IntVar(&h.Stormers, "hostile-stormers", 0, "`n` clients subscribing to new channels as fast as they can")
 	fs.IntVar(&h.Stalled, "hostile-stalled", 0, "`n` clients subscribed to the bench channels that never read")
+	fs.Float64Var(&h.Rate, "hostile-rate", 0, "frames per second of each pinger and stormer (`rate`; 0: as fast as it can, which on one machine also takes CPU from the load tool itself)")
 }
 
 func (h *hostileOptions) any() bool { return h.Pingers+h.Stormers+h.Stalled > 0 }
@@ -42,13 +44,14 @@ type hostileRun struct {
 	opened map[string]int64
 	closed map[string]map[int]int64
 	sent   atomic.Int64
+	rate   float64
 }
 
 // startHostile starts the hostile clients; stop ends them and returns
 // what happened, for the report's params.
 func startHostile(ctx context.Context, o *Options, h hostileOptions) *hostileRun {
 	ctx, cancel := context.WithCancel(ctx)
-	hr := &hostileRun{cancel: cancel, opened: map[string]int64{}, closed: map[string]map[int]int64{}}
+	hr := &hostileRun{cancel: cancel, rate: h.Rate, opened: map[string]int64{}, closed: map[string]map[int]int64{}}
 	url := o.wsURLs()[0] + "/app/" + o.Key + "?protocol=7&client=herald-bench-hostile"
 	for range h.Pingers {
 		hr.loop(ctx, "pinger", url, 0, func(ws *websocket.Conn) error {
@@ -117,8 +120,18 @@ func (hr *hostileRun) loop(ctx context.Context, kind, url string, rcvbuf int, ac
 				}()
 			}
 			stop := context.AfterFunc(ctx, func() { _ = ws.Close() })
+			var tick *time.Ticker
+			if hr.rate > 0 && rcvbuf == 0 {
+				tick = time.NewTicker(time.Duration(float64(time.Second) / hr.rate))
+			}
 		acting:
 			for ctx.Err() == nil && act(ws) == nil {
+				if tick != nil {
+					select {
+					case <-tick.C:
+					case <-ctx.Done():
+					}
+				}
 				select {
 				case c := <-code: // closed by the server
 					code <- c
@@ -127,6 +140,9 @@ func (hr *hostileRun) loop(ctx context.Context, kind, url string, rcvbuf int, ac
 				}
 			}
 			stop()
+			if tick != nil {
+				tick.Stop()
+			}
 			_ = ws.Close()
 			c := 1006
 			select {
