@@ -54,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
+		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
 		Apps: []apps.App{DevApp()},
 	}
@@ -166,6 +167,7 @@ apps:
 		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
+		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
 	}
 	first := apps.Defaults()
@@ -258,6 +260,8 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s",
 		"max_node_connections": "1000", "ip_connections_per_second": "5", "ip_connections_burst": "7",
 		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
+		"outbound_budget_mb": "64", "connection_messages_per_second": "30", "connection_messages_burst": "60",
+		"connection_pending_messages": "40", "max_workers": "100",
 		"acme_domains": "ws.example.com, rt.example.org", "acme_email": "ops@example.com", "acme_cache_dir": "/var/lib/herald/acme",
 		"acme_directory_url": "https://acme-staging-v02.api.letsencrypt.org/directory", "acme_http_addr": ":80",
 	}
@@ -271,6 +275,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, MaxNodeConnections: 1000,
 		IPConnectionsPerSecond: 5, IPConnectionsBurst: 7, TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
 		MemoryLimitMB: 512, MemoryGuardPercent: 80,
+		OutboundBudgetMB: 64, ConnectionMessagesPerSecond: 30, ConnectionMessagesBurst: 60, ConnectionPendingMessages: 40, MaxWorkers: 100,
 		ACMEDomains: []string{"ws.example.com", "rt.example.org"}, ACMEEmail: "ops@example.com", ACMECacheDir: "/var/lib/herald/acme",
 		ACMEDirectoryURL: "https://acme-staging-v02.api.letsencrypt.org/directory", ACMEHTTPAddr: ":80",
 		Apps: []apps.App{DevApp()},
