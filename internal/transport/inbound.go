@@ -145,7 +145,7 @@ type jobPool struct {
 	head    int
 }
 
-// take returns a waiting job, or nil.
+// takeLocked returns a waiting job, or nil.
 func (p *jobPool) takeLocked() func() {
 	if p.head == len(p.waiting) {
 		return nil
@@ -162,7 +162,7 @@ func (p *jobPool) takeLocked() func() {
 	return f
 }
 
-// Waiting returns how many jobs wait for a goroutine.
+// waitingLen returns how many jobs wait for a goroutine.
 func (p *jobPool) waitingLen() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
