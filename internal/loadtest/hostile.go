@@ -19,9 +19,9 @@ import (
 // keep them from hurting the others. Each kind reconnects when it is cut,
 // so the pressure lasts the whole run.
 type hostileOptions struct {
-	Pingers  int // send WebSocket pings as fast as they can (reading)
-	Stormers int // subscribe to ever new channels as fast as they can (reading)
-	Stalled  int // subscribe to the bench channels and never read
+	Pingers  int     // send WebSocket pings as fast as they can (reading)
+	Stormers int     // subscribe to ever new channels as fast as they can (reading)
+	Stalled  int     // subscribe to the bench channels and never read
 	Rate     float64 // frames per second per pinger or stormer (0: as fast as possible)
 }
 
