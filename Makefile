@@ -10,8 +10,11 @@ STATICCHECK_VERSION := v0.8.2
 # never downloads a browser).
 CHROMIUM  := /usr/bin/chromium
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Laravel redis broadcaster test runs Laravel itself, from Debian's
+# packages (Composer packages cannot be installed here).
+LARAVEL   := /usr/share/php/Illuminate/autoload.php
 
-.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser bench bench-cluster clean
+.PHONY: all build test lint unit fuzz e2e e2e-deps e2e-browser e2e-laravel bench bench-cluster clean
 
 all: build
 
@@ -22,9 +25,10 @@ build:
 test: lint unit fuzz e2e
 
 lint:
-	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal test sdk 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd sdk && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@# macOS (kqueue) and Windows builds must keep compiling: developers run them.
 	GOOS=darwin $(GO) build ./...
 	GOOS=darwin $(GO) vet ./...
@@ -33,6 +37,7 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 ./...
+	cd sdk && $(GO) test -race -count=1 ./...
 
 ## fuzz: every Fuzz target for FUZZTIME each (seed corpora also run in `unit`).
 fuzz:
@@ -48,7 +53,14 @@ e2e-browser:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-e2e: build e2e-deps e2e-browser
+## e2e-laravel: php-cli, Laravel and phpredis for tests/laravel-redis.test.mjs, when missing.
+e2e-laravel:
+	@if [ ! -f $(LARAVEL) ] || ! command -v php >/dev/null || ! php -m 2>/dev/null | grep -qx redis; then \
+		echo "installing php-cli php-laravel-framework php-redis (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli php-laravel-framework php-redis; \
+	fi
+
+e2e: build e2e-deps e2e-browser e2e-laravel
 	cd $(E2E_DIR) && HERALD_BIN=$(CURDIR)/$(BIN) npm test
 
 ## bench: short forms of the load scenarios against a fresh bin/herald (bench/README.md has the full ones).

@@ -65,8 +65,9 @@ func NewSource(flags map[string]string, env func(string) (string, bool)) Source 
 // Apps: when the file lists none, the first app is built from
 // apps.Defaults() if HERALD_APP_ID, HERALD_APP_KEY or HERALD_APP_SECRET is
 // set, and is DevApp() otherwise. HERALD_APP_<KEY> variables (any per-app
-// scalar key; allowed_origins comma separated) then override the first
-// app's settings. So a loaded Config always has at least one app.
+// scalar key; allowed_origins comma separated) and
+// HERALD_APP_<BLOCK>_<KEY> (HERALD_APP_LARAVEL_REDIS_URL) then override the
+// first app's settings. So a loaded Config always has at least one app.
 func Load(src Source) (*Config, error) {
 	cfg := defaultServer()
 	l := loader{origins: origins{}, failed: map[string]bool{}, env: src.Env}
@@ -199,6 +200,22 @@ func (l *loader) applyAppEnv(cfg *Config) {
 		name := envAppPrefix + upperSnake(key)
 		if raw, ok := l.lookup(name); ok {
 			l.set(rv.Field(index[i]), joinPath(first, key), raw, origin{kind: fromEnv, name: name})
+		}
+	}
+	// A block of settings (laravel_redis) has a variable per scalar key:
+	// HERALD_APP_LARAVEL_REDIS_URL.
+	idx, all := yamlFields(rv.Type())
+	for _, block := range all {
+		f := rv.Field(idx[block])
+		if f.Kind() != reflect.Struct || isScalarField(f.Type()) {
+			continue
+		}
+		bkeys, bindex := scalarFields(f.Type())
+		for i, key := range bkeys {
+			name := envAppPrefix + upperSnake(block) + "_" + upperSnake(key)
+			if raw, ok := l.lookup(name); ok {
+				l.set(f.Field(bindex[i]), joinPath(joinPath(first, block), key), raw, origin{kind: fromEnv, name: name})
+			}
 		}
 	}
 	if _, ok := l.lookup(envAppPrefix + "WEBHOOKS"); ok {

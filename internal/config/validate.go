@@ -62,7 +62,7 @@ func (v *validator) config(c *Config) {
 		v.add("path_prefix", `must start with "/", not end with "/", and use only letters, digits and "._~-" between slashes (e.g. "/ws"), got %q`, c.PathPrefix)
 	}
 	if c.RedisURL != "" {
-		v.redisURL(c.RedisURL)
+		v.redisURL("redis_url", c.RedisURL)
 	}
 	if c.MetricsAddr != "" {
 		v.metricsAddr(c)
@@ -151,17 +151,45 @@ func isIDChar(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
 }
 
-// redisURL checks the URL without ever echoing it: it may hold a password.
-func (v *validator) redisURL(raw string) {
+// redisURL checks the URL at path without ever echoing it: it may hold a
+// password.
+func (v *validator) redisURL(path, raw string) {
 	const want = "must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)"
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		v.add("redis_url", "%s; it does not parse as a URL", want)
+		v.add(path, "%s; it does not parse as a URL", want)
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		v.add("redis_url", "%s, got scheme %q", want, u.Scheme)
+		v.add(path, "%s, got scheme %q", want, u.Scheme)
 	case u.Host == "":
-		v.add("redis_url", "%s, got no host", want)
+		v.add(path, "%s, got no host", want)
+	case !validRedisDB(u.Path):
+		v.add(path, "%s; the path must be a database number such as /0", want)
+	}
+}
+
+// validRedisDB accepts the path of a Redis URL: none, "/" or "/N".
+func validRedisDB(p string) bool {
+	p = strings.TrimPrefix(p, "/")
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0
+}
+
+// laravelRedis checks an app's laravel_redis block.
+func (v *validator) laravelRedis(l apps.LaravelRedis, path string) {
+	if l.URL != "" {
+		v.redisURL(joinPath(path, "url"), l.URL)
+		return
+	}
+	// The block was written but says nowhere to listen: ingestion would be
+	// silently off, which is never what the author meant.
+	_, written := v.origins[path]
+	_, prefixSet := v.origins[joinPath(path, "prefix")]
+	if written || prefixSet || l.Prefix != apps.DefaultLaravelRedisPrefix {
+		v.add(joinPath(path, "url"), "must be set to Laravel's Redis URL (e.g. redis://127.0.0.1:6379/0) to ingest its redis broadcaster; remove laravel_redis to leave ingestion off")
 	}
 }
 
@@ -264,6 +292,7 @@ func (v *validator) app(a *apps.App, path string) {
 	for i := range a.Webhooks {
 		v.webhook(&a.Webhooks[i], indexPath(joinPath(path, "webhooks"), i))
 	}
+	v.laravelRedis(a.LaravelRedis, joinPath(path, "laravel_redis"))
 }
 
 // webhook checks one webhook. The URL and header values are not echoed:

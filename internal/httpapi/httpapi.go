@@ -86,6 +86,9 @@ type Options struct {
 	Refusals Refusals
 	// Recorder counts requests and refusals (nil: not counted).
 	Recorder Recorder
+	// RateLimits are the per-app buckets the rate limits spend from,
+	// shared with the other ways events come in (nil: the handler's own).
+	RateLimits *hub.RateLimits
 	// Backpressure, when set, refuses publishes with 503 while the node
 	// is saturated (backpressure.go).
 	Backpressure Backpressure
@@ -110,7 +113,7 @@ type handler struct {
 	refuse   Refusals
 	recorder Recorder
 	mux      *http.ServeMux
-	limits   limiterSet
+	limits   *hub.RateLimits
 	pressure Backpressure
 }
 
@@ -145,7 +148,10 @@ func New(o Options) http.Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	h.limits.m = make(map[string]*appLimiter)
+	h.limits = o.RateLimits
+	if h.limits == nil {
+		h.limits = new(hub.RateLimits)
+	}
 	h.routes()
 	return h
 }

@@ -28,6 +28,8 @@ func allFamilies(t *testing.T) map[string]bool {
 	m.Request("a", "POST /apps/{id}/events", 200, time.Millisecond)
 	m.Observer().MemberAdded("a", "presence-x", "1")
 	m.redisDone("get", time.Millisecond, nil)
+	m.Message("a", "published")
+	m.Ingesting("a", true)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

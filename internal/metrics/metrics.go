@@ -75,6 +75,7 @@ type Metrics struct {
 	httpDur     *prometheus.HistogramVec
 	redisCmds   *prometheus.CounterVec
 	redisDur    *prometheus.HistogramVec
+	ingest      ingestMetrics
 
 	apps sync.Map // app id → *appSeries
 }
@@ -134,6 +135,7 @@ func New(o Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.ingest = newIngestMetrics(m.reg)
 	if o.Channels != nil {
 		m.reg.MustRegister(&channelCollector{src: o.Channels})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/ingest"
 	"github.com/herald-ws/herald/internal/metrics"
 	"github.com/herald-ws/herald/internal/transport"
 	"github.com/herald-ws/herald/internal/webhooks"
@@ -38,8 +39,11 @@ type Server struct {
 	broker *cluster.Broker
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
-	ready    atomic.Bool
-	opts     options
+	// ingest receives what Laravel's redis broadcaster publishes for the
+	// apps with laravel_redis.
+	ingest *ingest.Ingester
+	ready  atomic.Bool
+	opts   options
 	// refusals counts what the limits refused.
 	refusals *Refusals
 
@@ -99,9 +103,15 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	if s.dash != nil {
 		apiHubOf = apiHub{Hub: s.hub, dash: s.dash}
 	}
+	// One set of rate buckets for every way events come in.
+	limits := new(hub.RateLimits)
+	if err := s.buildIngest(store, apiHubOf, limits); err != nil {
+		return nil, err
+	}
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
 		Hub:             apiHubOf,
+		RateLimits:      limits,
 		Recorder:        s.metrics,
 		PathPrefix:      cfg.PathPrefix,
 		MaxBodyBytes:    int64(cfg.MaxRequestBodyBytes()),
@@ -223,6 +233,35 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 	return nil
 }
 
+// buildIngest sets up the ingestion of Laravel's redis broadcaster. It
+// publishes through the HTTP API's way into the hub (so the dashboard
+// sees the events too) and spends from the same rate buckets. On a
+// cluster, one node per app ingests, elected by a lease in the cluster's
+// Redis with the nodes' own lease period.
+func (s *Server) buildIngest(store apps.Store, pub ingest.Publisher, limits *hub.RateLimits) error {
+	o := ingest.Options{
+		Apps:       store,
+		Publisher:  pub,
+		RateLimits: limits,
+		Recorder:   s.metrics,
+		Refusals:   s.refusals,
+		Logger:     s.log.With("component", "ingest"),
+	}
+	if s.node != nil {
+		l, err := ingest.NewLeases(ingest.LeaseOptions{Client: s.node.Client(), Prefix: s.cfg.RedisPrefix, TTL: s.cfg.RedisLease})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		o.Leases = l
+	}
+	in, err := ingest.New(o)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.ingest = in
+	return nil
+}
+
 // webhookLease is how long a node holds a webhook batch it is delivering
 // before another may take it: past the longest attempt, so that a slow
 // answer does not cost a duplicate, and short enough that a dead node's
@@ -331,11 +370,16 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		}
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr(), err)
 	}
+	s.ingest.Start()
 	s.ready.Store(true)
 	if started != nil {
 		started(s.ws.Addr())
 	}
 	<-ctx.Done()
+
+	// Stop ingesting first: the lease is released, so another node takes
+	// the apps over while this one drains.
+	s.ingest.Close()
 
 	s.log.Info("draining", "window", s.cfg.ShutdownTimeout.String())
 	s.ready.Store(false)
