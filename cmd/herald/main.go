@@ -134,6 +134,7 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	server.SetGoMemLimit(cfg, os.LookupEnv, log)
 	rs, err := newRestarter(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %v\n", err)

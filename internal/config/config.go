@@ -129,6 +129,28 @@ type Config struct {
 	// MemoryGuardPercent refuses new connections (4100) while the process
 	// uses more than this share of the memory limit (-1: never).
 	MemoryGuardPercent int `yaml:"memory_guard_percent"`
+	// OutboundBudgetMB bounds the bytes queued for all WebSocket
+	// connections of the node together: past it the connections holding
+	// the most are closed with 4100 (slow consumers first) until 3/4 of
+	// it is left, and from half of it the HTTP API answers publishes with
+	// 503 and Retry-After. 0: a quarter of the memory limit (512 MB when
+	// none is known); -1: no budget.
+	OutboundBudgetMB int `yaml:"outbound_budget_mb"`
+	// ConnectionMessagesPerSecond limits every message one connection
+	// sends (subscribe, unsubscribe, sign-in, pings, client events...),
+	// with bursts of ConnectionMessagesBurst: a message over the rate is
+	// refused with 4301 (the socket stays); a client that keeps sending
+	// into a debt of a whole burst is closed with 4301. -1: no limit.
+	ConnectionMessagesPerSecond int `yaml:"connection_messages_per_second"`
+	ConnectionMessagesBurst     int `yaml:"connection_messages_burst"`
+	// ConnectionPendingMessages bounds the messages read from one
+	// connection and not yet handled; past it the connection is closed
+	// with 4100.
+	ConnectionPendingMessages int `yaml:"connection_pending_messages"`
+	// MaxWorkers bounds the goroutines handling messages and HTTP
+	// requests at once; past it work waits its turn (at most one waiting
+	// job per connection).
+	MaxWorkers int `yaml:"max_workers"`
 	// PIDFile, when set, holds the PID of the process that serves: written
 	// once it is ready, by the new process after a restart in place
 	// (SIGHUP), and removed when the last owner exits.
@@ -197,6 +219,12 @@ func defaultServer() *Config {
 		AppsStore:                 "config",
 		AppsCacheTTL:              5 * time.Second,
 		RestartTimeout:            DefaultRestartTimeout,
+		// 50 messages a second with bursts of 200: a page that
+		// subscribes to a few hundred channels at load passes.
+		ConnectionMessagesPerSecond: 50,
+		ConnectionMessagesBurst:     200,
+		ConnectionPendingMessages:   256,
+		MaxWorkers:                  1024,
 	}
 }
 

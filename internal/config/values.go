@@ -73,6 +73,12 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
 	case "memory_limit_mb":
 		return rule{expect: "0 (GOMEMLIMIT, else the cgroup limit) or a size in MB", min: 0, max: maxKB}, true
+	case "outbound_budget_mb":
+		return rule{expect: "-1 (no budget), 0 (a quarter of the memory limit) or a size in MB", min: 0, max: maxKB, minusOne: true}, true
+	case "connection_messages_per_second":
+		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
+	case "connection_messages_burst", "connection_pending_messages", "max_workers":
+		return rule{expect: "a positive number", min: 1, max: maxInt}, true
 	case "memory_guard_percent":
 		return rule{expect: "-1 (off) or a percentage between 1 and 100", min: 1, max: 100, minusOne: true}, true
 	case "max_request_body_kb", "max_message_size_kb", "write_queue_kb":

@@ -242,6 +242,9 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request, c *call) error
 	if err != nil {
 		return err
 	}
+	if err := h.backpressure(w); err != nil {
+		return err
+	}
 	if err := h.allow(w, c, rateBackend, len(ev.req.Channels)); err != nil {
 		return err
 	}
@@ -290,6 +293,9 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, c *call) error {
 		events[i] = ev
 		points += len(ev.req.Channels)
 		anyInfo = anyInfo || ev.info != 0
+	}
+	if err := h.backpressure(w); err != nil {
+		return err
 	}
 	if err := h.allow(w, c, rateBackend, points); err != nil {
 		return err

@@ -95,6 +95,9 @@ type Options struct {
 	// RateLimits are the per-app buckets the rate limits spend from,
 	// shared with the other ways events come in (nil: the handler's own).
 	RateLimits *hub.RateLimits
+	// Backpressure, when set, refuses publishes with 503 while the node
+	// is saturated (backpressure.go).
+	Backpressure Backpressure
 }
 
 // Defaults applied by New for zero Options fields.
@@ -118,6 +121,7 @@ type handler struct {
 	recorder Recorder
 	mux      *http.ServeMux
 	limits   *hub.RateLimits
+	pressure Backpressure
 }
 
 // New returns the HTTP API handler. It panics when o.Apps or o.Hub is nil.
@@ -137,6 +141,7 @@ func New(o Options) http.Handler {
 		log:      o.Logger,
 		refuse:   o.Refusals,
 		recorder: o.Recorder,
+		pressure: o.Backpressure,
 		mux:      http.NewServeMux(),
 	}
 	if h.maxBody == 0 {

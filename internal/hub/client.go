@@ -650,3 +650,19 @@ func (h *Hub) userClients(appID, user string) []*Client {
 	}
 	return out
 }
+
+// RateLimited answers a message the transport refused because the
+// connection sends faster than its message rate: a subscribe fails with
+// pusher:subscription_error (LimitReached, 4301), so that the client's
+// subscription ends instead of waiting forever; anything else gets
+// pusher:error 4301. The socket stays.
+func (c *Client) RateLimited(data []byte) {
+	const msg = "Rate limit exceeded: too many messages, try again later"
+	if m, err := protocol.DecodeMessage(data); err == nil && m.Event == protocol.EventSubscribe {
+		if s, err := protocol.DecodeSubscribe(m.Data); err == nil {
+			c.subscriptionError(s.Channel, "LimitReached", msg, protocol.CodeClientEventRejected)
+			return
+		}
+	}
+	c.sendError(protocol.CodeClientEventRejected, msg)
+}

@@ -139,6 +139,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Degraded:        s.appsDegraded,
 		Logger:          log.With("component", "httpapi"),
 		Refusals:        s.refusals,
+		Backpressure:    outboundSource{s},
 	})
 	tlsConf, err := s.buildTLS(log.With("component", "tls"))
 	if err != nil {

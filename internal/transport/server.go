@@ -102,7 +102,32 @@ type Config struct {
 	// Refusals, when set, is told of every connection refused by a limit
 	// and of every connection closed for breaking one.
 	Refusals Refusals
+
+	// MessagesPerSecond and MessageBurst limit every message a client
+	// sends (text, ping, pong), per connection (0: no limit): see
+	// inbound.go for the answers.
+	MessagesPerSecond float64
+	MessageBurst      int
+	// MaxPendingMessages bounds the messages read from one connection and
+	// not yet handled; past it the connection is closed with 4100 (0:
+	// DefaultMaxPendingMessages, negative: no bound).
+	MaxPendingMessages int
+	// MaxWorkers bounds the goroutines that handle messages and HTTP
+	// requests besides the warm workers (0: DefaultMaxWorkers); past it a
+	// job waits for one to be free.
+	MaxWorkers int
+	// OutboundBudget bounds the bytes queued for all connections together
+	// (0: no budget): past it the connections holding the most are closed
+	// with 4100 until the total is at 3/4 of it, and from half of it on
+	// Saturated reports true.
+	OutboundBudget int64
 }
+
+// Defaults of the inbound bounds.
+const (
+	DefaultMaxPendingMessages = 256
+	DefaultMaxWorkers         = 1024
+)
 
 // Refusals counts what the limits refuse; the metrics package implements
 // it. appID is "" for a limit of the whole server. limit is one of the
@@ -120,6 +145,9 @@ const (
 	LimitRequireTLS      = "require_tls"
 	LimitWriteQueue      = "write_queue_kb"
 	LimitMessageSize     = "max_message_size_kb"
+	LimitMessages        = "connection_messages_per_second"
+	LimitPendingMessages = "connection_pending_messages"
+	LimitOutboundBudget  = "outbound_budget_mb"
 )
 
 // Server serves WebSocket clients and HTTP on one listener.
@@ -153,6 +181,9 @@ type Server struct {
 	setupMu   sync.Mutex
 	settingUp *nbio.Conn   // the socket the accept loop is adding, if any
 	lateClear []*nbio.Conn // upgraded while settingUp: clear their deadline once added
+
+	pool     jobPool
+	outbound *outboundBudget
 
 	slowConsumers atomic.Int64
 	handedOff     atomic.Bool  // StopAccepting was called
@@ -194,6 +225,15 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxPendingMessages == 0 {
+		cfg.MaxPendingMessages = DefaultMaxPendingMessages
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = DefaultMaxWorkers
+	}
+	if cfg.MessageBurst <= 0 {
+		cfg.MessageBurst = max(int(cfg.MessagesPerSecond), 1)
+	}
 	if cfg.Epoch.IsZero() {
 		cfg.Epoch = time.Now()
 	}
@@ -209,7 +249,9 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		jobs:         make(chan func()),
 		workersQuit:  make(chan struct{}),
 		conns:        make(map[*wsConn]struct{}),
+		outbound:     newOutboundBudget(cfg.OutboundBudget),
 	}
+	s.pool.max = cfg.MaxWorkers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
 	if cfg.IPConnectionsPerSecond > 0 {
@@ -253,13 +295,7 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	// The engine hands accepted sockets to its pollers through epoll, which
 	// the race detector cannot see; this atomic pair (a store when a socket
 	// is added, a load before every read) makes the hand-off visible to it.
-	s.engine.OnData(func(c *nbio.Conn, data []byte) {
-		s.acceptSeq.Load()
-		if s.pollersSeen.Load() != s.allPollers {
-			s.pollersSeen.Or(1 << uint(c.Hash()%s.engine.NPoller))
-		}
-		c.DataHandler()(c, data)
-	})
+	s.engine.OnData(s.onData)
 	s.engine.Engine.OnOpen(func(c *nbio.Conn) {
 		s.acceptSeq.Add(1) // see OnData above
 		s.setupMu.Lock()
@@ -324,6 +360,8 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go s.flusher()
 	}
+	s.wg.Add(1)
+	go s.shedder()
 	for i := 0; i < executorWorkers(); i++ {
 		s.execWG.Add(1)
 		go s.worker()
@@ -503,11 +541,7 @@ func (s *Server) execute(f func()) {
 	select {
 	case s.jobs <- f:
 	default:
-		s.execWG.Add(1)
-		go func() {
-			defer s.execWG.Done()
-			f()
-		}()
+		s.spawnOrWait(f)
 	}
 	// Yield, so that the job runs now: otherwise it waits in this P's run
 	// queue while the poller blocks in epoll_wait (a raw syscall that keeps
@@ -530,7 +564,10 @@ func (s *Server) worker() {
 	for {
 		select {
 		case f := <-s.jobs:
-			f()
+			for f != nil {
+				f()
+				f = s.afterJob()
+			}
 		case <-s.workersQuit:
 			return
 		}
@@ -845,6 +882,9 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 	if c.metrics != nil {
 		c.metrics.BytesIn(len(msg))
 	}
+	if !s.limitMessage(c, msg, true) {
+		return
+	}
 	if mt == websocket.TextMessage && !utf8.Valid(msg) {
 		c.Close(1007, "Invalid UTF-8 in text message")
 		return
@@ -854,18 +894,22 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 
 func (s *Server) onPing(wsc *websocket.Conn, data string) {
 	c := connOf(wsc)
-	if c == nil {
+	if c == nil || c.session == nil || !c.isOpen() {
 		return
 	}
-	if c.session != nil {
-		c.call("Touch", c.session.Touch, true)
+	c.call("Touch", c.session.Touch, true)
+	if !s.limitMessage(c, nil, false) {
+		return
 	}
-	c.sendControl(appendFrame(nil, opPong, []byte(data)))
+	// Queued like any frame, under the connection's byte bound: a client
+	// that pings without reading is a slow consumer (4100).
+	c.Send(appendFrame(nil, opPong, []byte(data)), 0)
 }
 
 func (s *Server) onPong(wsc *websocket.Conn, _ string) {
-	if c := connOf(wsc); c != nil && c.session != nil {
+	if c := connOf(wsc); c != nil && c.session != nil && c.isOpen() {
 		c.call("Touch", c.session.Touch, true)
+		s.limitMessage(c, nil, false)
 	}
 }
 
