@@ -127,6 +127,8 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Logger:           log.With("component", "transport"),
 		Refusals:         s.refusals,
 	}
+	// Every path, before routing and authentication.
+	tcfg.MaxRequestBodyBytes = cfg.MaxRequestBodyBytes()
 	if err := transportLimits(cfg, &tcfg, log); err != nil {
 		return nil, err
 	}

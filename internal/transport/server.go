@@ -32,6 +32,8 @@ const (
 	DefaultWriteQueueBytes  = 1 << 20
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultCloseTimeout     = 2 * time.Second
+	// DefaultMaxRequestBodyBytes is max_request_body_kb's default.
+	DefaultMaxRequestBodyBytes = 1 << 20
 )
 
 // Config configures a Server.
@@ -55,6 +57,12 @@ type Config struct {
 	// Handler serves every request that is not for PathPrefix+"/app/...":
 	// the HTTP API, health, metrics. Nil answers 404.
 	Handler http.Handler
+	// MaxRequestBodyBytes caps every HTTP request body, on every path and
+	// before routing or authentication, while it is read: a larger
+	// Content-Length is refused before any of the body is buffered, a
+	// chunked body as soon as it passes the cap. Either is answered 413
+	// with a JSON error and the connection is closed. 0: 1 MB.
+	MaxRequestBodyBytes int
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (and an HTTP keep-alive connection's idle time).
 	HandshakeTimeout time.Duration
@@ -114,6 +122,7 @@ const (
 	LimitRequireTLS      = "require_tls"
 	LimitWriteQueue      = "write_queue_kb"
 	LimitMessageSize     = "max_message_size_kb"
+	LimitRequestBody     = "max_request_body_kb"
 )
 
 // Server serves WebSocket clients and HTTP on one listener.
@@ -125,6 +134,8 @@ type Server struct {
 	queueLimit   int
 	closeTimeout time.Duration
 	appPrefix    string // PathPrefix + "/app"
+	// tooLargeResponse answers a body over MaxRequestBodyBytes.
+	tooLargeResponse []byte
 
 	engine   *nbhttp.Engine
 	upgrader *websocket.Upgrader
@@ -181,6 +192,9 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
+	if cfg.MaxRequestBodyBytes <= 0 {
+		cfg.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
+	}
 	if cfg.Flushers <= 0 {
 		cfg.Flushers = runtime.GOMAXPROCS(0)
 	}
@@ -191,17 +205,18 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		cfg.Epoch = time.Now()
 	}
 	s := &Server{
-		cfg:          cfg,
-		apps:         lookup,
-		sessions:     sessions,
-		log:          cfg.Logger,
-		queueLimit:   cfg.WriteQueueBytes,
-		closeTimeout: cfg.CloseTimeout,
-		appPrefix:    cfg.PathPrefix + "/app",
-		flushq:       newFlushQueue(),
-		jobs:         make(chan func()),
-		workersQuit:  make(chan struct{}),
-		conns:        make(map[*wsConn]struct{}),
+		cfg:              cfg,
+		apps:             lookup,
+		sessions:         sessions,
+		log:              cfg.Logger,
+		queueLimit:       cfg.WriteQueueBytes,
+		closeTimeout:     cfg.CloseTimeout,
+		appPrefix:        cfg.PathPrefix + "/app",
+		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
+		flushq:           newFlushQueue(),
+		jobs:             make(chan func()),
+		workersQuit:      make(chan struct{}),
+		conns:            make(map[*wsConn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
@@ -218,6 +233,8 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		Listen:                  s.listen,
 		KeepaliveTime:           cfg.HandshakeTimeout,
 		ReadLimit:               readLimit,
+		MaxHTTPBodySize:         cfg.MaxRequestBodyBytes,
+		BodyTooLarge:            s.bodyTooLarge,
 		MaxLoad:                 1 << 24,
 		ReleaseWebsocketPayload: false, // HandleMessage owns the message
 		ServerExecutor:          s.execute,
@@ -844,6 +861,25 @@ func (s *Server) onSocketClose(wsc *websocket.Conn, err error) {
 }
 
 // ---- helpers ----
+
+// bodyTooLarge is the answer to a request whose body passes
+// MaxRequestBodyBytes; nbio writes it from its poller before closing the
+// connection, so that nothing more of the body is kept.
+func (s *Server) bodyTooLarge() []byte {
+	if s.cfg.Refusals != nil {
+		s.cfg.Refusals.Refused("", LimitRequestBody)
+	}
+	return s.tooLargeResponse
+}
+
+// tooLargeAnswer builds bodyTooLarge's response once.
+func tooLargeAnswer(limit int) []byte {
+	msg := "The request body exceeds the allowed maximum (" + strconv.Itoa(limit) + " bytes)"
+	body := append(protocol.AppendString([]byte(`{"error":`), msg), `,"code":413}`+"\n"...)
+	head := "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n"
+	return append([]byte(head), body...)
+}
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

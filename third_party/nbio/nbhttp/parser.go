@@ -146,9 +146,16 @@ func parseAndValidateChunkSize(originalStr string) (int, error) {
 // and doesn't parse them itself any more.
 //
 //go:norace
-func (p *Parser) Parse(data []byte) error {
+func (p *Parser) Parse(data []byte) (err error) {
 	p.mux.Lock()
 	defer func() {
+		// herald: answer a body over the limit before the connection is
+		// closed for it.
+		if err == ErrBodyTooLarge && !p.isClient && p.Engine != nil && p.Engine.BodyTooLarge != nil && p.Conn != nil {
+			if resp := p.Engine.BodyTooLarge(); len(resp) > 0 {
+				_, _ = p.Conn.Write(resp)
+			}
+		}
 		p.mux.Unlock()
 		if err := recover(); err != nil {
 			const size = 64 << 10
@@ -376,6 +383,11 @@ UPGRADER:
 				if err != nil {
 					return err
 				}
+				// herald: refuse a declared body over the limit before
+				// buffering any of it.
+				if !p.isClient && p.Engine != nil && p.Engine.MaxHTTPBodySize > 0 && p.contentLength > p.Engine.MaxHTTPBodySize {
+					return ErrBodyTooLarge
+				}
 
 				p.Processor.OnContentLength(p, p.contentLength)
 				err = p.parseTrailer()
@@ -541,6 +553,11 @@ UPGRADER:
 		case stateBodyChunkSizeLF:
 			if c == '\n' {
 				start = i + 1
+				// herald: a chunk is buffered whole before it is handed
+				// on; refuse one over the body limit before buffering it.
+				if !p.isClient && p.Engine != nil && p.Engine.MaxHTTPBodySize > 0 && p.chunkSize > p.Engine.MaxHTTPBodySize {
+					return ErrBodyTooLarge
+				}
 				if p.chunkSize > 0 {
 					p.nextState(stateBodyChunkData)
 				} else {
