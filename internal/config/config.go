@@ -223,3 +223,7 @@ func (c *Config) MaxMessageSizeBytes() int { return c.MaxMessageSizeKB * 1024 }
 
 // WriteQueueBytes is WriteQueueKB in bytes.
 func (c *Config) WriteQueueBytes() int { return c.WriteQueueKB * 1024 }
+
+// MinAdminTokenLength is the shortest admin_token accepted: the dashboard
+// login is open to anyone who can reach the port.
+const MinAdminTokenLength = 16

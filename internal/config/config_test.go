@@ -136,7 +136,7 @@ subscription_count_interval: 500ms
 api_timestamp_window: 300
 redis_url: redis://127.0.0.1:6379/0
 redis_prefix: "staging:"
-admin_token: tok
+admin_token: tok-0123456789abcdef
 metrics_addr: 127.0.0.1:9601
 apps:
   - id: "1"
@@ -163,7 +163,7 @@ apps:
 		Host: "127.0.0.1", Port: 7000, PathPrefix: "/ws", LogLevel: "debug", LogFormat: "json",
 		ShutdownTimeout: 30 * time.Second, MaxRequestBodyKB: 2048, MaxMessageSizeKB: 64, WriteQueueKB: 512,
 		CacheTTL: time.Hour, SubscriptionCountInterval: 500 * time.Millisecond, APITimestampWindow: 300 * time.Second,
-		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
+		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok-0123456789abcdef", MetricsAddr: "127.0.0.1:9601",
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
@@ -216,7 +216,7 @@ apps:
 }
 
 func TestPrecedence(t *testing.T) {
-	file := writeConfig(t, "port: 7000\nlog_level: debug\nredis_prefix: \"file:\"\nadmin_token: from-file\n")
+	file := writeConfig(t, "port: 7000\nlog_level: debug\nredis_prefix: \"file:\"\nadmin_token: from-file-0123456789\n")
 	tests := []struct {
 		name     string
 		env      map[string]string
@@ -226,13 +226,13 @@ func TestPrecedence(t *testing.T) {
 		prefix   string
 		adminTok string
 	}{
-		{name: "file over defaults", port: 7000, level: "debug", prefix: "file:", adminTok: "from-file"},
-		{name: "env over file", env: map[string]string{"HERALD_PORT": "7001", "HERALD_ADMIN_TOKEN": "from-env"},
-			port: 7001, level: "debug", prefix: "file:", adminTok: "from-env"},
+		{name: "file over defaults", port: 7000, level: "debug", prefix: "file:", adminTok: "from-file-0123456789"},
+		{name: "env over file", env: map[string]string{"HERALD_PORT": "7001", "HERALD_ADMIN_TOKEN": "from-env-0123456789"},
+			port: 7001, level: "debug", prefix: "file:", adminTok: "from-env-0123456789"},
 		{name: "flags over env", env: map[string]string{"HERALD_PORT": "7001", "HERALD_LOG_LEVEL": "warn"},
-			flags: map[string]string{"port": "7002", "redis_prefix": "flag:"}, port: 7002, level: "warn", prefix: "flag:", adminTok: "from-file"},
+			flags: map[string]string{"port": "7002", "redis_prefix": "flag:"}, port: 7002, level: "warn", prefix: "flag:", adminTok: "from-file-0123456789"},
 		{name: "empty env counts as unset", env: map[string]string{"HERALD_PORT": "", "HERALD_ADMIN_TOKEN": ""},
-			port: 7000, level: "debug", prefix: "file:", adminTok: "from-file"},
+			port: 7000, level: "debug", prefix: "file:", adminTok: "from-file-0123456789"},
 		{name: "explicit empty flag clears", flags: map[string]string{"admin_token": ""},
 			port: 7000, level: "debug", prefix: "file:", adminTok: ""},
 	}
@@ -252,7 +252,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
 		"cache_ttl": "5m", "subscription_count_interval": "2s", "api_timestamp_window": "60",
-		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t", "metrics_addr": ":9601",
+		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t-0123456789abcdef", "metrics_addr": ":9601",
 		"webhook_batch_window": "100ms", "webhook_batch_size": "5", "webhook_timeout": "2s", "webhook_retry_for": "1m",
 		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_workers": "2", "webhook_presence_delay": "1s",
 		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s",
@@ -265,7 +265,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
 		ShutdownTimeout: 3 * time.Second, MaxRequestBodyKB: 10, MaxMessageSizeKB: 11, WriteQueueKB: 12,
 		CacheTTL: 5 * time.Minute, SubscriptionCountInterval: 2 * time.Second, APITimestampWindow: time.Minute,
-		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t", MetricsAddr: ":9601",
+		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t-0123456789abcdef", MetricsAddr: ":9601",
 		WebhookBatchWindow: 100 * time.Millisecond, WebhookBatchSize: 5, WebhookTimeout: 2 * time.Second, WebhookRetryFor: time.Minute,
 		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
 		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, MaxNodeConnections: 1000,
@@ -423,6 +423,7 @@ func TestValidationErrors(t *testing.T) {
 		{"redis scheme", "redis_url: http://localhost", `redis_url: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), got scheme "http"`},
 		{"redis no host", "redis_url: 'redis://'", "redis_url: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), got no host"},
 		{"metrics addr", "metrics_addr: 9601", `metrics_addr: must be host:port`},
+		{"short admin token", "admin_token: letmein", "admin_token: must be at least 16 characters (a long random string, e.g. from `openssl rand -hex 24`), got 7"},
 		{"trusted proxy", "trusted_proxies: [10.0.0.0/8, nginx]", `trusted_proxies[1]: must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got "nginx"`},
 		{"zero ip rate", "ip_connections_per_second: 0", "ip_connections_per_second: must be -1 (unlimited) or a positive number, got 0"},
 		{"unlimited burst", "ip_connections_burst: -1", "ip_connections_burst: must be a positive number, got -1"},

@@ -71,6 +71,9 @@ func (v *validator) config(c *Config) {
 	v.acme(c)
 	v.webhookSettings(c)
 	v.trustedProxies(c.TrustedProxies)
+	if n := len(c.AdminToken); n > 0 && n < MinAdminTokenLength {
+		v.add("admin_token", "must be at least %d characters (a long random string, e.g. from `openssl rand -hex 24`), got %d", MinAdminTokenLength, n)
+	}
 
 	if len(c.Apps) == 0 {
 		v.add("apps", "must list at least one app")

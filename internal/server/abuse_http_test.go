@@ -160,3 +160,48 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestDashboardLoginThrottlePerClient: through a trusted proxy, one
+// client guessing admin tokens is throttled before its tokens are even
+// compared, while another client logs in; the cookie is Secure when the
+// proxy says the client came over TLS.
+func TestDashboardLoginThrottlePerClient(t *testing.T) {
+	const adminToken = "harden-admin-token-0123456789"
+	_, addr, _ := startNode(t, func(c *config.Config) {
+		c.TrustedProxies = []string{"127.0.0.1"}
+		c.AdminToken = adminToken
+	})
+	login := func(client, proto, tok string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/dashboard/login", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", client)
+		req.Header.Set("X-Forwarded-Proto", proto)
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for range 30 {
+		if login("203.0.113.50", "http", "wrong-token-guess-000000").StatusCode == http.StatusTooManyRequests {
+			break
+		}
+	}
+	if code := login("203.0.113.50", "http", adminToken).StatusCode; code != http.StatusTooManyRequests {
+		t.Fatalf("the right token from the guessing client: %d, want 429 (throttle before the comparison)", code)
+	}
+	resp := login("198.51.100.60", "https", adminToken)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another client: %d, want 303", resp.StatusCode)
+	}
+	if cs := resp.Cookies(); len(cs) != 1 || !cs[0].Secure {
+		t.Fatalf("cookie behind a TLS proxy: %+v, want Secure", cs)
+	}
+	resp = login("198.51.100.61", "http", adminToken)
+	if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || cs[0].Secure {
+		t.Fatalf("plain http: %d %+v, want a cookie without Secure", resp.StatusCode, cs)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/metrics"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/transport"
 )
 
 // buildMetrics creates the metrics before the parts they measure. The
@@ -61,6 +63,10 @@ func (s *Server) buildDashboard(store apps.Store, hopt *hub.Options) error {
 	if token == "" {
 		return nil
 	}
+	proxies, err := transport.ParseTrustedProxies(s.cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
 	d, err := dashboard.New(dashboard.Options{
 		Token: token,
 		Apps:  store,
@@ -71,7 +77,9 @@ func (s *Server) buildDashboard(store apps.Store, hopt *hub.Options) error {
 		},
 		Path:   s.cfg.PathPrefix + "/dashboard",
 		Secure: s.cfg.TLSEnabled(),
-		Logger: s.log.With("component", "dashboard"),
+		// Per-client login throttle and a Secure cookie behind a TLS proxy.
+		ClientOf: func(r *http.Request) (netip.Addr, bool) { return proxies.ClientOf(r, s.cfg.TLSEnabled()) },
+		Logger:   s.log.With("component", "dashboard"),
 	})
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
