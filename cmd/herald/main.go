@@ -14,7 +14,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,9 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/loadtest"
@@ -114,7 +111,7 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		fmt.Fprintf(stderr, "herald: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdownSignals(log, srv.Hurry)
 	defer stop()
 	err = srv.Run(ctx, func(addr net.Addr) {
 		printBanner(stdout, cfg, addr)

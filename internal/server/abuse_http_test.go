@@ -9,13 +9,20 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 	"github.com/herald-ws/herald/internal/transport"
 )
 
@@ -203,5 +210,64 @@ func TestDashboardLoginThrottlePerClient(t *testing.T) {
 	resp = login("198.51.100.61", "http", adminToken)
 	if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || cs[0].Secure {
 		t.Fatalf("plain http: %d %+v, want a cookie without Secure", resp.StatusCode, cs)
+	}
+}
+
+// TestHurriedShutdownStillDeliversWebhooks: a second signal (Hurry) cuts
+// a long drain short, the transport's shutdown then fails (its deadline
+// is gone), and the webhooks the connections caused are delivered anyway,
+// once each.
+func TestHurriedShutdownStillDeliversWebhooks(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h struct {
+			Events []struct{ Name, Channel string }
+		}
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &h)
+		mu.Lock()
+		for _, e := range h.Events {
+			got = append(got, e.Name+" "+e.Channel)
+		}
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+	srv, addr, stop := startNode(t, func(c *config.Config) {
+		c.ShutdownTimeout = 40 * time.Second // 30 s of spread closes
+		c.Apps[0].Webhooks = []apps.Webhook{{URL: rcv.URL, EventTypes: []string{"channel_occupied", "channel_vacated"}}}
+		c.WebhookBatchWindow = time.Minute // still open at shutdown
+	})
+	// Enough connections that the drain spreads their closes over its
+	// window; none reads, so none answers its close frame.
+	var conns []*websocket.Conn
+	for range 40 {
+		c := dial(t, addr, "app-key")
+		read(t, c)
+		conns = append(conns, c)
+	}
+	if err := conns[0].WriteMessage(websocket.TextMessage, []byte(`{"event":"pusher:subscribe","data":{"channel":"orders"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, conns[0], protocol.EventSubscriptionSucceeded)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	if !testwait.Until(5*time.Second, srv.hub.Draining) {
+		t.Fatal("the node did not start draining")
+	}
+	start := time.Now()
+	srv.Hurry()
+	select {
+	case <-stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the node did not stop after Hurry")
+	}
+	t.Logf("stopped %v after Hurry", time.Since(start))
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"channel_occupied orders", "channel_vacated orders"}) {
+		t.Fatalf("webhooks after a hurried shutdown: %v, want occupied and vacated once each", got)
 	}
 }
