@@ -117,6 +117,9 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		printBanner(stdout, cfg, addr)
 		printDashboard(stdout, cfg, addr, srv)
 		log.Info("listening", "addr", addr.String(), "tls", cfg.TLSEnabled(), "apps", len(cfg.Apps))
+		if cfg.UsesDevApp() && !cfg.DevAppLoopbackOnly() {
+			log.Warn("the development app, whose secret is public, is served beyond this machine", "addr", addr.String())
+		}
 	})
 	if err != nil {
 		log.Error("server failed", "err", err)
@@ -177,8 +180,14 @@ func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
 	}
 	fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
 		version, addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
-	if cfg.UsesDevApp() {
-		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret): its secret is public, configure your own apps for production.")
+	switch {
+	case cfg.DevAppLoopbackOnly():
+		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret) on this machine only: its secret is public.\n"+
+			"To reach it from other machines or containers, set host (--host 0.0.0.0) or dev_app_public: true (HERALD_DEV_APP_PUBLIC=true);\n"+
+			"configure your own apps for production.")
+	case cfg.UsesDevApp():
+		fmt.Fprintf(w, "WARNING: serving the development app (app-id / app-key / app-secret) on %s: its secret is public, so anyone\n"+
+			"who reaches this port can publish, authorize channels and read presence. Configure your own apps for production.\n", addr)
 	}
 	fmt.Fprintf(w, `
 Laravel .env (BROADCAST_CONNECTION=reverb works the same with the REVERB_ names):

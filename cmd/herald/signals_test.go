@@ -91,3 +91,45 @@ func TestSecondSignalStopsTheDrain(t *testing.T) {
 		t.Fatalf("the second signal is not logged:\n%s", errOut.String())
 	}
 }
+
+// serveUntilListening runs `herald serve args...` in-process until it
+// listens, and returns its stdout and address; the cleanup stops it.
+func serveUntilListening(t *testing.T, args ...string) (stdout, addr string) {
+	t.Helper()
+	var out, errOut lockedBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(append([]string{"serve", "--log-format", "text"}, args...), &out, &errOut) }()
+	listening := regexp.MustCompile(`listening on (\S+:\d+)`)
+	if !testwait.Until(10*time.Second, func() bool { return strings.Contains(out.String(), "Metrics:") }) {
+		t.Fatalf("not listening:\n%s\n%s", out.String(), errOut.String())
+	}
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-code:
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not stop")
+	}
+	m := listening.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no address in:\n%s", out.String())
+	}
+	return out.String(), m[1]
+}
+
+// TestDevAppOnLoopbackUnlessAsked: with no app configured, the public
+// development app is served on 127.0.0.1 only, and the banner says how to
+// open it up; dev_app_public serves every interface, with a warning.
+func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
+	port := strconv.Itoa(freePort(t))
+	out, addr := serveUntilListening(t, "--port", port)
+	if addr != "127.0.0.1:"+port || !strings.Contains(out, "on this machine only") || !strings.Contains(out, "dev_app_public") ||
+		!strings.Contains(out, "PUSHER_HOST=127.0.0.1\n") || !strings.Contains(out, "PUSHER_APP_SECRET=app-secret\n") {
+		t.Fatalf("dev app by default: listening on %s\n%s", addr, out)
+	}
+	out, addr = serveUntilListening(t, "--port", port, "--dev-app-public")
+	if host, _, _ := net.SplitHostPort(addr); !net.ParseIP(host).IsUnspecified() || !strings.Contains(out, "WARNING") {
+		t.Fatalf("dev_app_public: listening on %s\n%s", addr, out)
+	}
+}

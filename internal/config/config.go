@@ -23,6 +23,9 @@ import (
 // --kebab-case flag.
 type Config struct {
 	// Host is the interface the main listener binds ("" or 0.0.0.0: all).
+	// With the development app (no app configured) and neither host nor
+	// dev_app_public set, Load makes it 127.0.0.1: the development app's
+	// secret is public.
 	Host string `yaml:"host"`
 	// Port is the main listener's TCP port (WebSocket and HTTP API).
 	Port int `yaml:"port"`
@@ -60,6 +63,9 @@ type Config struct {
 	// AdminToken is the dashboard login. Empty turns the dashboard off,
 	// except with the development app, where a token is made per run.
 	AdminToken string `yaml:"admin_token"`
+	// DevAppPublic serves the development app on host's interfaces (every
+	// one by default) instead of the loopback alone.
+	DevAppPublic bool `yaml:"dev_app_public"`
 	// MetricsAddr ("host:port") serves /metrics on a separate listener;
 	// empty serves it on the main port.
 	MetricsAddr string `yaml:"metrics_addr"`
@@ -139,6 +145,7 @@ type Config struct {
 func Default() *Config {
 	c := defaultServer()
 	c.Apps = []apps.App{DevApp()}
+	c.Host = "127.0.0.1" // as Load does for the development app
 	return c
 }
 
@@ -210,6 +217,16 @@ func (c *Config) UsesDevApp() bool {
 
 // Addr is the main listener's address, host:port.
 func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
+
+// DevAppLoopbackOnly reports whether the development app is served on a
+// loopback address only (see Host).
+func (c *Config) DevAppLoopbackOnly() bool {
+	if !c.UsesDevApp() {
+		return false
+	}
+	ip := net.ParseIP(c.Host)
+	return c.Host == "localhost" || ip != nil && ip.IsLoopback()
+}
 
 // TLSEnabled reports whether the main listener serves TLS (from files or
 // through ACME).

@@ -48,7 +48,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("Load(Source{}) = %+v, want Default() %+v", c, Default())
 	}
 	want := &Config{
-		Host: "0.0.0.0", Port: 6001, LogLevel: "info", LogFormat: "auto",
+		Host: "127.0.0.1", Port: 6001, LogLevel: "info", LogFormat: "auto",
 		ShutdownTimeout: 10 * time.Second, MaxRequestBodyKB: 1024, MaxMessageSizeKB: 100,
 		WriteQueueKB: 1024, CacheTTL: 1800 * time.Second, SubscriptionCountInterval: time.Second,
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
@@ -64,7 +64,7 @@ func TestDefaults(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
-	if got := c.Addr(); got != "0.0.0.0:6001" {
+	if got := c.Addr(); got != "127.0.0.1:6001" {
 		t.Errorf("Addr() = %q", got)
 	}
 	if c.TLSEnabled() {
@@ -252,7 +252,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
 		"cache_ttl": "5m", "subscription_count_interval": "2s", "api_timestamp_window": "60",
-		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t-0123456789abcdef", "metrics_addr": ":9601",
+		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t-0123456789abcdef", "metrics_addr": ":9601", "dev_app_public": "true",
 		"webhook_batch_window": "100ms", "webhook_batch_size": "5", "webhook_timeout": "2s", "webhook_retry_for": "1m",
 		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_workers": "2", "webhook_presence_delay": "1s",
 		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s",
@@ -265,7 +265,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
 		ShutdownTimeout: 3 * time.Second, MaxRequestBodyKB: 10, MaxMessageSizeKB: 11, WriteQueueKB: 12,
 		CacheTTL: 5 * time.Minute, SubscriptionCountInterval: 2 * time.Second, APITimestampWindow: time.Minute,
-		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t-0123456789abcdef", MetricsAddr: ":9601",
+		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t-0123456789abcdef", MetricsAddr: ":9601", DevAppPublic: true,
 		WebhookBatchWindow: 100 * time.Millisecond, WebhookBatchSize: 5, WebhookTimeout: 2 * time.Second, WebhookRetryFor: time.Minute,
 		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
 		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, MaxNodeConnections: 1000,
@@ -813,6 +813,30 @@ func TestHostAndMetricsAddr(t *testing.T) {
 		c.Host, c.MetricsAddr = tt.host, tt.metrics
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("host %q metrics_addr %q: err = %v, want ok %v", tt.host, tt.metrics, err, tt.ok)
+		}
+	}
+}
+
+// The development app is served on the loopback unless a host is chosen
+// or dev_app_public is set.
+func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  Source
+		host string
+	}{
+		{"nothing set", Source{}, "127.0.0.1"},
+		{"dev_app_public", Source{Env: env(map[string]string{"HERALD_DEV_APP_PUBLIC": "true"})}, "0.0.0.0"},
+		{"host chosen", Source{Flags: map[string]string{"host": "0.0.0.0"}}, "0.0.0.0"},
+		{"host from env", Source{Env: env(map[string]string{"HERALD_HOST": "::"})}, "::"},
+		{"real app", Source{Env: env(map[string]string{"HERALD_APP_ID": "a", "HERALD_APP_KEY": "k", "HERALD_APP_SECRET": "s"})}, "0.0.0.0"},
+	} {
+		c := mustLoad(t, tc.src)
+		if c.Host != tc.host {
+			t.Errorf("%s: host %q, want %q", tc.name, c.Host, tc.host)
+		}
+		if got, want := c.DevAppLoopbackOnly(), tc.host == "127.0.0.1"; got != want {
+			t.Errorf("%s: DevAppLoopbackOnly %v", tc.name, got)
 		}
 	}
 }

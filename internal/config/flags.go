@@ -25,7 +25,14 @@ func RegisterFlags(fs *flag.FlagSet) func() map[string]string {
 	for i, key := range keys {
 		name := flagName(key)
 		names[name] = key
-		fs.String(name, formatDefault(def.Field(index[i])), fmt.Sprintf("%s (env %s%s)", flagHelp(key), envPrefix, upperSnake(key)))
+		usage := fmt.Sprintf("%s (env %s%s)", flagHelp(key), envPrefix, upperSnake(key))
+		if def.Field(index[i]).Kind() == reflect.Bool {
+			// --dev-app-public alone means true, as for any Go bool flag.
+			v := &boolString{s: formatDefault(def.Field(index[i]))}
+			fs.Var(v, name, usage)
+			continue
+		}
+		fs.String(name, formatDefault(def.Field(index[i])), usage)
 	}
 	return func() map[string]string {
 		set := make(map[string]string)
@@ -74,7 +81,9 @@ func flagHelp(key string) string {
 	}
 	switch key {
 	case "host":
-		return "listen on this `host` or IP address"
+		return "listen on this `host` or IP address (with the development app: 127.0.0.1 unless set, or dev_app_public)"
+	case "dev_app_public":
+		return "serve the development app (public secret, used when no app is configured) on every interface, not only 127.0.0.1"
 	case "port":
 		return "listen on this TCP `port`"
 	case "path_prefix":
@@ -130,3 +139,11 @@ func flagHelp(key string) string {
 	}
 	return "set " + key + " (see the configuration docs) to `value`"
 }
+
+// boolString is a string flag that may be given without a value (true);
+// like every flag, Load parses it.
+type boolString struct{ s string }
+
+func (b *boolString) String() string     { return b.s }
+func (b *boolString) Set(v string) error { b.s = v; return nil }
+func (b *boolString) IsBoolFlag() bool   { return true }
