@@ -167,18 +167,34 @@ func (h *Hub) chanShard(k chanKey) *channelShard {
 // Run drives the hub's timers (activity pings, sign-in deadlines,
 // subscription counts) until ctx is done. Only one Run may be active.
 func (h *Hub) Run(ctx context.Context) error {
+	// Subscription counts read the shared State (Redis in a cluster) and
+	// publish through the broker: they run on a goroutine of their own, so
+	// that a slow Redis never holds up the pings, pong timeouts and
+	// sign-in deadlines below, which touch nothing but local memory.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		counts := time.NewTicker(h.opt.SubscriptionCountInterval)
+		defer counts.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-counts.C:
+				h.guard("subscription counts", h.flushCounts)
+			}
+		}
+	}()
+	defer wg.Wait()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	counts := time.NewTicker(h.opt.SubscriptionCountInterval)
-	defer counts.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 			h.guard("sweep", h.sweep)
-		case <-counts.C:
-			h.guard("subscription counts", h.flushCounts)
 		}
 	}
 }
