@@ -118,6 +118,9 @@ type Config struct {
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (slowloris) and an idle HTTP keep-alive connection.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// HTTPRequestTimeout bounds the handling of one HTTP API or dashboard
+	// request, Redis calls included: past it the request is answered 503.
+	HTTPRequestTimeout time.Duration `yaml:"http_request_timeout"`
 	// MaxNodeConnections caps the WebSocket connections of this node, all
 	// apps together (-1: no cap); past it new ones are closed with 4100.
 	MaxNodeConnections int `yaml:"max_node_connections"`
@@ -179,6 +182,7 @@ func defaultServer() *Config {
 		ACMEDomains:               []string{},
 		ACMEDirectoryURL:          DefaultACMEDirectoryURL,
 		HandshakeTimeout:          10 * time.Second,
+		HTTPRequestTimeout:        10 * time.Second,
 		MaxNodeConnections:        -1,
 		IPConnectionsPerSecond:    20,
 		IPConnectionsBurst:        100,

@@ -122,6 +122,8 @@ func flagHelp(key string) string {
 		return "TLS private key PEM `file` (with --tls-cert)"
 	case "tls_reload_interval":
 		return "check the TLS files for a new certificate at most this often (`duration`)" + dur
+	case "http_request_timeout":
+		return "answer an HTTP API or dashboard request 503 when it is not done within this `duration`, Redis calls included" + dur
 	case "handshake_timeout":
 		return "close a connection that has not completed its upgrade request within this `duration`" + dur
 	case "max_node_connections":

@@ -130,6 +130,13 @@ func (s *Server) frontHandler(api http.Handler) http.Handler {
 	metricsHere := s.cfg.MetricsAddr == ""
 	prom := s.metrics.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A deadline for every request: the Redis calls it makes inherit
+		// it, so a slow Redis costs a request at most this long (then 503).
+		if d := s.cfg.HTTPRequestTimeout; d > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		p := r.URL.Path
 		switch {
 		case metricsHere && (p == "/metrics" || p == s.cfg.PathPrefix+"/metrics"):

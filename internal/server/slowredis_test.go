@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
+)
+
+// ownRedis starts a redis-server of the test's own on a free port.
+func ownRedis(t *testing.T) string {
+	t.Helper()
+	const bin = "/usr/bin/redis-server"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatal("redis-server is required (Debian package redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	if !testwait.Until(5*time.Second, func() bool { return c.Ping(context.Background()).Err() == nil }) {
+		t.Fatal("redis-server did not start")
+	}
+	return addr
+}
+
+// delayProxy forwards TCP to a Redis, holding every chunk for delay
+// (settable while it runs): a slow Redis, or a slow network to it.
+type delayProxy struct {
+	ln    net.Listener
+	to    string
+	delay atomic.Int64 // nanoseconds
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newDelayProxy(t *testing.T, to string) *delayProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &delayProxy{ln: ln, to: to}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *delayProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *delayProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", p.to)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(c, up)
+		go p.pipe(up, c)
+	}
+}
+
+func (p *delayProxy) pipe(from, to net.Conn) {
+	defer p.wg.Done()
+	defer to.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 {
+			time.Sleep(time.Duration(p.delay.Load()))
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *delayProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// TestSlowRedisDoesNotStallTheNode: with every Redis round trip taking
+// 4 s (past the 2 s bound of each call), sign-in deadlines are still
+// enforced on time, and HTTP requests, even those making many Redis
+// calls, get a timely 503 with a JSON error instead of hanging.
+func TestSlowRedisDoesNotStallTheNode(t *testing.T) {
+	proxy := newDelayProxy(t, ownRedis(t))
+	_, addr, _ := startNode(t, func(c *config.Config) {
+		c.RedisURL = "redis://" + proxy.addr() + "/0"
+		c.RedisPrefix = "slow-test:"
+		c.HTTPRequestTimeout = 3 * time.Second
+		// Counts pile up for a while, then are flushed against the slow
+		// Redis (each channel one call).
+		c.SubscriptionCountInterval = 2 * time.Second
+		c.Apps[0].EnableSubscriptionCount = true
+		c.Apps[0].EnableUserAuthentication = true
+		c.Apps[0].UserAuthenticationTimeout = 2 * time.Second
+	})
+	if !testwait.Until(10*time.Second, func() bool { return readyOK(addr) }) {
+		t.Fatal("the node never became ready")
+	}
+	// A signed-in client with 20 counted channels (fast Redis).
+	a := dial(t, addr, "app-key")
+	sid := socketID(t, a)
+	user := `{"id":"u1"}`
+	signin, _ := json.Marshal(map[string]any{"event": "pusher:signin", "data": map[string]string{
+		"user_data": user, "auth": "app-key:" + protocol.Sign("app-secret", sid+"::user::"+user)}})
+	if err := a.WriteMessage(websocket.TextMessage, signin); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, a, "pusher:signin_success")
+	for i := range 20 {
+		subscribe(t, a, "counted-"+strconv.Itoa(i), "", "")
+	}
+	proxy.delay.Store(int64(4 * time.Second))
+	defer proxy.delay.Store(0) // a quick shutdown
+
+	// A client that never signs in is closed at its deadline, though the
+	// count flush is stuck on Redis.
+	b := dial(t, addr, "app-key")
+	connected := time.Now()
+	_ = b.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var closeCode int
+	for {
+		if _, _, err := b.ReadMessage(); err != nil {
+			if ce, ok := err.(*websocket.CloseError); ok {
+				closeCode = ce.Code
+			}
+			break
+		}
+	}
+	took := time.Since(connected)
+	if closeCode != 4009 || took > 5*time.Second {
+		t.Fatalf("sign-in deadline of 2 s: closed with %d after %v, want 4009 within 5 s", closeCode, took)
+	}
+
+	// HTTP: one Redis call, and ten in a row (cache channels).
+	for _, tc := range []struct{ name, body string }{
+		{"trigger", `{"name":"e","channel":"plain","data":"x"}`},
+		{"ten cache channels", `{"name":"e","channels":["cache-0","cache-1","cache-2","cache-3","cache-4","cache-5","cache-6","cache-7","cache-8","cache-9"],"data":"x"}`},
+	} {
+		start := time.Now()
+		status, body, err := apiPost(addr, "/apps/app-id/events", tc.body)
+		took := time.Since(start)
+		var e struct {
+			Error string `json:"error"`
+			Code  int    `json:"code"`
+		}
+		if err != nil || status != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Code != 503 {
+			t.Fatalf("%s against a slow Redis: %d %s %v, want 503 with a JSON error", tc.name, status, body, err)
+		}
+		if took > 6*time.Second {
+			t.Fatalf("%s against a slow Redis took %v, want the 3 s request deadline", tc.name, took)
+		}
+		t.Logf("%s: 503 after %v", tc.name, took)
+	}
+}
+
+func readyOK(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/ready")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
