@@ -92,6 +92,10 @@ type Config struct {
 	// WebhookMaxPending bounds the batches waiting for delivery or a retry
 	// (per node alone, across the cluster with Redis).
 	WebhookMaxPending int `yaml:"webhook_max_pending"`
+	// WebhookQueueMB bounds, in MB, the webhook batches held (in memory
+	// alone, in Redis across a cluster); the events waiting to be batched
+	// may use a quarter of it. Past it the newest is dropped and counted.
+	WebhookQueueMB int `yaml:"webhook_queue_mb"`
 	// WebhookWorkers is the number of concurrent deliveries per node.
 	WebhookWorkers int `yaml:"webhook_workers"`
 	// WebhookPresenceDelay holds member_added/member_removed back so that a
@@ -176,6 +180,7 @@ func defaultServer() *Config {
 		WebhookBackoffMax:         30 * time.Second,
 		WebhookQueueSize:          10000,
 		WebhookMaxPending:         10000,
+		WebhookQueueMB:            64,
 		WebhookWorkers:            4,
 		WebhookPresenceDelay:      3 * time.Second,
 		TLSReloadInterval:         5 * time.Second,

@@ -211,7 +211,9 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 			Client: s.node.Client(),
 			Prefix: s.cfg.RedisPrefix,
 			Limit:  s.cfg.WebhookMaxPending,
-			Lease:  webhookLease(s.cfg),
+			// Bytes across the cluster, as alone in memory.
+			MaxBytes: int64(s.cfg.WebhookQueueMB) << 20,
+			Lease:    webhookLease(s.cfg),
 		})
 		if err != nil {
 			return fmt.Errorf("webhooks queue: %w", err)
@@ -229,6 +231,7 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		RetryMax:      s.cfg.WebhookBackoffMax,
 		QueueSize:     s.cfg.WebhookQueueSize,
 		MaxPending:    s.cfg.WebhookMaxPending,
+		MaxBytes:      int64(s.cfg.WebhookQueueMB) << 20,
 		Workers:       s.cfg.WebhookWorkers,
 		PresenceDelay: s.cfg.WebhookPresenceDelay,
 		Registerer:    s.webhookRegisterer(),
