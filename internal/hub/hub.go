@@ -75,6 +75,11 @@ type Hub struct {
 	connMu sync.Mutex
 	conns  map[string]int // app id → open connections on this node
 
+	// ghosts are subscriptions the State may hold though the hub let go
+	// of them (ghosts.go).
+	ghostMu sync.Mutex
+	ghosts  map[ghostKey]ghost
+
 	usersMu  sync.Mutex
 	users    map[userKey]map[*Client]struct{}
 	watchers map[userKey]map[*Client]struct{}
@@ -177,12 +182,16 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer wg.Done()
 		counts := time.NewTicker(h.opt.SubscriptionCountInterval)
 		defer counts.Stop()
+		repair := time.NewTicker(time.Second)
+		defer repair.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-counts.C:
 				h.guard("subscription counts", h.flushCounts)
+			case <-repair.C:
+				h.guard("ghost repair", h.repairGhosts)
 			}
 		}
 	}()
