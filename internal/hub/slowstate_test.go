@@ -77,6 +77,7 @@ type barrierBroker struct {
 	inFlight int
 	most     int
 	all      chan struct{}
+	allOnce  sync.Once
 	gaveUp   chan struct{}
 	giveUp   sync.Once
 }
@@ -86,7 +87,7 @@ func (b *barrierBroker) Publish(ctx context.Context, m BrokerMessage) error {
 	b.inFlight++
 	b.most = max(b.most, b.inFlight)
 	if b.inFlight == b.want {
-		close(b.all)
+		b.allOnce.Do(func() { close(b.all) })
 	}
 	b.mu.Unlock()
 	defer func() {
