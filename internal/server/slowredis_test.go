@@ -6,9 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
@@ -58,6 +61,7 @@ type delayProxy struct {
 	ln    net.Listener
 	to    string
 	delay atomic.Int64 // nanoseconds
+	cut   atomic.Bool  // drop everything (a network cut: calls time out)
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns []net.Conn
@@ -105,6 +109,9 @@ func (p *delayProxy) pipe(from, to net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := from.Read(buf)
+		if n > 0 && p.cut.Load() {
+			continue
+		}
 		if n > 0 {
 			time.Sleep(time.Duration(p.delay.Load()))
 			if _, werr := to.Write(buf[:n]); werr != nil {
@@ -212,4 +219,86 @@ func readyOK(addr string) bool {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode == http.StatusOK
+}
+
+// TestGhostRepairedAfterACut: a presence member whose leave could not
+// reach Redis (the network to it cut) is removed once Redis answers again:
+// the other subscriber gets member_removed and the webhook fires, once
+// each, within a few seconds.
+func TestGhostRepairedAfterACut(t *testing.T) {
+	var mu sync.Mutex
+	var hooks []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h struct {
+			Events []struct {
+				Name   string `json:"name"`
+				UserID string `json:"user_id"`
+			}
+		}
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &h)
+		mu.Lock()
+		for _, e := range h.Events {
+			hooks = append(hooks, e.Name+" "+e.UserID)
+		}
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+	proxy := newDelayProxy(t, ownRedis(t))
+	srv, addr, _ := startNode(t, func(c *config.Config) {
+		c.RedisURL = "redis://" + proxy.addr() + "/0"
+		c.RedisPrefix = "ghost-test:"
+		c.WebhookPresenceDelay = 0
+		c.WebhookBatchWindow = 10 * time.Millisecond
+		c.Apps[0].Webhooks = []apps.Webhook{{URL: rcv.URL, EventTypes: []string{"member_removed"}}}
+	})
+	if !testwait.Until(10*time.Second, func() bool { return readyOK(addr) }) {
+		t.Fatal("the node never became ready")
+	}
+	join := func(user string) *websocket.Conn {
+		c := dial(t, addr, "app-key")
+		id := socketID(t, c)
+		d := `{"user_id":"` + user + `"}`
+		subscribe(t, c, "presence-room", "app-key:"+protocol.Sign("app-secret", protocol.ChannelAuthString(id, "presence-room", d)), d)
+		readUntil(t, c, protocol.EventSubscriptionSucceeded)
+		return c
+	}
+	watcher := join("watcher")
+	gone := join("ghost")
+	readUntil(t, watcher, "pusher_internal:member_added")
+
+	proxy.cut.Store(true)
+	gone.Close()
+	if !testwait.Until(10*time.Second, func() bool { return srv.hub.Ghosts() == 1 }) {
+		t.Fatalf("the failed leave left %d ghosts, want 1", srv.hub.Ghosts())
+	}
+	cutFor := time.Now()
+	proxy.cut.Store(false)
+	f := readUntil(t, watcher, "pusher_internal:member_removed")
+	if !strings.Contains(string(f.Data), "ghost") {
+		t.Fatalf("member_removed %s", f.Data)
+	}
+	t.Logf("member_removed %v after Redis answered again", time.Since(cutFor))
+	// A barrier: an event after everything the repair could send.
+	if !testwait.Until(10*time.Second, func() bool { return srv.hub.Ghosts() == 0 }) {
+		t.Fatal("the ghost was not forgotten")
+	}
+	trigger(t, addr, "presence-room", "barrier", "x")
+	for {
+		f := read(t, watcher)
+		if f.Event == "pusher_internal:member_removed" {
+			t.Fatalf("a second member_removed: %s", f.Data)
+		}
+		if f.Event == "barrier" {
+			break
+		}
+	}
+	if !testwait.Until(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) > 0 }) {
+		t.Fatal("no member_removed webhook")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hooks) != 1 || hooks[0] != "member_removed ghost" {
+		t.Fatalf("webhooks %v, want member_removed ghost once", hooks)
+	}
 }
