@@ -206,6 +206,11 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		return nil
 	}
 	var q webhooks.Queue
+	// In a cluster, held member webhooks are settled across nodes.
+	var presenceGate webhooks.PresenceGate
+	if s.node != nil {
+		presenceGate = s.node.State()
+	}
 	if s.node != nil {
 		rq, err := webhooks.NewRedisQueue(webhooks.RedisQueueOptions{
 			Client: s.node.Client(),
@@ -234,6 +239,7 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		MaxBytes:      int64(s.cfg.WebhookQueueMB) << 20,
 		Workers:       s.cfg.WebhookWorkers,
 		PresenceDelay: s.cfg.WebhookPresenceDelay,
+		PresenceGate:  presenceGate,
 		Registerer:    s.webhookRegisterer(),
 		Logger:        s.log.With("component", "webhooks"),
 	})

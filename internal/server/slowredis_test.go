@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -300,5 +301,77 @@ func TestGhostRepairedAfterACut(t *testing.T) {
 	defer mu.Unlock()
 	if len(hooks) != 1 || hooks[0] != "member_removed ghost" {
 		t.Fatalf("webhooks %v, want member_removed ghost once", hooks)
+	}
+}
+
+// TestPresenceDebounceAcrossNodes: a user who leaves one node and joins
+// another within webhook_presence_delay causes neither member_removed nor
+// a second member_added.
+func TestPresenceDebounceAcrossNodes(t *testing.T) {
+	var mu sync.Mutex
+	var hooks []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var h struct {
+			Events []struct {
+				Name   string `json:"name"`
+				UserID string `json:"user_id"`
+			}
+		}
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &h)
+		mu.Lock()
+		for _, e := range h.Events {
+			hooks = append(hooks, e.Name+" "+e.UserID)
+		}
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+	shared := clusterConfig(t)
+	var prefix string
+	cfg := func(c *config.Config) {
+		shared(c)
+		prefix = c.RedisPrefix
+		c.WebhookPresenceDelay = 1500 * time.Millisecond
+		c.WebhookBatchWindow = 10 * time.Millisecond
+		c.Apps[0].Webhooks = []apps.Webhook{{URL: rcv.URL, EventTypes: []string{"member_added", "member_removed"}}}
+	}
+	addrA, _ := startServer(t, cfg)
+	addrB, _ := startServer(t, cfg)
+	join := func(addr, user string) *websocket.Conn {
+		c := dial(t, addr, "app-key")
+		id := socketID(t, c)
+		d := `{"user_id":"` + user + `"}`
+		subscribe(t, c, "presence-room", "app-key:"+protocol.Sign("app-secret", protocol.ChannelAuthString(id, "presence-room", d)), d)
+		readUntil(t, c, protocol.EventSubscriptionSucceeded)
+		return c
+	}
+	has := func(want string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(hooks, want)
+	}
+	flapA := join(addrA, "flap")
+	if !testwait.Until(10*time.Second, func() bool { return has("member_added flap") }) {
+		t.Fatal("no member_added for the first join")
+	}
+	// Leave A, join B, within the delay; then a join on each node, whose
+	// webhooks come due after the flap's.
+	flapA.Close()
+	join(addrB, "flap")
+	join(addrA, "barrier-a")
+	join(addrB, "barrier-b")
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	if !testwait.Until(15*time.Second, func() bool {
+		n, err := rdb.ZCard(context.Background(), prefix+"{webhooks}:due").Result()
+		return has("member_added barrier-a") && has("member_added barrier-b") && err == nil && n == 0
+	}) {
+		t.Fatalf("the barriers' webhooks did not arrive: %v", hooks)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(hooks)
+	if want := []string{"member_added barrier-a", "member_added barrier-b", "member_added flap"}; !slices.Equal(hooks, want) {
+		t.Fatalf("webhooks %v, want %v (no member_removed/member_added pair for the move)", hooks, want)
 	}
 }

@@ -32,6 +32,9 @@ type Options struct {
 	// a leave and a rejoin (or a join and a leave) of the same user within
 	// it cancel out (0: no delay; the server's default is 3 s, as Pusher).
 	PresenceDelay time.Duration
+	// PresenceGate, in a cluster, settles held member events across nodes
+	// when they come due (see PresenceGate); nil: per node only.
+	PresenceGate PresenceGate
 	// MaxBatch is the most events in one request (20); a target's
 	// BatchSize overrides it, as its Timeout and RetryFor override those.
 	MaxBatch int
