@@ -5,6 +5,7 @@
 package nbhttp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/lesismal/nbio/logging"
@@ -42,6 +44,10 @@ type Parser struct {
 
 	// bytesCached for half packet.
 	bytesCached *[]byte
+
+	// herald: discarded counts the bytes dropped after a body over the
+	// limit was answered (0: not discarding).
+	discarded int
 
 	// errClose error
 
@@ -141,6 +147,14 @@ func parseAndValidateChunkSize(originalStr string) (int, error) {
 	return int(chunkSize), nil
 }
 
+// herald: how long and how much a connection whose body was over the
+// limit is read (and dropped) after the answer, before it is closed.
+const bodyLingerTime = 2 * time.Second
+
+func bodyLingerBytes(limit int) int { return 4*limit + 1<<20 }
+
+var errBodyLingerDone = errors.New("body over the limit: done reading")
+
 // Parse parses data bytes and calls HTTP handler when full request received.
 // If the connection is upgraded, it passes the data bytes to the ParserCloser
 // and doesn't parse them itself any more.
@@ -151,10 +165,21 @@ func (p *Parser) Parse(data []byte) (err error) {
 	defer func() {
 		// herald: answer a body over the limit before the connection is
 		// closed for it.
-		if err == ErrBodyTooLarge && !p.isClient && p.Engine != nil && p.Engine.BodyTooLarge != nil && p.Conn != nil {
+		if err == ErrBodyTooLarge && p.discarded == 0 && !p.isClient && p.Engine != nil && p.Engine.BodyTooLarge != nil && p.Conn != nil {
 			if resp := p.Engine.BodyTooLarge(); len(resp) > 0 {
 				_, _ = p.Conn.Write(resp)
 			}
+			// A client still sending its body would get a reset, not the
+			// answer, if the socket closed now: read and drop what follows
+			// for a while (at most bodyLingerTime and bodyLingerBytes), so
+			// that it finishes sending and reads the answer.
+			if p.bytesCached != nil {
+				mempool.Free(p.bytesCached)
+				p.bytesCached = nil
+			}
+			p.discarded = 1
+			_ = p.Conn.SetReadDeadline(time.Now().Add(bodyLingerTime))
+			err = nil
 		}
 		p.mux.Unlock()
 		if err := recover(); err != nil {
@@ -170,6 +195,14 @@ func (p *Parser) Parse(data []byte) (err error) {
 
 	if p.state == stateClose {
 		return net.ErrClosed
+	}
+	// herald: dropping what follows a body over the limit.
+	if p.discarded > 0 {
+		p.discarded += len(data)
+		if p.discarded > bodyLingerBytes(p.Engine.MaxHTTPBodySize) {
+			return errBodyLingerDone
+		}
+		return nil
 	}
 
 	if len(data) == 0 {
