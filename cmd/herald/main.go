@@ -17,7 +17,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,9 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
@@ -146,12 +143,15 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		fmt.Fprintf(stderr, "herald: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdownSignals(log, srv.Hurry)
 	defer stop()
 	err = srv.Run(ctx, func(addr net.Addr) {
 		printBanner(stdout, cfg, addr)
 		printDashboard(stdout, cfg, addr, srv)
 		log.Info("listening", "addr", addr.String(), "tls", cfg.TLSEnabled(), "apps", len(cfg.Apps))
+		if cfg.UsesDevApp() && !cfg.DevAppLoopbackOnly() {
+			log.Warn("the development app, whose secret is public, is served beyond this machine", "addr", addr.String())
+		}
 		rs.ready()
 	})
 	if err != nil {
@@ -220,8 +220,14 @@ func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
 	}
 	fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
 		versionString(), addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
-	if cfg.UsesDevApp() {
-		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret): its secret is public, configure your own apps for production.")
+	switch {
+	case cfg.DevAppLoopbackOnly():
+		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret) on this machine only: its secret is public.\n"+
+			"To reach it from other machines or containers, set host (--host 0.0.0.0) or dev_app_public: true (HERALD_DEV_APP_PUBLIC=true);\n"+
+			"configure your own apps for production.")
+	case cfg.UsesDevApp():
+		fmt.Fprintf(w, "WARNING: serving the development app (app-id / app-key / app-secret) on %s: its secret is public, so anyone\n"+
+			"who reaches this port can publish, authorize channels and read presence. Configure your own apps for production.\n", addr)
 	}
 	fmt.Fprintf(w, `
 Laravel .env (BROADCAST_CONNECTION=reverb works the same with the REVERB_ names):

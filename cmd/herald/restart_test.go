@@ -114,16 +114,6 @@ func (s *logFile) count(msg string, pid int) int {
 	return n
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // configYAML is the node's config; extra lines are appended.
 func (n *node) configYAML(extra string) string {
 	return fmt.Sprintf("host: 127.0.0.1\nport: %d\nmetrics_addr: 127.0.0.1:%d\nlog_format: json\nshutdown_timeout: 4s\nrestart_timeout: 3s\n"+

@@ -238,3 +238,36 @@ func (s *State) UserSockets(ctx context.Context, appID, userID string) (int, err
 	c, err := s.Channel(ctx, appID, userMark+userID)
 	return c.SubscriptionCount, err
 }
+
+// memberWebhookScript settles a member webhook that waited out the
+// presence delay. KEYS: the channel's members hash, its told hash (the
+// users the webhook receiver was last told are present). ARGV: user,
+// "1" for member_added. Returns 1 to send.
+var memberWebhookScript = redis.NewScript(`
+local present = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if ARGV[2] == '1' then
+  if not present then return 0 end
+  return redis.call('HSETNX', KEYS[2], ARGV[1], '1')
+end
+if present then return 0 end
+return redis.call('HDEL', KEYS[2], ARGV[1])`)
+
+// MemberWebhook implements webhooks.PresenceGate: a member_added is sent
+// when the user is present and the receiver was not told so yet, a
+// member_removed when the user is gone and the receiver was told they were
+// there. So a leave on one node and a rejoin on another within the
+// presence delay send neither, whichever comes due first.
+func (s *State) MemberWebhook(ctx context.Context, appID, channel, userID string, added bool) (bool, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	flag := "0"
+	if added {
+		flag = "1"
+	}
+	v, err := memberWebhookScript.Run(ctx, n.rdb, []string{n.k.members(appID, channel), n.k.told(appID, channel)}, userID, flag).Int()
+	if err != nil {
+		return true, fmt.Errorf("member webhook: %w", err)
+	}
+	return v == 1, nil
+}

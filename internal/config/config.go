@@ -23,6 +23,9 @@ import (
 // --kebab-case flag.
 type Config struct {
 	// Host is the interface the main listener binds ("" or 0.0.0.0: all).
+	// With the development app (no app configured) and neither host nor
+	// dev_app_public set, Load makes it 127.0.0.1: the development app's
+	// secret is public.
 	Host string `yaml:"host"`
 	// Port is the main listener's TCP port (WebSocket and HTTP API).
 	Port int `yaml:"port"`
@@ -60,6 +63,9 @@ type Config struct {
 	// AdminToken is the dashboard login. Empty turns the dashboard off,
 	// except with the development app, where a token is made per run.
 	AdminToken string `yaml:"admin_token"`
+	// DevAppPublic serves the development app on host's interfaces (every
+	// one by default) instead of the loopback alone.
+	DevAppPublic bool `yaml:"dev_app_public"`
 	// MetricsAddr ("host:port") serves /metrics on a separate listener;
 	// empty serves it on the main port.
 	MetricsAddr string `yaml:"metrics_addr"`
@@ -86,6 +92,10 @@ type Config struct {
 	// WebhookMaxPending bounds the batches waiting for delivery or a retry
 	// (per node alone, across the cluster with Redis).
 	WebhookMaxPending int `yaml:"webhook_max_pending"`
+	// WebhookQueueMB bounds, in MB, the webhook batches held (in memory
+	// alone, in Redis across a cluster); the events waiting to be batched
+	// may use a quarter of it. Past it the newest is dropped and counted.
+	WebhookQueueMB int `yaml:"webhook_queue_mb"`
 	// WebhookWorkers is the number of concurrent deliveries per node.
 	WebhookWorkers int `yaml:"webhook_workers"`
 	// WebhookPresenceDelay holds member_added/member_removed back so that a
@@ -112,6 +122,9 @@ type Config struct {
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (slowloris) and an idle HTTP keep-alive connection.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// HTTPRequestTimeout bounds the handling of one HTTP API or dashboard
+	// request, Redis calls included: past it the request is answered 503.
+	HTTPRequestTimeout time.Duration `yaml:"http_request_timeout"`
 	// MaxNodeConnections caps the WebSocket connections of this node, all
 	// apps together (-1: no cap); past it new ones are closed with 4100.
 	MaxNodeConnections int `yaml:"max_node_connections"`
@@ -178,6 +191,7 @@ type Config struct {
 func Default() *Config {
 	c := defaultServer()
 	c.Apps = []apps.App{DevApp()}
+	c.Host = "127.0.0.1" // as Load does for the development app
 	return c
 }
 
@@ -205,12 +219,14 @@ func defaultServer() *Config {
 		WebhookBackoffMax:         30 * time.Second,
 		WebhookQueueSize:          10000,
 		WebhookMaxPending:         10000,
+		WebhookQueueMB:            64,
 		WebhookWorkers:            4,
 		WebhookPresenceDelay:      3 * time.Second,
 		TLSReloadInterval:         5 * time.Second,
 		ACMEDomains:               []string{},
 		ACMEDirectoryURL:          DefaultACMEDirectoryURL,
 		HandshakeTimeout:          10 * time.Second,
+		HTTPRequestTimeout:        10 * time.Second,
 		MaxNodeConnections:        -1,
 		IPConnectionsPerSecond:    20,
 		IPConnectionsBurst:        100,
@@ -265,6 +281,16 @@ func (c *Config) DatabaseApps() bool {
 // Addr is the main listener's address, host:port.
 func (c *Config) Addr() string { return net.JoinHostPort(c.Host, strconv.Itoa(c.Port)) }
 
+// DevAppLoopbackOnly reports whether the development app is served on a
+// loopback address only (see Host).
+func (c *Config) DevAppLoopbackOnly() bool {
+	if !c.UsesDevApp() {
+		return false
+	}
+	ip := net.ParseIP(c.Host)
+	return c.Host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
 // TLSEnabled reports whether the main listener serves TLS (from files or
 // through ACME).
 func (c *Config) TLSEnabled() bool { return c.TLSCert != "" && c.TLSKey != "" || c.ACMEEnabled() }
@@ -277,3 +303,7 @@ func (c *Config) MaxMessageSizeBytes() int { return c.MaxMessageSizeKB * 1024 }
 
 // WriteQueueBytes is WriteQueueKB in bytes.
 func (c *Config) WriteQueueBytes() int { return c.WriteQueueKB * 1024 }
+
+// MinAdminTokenLength is the shortest admin_token accepted: the dashboard
+// login is open to anyone who can reach the port.
+const MinAdminTokenLength = 16

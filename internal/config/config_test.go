@@ -48,11 +48,11 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("Load(Source{}) = %+v, want Default() %+v", c, Default())
 	}
 	want := &Config{
-		Host: "0.0.0.0", Port: 6001, LogLevel: "info", LogFormat: "auto",
+		Host: "127.0.0.1", Port: 6001, LogLevel: "info", LogFormat: "auto",
 		ShutdownTimeout: 10 * time.Second, MaxRequestBodyKB: 1024, MaxMessageSizeKB: 100,
 		WriteQueueKB: 1024, CacheTTL: 1800 * time.Second, SubscriptionCountInterval: time.Second,
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
-		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
+		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, HTTPRequestTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
@@ -67,7 +67,7 @@ func TestDefaults(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
-	if got := c.Addr(); got != "0.0.0.0:6001" {
+	if got := c.Addr(); got != "127.0.0.1:6001" {
 		t.Errorf("Addr() = %q", got)
 	}
 	if c.TLSEnabled() {
@@ -139,7 +139,7 @@ subscription_count_interval: 500ms
 api_timestamp_window: 300
 redis_url: redis://127.0.0.1:6379/0
 redis_prefix: "staging:"
-admin_token: tok
+admin_token: tok-0123456789abcdef
 metrics_addr: 127.0.0.1:9601
 apps:
   - id: "1"
@@ -166,8 +166,8 @@ apps:
 		Host: "127.0.0.1", Port: 7000, PathPrefix: "/ws", LogLevel: "debug", LogFormat: "json",
 		ShutdownTimeout: 30 * time.Second, MaxRequestBodyKB: 2048, MaxMessageSizeKB: 64, WriteQueueKB: 512,
 		CacheTTL: time.Hour, SubscriptionCountInterval: 500 * time.Millisecond, APITimestampWindow: 300 * time.Second,
-		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
-		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
+		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok-0123456789abcdef", MetricsAddr: "127.0.0.1:9601",
+		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, HTTPRequestTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
 		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
@@ -222,7 +222,7 @@ apps:
 }
 
 func TestPrecedence(t *testing.T) {
-	file := writeConfig(t, "port: 7000\nlog_level: debug\nredis_prefix: \"file:\"\nadmin_token: from-file\n")
+	file := writeConfig(t, "port: 7000\nlog_level: debug\nredis_prefix: \"file:\"\nadmin_token: from-file-0123456789\n")
 	tests := []struct {
 		name     string
 		env      map[string]string
@@ -232,13 +232,13 @@ func TestPrecedence(t *testing.T) {
 		prefix   string
 		adminTok string
 	}{
-		{name: "file over defaults", port: 7000, level: "debug", prefix: "file:", adminTok: "from-file"},
-		{name: "env over file", env: map[string]string{"HERALD_PORT": "7001", "HERALD_ADMIN_TOKEN": "from-env"},
-			port: 7001, level: "debug", prefix: "file:", adminTok: "from-env"},
+		{name: "file over defaults", port: 7000, level: "debug", prefix: "file:", adminTok: "from-file-0123456789"},
+		{name: "env over file", env: map[string]string{"HERALD_PORT": "7001", "HERALD_ADMIN_TOKEN": "from-env-0123456789"},
+			port: 7001, level: "debug", prefix: "file:", adminTok: "from-env-0123456789"},
 		{name: "flags over env", env: map[string]string{"HERALD_PORT": "7001", "HERALD_LOG_LEVEL": "warn"},
-			flags: map[string]string{"port": "7002", "redis_prefix": "flag:"}, port: 7002, level: "warn", prefix: "flag:", adminTok: "from-file"},
+			flags: map[string]string{"port": "7002", "redis_prefix": "flag:"}, port: 7002, level: "warn", prefix: "flag:", adminTok: "from-file-0123456789"},
 		{name: "empty env counts as unset", env: map[string]string{"HERALD_PORT": "", "HERALD_ADMIN_TOKEN": ""},
-			port: 7000, level: "debug", prefix: "file:", adminTok: "from-file"},
+			port: 7000, level: "debug", prefix: "file:", adminTok: "from-file-0123456789"},
 		{name: "explicit empty flag clears", flags: map[string]string{"admin_token": ""},
 			port: 7000, level: "debug", prefix: "file:", adminTok: ""},
 	}
@@ -259,10 +259,10 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
 		"cache_ttl": "5m", "subscription_count_interval": "2s", "api_timestamp_window": "60",
-		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t", "metrics_addr": ":9601",
+		"redis_url": "rediss://h:6380", "redis_prefix": "p:", "redis_lease": "4s", "admin_token": "t-0123456789abcdef", "metrics_addr": ":9601", "dev_app_public": "true",
 		"webhook_batch_window": "100ms", "webhook_batch_size": "5", "webhook_timeout": "2s", "webhook_retry_for": "1m",
-		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_workers": "2", "webhook_presence_delay": "1s",
-		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s",
+		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_queue_mb": "8", "webhook_workers": "2", "webhook_presence_delay": "1s",
+		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s", "http_request_timeout": "4s",
 		"max_node_connections": "1000", "ip_connections_per_second": "5", "ip_connections_burst": "7",
 		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
 		"outbound_budget_mb": "64", "connection_messages_per_second": "30", "connection_messages_burst": "60",
@@ -276,10 +276,10 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
 		ShutdownTimeout: 3 * time.Second, MaxRequestBodyKB: 10, MaxMessageSizeKB: 11, WriteQueueKB: 12,
 		CacheTTL: 5 * time.Minute, SubscriptionCountInterval: 2 * time.Second, APITimestampWindow: time.Minute,
-		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t", MetricsAddr: ":9601",
+		RedisURL: "rediss://h:6380", RedisPrefix: "p:", RedisLease: 4 * time.Second, AdminToken: "t-0123456789abcdef", MetricsAddr: ":9601", DevAppPublic: true,
 		WebhookBatchWindow: 100 * time.Millisecond, WebhookBatchSize: 5, WebhookTimeout: 2 * time.Second, WebhookRetryFor: time.Minute,
-		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
-		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, MaxNodeConnections: 1000,
+		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookQueueMB: 8, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
+		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, HTTPRequestTimeout: 4 * time.Second, MaxNodeConnections: 1000,
 		IPConnectionsPerSecond: 5, IPConnectionsBurst: 7, TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
 		MemoryLimitMB: 512, MemoryGuardPercent: 80,
 		OutboundBudgetMB: 64, ConnectionMessagesPerSecond: 30, ConnectionMessagesBurst: 60, ConnectionPendingMessages: 40, MaxWorkers: 100,
@@ -436,6 +436,7 @@ func TestValidationErrors(t *testing.T) {
 		{"redis scheme", "redis_url: http://localhost", `redis_url: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), got scheme "http"`},
 		{"redis no host", "redis_url: 'redis://'", "redis_url: must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0), got no host"},
 		{"metrics addr", "metrics_addr: 9601", `metrics_addr: must be host:port`},
+		{"short admin token", "admin_token: letmein", "admin_token: must be at least 16 characters (a long random string, e.g. from `openssl rand -hex 24`), got 7"},
 		{"trusted proxy", "trusted_proxies: [10.0.0.0/8, nginx]", `trusted_proxies[1]: must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got "nginx"`},
 		{"zero ip rate", "ip_connections_per_second: 0", "ip_connections_per_second: must be -1 (unlimited) or a positive number, got 0"},
 		{"unlimited burst", "ip_connections_burst: -1", "ip_connections_burst: must be a positive number, got -1"},
@@ -825,6 +826,30 @@ func TestHostAndMetricsAddr(t *testing.T) {
 		c.Host, c.MetricsAddr = tt.host, tt.metrics
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("host %q metrics_addr %q: err = %v, want ok %v", tt.host, tt.metrics, err, tt.ok)
+		}
+	}
+}
+
+// The development app is served on the loopback unless a host is chosen
+// or dev_app_public is set.
+func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  Source
+		host string
+	}{
+		{"nothing set", Source{}, "127.0.0.1"},
+		{"dev_app_public", Source{Env: env(map[string]string{"HERALD_DEV_APP_PUBLIC": "true"})}, "0.0.0.0"},
+		{"host chosen", Source{Flags: map[string]string{"host": "0.0.0.0"}}, "0.0.0.0"},
+		{"host from env", Source{Env: env(map[string]string{"HERALD_HOST": "::"})}, "::"},
+		{"real app", Source{Env: env(map[string]string{"HERALD_APP_ID": "a", "HERALD_APP_KEY": "k", "HERALD_APP_SECRET": "s"})}, "0.0.0.0"},
+	} {
+		c := mustLoad(t, tc.src)
+		if c.Host != tc.host {
+			t.Errorf("%s: host %q, want %q", tc.name, c.Host, tc.host)
+		}
+		if got, want := c.DevAppLoopbackOnly(), tc.host == "127.0.0.1"; got != want {
+			t.Errorf("%s: DevAppLoopbackOnly %v", tc.name, got)
 		}
 	}
 }

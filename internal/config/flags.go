@@ -25,7 +25,14 @@ func RegisterFlags(fs *flag.FlagSet) func() map[string]string {
 	for i, key := range keys {
 		name := flagName(key)
 		names[name] = key
-		fs.String(name, formatDefault(def.Field(index[i])), fmt.Sprintf("%s (env %s%s)", flagHelp(key), envPrefix, upperSnake(key)))
+		usage := fmt.Sprintf("%s (env %s%s)", flagHelp(key), envPrefix, upperSnake(key))
+		if def.Field(index[i]).Kind() == reflect.Bool {
+			// --dev-app-public alone means true, as for any Go bool flag.
+			v := &boolString{s: formatDefault(def.Field(index[i]))}
+			fs.Var(v, name, usage)
+			continue
+		}
+		fs.String(name, formatDefault(def.Field(index[i])), usage)
 	}
 	return func() map[string]string {
 		set := make(map[string]string)
@@ -77,7 +84,9 @@ func flagHelp(key string) string {
 	}
 	switch key {
 	case "host":
-		return "listen on this `host` or IP address"
+		return "listen on this `host` or IP address (with the development app: 127.0.0.1 unless set, or dev_app_public)"
+	case "dev_app_public":
+		return "serve the development app (public secret, used when no app is configured) on every interface, not only 127.0.0.1"
 	case "port":
 		return "listen on this TCP `port`"
 	case "path_prefix":
@@ -116,6 +125,8 @@ func flagHelp(key string) string {
 		return "TLS private key PEM `file` (with --tls-cert)"
 	case "tls_reload_interval":
 		return "check the TLS files for a new certificate at most this often (`duration`)" + dur
+	case "http_request_timeout":
+		return "answer an HTTP API or dashboard request 503 when it is not done within this `duration`, Redis calls included" + dur
 	case "handshake_timeout":
 		return "close a connection that has not completed its upgrade request within this `duration`" + dur
 	case "max_node_connections":
@@ -147,3 +158,11 @@ func flagHelp(key string) string {
 	}
 	return "set " + key + " (see the configuration docs) to `value`"
 }
+
+// boolString is a string flag that may be given without a value (true);
+// like every flag, Load parses it.
+type boolString struct{ s string }
+
+func (b *boolString) String() string     { return b.s }
+func (b *boolString) Set(v string) error { b.s = v; return nil }
+func (b *boolString) IsBoolFlag() bool   { return true }

@@ -86,6 +86,12 @@ func Load(src Source) (*Config, error) {
 	l.applyEnv(cfg)
 	l.applyFlags(cfg, src.Flags)
 	l.applyAppEnv(cfg)
+	// The development app's secret is public: anyone who reaches it can
+	// publish, sign channels and read presence. Unless asked otherwise
+	// (a host chosen, or dev_app_public), serve it on the loopback only.
+	if _, chosen := l.origins["host"]; !chosen && cfg.UsesDevApp() && !cfg.DevAppPublic {
+		cfg.Host = "127.0.0.1"
+	}
 
 	v := validator{origins: l.origins, failed: l.failed}
 	v.config(cfg)

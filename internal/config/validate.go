@@ -65,6 +65,9 @@ func (v *validator) config(c *Config) {
 	v.restart(c)
 	v.webhookSettings(c)
 	v.trustedProxies(c.TrustedProxies)
+	if n := len(c.AdminToken); n > 0 && n < MinAdminTokenLength {
+		v.add("admin_token", "must be at least %d characters (a long random string, e.g. from `openssl rand -hex 24`), got %d", MinAdminTokenLength, n)
+	}
 
 	if c.AppsStore != "" && c.AppsStore != "config" {
 		if _, err := apps.ParseStoreURL(c.AppsStore); err != nil {

@@ -65,7 +65,7 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
 	case "apps_cache_ttl":
 		return rule{expect: "a duration between 100ms and 10m" + durHint, min: int64(100 * time.Millisecond), max: int64(10 * time.Minute)}, true
-	case "handshake_timeout":
+	case "handshake_timeout", "http_request_timeout":
 		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
 	case "ip_connections_burst":
 		return rule{expect: "a positive number", min: 1, max: maxInt}, true

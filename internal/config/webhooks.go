@@ -36,6 +36,8 @@ func webhookRule(key string) (rule, bool) {
 		return dur(10*time.Millisecond, time.Hour, "a duration between 10ms and 1h"), true
 	case "webhook_queue_size", "webhook_max_pending":
 		return rule{expect: "a number between 1 and 10000000", min: 1, max: webhookMaxQueue}, true
+	case "webhook_queue_mb":
+		return rule{expect: "a size in MB between 1 and 65536", min: 1, max: 65536}, true
 	case "webhook_workers":
 		return rule{expect: "a number between 1 and 1024", min: 1, max: 1024}, true
 	case "webhook_presence_delay":
@@ -63,6 +65,8 @@ func webhookFlagHelp(key, dur string) (string, bool) {
 		return "hold at most this many webhook `events` waiting to be batched (more are dropped and counted)", true
 	case "webhook_max_pending":
 		return "hold at most this many webhook `batches` waiting for delivery or a retry", true
+	case "webhook_queue_mb":
+		return "hold at most this many `MB` of webhooks (batches waiting for delivery; a quarter for events waiting to be batched); the newest are dropped and counted past it", true
 	case "webhook_workers":
 		return "run at most this many webhook `deliveries` at once per node", true
 	case "webhook_presence_delay":

@@ -12,7 +12,8 @@
 // random session id kept only in memory (cookie HttpOnly, SameSite=Strict,
 // Secure under TLS); every state-changing request needs the session's CSRF
 // token in the X-CSRF-Token header and, when the browser sends one, an
-// Origin of this host. Failed logins are rate limited.
+// Origin of this host. Failed logins are rate limited per client address,
+// before the token is looked at.
 package dashboard
 
 import (
@@ -25,11 +26,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
@@ -71,6 +71,12 @@ type Options struct {
 	Path string
 	// Secure marks the session cookie Secure (serving over TLS).
 	Secure bool
+	// ClientOf returns a request's client address and whether it came over
+	// TLS, believing X-Forwarded-For and X-Forwarded-Proto only from
+	// trusted proxies. Failed logins are throttled per client address, and
+	// the cookie is Secure for a request that came over TLS. Nil: the
+	// socket's peer, and Secure alone.
+	ClientOf func(r *http.Request) (client netip.Addr, viaTLS bool)
 	// SessionTTL is how long a login lasts (default 12 h).
 	SessionTTL time.Duration
 	// History is how much of the graphs is kept (default 5 min).
@@ -86,7 +92,7 @@ type Dashboard struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	static   http.Handler
-	failures *rate.Limiter
+	failures *loginThrottle
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -138,9 +144,7 @@ func New(o Options) (*Dashboard, error) {
 		tokenSum: sha256.Sum256([]byte(o.Token)),
 		log:      o.Logger,
 		static:   http.StripPrefix(o.Path+"/static/", http.FileServerFS(sub)),
-		// Ten wrong tokens at once, then one a second: guessing is hopeless
-		// and a typo is not punished.
-		failures: rate.NewLimiter(rate.Every(time.Second), 10),
+		failures: newLoginThrottle(),
 		sessions: make(map[string]*session),
 		series:   make(map[string]*ring),
 		last:     make(map[string]Totals),
@@ -248,14 +252,27 @@ func (d *Dashboard) session(r *http.Request) (string, *session) {
 	return c.Value, s
 }
 
-func (d *Dashboard) setCookie(w http.ResponseWriter, value string, maxAge int) {
+// client returns r's client address and whether it came over TLS.
+func (d *Dashboard) client(r *http.Request) (netip.Addr, bool) {
+	if d.opt.ClientOf != nil {
+		return d.opt.ClientOf(r)
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, r.TLS != nil
+	}
+	return ap.Addr().Unmap(), r.TLS != nil
+}
+
+func (d *Dashboard) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	_, viaTLS := d.client(r)
 	http.SetCookie(w, &http.Cookie{
 		Name:     cookieName,
 		Value:    value,
 		Path:     d.opt.Path + "/",
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   d.opt.Secure,
+		Secure:   d.opt.Secure || viaTLS,
 		SameSite: http.SameSiteStrictMode,
 	})
 }
@@ -340,18 +357,23 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		d.loginPage(w, http.StatusBadRequest, "The login form could not be read.")
 		return
 	}
+	// The throttle comes first: an address out of failures learns nothing
+	// about the token, right or wrong.
+	addr, _ := d.client(r)
+	giveBack, ok := d.failures.reserve(addr)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		d.loginPage(w, http.StatusTooManyRequests, "Too many failed logins; wait a moment.")
+		return
+	}
 	if !d.tokenOK(r.PostForm.Get("token")) {
-		if !d.failures.Allow() {
-			w.Header().Set("Retry-After", "1")
-			d.loginPage(w, http.StatusTooManyRequests, "Too many failed logins; wait a moment.")
-			return
-		}
-		d.log.Warn("dashboard: login with a wrong admin token", "remote", r.RemoteAddr)
+		d.log.Warn("dashboard: login with a wrong admin token", "remote", r.RemoteAddr, "client", addr.String())
 		d.loginPage(w, http.StatusUnauthorized, "Wrong admin token.")
 		return
 	}
+	giveBack()
 	id, _ := d.newSession()
-	d.setCookie(w, id, int(d.opt.SessionTTL/time.Second))
+	d.setCookie(w, r, id, int(d.opt.SessionTTL/time.Second))
 	d.log.Info("dashboard: logged in", "remote", r.RemoteAddr)
 	http.Redirect(w, r, d.opt.Path+"/", http.StatusSeeOther)
 }
@@ -362,6 +384,6 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request, _ *session) {
 		delete(d.sessions, id)
 		d.mu.Unlock()
 	}
-	d.setCookie(w, "", -1)
+	d.setCookie(w, r, "", -1)
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

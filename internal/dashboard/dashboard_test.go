@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -259,6 +260,73 @@ func TestFailedLoginsAreRateLimited(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("30 wrong tokens in a row were never rate limited")
+	}
+}
+
+// testClientOf takes the client address and TLS from test headers, as
+// the server's trusted-proxy rules would from X-Forwarded-*.
+func testClientOf(r *http.Request) (netip.Addr, bool) {
+	a, _ := netip.ParseAddr(r.Header.Get("X-Test-Client"))
+	return a, r.Header.Get("X-Test-Proto") == "https"
+}
+
+func TestLoginThrottleIsPerClientAndComesFirst(t *testing.T) {
+	d, _ := newDash(t, func(o *Options) { o.ClientOf = testClientOf })
+	c := newClient(t, d)
+	as := func(ip, tok string) int {
+		resp, _ := c.do(http.MethodPost, "/dashboard/login", url.Values{"token": {tok}}.Encode(),
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded", "X-Test-Client": ip})
+		return resp.StatusCode
+	}
+	// Right tokens cost nothing.
+	for range 3 * throttleBurst {
+		if code := as("203.0.113.7", token); code != http.StatusOK {
+			t.Fatalf("right token: %d", code)
+		}
+	}
+	failed := 0
+	for as("203.0.113.7", "wrong") == http.StatusUnauthorized {
+		failed++
+		if failed > 3*throttleBurst {
+			t.Fatal("wrong tokens were never throttled")
+		}
+	}
+	if failed < throttleBurst-1 {
+		t.Fatalf("throttled after %d failures, want about %d", failed, throttleBurst)
+	}
+	// Out of failures, the right token is refused too: the token is not
+	// even compared, so the throttle says nothing about it.
+	if code := as("203.0.113.7", token); code != http.StatusTooManyRequests {
+		t.Fatalf("right token from a throttled address: %d, want 429", code)
+	}
+	// Another address, and the same host's IPv6 neighbour in another /64,
+	// are not locked out; one in the same /64 is.
+	if code := as("198.51.100.9", token); code != http.StatusOK {
+		t.Fatalf("another address: %d", code)
+	}
+	for range 3 * throttleBurst {
+		as("2001:db8:1:2::1", "wrong")
+	}
+	if code := as("2001:db8:1:2::ffff", token); code != http.StatusTooManyRequests {
+		t.Fatalf("same /64: %d, want 429", code)
+	}
+	if code := as("2001:db8:1:3::1", token); code != http.StatusOK {
+		t.Fatalf("another /64: %d", code)
+	}
+}
+
+func TestCookieSecureWhenTheRequestCameOverTLS(t *testing.T) {
+	d, _ := newDash(t, func(o *Options) { o.ClientOf = testClientOf })
+	for _, proto := range []string{"http", "https"} {
+		req := httptest.NewRequest(http.MethodPost, "/dashboard/login", strings.NewReader("token="+token))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Test-Proto", proto)
+		w := httptest.NewRecorder()
+		d.ServeHTTP(w, req)
+		cs := w.Result().Cookies()
+		if w.Code != http.StatusSeeOther || len(cs) != 1 || cs[0].Secure != (proto == "https") {
+			t.Fatalf("%s: %d %+v", proto, w.Code, cs)
+		}
 	}
 }
 

@@ -271,6 +271,9 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	if err != nil {
 		h.channelInterest(app.ID, name, kind, false)
 		h.log.Warn("subscribe: state unavailable", "app", app.ID, "channel", name, "err", err)
+		// The call may have been applied all the same (a timeout): make
+		// sure the State does not keep it.
+		h.addGhost(c, name, kind)
 		c.subscriptionError(name, "ServerError", "The server could not record the subscription, try again", 503)
 		return
 	}
@@ -281,8 +284,13 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		c.mu.Unlock()
 		h.channelInterest(app.ID, name, kind, false)
 		ctx, cancel := h.stateCtx()
-		_, _ = h.state.Unsubscribe(ctx, app.ID, name, c.id)
+		res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
 		cancel()
+		if err != nil {
+			h.addGhost(c, name, kind)
+		} else {
+			h.afterLeave(app, name, kind, res)
+		}
 		return
 	}
 	c.subs.add(name, &subscription{kind: kind, member: member})
@@ -357,9 +365,16 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
 	cancel()
 	if err != nil {
-		h.log.Warn("unsubscribe: state unavailable", "app", app.ID, "channel", name, "err", err)
+		h.log.Warn("unsubscribe: state unavailable, will retry", "app", app.ID, "channel", name, "err", err)
+		h.addGhost(c, name, sub.kind)
 		return
 	}
+	h.afterLeave(app, name, sub.kind, res)
+}
+
+// afterLeave sends what follows a removal the State decided: member_removed
+// for a user gone everywhere, channel_vacated, the new count.
+func (h *Hub) afterLeave(app *apps.App, name string, kind protocol.Kind, res UnsubscribeResult) {
 	obs := h.opt.Observer
 	if res.LastForUser {
 		h.publishInternal(app, name, protocol.MemberRemoved(name, res.Member), nil, SourceServer)
@@ -370,7 +385,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	if res.Removed && res.Count == 0 && obs != nil {
 		obs.ChannelVacated(app.ID, name)
 	}
-	if res.Removed && app.EnableSubscriptionCount && !sub.kind.IsPresence() && sub.kind != protocol.ServerToUser {
+	if res.Removed && app.EnableSubscriptionCount && !kind.IsPresence() && kind != protocol.ServerToUser {
 		h.markCountDirty(app, name)
 	}
 }

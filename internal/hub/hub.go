@@ -75,6 +75,11 @@ type Hub struct {
 	connMu sync.Mutex
 	conns  map[string]int // app id → open connections on this node
 
+	// ghosts are subscriptions the State may hold though the hub let go
+	// of them (ghosts.go).
+	ghostMu sync.Mutex
+	ghosts  map[ghostKey]ghost
+
 	usersMu  sync.Mutex
 	users    map[userKey]map[*Client]struct{}
 	watchers map[userKey]map[*Client]struct{}
@@ -167,18 +172,38 @@ func (h *Hub) chanShard(k chanKey) *channelShard {
 // Run drives the hub's timers (activity pings, sign-in deadlines,
 // subscription counts) until ctx is done. Only one Run may be active.
 func (h *Hub) Run(ctx context.Context) error {
+	// Subscription counts read the shared State (Redis in a cluster) and
+	// publish through the broker: they run on a goroutine of their own, so
+	// that a slow Redis never holds up the pings, pong timeouts and
+	// sign-in deadlines below, which touch nothing but local memory.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		counts := time.NewTicker(h.opt.SubscriptionCountInterval)
+		defer counts.Stop()
+		repair := time.NewTicker(time.Second)
+		defer repair.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-counts.C:
+				h.guard("subscription counts", h.flushCounts)
+			case <-repair.C:
+				h.guard("ghost repair", h.repairGhosts)
+			}
+		}
+	}()
+	defer wg.Wait()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	counts := time.NewTicker(h.opt.SubscriptionCountInterval)
-	defer counts.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 			h.guard("sweep", h.sweep)
-		case <-counts.C:
-			h.guard("subscription counts", h.flushCounts)
 		}
 	}
 }

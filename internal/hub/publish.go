@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
@@ -18,7 +19,27 @@ import (
 func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) error {
 	except := h.client(req.ExceptSocketID)
 	var firstErr error
-	for _, name := range req.Channels {
+	// The broker calls of the channels run side by side (at most
+	// brokerParallel at once; the broker pipelines what they queue), not
+	// one after another: a 100-channel trigger against a slow Redis waits
+	// about one round trip, not a hundred. Publish returns only when all
+	// are done, so one publisher's events on a channel keep their order.
+	var wg sync.WaitGroup
+	brokerErrs := make([]error, len(req.Channels))
+	sem := make(chan struct{}, brokerParallel)
+	toBroker := func(i int, m BrokerMessage) {
+		if h.opt.Broker == nil {
+			return
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			brokerErrs[i] = h.toBroker(ctx, m)
+		}()
+	}
+	for i, name := range req.Channels {
 		start := h.fanoutStart()
 		payload := protocol.Event(req.Name, name, req.Data)
 		kind := protocol.Classify(name)
@@ -33,22 +54,27 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 		if kind == protocol.ServerToUser {
 			user := strings.TrimPrefix(name, protocol.PrefixServerToUser)
 			n = h.deliverToUser(app.ID, user, h.frame(payload), start, except)
-			if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Payload: payload, ExceptSocketID: req.ExceptSocketID, ToUser: user}); err != nil && firstErr == nil {
-				firstErr = err
-			}
+			toBroker(i, BrokerMessage{AppID: app.ID, Payload: payload, ExceptSocketID: req.ExceptSocketID, ToUser: user})
 		} else {
 			n = h.broadcast(chanKey{app.ID, name}, h.frame(payload), start, except)
-			if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Channel: name, Payload: payload, ExceptSocketID: req.ExceptSocketID}); err != nil && firstErr == nil {
-				firstErr = err
-			}
+			toBroker(i, BrokerMessage{AppID: app.ID, Channel: name, Payload: payload, ExceptSocketID: req.ExceptSocketID})
 		}
 		h.fanoutDone(app.ID, SourceAPI, n, start)
 		if o := h.opt.Observer; o != nil {
 			o.Published(app.ID, name, req.Name, n)
 		}
 	}
+	wg.Wait()
+	for _, err := range brokerErrs {
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	return firstErr
 }
+
+// brokerParallel bounds the broker calls one Publish has in flight.
+const brokerParallel = 16
 
 // publishInternal sends a hub-made message (member events, client events)
 // to a channel here and on the other nodes.

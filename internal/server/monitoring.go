@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/metrics"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/transport"
 )
 
 // buildMetrics creates the metrics before the parts they measure. The
@@ -92,6 +94,10 @@ func (s *Server) buildDashboard(store apps.Store, hopt *hub.Options) error {
 	if token == "" {
 		return nil
 	}
+	proxies, err := transport.ParseTrustedProxies(s.cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
 	d, err := dashboard.New(dashboard.Options{
 		Token: token,
 		Apps:  store,
@@ -103,7 +109,9 @@ func (s *Server) buildDashboard(store apps.Store, hopt *hub.Options) error {
 		},
 		Path:   s.cfg.PathPrefix + "/dashboard",
 		Secure: s.cfg.TLSEnabled(),
-		Logger: s.log.With("component", "dashboard"),
+		// Per-client login throttle and a Secure cookie behind a TLS proxy.
+		ClientOf: func(r *http.Request) (netip.Addr, bool) { return proxies.ClientOf(r, s.cfg.TLSEnabled()) },
+		Logger:   s.log.With("component", "dashboard"),
 	})
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
@@ -154,6 +162,13 @@ func (s *Server) frontHandler(api http.Handler) http.Handler {
 	metricsHere := s.cfg.MetricsAddr == ""
 	prom := s.metrics.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A deadline for every request: the Redis calls it makes inherit
+		// it, so a slow Redis costs a request at most this long (then 503).
+		if d := s.cfg.HTTPRequestTimeout; d > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		p := r.URL.Path
 		switch {
 		case metricsHere && (p == "/metrics" || p == s.cfg.PathPrefix+"/metrics"):

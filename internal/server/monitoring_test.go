@@ -109,7 +109,7 @@ func TestDashboardTokenDefaults(t *testing.T) {
 		t.Fatalf("dev default: token %q, enabled %v", tok, srv.DashboardEnabled())
 	}
 	// A configured token is used, never replaced.
-	cfg.AdminToken = "configured"
+	cfg.AdminToken = "configured-token-0123"
 	srv, err = New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -69,11 +69,28 @@ type Server struct {
 
 	// appsDB is the database apps store (apps.go), when apps_store names one.
 	appsDB appsState
+	// hurry is closed by Hurry: the drain is cut short.
+	hurry     chan struct{}
+	hurryOnce sync.Once
+}
+
+// webhookFlushGrace is the least time queued webhooks get at shutdown,
+// even after a drain that used its whole window or was cut short: enough
+// to hand them to Redis, or to try each once on a single node.
+const webhookFlushGrace = 2 * time.Second
+
+// Hurry cuts a drain short (the operator's second SIGTERM or SIGINT): the
+// connections still open are closed at once, HTTP requests in flight are
+// no longer waited for, queued webhooks get webhookFlushGrace to be
+// delivered or handed to Redis, and Run returns. Before Run drains, it
+// makes the coming drain a short one. Safe to call more than once.
+func (s *Server) Hurry() {
+	s.hurryOnce.Do(func() { close(s.hurry) })
 }
 
 // New builds a node from cfg. Nothing listens until Run.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	s := &Server{cfg: cfg, log: log, refusals: &Refusals{log: log.With("component", "limits")}}
+	s := &Server{cfg: cfg, log: log, refusals: &Refusals{log: log.With("component", "limits")}, hurry: make(chan struct{})}
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -159,6 +176,8 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		Logger:           log.With("component", "transport"),
 		Refusals:         s.refusals,
 	}
+	// Every path, before routing and authentication.
+	tcfg.MaxRequestBodyBytes = cfg.MaxRequestBodyBytes()
 	if err := transportLimits(cfg, &tcfg, log); err != nil {
 		return nil, err
 	}
@@ -219,12 +238,19 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		return nil
 	}
 	var q webhooks.Queue
+	// In a cluster, held member webhooks are settled across nodes.
+	var presenceGate webhooks.PresenceGate
+	if s.node != nil {
+		presenceGate = s.node.State()
+	}
 	if s.node != nil {
 		rq, err := webhooks.NewRedisQueue(webhooks.RedisQueueOptions{
 			Client: s.node.Client(),
 			Prefix: s.cfg.RedisPrefix,
 			Limit:  s.cfg.WebhookMaxPending,
-			Lease:  webhookLease(s.cfg),
+			// Bytes across the cluster, as alone in memory.
+			MaxBytes: int64(s.cfg.WebhookQueueMB) << 20,
+			Lease:    webhookLease(s.cfg),
 		})
 		if err != nil {
 			return fmt.Errorf("webhooks queue: %w", err)
@@ -242,8 +268,10 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 		RetryMax:      s.cfg.WebhookBackoffMax,
 		QueueSize:     s.cfg.WebhookQueueSize,
 		MaxPending:    s.cfg.WebhookMaxPending,
+		MaxBytes:      int64(s.cfg.WebhookQueueMB) << 20,
 		Workers:       s.cfg.WebhookWorkers,
 		PresenceDelay: s.cfg.WebhookPresenceDelay,
+		PresenceGate:  presenceGate,
 		Registerer:    s.webhookRegisterer(),
 		Logger:        s.log.With("component", "webhooks"),
 	})
@@ -436,6 +464,21 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	s.ready.Store(false)
 	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout+5*time.Second)
 	defer cancel()
+	// A second signal (Hurry) cancels the drain.
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-s.hurry:
+			s.log.Warn("second signal: cutting the drain short")
+			cancel()
+		case <-drainCtx.Done():
+		}
+	}()
+	defer func() {
+		cancel()
+		<-watchDone
+	}()
 	// Spread the closes over most of the window and keep the rest for the
 	// close handshakes to finish.
 	if err := s.hub.Drain(drainCtx, s.cfg.ShutdownTimeout*3/4); err != nil {
@@ -446,18 +489,33 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	// Scraped until the connections are gone, so the last scrape sees
 	// the drain.
 	s.stopMetricsListener(drainCtx)
+	// Whatever happened to the sockets, what they caused (vacated
+	// channels, removed members) is queued by now: deliver it or hand it
+	// to Redis, with at least webhookFlushGrace even after a drain that
+	// ran out of time or was cut short.
+	s.closeWebhooks(drainCtx)
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	if s.webhooks != nil {
-		// What the closed sockets caused (vacated channels, removed
-		// members) is queued by now; deliver it or hand it to Redis.
-		if err := s.webhooks.Close(drainCtx); err != nil {
-			s.log.Warn("webhooks not all delivered before shutdown", "err", err)
-		}
-	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// closeWebhooks flushes the webhook dispatcher until drainCtx's deadline,
+// and for at least webhookFlushGrace.
+func (s *Server) closeWebhooks(drainCtx context.Context) {
+	if s.webhooks == nil {
+		return
+	}
+	budget := webhookFlushGrace
+	if dl, ok := drainCtx.Deadline(); ok && drainCtx.Err() == nil {
+		budget = max(budget, time.Until(dl))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	if err := s.webhooks.Close(ctx); err != nil {
+		s.log.Warn("webhooks not all delivered before shutdown", "err", err)
+	}
 }
 
 // sessions adapts the hub to the transport's Sessions interface.

@@ -44,6 +44,12 @@ func (t TrustedProxies) Contains(a netip.Addr) bool {
 	return false
 }
 
+// ClientOf is clientOf for the other HTTP handlers (the dashboard): the
+// client's address and whether it came over TLS (tlsConn: the socket did).
+func (t TrustedProxies) ClientOf(r *http.Request, tlsConn bool) (netip.Addr, bool) {
+	return t.clientOf(r, tlsConn)
+}
+
 // clientOf returns the client's address and whether it reached the proxy
 // chain over TLS. The peer of the socket is the client unless it is a
 // trusted proxy; then X-Forwarded-For is read from the right, skipping

@@ -32,6 +32,8 @@ const (
 	DefaultWriteQueueBytes  = 1 << 20
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultCloseTimeout     = 2 * time.Second
+	// DefaultMaxRequestBodyBytes is max_request_body_kb's default.
+	DefaultMaxRequestBodyBytes = 1 << 20
 )
 
 // Config configures a Server.
@@ -61,6 +63,12 @@ type Config struct {
 	// Handler serves every request that is not for PathPrefix+"/app/...":
 	// the HTTP API, health, metrics. Nil answers 404.
 	Handler http.Handler
+	// MaxRequestBodyBytes caps every HTTP request body, on every path and
+	// before routing or authentication, while it is read: a larger
+	// Content-Length is refused before any of the body is buffered, a
+	// chunked body as soon as it passes the cap. Either is answered 413
+	// with a JSON error and the connection is closed. 0: 1 MB.
+	MaxRequestBodyBytes int
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request (and an HTTP keep-alive connection's idle time).
 	HandshakeTimeout time.Duration
@@ -148,6 +156,7 @@ const (
 	LimitMessages        = "connection_messages_per_second"
 	LimitPendingMessages = "connection_pending_messages"
 	LimitOutboundBudget  = "outbound_budget_mb"
+	LimitRequestBody     = "max_request_body_kb"
 )
 
 // Server serves WebSocket clients and HTTP on one listener.
@@ -159,6 +168,8 @@ type Server struct {
 	queueLimit   int
 	closeTimeout time.Duration
 	appPrefix    string // PathPrefix + "/app"
+	// tooLargeResponse answers a body over MaxRequestBodyBytes.
+	tooLargeResponse []byte
 
 	engine   *nbhttp.Engine
 	upgrader *websocket.Upgrader
@@ -219,6 +230,9 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
+	if cfg.MaxRequestBodyBytes <= 0 {
+		cfg.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
+	}
 	if cfg.Flushers <= 0 {
 		cfg.Flushers = runtime.GOMAXPROCS(0)
 	}
@@ -238,18 +252,19 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		cfg.Epoch = time.Now()
 	}
 	s := &Server{
-		cfg:          cfg,
-		apps:         lookup,
-		sessions:     sessions,
-		log:          cfg.Logger,
-		queueLimit:   cfg.WriteQueueBytes,
-		closeTimeout: cfg.CloseTimeout,
-		appPrefix:    cfg.PathPrefix + "/app",
-		flushq:       newFlushQueue(),
-		jobs:         make(chan func()),
-		workersQuit:  make(chan struct{}),
-		conns:        make(map[*wsConn]struct{}),
-		outbound:     newOutboundBudget(cfg.OutboundBudget),
+		cfg:              cfg,
+		apps:             lookup,
+		sessions:         sessions,
+		log:              cfg.Logger,
+		queueLimit:       cfg.WriteQueueBytes,
+		closeTimeout:     cfg.CloseTimeout,
+		appPrefix:        cfg.PathPrefix + "/app",
+		flushq:           newFlushQueue(),
+		jobs:             make(chan func()),
+		workersQuit:      make(chan struct{}),
+		conns:            make(map[*wsConn]struct{}),
+		outbound:         newOutboundBudget(cfg.OutboundBudget),
+		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
 	}
 	s.pool.max = cfg.MaxWorkers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -267,6 +282,8 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		Listen:                  s.listen,
 		KeepaliveTime:           cfg.HandshakeTimeout,
 		ReadLimit:               readLimit,
+		MaxHTTPBodySize:         cfg.MaxRequestBodyBytes,
+		BodyTooLarge:            s.bodyTooLarge,
 		MaxLoad:                 1 << 24,
 		ReleaseWebsocketPayload: false, // HandleMessage owns the message
 		ServerExecutor:          s.execute,
@@ -944,6 +961,25 @@ func (s *Server) onSocketClose(wsc *websocket.Conn, err error) {
 }
 
 // ---- helpers ----
+
+// bodyTooLarge is the answer to a request whose body passes
+// MaxRequestBodyBytes; nbio writes it from its poller before closing the
+// connection, so that nothing more of the body is kept.
+func (s *Server) bodyTooLarge() []byte {
+	if s.cfg.Refusals != nil {
+		s.cfg.Refusals.Refused("", LimitRequestBody)
+	}
+	return s.tooLargeResponse
+}
+
+// tooLargeAnswer builds bodyTooLarge's response once.
+func tooLargeAnswer(limit int) []byte {
+	msg := "The request body exceeds the allowed maximum (" + strconv.Itoa(limit) + " bytes)"
+	body := append(protocol.AppendString([]byte(`{"error":`), msg), `,"code":413}`+"\n"...)
+	head := "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n"
+	return append([]byte(head), body...)
+}
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

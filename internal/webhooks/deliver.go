@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // Header names Herald sets on every webhook; a target's extra headers
@@ -56,15 +59,29 @@ func (d *Dispatcher) runWorker(ctx context.Context) {
 
 // deliver makes one attempt and settles the batch with the queue.
 func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
-	dl.Attempts++
-	start := time.Now()
-	status, err := d.post(ctx, dl)
-	if d.opt.ObserveDelivery != nil {
-		d.opt.ObserveDelivery(dl.AppID, status, time.Since(start), err)
-	}
 	// The queue calls below must not fail because we are shutting down.
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
+	tg, ok, rerr := d.resolve(ctx, dl)
+	switch {
+	case rerr != nil:
+		// The app store is unavailable (a database): try again later.
+		d.rlog.warn("resolve:"+dl.AppID, "webhook target lookup failed, will retry", "app", dl.AppID, "batch", dl.ID, "err", rerr)
+		d.settle(qctx, d.queue.Retry(qctx, dl, d.backoff(dl.Attempts+1)))
+		return
+	case !ok:
+		d.stats.dropped(dl.AppID, dl.Events)
+		d.rlog.warn("unknown:"+dl.AppID, "webhook batch for a target not in the configuration dropped", "app", dl.AppID,
+			"url", redact(dl.URL), "batch", dl.ID, "events", dl.Events)
+		d.settle(qctx, d.queue.Done(qctx, dl))
+		return
+	}
+	dl.Attempts++
+	start := time.Now()
+	status, err := d.post(ctx, dl, tg)
+	if d.opt.ObserveDelivery != nil {
+		d.opt.ObserveDelivery(dl.AppID, status, time.Since(start), err)
+	}
 	switch {
 	case err == nil:
 		d.stats.sent(dl.AppID, dl.Events, d.opt.Now().Sub(time.UnixMilli(dl.CreatedMs)))
@@ -102,16 +119,49 @@ func (d *Dispatcher) settle(_ context.Context, err error) {
 	}
 }
 
-// post sends the batch once. It returns the status (0 without a response)
-// and nil for a 2xx.
-func (d *Dispatcher) post(ctx context.Context, dl *Delivery) (int, error) {
+// target is where and how a batch is posted, from the operator's
+// configuration at delivery time.
+type target struct {
+	url       string
+	headers   map[string]string
+	key       string
+	signature string
+}
+
+// resolve finds dl's target in the configuration: the app dl names, and
+// its webhook whose URL is dl's (the URL only identifies the target). A
+// batch is outside input once it went through Redis, so its URL, headers,
+// key and signature are never used as they are: a forged or stale batch
+// cannot make Herald POST elsewhere or with other headers, and the body is
+// signed with the app's current secret. ok is false when no configured
+// target matches (the app or the webhook is gone, or the batch is forged);
+// err is set when the app store could not answer.
+func (d *Dispatcher) resolve(ctx context.Context, dl *Delivery) (t target, ok bool, err error) {
+	app, err := d.opt.Apps.ByID(ctx, dl.AppID)
+	if errors.Is(err, apps.ErrNotFound) || err == nil && app == nil {
+		return target{}, false, nil
+	}
+	if err != nil {
+		return target{}, false, err
+	}
+	for _, w := range app.Webhooks {
+		if w.URL == dl.URL {
+			return target{url: w.URL, headers: w.Headers, key: app.Key, signature: protocol.SignBytes(app.Secret, dl.Body)}, true, nil
+		}
+	}
+	return target{}, false, nil
+}
+
+// post sends the batch once to t. It returns the status (0 without a
+// response) and nil for a 2xx.
+func (d *Dispatcher) post(ctx context.Context, dl *Delivery, t target) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout(dl))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, dl.URL, bytes.NewReader(dl.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(dl.Body))
 	if err != nil {
 		return 0, &statusError{status: 0}
 	}
-	for name, value := range dl.Headers {
+	for name, value := range t.headers {
 		canon := http.CanonicalHeaderKey(name)
 		if reserved(canon) {
 			continue
@@ -123,8 +173,8 @@ func (d *Dispatcher) post(ctx context.Context, dl *Delivery) (int, error) {
 	}
 	// Set last and exactly (no charset: pusher-http-node compares it).
 	req.Header["Content-Type"] = []string{"application/json"}
-	req.Header[headerKey] = []string{dl.Key}
-	req.Header[headerSignature] = []string{dl.Signature}
+	req.Header[headerKey] = []string{t.key}
+	req.Header[headerSignature] = []string{t.signature}
 	req.Header[headerBatchID] = []string{dl.ID}
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -32,6 +32,9 @@ type Options struct {
 	// a leave and a rejoin (or a join and a leave) of the same user within
 	// it cancel out (0: no delay; the server's default is 3 s, as Pusher).
 	PresenceDelay time.Duration
+	// PresenceGate, in a cluster, settles held member events across nodes
+	// when they come due (see PresenceGate); nil: per node only.
+	PresenceGate PresenceGate
 	// MaxBatch is the most events in one request (20); a target's
 	// BatchSize overrides it, as its Timeout and RetryFor override those.
 	MaxBatch int
@@ -50,6 +53,12 @@ type Options struct {
 	Queue Queue
 	// MaxPending bounds the default MemoryQueue, in batches (10,000).
 	MaxPending int
+	// MaxBytes bounds the memory webhooks hold (64 MB): the events waiting
+	// to be batched may use a quarter of it, and the default MemoryQueue
+	// the whole of it in batch bodies. Past either bound the newest is
+	// dropped (counted as dropped): what is already queued is older and
+	// closer to delivery.
+	MaxBytes int64
 	// Workers is the number of concurrent deliveries (4).
 	Workers int
 	// Logger (default: slog.Default()).
@@ -93,6 +102,9 @@ func (o *Options) defaults() {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 10000
 	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
@@ -103,6 +115,9 @@ func (o *Options) defaults() {
 		o.Now = time.Now
 	}
 }
+
+// DefaultMaxBytes is Options.MaxBytes's default (webhook_queue_mb).
+const DefaultMaxBytes = 64 << 20
 
 // appTTL is how long the batcher trusts an app it looked up; a changed
 // webhook configuration takes effect within it.
@@ -123,9 +138,11 @@ type Dispatcher struct {
 	rlog   *rateLog
 	stats  statsSet
 
-	intake    chan event
-	closed    atomic.Bool
-	dropLogAt atomic.Int64 // unix nanoseconds of the last intake drop log
+	intake chan event
+	// intakeBytes is the size of the events in intake (see eventSize).
+	intakeBytes atomic.Int64
+	closed      atomic.Bool
+	dropLogAt   atomic.Int64 // unix nanoseconds of the last intake drop log
 
 	// interest tells the Observer methods which event types an app wants,
 	// so that events no target wants are not even queued. Copy on write;
@@ -166,7 +183,7 @@ func New(opt Options) (*Dispatcher, error) {
 		batcherDone: make(chan struct{}),
 	}
 	if d.queue == nil {
-		d.queue = NewMemoryQueue(opt.MaxPending)
+		d.queue = NewMemoryQueueBytes(opt.MaxPending, opt.MaxBytes)
 	}
 	m, err := newMetrics(opt.Registerer, func() float64 { return float64(len(d.intake)) })
 	if err != nil {
@@ -304,16 +321,28 @@ func (d *Dispatcher) enqueue(ev event) {
 		}
 	}
 	ev.timeMs = now.UnixMilli()
+	size := ev.size()
+	if d.intakeBytes.Add(size) > d.opt.MaxBytes/4 {
+		d.intakeBytes.Add(-size)
+		d.dropIntake(ev, now)
+		return
+	}
 	select {
 	case d.intake <- ev:
 	default:
-		d.stats.dropped(ev.appID, 1)
-		// At most one log line per interval, decided without a lock: a
-		// flood of drops must not serialise the callers.
-		if last := d.dropLogAt.Load(); now.UnixNano()-last >= int64(dropLogEvery) && d.dropLogAt.CompareAndSwap(last, now.UnixNano()) {
-			d.log.Warn("webhook intake queue full: events dropped", "app", ev.appID, "event", ev.kind.String(),
-				"dropped_total", d.stats.total.dropped.Load())
-		}
+		d.intakeBytes.Add(-size)
+		d.dropIntake(ev, now)
+	}
+}
+
+// dropIntake counts an event the intake had no room for.
+func (d *Dispatcher) dropIntake(ev event, now time.Time) {
+	d.stats.dropped(ev.appID, 1)
+	// At most one log line per interval, decided without a lock: a
+	// flood of drops must not serialise the callers.
+	if last := d.dropLogAt.Load(); now.UnixNano()-last >= int64(dropLogEvery) && d.dropLogAt.CompareAndSwap(last, now.UnixNano()) {
+		d.log.Warn("webhook intake queue full: events dropped", "app", ev.appID, "event", ev.kind.String(),
+			"dropped_total", d.stats.total.dropped.Load())
 	}
 }
 
@@ -415,6 +444,7 @@ func (d *Dispatcher) runBatcher() {
 	for {
 		select {
 		case ev := <-d.intake:
+			d.intakeBytes.Add(-ev.size())
 			d.add(b, ev)
 		case <-timer.C:
 			armedAt = time.Time{}
@@ -426,6 +456,7 @@ func (d *Dispatcher) runBatcher() {
 			for {
 				select {
 				case ev := <-d.intake:
+					d.intakeBytes.Add(-ev.size())
 					d.add(b, ev)
 					continue
 				default:
@@ -581,10 +612,11 @@ func (d *Dispatcher) flush(b *batcher, bt *batch) {
 	timeMs := bt.events[0].timeMs
 	body := encodeBody(timeMs, bt.events)
 	dl := &Delivery{
-		ID:        newID(),
-		AppID:     bt.app.ID,
+		ID:    newID(),
+		AppID: bt.app.ID,
+		// The URL identifies the target; the headers are not stored (they
+		// may hold credentials) and are taken from the config at delivery.
 		URL:       bt.target.URL,
-		Headers:   bt.target.Headers,
 		Key:       bt.app.Key,
 		Signature: protocol.SignBytes(bt.app.Secret, body),
 		Body:      body,

@@ -63,6 +63,12 @@ type event struct {
 	count int
 }
 
+// size is what an event holds in memory, roughly: its strings and a
+// fixed overhead.
+func (e *event) size() int64 {
+	return int64(96 + len(e.appID) + len(e.channel) + len(e.userID) + len(e.name) + len(e.data) + len(e.socketID))
+}
+
 // appendJSON appends the event's webhook object (§8.2) to b.
 func (e *event) appendJSON(b []byte) []byte {
 	b = append(b, `{"name":"`...)

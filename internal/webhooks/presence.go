@@ -1,6 +1,9 @@
 package webhooks
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Presence debounce. Pusher holds member_added and member_removed back for
 // a few seconds, and a user who leaves and comes back within them (a page
@@ -9,8 +12,22 @@ import "time"
 // wait in a FIFO (the delay is constant, so it is in due order) and the
 // opposite event for the same app, channel and user cancels both.
 //
-// The debounce is per node: in a cluster, a leave decided on one node and
-// a rejoin decided on another are both sent.
+// In a cluster, a leave decided on one node and a rejoin decided on
+// another are held on different nodes; Options.PresenceGate (the shared
+// State) settles them when they come due: a member_removed is sent only if
+// the user is still gone and the backend was told they were there, a
+// member_added only if the user is still there and the backend was not
+// told so already. A leave and rejoin across nodes within the delay then
+// send neither, and a join and leave across nodes neither either.
+
+// PresenceGate decides, across the cluster, whether a member event that
+// waited out the presence delay is sent (see above). An error sends it.
+type PresenceGate interface {
+	MemberWebhook(ctx context.Context, appID, channel, userID string, added bool) (send bool, err error)
+}
+
+// gateTimeout bounds one PresenceGate call (it runs on the batcher).
+const gateTimeout = time.Second
 
 // memberKey identifies one user on one channel of one app.
 type memberKey struct {
@@ -75,6 +92,9 @@ func (d *Dispatcher) releaseHeld(b *batcher, now time.Time) {
 		if p.pending[k] == h {
 			delete(p.pending, k)
 		}
+		if !d.gate(h.ev) {
+			continue
+		}
 		d.batch(b, h.ev)
 	}
 	if len(p.fifo) == 0 {
@@ -88,4 +108,20 @@ func (p *presenceHold) nextHeld() time.Time {
 		return time.Time{}
 	}
 	return p.fifo[0].due
+}
+
+// gate asks the PresenceGate, if any, whether ev is sent.
+func (d *Dispatcher) gate(ev event) bool {
+	g := d.opt.PresenceGate
+	if g == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gateTimeout)
+	defer cancel()
+	send, err := g.MemberWebhook(ctx, ev.appID, ev.channel, ev.userID, ev.kind == kindMemberAdded)
+	if err != nil {
+		d.rlog.warn("gate:"+ev.appID, "presence webhook check failed; sending", "app", ev.appID, "err", err)
+		return true
+	}
+	return send
 }

@@ -16,7 +16,10 @@ type Delivery struct {
 	ID    string `json:"id"`
 	AppID string `json:"app"`
 	URL   string `json:"url"`
-	// Headers are the target's extra headers.
+	// Headers were the target's extra headers; they are no longer stored
+	// (batches of older versions may have them) and never used: the URL
+	// only identifies the target, whose headers, key and secret are taken
+	// from the configuration at delivery.
 	Headers   map[string]string `json:"headers,omitempty"`
 	Key       string            `json:"key"`
 	Signature string            `json:"sig"`
@@ -65,20 +68,30 @@ type Queue interface {
 
 // MemoryQueue is a bounded in-process Queue, ordered by due time.
 type MemoryQueue struct {
-	mu     sync.Mutex
-	h      dueHeap
-	leased int
-	limit  int
-	wake   chan struct{}
+	mu       sync.Mutex
+	h        dueHeap
+	leased   int
+	limit    int
+	bytes    int64 // body bytes held, pending and leased
+	maxBytes int64 // 0: no byte bound
+	wake     chan struct{}
 }
 
 // NewMemoryQueue returns a MemoryQueue holding at most limit batches
 // (pending and leased).
 func NewMemoryQueue(limit int) *MemoryQueue {
+	return NewMemoryQueueBytes(limit, 0)
+}
+
+// NewMemoryQueueBytes returns a MemoryQueue holding at most limit batches
+// and maxBytes of batch bodies (pending and leased; 0: no byte bound). A
+// Push past either bound is refused (ErrQueueFull): the newest batch is the
+// one dropped.
+func NewMemoryQueueBytes(limit int, maxBytes int64) *MemoryQueue {
 	if limit <= 0 {
 		limit = 1
 	}
-	return &MemoryQueue{limit: limit, wake: make(chan struct{}, 1)}
+	return &MemoryQueue{limit: limit, maxBytes: maxBytes, wake: make(chan struct{}, 1)}
 }
 
 func (q *MemoryQueue) signal() {
@@ -91,10 +104,12 @@ func (q *MemoryQueue) signal() {
 // Push implements Queue.
 func (q *MemoryQueue) Push(_ context.Context, d *Delivery) error {
 	q.mu.Lock()
-	if len(q.h)+q.leased >= q.limit {
+	size := int64(len(d.Body))
+	if len(q.h)+q.leased >= q.limit || q.maxBytes > 0 && q.bytes+size > q.maxBytes {
 		q.mu.Unlock()
 		return ErrQueueFull
 	}
+	q.bytes += size
 	d.due = time.Now()
 	heap.Push(&q.h, d)
 	q.mu.Unlock()
@@ -148,11 +163,19 @@ func (q *MemoryQueue) Retry(_ context.Context, d *Delivery, after time.Duration)
 }
 
 // Done implements Queue.
-func (q *MemoryQueue) Done(_ context.Context, _ *Delivery) error {
+func (q *MemoryQueue) Done(_ context.Context, d *Delivery) error {
 	q.mu.Lock()
 	q.leased--
+	q.bytes -= int64(len(d.Body))
 	q.mu.Unlock()
 	return nil
+}
+
+// Bytes is the size of the batch bodies held, pending and leased.
+func (q *MemoryQueue) Bytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
 }
 
 // Len implements Queue.
@@ -171,6 +194,9 @@ func (q *MemoryQueue) drain() []*Delivery {
 	defer q.mu.Unlock()
 	out := []*Delivery(q.h)
 	q.h = nil
+	for _, d := range out {
+		q.bytes -= int64(len(d.Body))
+	}
 	return out
 }
 

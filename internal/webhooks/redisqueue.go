@@ -18,6 +18,10 @@ type RedisQueueOptions struct {
 	// Limit bounds the batches held (pending and leased) across the
 	// cluster (default 100,000; Push returns ErrQueueFull past it).
 	Limit int
+	// MaxBytes bounds the stored batches' bytes across the cluster (0: no
+	// byte bound); past it Push returns ErrQueueFull and the newest batch
+	// is dropped.
+	MaxBytes int64
 	// Lease is how long a batch handed out by Next belongs to its caller
 	// before any node may take it again (default 30 s). It must exceed the
 	// dispatcher's Timeout by a margin: a lease that ends mid-attempt only
@@ -34,13 +38,13 @@ type RedisQueueOptions struct {
 // batch by moving its due time a Lease ahead, so the batches of a node that
 // dies mid-delivery become due again for the others when the lease ends
 // (at least once; receivers de-duplicate by X-Herald-Batch-Id). Every
-// operation is one script over two keys with the same hash tag (Redis
-// Cluster-safe).
+// operation is one script over keys with the same hash tag (Redis
+// Cluster-safe). A third key counts the batches' bytes.
 type RedisQueue struct {
-	rdb       redis.UniversalClient
-	due, data string
-	opt       RedisQueueOptions
-	wake      chan struct{}
+	rdb              redis.UniversalClient
+	due, data, bytes string // bytes: the total size of data's values
+	opt              RedisQueueOptions
+	wake             chan struct{}
 }
 
 // NewRedisQueue returns a RedisQueue.
@@ -58,7 +62,7 @@ func NewRedisQueue(opt RedisQueueOptions) (*RedisQueue, error) {
 		opt.Poll = 250 * time.Millisecond
 	}
 	base := opt.Prefix + "{webhooks}:"
-	return &RedisQueue{rdb: opt.Client, due: base + "due", data: base + "data", opt: opt,
+	return &RedisQueue{rdb: opt.Client, due: base + "due", data: base + "data", bytes: base + "bytes", opt: opt,
 		wake: make(chan struct{}, 1)}, nil
 }
 
@@ -66,11 +70,16 @@ const luaNow = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// KEYS: due, data. ARGV: id, payload, limit. Returns 1, or 0 when full.
+// KEYS: due, data, bytes. ARGV: id, payload, limit, max bytes (0: none).
+// Returns 1, or 0 when full.
 var pushScript = redis.NewScript(luaNow + `
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local size = string.len(ARGV[2])
+local maxb = tonumber(ARGV[4])
+if maxb > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') + size > maxb then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('INCRBY', KEYS[3], size)
 return 1`)
 
 // KEYS: due, data. ARGV: lease ms. Returns {1, id, payload} for a leased
@@ -91,18 +100,21 @@ end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
 return {1, id, payload}`)
 
-// KEYS: due, data. ARGV: id, payload, delay ms. A batch already settled
-// elsewhere (its lease had ended) is not brought back.
+// KEYS: due, data, bytes. ARGV: id, payload, delay ms. A batch already
+// settled elsewhere (its lease had ended) is not brought back.
 var retryScript = redis.NewScript(luaNow + `
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('INCRBY', KEYS[3], string.len(ARGV[2]) - redis.call('HSTRLEN', KEYS[2], ARGV[1]))
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 return 1`)
 
-// KEYS: due, data. ARGV: id.
+// KEYS: due, data, bytes. ARGV: id.
 var doneScript = redis.NewScript(`
+local size = redis.call('HSTRLEN', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+if size > 0 and redis.call('DECRBY', KEYS[3], size) < 0 then redis.call('SET', KEYS[3], 0) end
 return 1`)
 
 // Push implements Queue.
@@ -111,7 +123,7 @@ func (q *RedisQueue) Push(ctx context.Context, d *Delivery) error {
 	if err != nil {
 		return err
 	}
-	ok, err := pushScript.Run(ctx, q.rdb, []string{q.due, q.data}, d.ID, payload, q.opt.Limit).Int()
+	ok, err := pushScript.Run(ctx, q.rdb, []string{q.due, q.data, q.bytes}, d.ID, payload, q.opt.Limit, q.opt.MaxBytes).Int()
 	if err != nil {
 		return err
 	}
@@ -147,7 +159,7 @@ func (q *RedisQueue) Next(ctx context.Context) (*Delivery, error) {
 			d := &Delivery{}
 			if err := json.Unmarshal([]byte(payload), d); err != nil || d.ID != id {
 				// Not ours to deliver: remove it rather than lease it forever.
-				_ = doneScript.Run(ctx, q.rdb, []string{q.due, q.data}, id).Err()
+				_ = doneScript.Run(ctx, q.rdb, []string{q.due, q.data, q.bytes}, id).Err()
 				continue
 			}
 			return d, nil
@@ -173,12 +185,12 @@ func (q *RedisQueue) Retry(ctx context.Context, d *Delivery, after time.Duration
 	if err != nil {
 		return err
 	}
-	return retryScript.Run(ctx, q.rdb, []string{q.due, q.data}, d.ID, payload, after.Milliseconds()).Err()
+	return retryScript.Run(ctx, q.rdb, []string{q.due, q.data, q.bytes}, d.ID, payload, after.Milliseconds()).Err()
 }
 
 // Done implements Queue.
 func (q *RedisQueue) Done(ctx context.Context, d *Delivery) error {
-	return doneScript.Run(ctx, q.rdb, []string{q.due, q.data}, d.ID).Err()
+	return doneScript.Run(ctx, q.rdb, []string{q.due, q.data, q.bytes}, d.ID).Err()
 }
 
 // Len implements Queue: the batches held across the cluster.

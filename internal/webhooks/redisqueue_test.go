@@ -30,7 +30,7 @@ func redisQueue(t *testing.T, prefix string, opt RedisQueueOptions) *RedisQueue 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rdb.Del(context.Background(), q.due, q.data) })
+	t.Cleanup(func() { rdb.Del(context.Background(), q.due, q.data, q.bytes) })
 	return q
 }
 

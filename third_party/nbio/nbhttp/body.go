@@ -126,7 +126,7 @@ func (br *BodyReader) append(data []byte) error {
 	}
 
 	if br.engine.MaxHTTPBodySize > 0 && len(data)+br.left > br.engine.MaxHTTPBodySize {
-		return ErrTooLong
+		return ErrBodyTooLarge // herald: was ErrTooLong
 	}
 
 	br.left += (len(data))

@@ -116,6 +116,14 @@ type Config struct {
 	// MaxHTTPBodySize represents the max size of HTTP body for parser reading.
 	MaxHTTPBodySize int
 
+	// BodyTooLarge, when set, is called when a server connection's request
+	// body passes MaxHTTPBodySize (by its Content-Length, before any of
+	// the body is buffered, or while its chunks arrive); the bytes it
+	// returns (a complete HTTP response) are written before the
+	// connection is closed.
+	// herald: added.
+	BodyTooLarge func() []byte
+
 	// ReadBufferSize represents buffer size for reading, it's set to 64k by default.
 	ReadBufferSize int
 

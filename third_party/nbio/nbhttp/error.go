@@ -64,6 +64,11 @@ var (
 
 	// ErrTooLong .
 	ErrTooLong = errors.New("invalid http message: too long")
+
+	// ErrBodyTooLarge is returned when a request body (declared by its
+	// Content-Length or received in chunks) passes MaxHTTPBodySize.
+	// herald: added, so that the body limit is enforced while reading.
+	ErrBodyTooLarge = errors.New("invalid http message: body too large")
 )
 
 var (

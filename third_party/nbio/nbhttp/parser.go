@@ -5,6 +5,7 @@
 package nbhttp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/lesismal/nbio/logging"
@@ -42,6 +44,10 @@ type Parser struct {
 
 	// bytesCached for half packet.
 	bytesCached *[]byte
+
+	// herald: discarded counts the bytes dropped after a body over the
+	// limit was answered (0: not discarding).
+	discarded int
 
 	// errClose error
 
@@ -141,14 +147,40 @@ func parseAndValidateChunkSize(originalStr string) (int, error) {
 	return int(chunkSize), nil
 }
 
+// herald: how long and how much a connection whose body was over the
+// limit is read (and dropped) after the answer, before it is closed.
+const bodyLingerTime = 2 * time.Second
+
+func bodyLingerBytes(limit int) int { return 4*limit + 1<<20 }
+
+var errBodyLingerDone = errors.New("body over the limit: done reading")
+
 // Parse parses data bytes and calls HTTP handler when full request received.
 // If the connection is upgraded, it passes the data bytes to the ParserCloser
 // and doesn't parse them itself any more.
 //
 //go:norace
-func (p *Parser) Parse(data []byte) error {
+func (p *Parser) Parse(data []byte) (err error) {
 	p.mux.Lock()
 	defer func() {
+		// herald: answer a body over the limit before the connection is
+		// closed for it.
+		if err == ErrBodyTooLarge && p.discarded == 0 && !p.isClient && p.Engine != nil && p.Engine.BodyTooLarge != nil && p.Conn != nil {
+			if resp := p.Engine.BodyTooLarge(); len(resp) > 0 {
+				_, _ = p.Conn.Write(resp)
+			}
+			// A client still sending its body would get a reset, not the
+			// answer, if the socket closed now: read and drop what follows
+			// for a while (at most bodyLingerTime and bodyLingerBytes), so
+			// that it finishes sending and reads the answer.
+			if p.bytesCached != nil {
+				mempool.Free(p.bytesCached)
+				p.bytesCached = nil
+			}
+			p.discarded = 1
+			_ = p.Conn.SetReadDeadline(time.Now().Add(bodyLingerTime))
+			err = nil
+		}
 		p.mux.Unlock()
 		if err := recover(); err != nil {
 			const size = 64 << 10
@@ -163,6 +195,14 @@ func (p *Parser) Parse(data []byte) error {
 
 	if p.state == stateClose {
 		return net.ErrClosed
+	}
+	// herald: dropping what follows a body over the limit.
+	if p.discarded > 0 {
+		p.discarded += len(data)
+		if p.discarded > bodyLingerBytes(p.Engine.MaxHTTPBodySize) {
+			return errBodyLingerDone
+		}
+		return nil
 	}
 
 	if len(data) == 0 {
@@ -376,6 +416,11 @@ UPGRADER:
 				if err != nil {
 					return err
 				}
+				// herald: refuse a declared body over the limit before
+				// buffering any of it.
+				if !p.isClient && p.Engine != nil && p.Engine.MaxHTTPBodySize > 0 && p.contentLength > p.Engine.MaxHTTPBodySize {
+					return ErrBodyTooLarge
+				}
 
 				p.Processor.OnContentLength(p, p.contentLength)
 				err = p.parseTrailer()
@@ -541,6 +586,11 @@ UPGRADER:
 		case stateBodyChunkSizeLF:
 			if c == '\n' {
 				start = i + 1
+				// herald: a chunk is buffered whole before it is handed
+				// on; refuse one over the body limit before buffering it.
+				if !p.isClient && p.Engine != nil && p.Engine.MaxHTTPBodySize > 0 && p.chunkSize > p.Engine.MaxHTTPBodySize {
+					return ErrBodyTooLarge
+				}
 				if p.chunkSize > 0 {
 					p.nextState(stateBodyChunkData)
 				} else {
