@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -172,7 +173,12 @@ func startNoise(ctx context.Context, o *Options) *noise {
 		dc := &http.Client{Timeout: o.Timeout, Jar: jar, Transport: hc.Transport}
 		base := api + "/" + strings.Trim(nz.DashPath, "/")
 		lastSeq := "0"
+		var busy sync.Mutex // the browser polls again only after the last poll
 		n.every(ctx, "dashboard", nz.Dashboard, func(ctx context.Context) error {
+			if !busy.TryLock() {
+				return errSkipped
+			}
+			defer busy.Unlock()
 			if len(jar.Cookies(mustURL(base))) == 0 {
 				if err := dashLogin(ctx, dc, base, nz.AdminToken); err != nil {
 					return err
@@ -200,10 +206,10 @@ func startNoise(ctx context.Context, o *Options) *noise {
 		pool := newSourcePool(o.sources, allLoopback(o.urls), o.Timeout)
 		dialer := newWSDialer(o, pool)
 		interval := time.Duration(float64(time.Second) / nz.Churn)
-		seq := 0
+		var seq atomic.Int64
 		n.every(ctx, "bg_churn", interval, func(ctx context.Context) error {
-			seq++
-			ws, _, _, stage, err := connectSubscribe(ctx, dialer, wsURL, "noise-"+strconv.Itoa(seq%10), o.Timeout)
+			ch := "noise-" + strconv.FormatInt(seq.Add(1)%10, 10)
+			ws, _, _, stage, err := connectSubscribe(ctx, dialer, wsURL, ch, o.Timeout)
 			if err != nil {
 				return fmt.Errorf("%s: %w", stage, err)
 			}
@@ -232,7 +238,7 @@ func (n *noise) every(ctx context.Context, name string, interval time.Duration, 
 				defer calls.Done()
 				start := time.Now()
 				err := f(ctx)
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || errors.Is(err, errSkipped) {
 					return // cut short by the end of the run: not an error
 				}
 				k.done(start, err)
@@ -245,6 +251,21 @@ func (n *noise) every(ctx context.Context, name string, interval time.Duration, 
 		}
 	}()
 }
+
+// done counts the calls of kind name that have finished so far.
+func (n *noise) done(name string) uint64 {
+	for _, k := range n.kinds {
+		if k.name == name {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			return k.hist.Count() + k.errs
+		}
+	}
+	return 0
+}
+
+// errSkipped: a call that did not run (the previous one is still going).
+var errSkipped = errors.New("skipped")
 
 // stop ends the noise and returns each kind's figures.
 func (n *noise) stop() map[string]NoiseStats {
