@@ -96,13 +96,14 @@ func (p *poller) parkable() {
 		return
 	}
 	f := os.NewFile(uintptr(p.epfd), "nbio-epoll")
+	p.epFile = f // owns epfd from now on, whatever follows
 	rc, err := f.SyscallConn()
 	if err != nil {
-		// Not pollable: keep the fd, block in epoll_wait as upstream does.
+		// Not pollable: block in epoll_wait as upstream does.
 		_ = syscall.SetNonblock(p.epfd, false)
 		return
 	}
-	p.epFile, p.epRaw = f, rc
+	p.epRaw = rc
 }
 
 // herald: wait returns the next batch of events, parking in Go's
