@@ -5,9 +5,8 @@ import (
 	"syscall"
 )
 
-// listenConfig sets TCP_NODELAY and TCP keepalive (30 s idle, 15 s
-// interval, 4 probes) on the listening socket, from which Linux copies
-// them to every accepted one,
+// listenConfig sets TCP keepalive (30 s idle, 15 s interval, 4 probes) on
+// the listening socket, from which Linux copies it to every accepted one,
 // instead of per accepted socket (four setsockopt calls each, plus three
 // more that the engine's open hook made: about 8 % of the server's CPU
 // under connection churn, issue 13). TestTCPKeepalive checks an accepted
@@ -19,7 +18,6 @@ func listenConfig() net.ListenConfig {
 			var serr error
 			err := c.Control(func(fd uintptr) {
 				for _, o := range [][3]int{
-					{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
 					{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 30},
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},

@@ -482,8 +482,7 @@ func TestOversizedFrameCounted(t *testing.T) {
 
 // TestTCPKeepalive: accepted sockets have TCP keepalive on, so a peer that
 // vanished without a FIN (half-open) is found by the kernel even when the
-// activity timeout is long, and TCP_NODELAY (both inherited from the
-// listener).
+// activity timeout is long.
 func TestTCPKeepalive(t *testing.T) {
 	fs := newFakeSessions()
 	s := startServer(t, Config{}, fs)
@@ -496,15 +495,12 @@ func TestTCPKeepalive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var on, idle, nodelay int
+	var on, idle int
 	var gerr error
 	_ = rc.Control(func(fd uintptr) {
 		on, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
 		if gerr == nil {
 			idle, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
-		}
-		if gerr == nil {
-			nodelay, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
 		}
 	})
 	if gerr != nil {
@@ -512,10 +508,6 @@ func TestTCPKeepalive(t *testing.T) {
 	}
 	if on == 0 || idle <= 0 || idle > 60 {
 		t.Fatalf("SO_KEEPALIVE=%d TCP_KEEPIDLE=%ds", on, idle)
-	}
-	// Small frames must not wait for Nagle's algorithm.
-	if nodelay == 0 {
-		t.Fatal("TCP_NODELAY is off on an accepted socket")
 	}
 }
 

@@ -296,7 +296,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{Listener: ln, raw: newRawAcceptor(ln), stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle}
+	s.ln = &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
@@ -882,8 +882,7 @@ func headerHasToken(h http.Header, name, token string) bool {
 // until the engine closes it.
 type listener struct {
 	net.Listener
-	raw       *rawAcceptor // nil: Listener.Accept
-	onAccept  func()       // called each time the engine's accept loop asks for a socket
+	onAccept  func() // called each time the engine's accept loop asks for a socket
 	stopOnce  sync.Once
 	closeOnce sync.Once
 	stopped   chan struct{}
@@ -894,13 +893,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.onAccept != nil {
 		l.onAccept()
 	}
-	var c net.Conn
-	var err error
-	if l.raw != nil {
-		c, err = l.raw.accept()
-	} else {
-		c, err = l.Listener.Accept()
-	}
+	c, err := l.Listener.Accept()
 	if err != nil {
 		select {
 		case <-l.stopped:
@@ -918,9 +911,6 @@ func (l *listener) stop() {
 	l.stopOnce.Do(func() {
 		close(l.stopped)
 		_ = l.Listener.Close()
-		if l.raw != nil {
-			l.raw.close()
-		}
 	})
 }
 
