@@ -11,7 +11,8 @@ while IFS= read -r file; do
 	for name in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/'); do
 		found=$((found + 1))
 		echo "fuzz $pkg $name ($FUZZTIME)"
-		"$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$pkg"
+		# From the package's directory, so nested modules (sdk/) work too.
+		(cd "$pkg" && "$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" .)
 	done
 done < <(grep -rlE '^func Fuzz' --include='*_test.go' cmd internal sdk 2>/dev/null | sort)
 if [ "$found" -eq 0 ]; then

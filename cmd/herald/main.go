@@ -5,8 +5,11 @@
 // Usage:
 //
 //	herald [serve] [flags]   start a node (the default)
+//	herald apps <command>    manage the apps of a database apps store
 //	herald bench <scenario>  load-test a Pusher-protocol server
+//	herald config check|import  validate a config, translate a soketi one
 //	herald version           print the version
+//	herald health [--url U]  check /up (a container HEALTHCHECK)
 //	herald help [command]    explain a command
 //
 // Exit codes: 0 after a clean shutdown, 1 when the server fails while
@@ -26,12 +29,15 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/loadtest"
 	"github.com/herald-ws/herald/internal/server"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."
+// (make build and the Dockerfile do); versionString falls back to the VCS
+// revision.
 var version = "dev"
 
 func main() {
@@ -42,8 +48,12 @@ const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and p
 
 Usage:
   herald [serve] [flags]   start a node (the default command)
+  herald apps <command>    manage the apps of a database apps store (docs/apps.md)
   herald bench <scenario>  load-test a Pusher-protocol server (idle, fanout, churn)
+  herald config check FILE           validate a config (every problem with its line and key)
+  herald config import soketi FILE   translate a soketi JSON config to Herald YAML
   herald version           print the version
+  herald health [--url U]  GET /up and exit 0 or 1 (a container HEALTHCHECK)
   herald help [command]    show help for a command
 
 Run 'herald serve --help' for the flags. Every flag can also be set with a
@@ -61,12 +71,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stdout, stderr)
 	case "bench":
 		return loadtest.Main(args, stdout, stderr)
+	case "apps":
+		return appsMain(args, stdout, stderr)
+	case "config":
+		return configCmd(args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "herald", version)
+		fmt.Fprintln(stdout, "herald", versionString())
 		return 0
+	case "health":
+		return health(args, stdout, stderr, os.Getenv)
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
 			return serve([]string{"--help"}, stdout, stderr)
+		}
+		if len(args) > 0 && args[0] == "config" {
+			return configCmd([]string{"help"}, stdout, stderr)
+		}
+		if len(args) > 0 && args[0] == "health" {
+			return health([]string{"--help"}, stdout, stderr, os.Getenv)
+		}
+		if len(args) > 0 && args[0] == "apps" {
+			return appsMain([]string{"help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "bench" {
 			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
@@ -109,7 +134,14 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		return 2
 	}
 	log := newLogger(cfg, stderr)
-	srv, err := server.New(cfg, log)
+	server.SetGoMemLimit(cfg, os.LookupEnv, log)
+	rs, err := newRestarter(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "herald: %v\n", err)
+		return 1
+	}
+	defer rs.close()
+	srv, err := server.New(cfg, log, rs.options()...)
 	if err != nil {
 		fmt.Fprintf(stderr, "herald: %v\n", err)
 		return 2
@@ -120,6 +152,7 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 		printBanner(stdout, cfg, addr)
 		printDashboard(stdout, cfg, addr, srv)
 		log.Info("listening", "addr", addr.String(), "tls", cfg.TLSEnabled(), "apps", len(cfg.Apps))
+		rs.ready()
 	})
 	if err != nil {
 		log.Error("server failed", "err", err)
@@ -173,13 +206,20 @@ func printBanner(w io.Writer, cfg *config.Config, addr net.Addr) {
 	if cfg.TLSEnabled() {
 		ws = "wss"
 	}
+	if cfg.DatabaseApps() {
+		fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
+			version, addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
+		fmt.Fprintf(w, "Apps from %s (changes apply within %s); manage them with 'herald apps' (docs/apps.md).\n",
+			apps.RedactStoreURL(cfg.AppsStore), cfg.AppsCacheTTL)
+		return
+	}
 	a := cfg.Apps[0]
 	secret := a.Secret
 	if !cfg.UsesDevApp() {
 		secret = "<the secret of app " + a.ID + " in your Herald config>"
 	}
 	fmt.Fprintf(w, "Herald %s listening on %s (WebSocket %s://%s:%s%s/app/{key}, HTTP API %s://%s:%s%s/apps/{id})\n",
-		version, addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
+		versionString(), addr, ws, host, port, cfg.PathPrefix, scheme, host, port, cfg.PathPrefix)
 	if cfg.UsesDevApp() {
 		fmt.Fprintln(w, "Serving the development app (app-id / app-key / app-secret): its secret is public, configure your own apps for production.")
 	}

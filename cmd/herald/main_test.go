@@ -13,7 +13,7 @@ func TestHelpExplainsEveryCommand(t *testing.T) {
 	if code := run([]string{"help"}, &out, &errOut); code != 0 {
 		t.Fatalf("help exit %d", code)
 	}
-	for _, want := range []string{"serve", "version", "HERALD_"} {
+	for _, want := range []string{"serve", "version", "config check", "config import soketi", "HERALD_"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, out.String())
 		}
@@ -59,8 +59,8 @@ func TestInvalidConfigNamesFileAndKey(t *testing.T) {
 		t.Fatalf("exit %d, want 2; stderr %s", code, errOut.String())
 	}
 	msg := errOut.String()
-	if !strings.Contains(msg, path) || !strings.Contains(msg, "max_connections") {
-		t.Fatalf("error does not name the file and the key:\n%s", msg)
+	if !strings.Contains(msg, path+" line 6") || !strings.Contains(msg, "max_connections") {
+		t.Fatalf("error does not name the file, the line and the key:\n%s", msg)
 	}
 }
 

@@ -65,7 +65,34 @@ type App struct {
 	ActivityTimeout time.Duration `yaml:"activity_timeout" json:"activity_timeout"`
 
 	Webhooks []Webhook `yaml:"webhooks" json:"webhooks,omitempty"`
+
+	// LaravelRedis, when its URL is set, makes Herald ingest what Laravel's
+	// redis broadcaster publishes for this app (internal/ingest). Off by
+	// default.
+	LaravelRedis LaravelRedis `yaml:"laravel_redis" json:"laravel_redis"`
 }
+
+// LaravelRedis is the Redis connection an app's Laravel backend broadcasts
+// on with its redis broadcaster (BROADCAST_CONNECTION=redis): Laravel
+// PUBLISHes {"event","data","socket"} to Prefix+channel, and Herald
+// broadcasts each message as if it came through the HTTP API.
+type LaravelRedis struct {
+	// URL is a redis:// or rediss:// URL of the Redis server Laravel
+	// publishes to; "" turns ingestion off. It may hold a password, so it
+	// is never logged.
+	URL string `yaml:"url" json:"url,omitempty"`
+	// Prefix is the Redis connection's prefix option in Laravel's
+	// config/database.php, which Laravel puts before every channel name
+	// (DefaultLaravelRedisPrefix unless APP_NAME or REDIS_PREFIX change it).
+	Prefix string `yaml:"prefix" json:"prefix"`
+}
+
+// DefaultLaravelRedisPrefix is Laravel's default Redis prefix (since
+// Laravel 8) for an app named "Laravel".
+const DefaultLaravelRedisPrefix = "laravel_database_"
+
+// Enabled reports whether ingestion is on.
+func (l LaravelRedis) Enabled() bool { return l.URL != "" }
 
 // Webhook is one webhook target of an app.
 type Webhook struct {
@@ -107,6 +134,7 @@ func Defaults() App {
 		UserAuthenticationTimeout: 30 * time.Second,
 		AllowedOrigins:            []string{"*"},
 		ActivityTimeout:           120 * time.Second,
+		LaravelRedis:              LaravelRedis{Prefix: DefaultLaravelRedisPrefix},
 	}
 }
 
@@ -174,4 +202,22 @@ func (s *Static) All(_ context.Context) ([]*App, error) {
 	out := make([]*App, len(s.all))
 	copy(out, s.all)
 	return out, nil
+}
+
+// ErrExists is returned by Create when the id or the key is taken.
+var ErrExists = errors.New("an app with this id or key already exists")
+
+// ErrReadOnly is returned by the write operations of a store that cannot
+// be written (the config store: edit the YAML file or the environment).
+var ErrReadOnly = errors.New("the config apps store is read-only: apps come from the YAML file and HERALD_APP_* variables; set apps_store to a database to manage apps at run time")
+
+// Writer is a Store whose apps can be changed at run time.
+type Writer interface {
+	Store
+	// Create adds a valid app; ErrExists when its id or key is taken.
+	Create(ctx context.Context, a *App) error
+	// Update replaces the app with a's id; ErrNotFound when there is none.
+	Update(ctx context.Context, a *App) error
+	// Delete removes the app; ErrNotFound when there is none.
+	Delete(ctx context.Context, id string) error
 }

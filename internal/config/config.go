@@ -129,8 +129,47 @@ type Config struct {
 	// MemoryGuardPercent refuses new connections (4100) while the process
 	// uses more than this share of the memory limit (-1: never).
 	MemoryGuardPercent int `yaml:"memory_guard_percent"`
-	// Apps are the statically configured apps. Load never returns an empty
-	// list: with none configured it falls back to DevApp.
+	// OutboundBudgetMB bounds the bytes queued for all WebSocket
+	// connections of the node together: past it the connections holding
+	// the most are closed with 4100 (slow consumers first) until 3/4 of
+	// it is left, and from half of it the HTTP API answers publishes with
+	// 503 and Retry-After. 0: a quarter of the memory limit (512 MB when
+	// none is known); -1: no budget.
+	OutboundBudgetMB int `yaml:"outbound_budget_mb"`
+	// ConnectionMessagesPerSecond limits every message one connection
+	// sends (subscribe, unsubscribe, sign-in, pings, client events...),
+	// with bursts of ConnectionMessagesBurst: a message over the rate is
+	// refused with 4301 (the socket stays); a client that keeps sending
+	// into a debt of a whole burst is closed with 4301. -1: no limit.
+	ConnectionMessagesPerSecond int `yaml:"connection_messages_per_second"`
+	ConnectionMessagesBurst     int `yaml:"connection_messages_burst"`
+	// ConnectionPendingMessages bounds the messages read from one
+	// connection and not yet handled; past it the connection is closed
+	// with 4100.
+	ConnectionPendingMessages int `yaml:"connection_pending_messages"`
+	// MaxWorkers bounds the goroutines handling messages and HTTP
+	// requests at once; past it work waits its turn (at most one waiting
+	// job per connection).
+	MaxWorkers int `yaml:"max_workers"`
+	// PIDFile, when set, holds the PID of the process that serves: written
+	// once it is ready, by the new process after a restart in place
+	// (SIGHUP), and removed when the last owner exits.
+	PIDFile string `yaml:"pid_file"`
+	// RestartTimeout is how long a restart in place waits for the new
+	// process to be ready; past it the new one is killed and the old one
+	// keeps serving.
+	RestartTimeout time.Duration `yaml:"restart_timeout"`
+	// AppsStore is where the apps live (docs/apps.md): "config" (the apps
+	// below and HERALD_APP_*), or a database URL whose scheme picks the
+	// driver: postgres://, mysql://, sqlite:///path/file.db.
+	AppsStore string `yaml:"apps_store"`
+	// AppsCacheTTL is how long a node serves an app looked up in a
+	// database store before asking again: a change reaches every node
+	// within it.
+	AppsCacheTTL time.Duration `yaml:"apps_cache_ttl"`
+	// Apps are the statically configured apps. With the config store Load
+	// never returns an empty list: with none configured it falls back to
+	// DevApp. With a database store it is empty.
 	Apps []apps.App `yaml:"apps"`
 }
 
@@ -177,6 +216,15 @@ func defaultServer() *Config {
 		IPConnectionsBurst:        100,
 		TrustedProxies:            []string{},
 		MemoryGuardPercent:        90,
+		AppsStore:                 "config",
+		AppsCacheTTL:              5 * time.Second,
+		RestartTimeout:            DefaultRestartTimeout,
+		// 50 messages a second with bursts of 200: a page that
+		// subscribes to a few hundred channels at load passes.
+		ConnectionMessagesPerSecond: 50,
+		ConnectionMessagesBurst:     200,
+		ConnectionPendingMessages:   256,
+		MaxWorkers:                  1024,
 	}
 }
 
@@ -205,7 +253,13 @@ func DevApp() apps.App {
 // warn. Only the first app is considered so that a caller may print
 // Apps[0]'s secret when this is true without ever printing a real one.
 func (c *Config) UsesDevApp() bool {
-	return len(c.Apps) > 0 && c.Apps[0].Secret == devAppSecret
+	return !c.DatabaseApps() && len(c.Apps) > 0 && c.Apps[0].Secret == devAppSecret
+}
+
+// DatabaseApps reports whether apps_store names a database rather than
+// the config.
+func (c *Config) DatabaseApps() bool {
+	return c.AppsStore != "" && c.AppsStore != "config"
 }
 
 // Addr is the main listener's address, host:port.

@@ -54,8 +54,11 @@ func TestDefaults(t *testing.T) {
 		APITimestampWindow: 600 * time.Second, RedisPrefix: "herald:", RedisLease: 10 * time.Second,
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
+		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
-		Apps: []apps.App{DevApp()},
+		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
+		RestartTimeout: time.Minute,
+		Apps:           []apps.App{DevApp()},
 	}
 	setWebhookDefaults(want)
 	if !reflect.DeepEqual(c, want) {
@@ -166,7 +169,10 @@ apps:
 		RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok", MetricsAddr: "127.0.0.1:9601",
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, MaxNodeConnections: -1,
 		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
+		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
+		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
+		RestartTimeout: time.Minute,
 	}
 	first := apps.Defaults()
 	first.ID, first.Key, first.Secret = "1", "key-one", "secret-one"
@@ -248,6 +254,7 @@ func TestPrecedence(t *testing.T) {
 }
 
 func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "herald.pid")
 	values := map[string]string{
 		"host": "127.0.0.2", "port": "7100", "path_prefix": "/rt", "log_level": "error", "log_format": "text",
 		"shutdown_timeout": "3", "max_request_body_kb": "10", "max_message_size_kb": "11", "write_queue_kb": "12",
@@ -258,8 +265,12 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s",
 		"max_node_connections": "1000", "ip_connections_per_second": "5", "ip_connections_burst": "7",
 		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
+		"outbound_budget_mb": "64", "connection_messages_per_second": "30", "connection_messages_burst": "60",
+		"connection_pending_messages": "40", "max_workers": "100",
 		"acme_domains": "ws.example.com, rt.example.org", "acme_email": "ops@example.com", "acme_cache_dir": "/var/lib/herald/acme",
 		"acme_directory_url": "https://acme-staging-v02.api.letsencrypt.org/directory", "acme_http_addr": ":80",
+		"apps_store": "sqlite:///var/lib/herald/apps.db", "apps_cache_ttl": "2s",
+		"pid_file": pidFile, "restart_timeout": "20s",
 	}
 	want := &Config{
 		Host: "127.0.0.2", Port: 7100, PathPrefix: "/rt", LogLevel: "error", LogFormat: "text",
@@ -271,9 +282,11 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, MaxNodeConnections: 1000,
 		IPConnectionsPerSecond: 5, IPConnectionsBurst: 7, TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
 		MemoryLimitMB: 512, MemoryGuardPercent: 80,
+		OutboundBudgetMB: 64, ConnectionMessagesPerSecond: 30, ConnectionMessagesBurst: 60, ConnectionPendingMessages: 40, MaxWorkers: 100,
 		ACMEDomains: []string{"ws.example.com", "rt.example.org"}, ACMEEmail: "ops@example.com", ACMECacheDir: "/var/lib/herald/acme",
 		ACMEDirectoryURL: "https://acme-staging-v02.api.letsencrypt.org/directory", ACMEHTTPAddr: ":80",
-		Apps: []apps.App{DevApp()},
+		AppsStore: "sqlite:///var/lib/herald/apps.db", AppsCacheTTL: 2 * time.Second,
+		PIDFile: pidFile, RestartTimeout: 20 * time.Second,
 	}
 	keys, _ := scalarFields(reflect.TypeFor[Config]())
 	if len(keys) != len(values) {
@@ -833,5 +846,30 @@ apps:
 	}
 	if (&Config{}).UsesDevApp() {
 		t.Error("UsesDevApp() = true without apps")
+	}
+}
+
+func TestAppsStoreSetting(t *testing.T) {
+	// A bad apps_store is named, never with its password.
+	_, err := Load(Source{Env: env(map[string]string{"HERALD_APPS_STORE": "redis://u:hunter2-secret@h/0"})})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_APPS_STORE") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad apps_store: %v", err)
+	}
+	// A database store: no dev app, and apps in the file are refused.
+	c := mustLoad(t, Source{Flags: map[string]string{"apps_store": "postgres://u:pw@db/apps"}})
+	if len(c.Apps) != 0 || c.UsesDevApp() || !c.DatabaseApps() {
+		t.Fatalf("database store: apps %v, dev %v", c.Apps, c.UsesDevApp())
+	}
+	file := writeConfig(t, "apps_store: sqlite:///tmp/x.db\napps:\n  - id: a\n    key: k\n    secret: s\n")
+	_, err = Load(Source{File: file})
+	if err == nil || !strings.Contains(err.Error(), "apps") || !strings.Contains(err.Error(), "herald apps") {
+		t.Fatalf("apps with a database store: %v", err)
+	}
+	_, err = Load(Source{Env: env(map[string]string{"HERALD_APPS_STORE": "sqlite:///tmp/x.db", "HERALD_APP_KEY": "k"})})
+	if err == nil || !strings.Contains(err.Error(), "HERALD_APP_KEY") {
+		t.Fatalf("HERALD_APP_KEY with a database store: %v", err)
+	}
+	if _, err := Load(Source{Flags: map[string]string{"apps_cache_ttl": "0s"}}); err == nil || !strings.Contains(err.Error(), "apps-cache-ttl") {
+		t.Fatalf("apps_cache_ttl 0: %v", err)
 	}
 }

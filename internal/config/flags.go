@@ -72,6 +72,9 @@ func flagHelp(key string) string {
 	if h, ok := acmeFlagHelp(key); ok {
 		return h
 	}
+	if h, ok := restartFlagHelp(key); ok {
+		return h
+	}
 	switch key {
 	case "host":
 		return "listen on this `host` or IP address"
@@ -125,8 +128,22 @@ func flagHelp(key string) string {
 		return "comma separated `CIDRs` of proxies whose X-Forwarded-For/-Proto are believed"
 	case "memory_limit_mb":
 		return "memory limit in `MB` for the memory guard (0: GOMEMLIMIT, else the cgroup limit)"
+	case "apps_store":
+		return "where apps live: config (the YAML file and HERALD_APP_*) or a database `URL`: postgres://..., mysql://..., sqlite:///path/file.db"
+	case "apps_cache_ttl":
+		return "serve an app looked up in a database store this long before asking again (`duration`)" + dur
 	case "memory_guard_percent":
 		return "refuse new connections above this `percent` of the memory limit (-1: off)"
+	case "outbound_budget_mb":
+		return "bytes queued for all connections, in `MB`, past which the slowest are closed and publishes get 503 from half of it (0: a quarter of the memory limit; -1: none)"
+	case "connection_messages_per_second":
+		return "messages (any kind) one connection may send per second (`rate`; -1: no limit)"
+	case "connection_messages_burst":
+		return "burst of messages one connection may send (`number`)"
+	case "connection_pending_messages":
+		return "close a connection with this many `messages` read and not yet handled"
+	case "max_workers":
+		return "goroutines handling messages and HTTP requests at once (`number`)"
 	}
 	return "set " + key + " (see the configuration docs) to `value`"
 }

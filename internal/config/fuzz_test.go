@@ -28,6 +28,7 @@ func FuzzLoadYAML(f *testing.F) {
 		"port: 1\n---\nport: 2\n",
 		"apps: [~, [], {}, '', {webhooks: [~, {headers: ~, filter: ~}]}]\n",
 		"tls_cert: /nonexistent\ntls_key: /nonexistent\n",
+		"apps:\n  - {id: a, key: a, secret: s, laravel_redis: {url: 'redis://:p@h:6379/2', prefix: x_}}\n  - {id: b, key: b, secret: s, laravel_redis: {prefix: ''}}\n",
 		"port: 0x1F\nhost: '::'\n",
 		"acme_domains: [ws.example.com, '*.example.com', 192.0.2.1]\nacme_cache_dir: /tmp\nacme_email: a@b.c\nacme_http_addr: ':80'\n",
 		"acme_domains: ws.example.com\nacme_directory_url: 'http://[::1]:1/dir'\ntls_cert: /nonexistent\n",

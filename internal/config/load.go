@@ -65,8 +65,9 @@ func NewSource(flags map[string]string, env func(string) (string, bool)) Source 
 // Apps: when the file lists none, the first app is built from
 // apps.Defaults() if HERALD_APP_ID, HERALD_APP_KEY or HERALD_APP_SECRET is
 // set, and is DevApp() otherwise. HERALD_APP_<KEY> variables (any per-app
-// scalar key; allowed_origins comma separated) then override the first
-// app's settings. So a loaded Config always has at least one app.
+// scalar key; allowed_origins comma separated) and
+// HERALD_APP_<BLOCK>_<KEY> (HERALD_APP_LARAVEL_REDIS_URL) then override the
+// first app's settings. So a loaded Config always has at least one app.
 func Load(src Source) (*Config, error) {
 	cfg := defaultServer()
 	l := loader{origins: origins{}, failed: map[string]bool{}, env: src.Env}
@@ -174,6 +175,22 @@ func (l *loader) applyFlags(cfg *Config, flags map[string]string) {
 // from HERALD_APP_ID/KEY/SECRET) and applies HERALD_APP_<KEY> to it.
 func (l *loader) applyAppEnv(cfg *Config) {
 	const first = "apps[0]"
+	if cfg.DatabaseApps() {
+		// The apps live in the database; apps here would be ignored,
+		// which an operator would rather hear about.
+		if len(cfg.Apps) > 0 {
+			l.errs = append(l.errs, &fieldError{at: l.origins.of("apps"), path: "apps",
+				msg: "must not be set when apps_store is a database; manage those apps with 'herald apps' (docs/apps.md)"})
+		}
+		for _, k := range []string{"id", "key", "secret"} {
+			if _, ok := l.lookup(envAppPrefix + upperSnake(k)); ok {
+				l.errs = append(l.errs, &fieldError{at: origin{kind: fromEnv, name: envAppPrefix + upperSnake(k)},
+					msg: "must not be set when apps_store is a database; manage apps with 'herald apps' (docs/apps.md)"})
+			}
+		}
+		cfg.Apps = nil
+		return
+	}
 	if len(cfg.Apps) == 0 {
 		identity := false
 		for _, k := range []string{"id", "key", "secret"} {
@@ -199,6 +216,22 @@ func (l *loader) applyAppEnv(cfg *Config) {
 		name := envAppPrefix + upperSnake(key)
 		if raw, ok := l.lookup(name); ok {
 			l.set(rv.Field(index[i]), joinPath(first, key), raw, origin{kind: fromEnv, name: name})
+		}
+	}
+	// A block of settings (laravel_redis) has a variable per scalar key:
+	// HERALD_APP_LARAVEL_REDIS_URL.
+	idx, all := yamlFields(rv.Type())
+	for _, block := range all {
+		f := rv.Field(idx[block])
+		if f.Kind() != reflect.Struct || isScalarField(f.Type()) {
+			continue
+		}
+		bkeys, bindex := scalarFields(f.Type())
+		for i, key := range bkeys {
+			name := envAppPrefix + upperSnake(block) + "_" + upperSnake(key)
+			if raw, ok := l.lookup(name); ok {
+				l.set(f.Field(bindex[i]), joinPath(joinPath(first, block), key), raw, origin{kind: fromEnv, name: name})
+			}
 		}
 	}
 	if _, ok := l.lookup(envAppPrefix + "WEBHOOKS"); ok {

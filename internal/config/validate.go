@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"reflect"
@@ -23,12 +22,6 @@ func (c *Config) Validate() error {
 	v := validator{}
 	v.config(c)
 	return errors.Join(v.errs...)
-}
-
-// webhookEventTypes are the event types a webhook may subscribe to.
-func webhookEventTypes() []string {
-	return []string{"channel_occupied", "channel_vacated", "member_added", "member_removed",
-		"client_event", "cache_miss", "subscription_count"}
 }
 
 // validator collects the problems of one Config.
@@ -62,17 +55,24 @@ func (v *validator) config(c *Config) {
 		v.add("path_prefix", `must start with "/", not end with "/", and use only letters, digits and "._~-" between slashes (e.g. "/ws"), got %q`, c.PathPrefix)
 	}
 	if c.RedisURL != "" {
-		v.redisURL(c.RedisURL)
+		v.redisURL("redis_url", c.RedisURL)
 	}
 	if c.MetricsAddr != "" {
 		v.metricsAddr(c)
 	}
 	v.tls(c)
 	v.acme(c)
+	v.restart(c)
 	v.webhookSettings(c)
 	v.trustedProxies(c.TrustedProxies)
 
-	if len(c.Apps) == 0 {
+	if c.AppsStore != "" && c.AppsStore != "config" {
+		if _, err := apps.ParseStoreURL(c.AppsStore); err != nil {
+			// ParseStoreURL's errors never hold the password.
+			v.add("apps_store", "%v", err)
+		}
+	}
+	if len(c.Apps) == 0 && !c.DatabaseApps() {
 		v.add("apps", "must list at least one app")
 	}
 	ids := make(map[string]int, len(c.Apps))
@@ -147,21 +147,47 @@ func validPathPrefix(p string) bool {
 
 // isIDChar reports whether r may appear in an app id or key: they are used
 // in URL paths unescaped.
-func isIDChar(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-'
-}
+func isIDChar(r rune) bool { return apps.IsIDChar(r) }
 
-// redisURL checks the URL without ever echoing it: it may hold a password.
-func (v *validator) redisURL(raw string) {
+// redisURL checks the URL at path without ever echoing it: it may hold a
+// password.
+func (v *validator) redisURL(path, raw string) {
 	const want = "must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)"
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		v.add("redis_url", "%s; it does not parse as a URL", want)
+		v.add(path, "%s; it does not parse as a URL", want)
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		v.add("redis_url", "%s, got scheme %q", want, u.Scheme)
+		v.add(path, "%s, got scheme %q", want, u.Scheme)
 	case u.Host == "":
-		v.add("redis_url", "%s, got no host", want)
+		v.add(path, "%s, got no host", want)
+	case !validRedisDB(u.Path):
+		v.add(path, "%s; the path must be a database number such as /0", want)
+	}
+}
+
+// validRedisDB accepts the path of a Redis URL: none, "/" or "/N".
+func validRedisDB(p string) bool {
+	p = strings.TrimPrefix(p, "/")
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0
+}
+
+// laravelRedis checks that a laravel_redis block written in the file names a
+// URL (apps.Validate checks the URL itself, for every store).
+func (v *validator) laravelRedis(l apps.LaravelRedis, path string) {
+	if l.URL != "" {
+		return
+	}
+	// The block was written but says nowhere to listen: ingestion would be
+	// silently off, which is never what the author meant.
+	_, written := v.origins[path]
+	_, prefixSet := v.origins[joinPath(path, "prefix")]
+	if written || prefixSet || l.Prefix != apps.DefaultLaravelRedisPrefix {
+		v.add(joinPath(path, "url"), "must be set to Laravel's Redis URL (e.g. redis://127.0.0.1:6379/0) to ingest its redis broadcaster; remove laravel_redis to leave ingestion off")
 	}
 }
 
@@ -230,100 +256,11 @@ func checkReadable(path string) string {
 	return ""
 }
 
-// app checks one app. The secret is only ever checked for emptiness so that
-// it cannot leak into a message.
+// app checks one app with the rules every app store shares
+// (apps.Validate), and places each problem at its path in the config.
 func (v *validator) app(a *apps.App, path string) {
-	for _, f := range []struct{ key, val string }{{"id", a.ID}, {"key", a.Key}} {
-		p := joinPath(path, f.key)
-		switch {
-		case f.val == "":
-			v.add(p, "must not be empty")
-		case strings.IndexFunc(f.val, func(r rune) bool { return !isIDChar(r) }) >= 0:
-			v.add(p, `must use only letters, digits and "_.-" (it appears in URL paths), got %q`, f.val)
-		}
+	for _, fe := range apps.Validate(a) {
+		v.add(joinPath(path, fe.Path), "%s", fe.Msg)
 	}
-	if a.Secret == "" {
-		v.add(joinPath(path, "secret"), "must not be empty")
-	}
-
-	v.rules(reflect.ValueOf(a).Elem(), path)
-	if a.ActivityTimeout%time.Second != 0 {
-		v.add(joinPath(path, "activity_timeout"), "must be a whole number of seconds (clients receive it in seconds), got %s", a.ActivityTimeout)
-	}
-
-	op := joinPath(path, "allowed_origins")
-	if len(a.AllowedOrigins) == 0 {
-		v.add(op, `must list at least one origin; use ["*"] to allow any`)
-	}
-	for i, o := range a.AllowedOrigins {
-		if o == "" || strings.ContainsAny(o, " \t\r\n,") {
-			v.add(indexPath(op, i), `must be an origin (e.g. "https://example.com"), a host pattern (e.g. "*.example.com") or "*", got %q`, o)
-		}
-	}
-
-	for i := range a.Webhooks {
-		v.webhook(&a.Webhooks[i], indexPath(joinPath(path, "webhooks"), i))
-	}
-}
-
-// webhook checks one webhook. The URL and header values are not echoed:
-// they often carry tokens.
-func (v *validator) webhook(w *apps.Webhook, path string) {
-	up := joinPath(path, "url")
-	const want = "must be an http:// or https:// URL"
-	if w.URL == "" {
-		v.add(up, "%s, got nothing", want)
-	} else if u, err := url.Parse(w.URL); err != nil {
-		v.add(up, "%s; it does not parse as a URL", want)
-	} else if u.Scheme != "http" && u.Scheme != "https" {
-		v.add(up, "%s, got scheme %q", want, u.Scheme)
-	} else if u.Host == "" {
-		v.add(up, "%s with a host", want)
-	}
-
-	ep := joinPath(path, "event_types")
-	types := webhookEventTypes()
-	if len(w.EventTypes) == 0 {
-		v.add(ep, "must list at least one of %s", strings.Join(types, ", "))
-	}
-	for i, t := range w.EventTypes {
-		if !slices.Contains(types, t) {
-			v.add(indexPath(ep, i), "must be one of %s, got %q", strings.Join(types, ", "), t)
-		}
-	}
-
-	v.webhookOverrides(w, path)
-
-	hp := joinPath(path, "headers")
-	names := make([]string, 0, len(w.Headers))
-	for name := range w.Headers {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		p := joinPath(hp, safeKey(name))
-		switch canon := http.CanonicalHeaderKey(name); {
-		case !validHeaderName(name):
-			v.add(p, "%q is not a valid HTTP header name", safeKey(name))
-		case reservedWebhookHeader(canon):
-			v.add(p, "is set by Herald on every webhook and cannot be overridden")
-		case strings.ContainsAny(w.Headers[name], "\r\n\x00"):
-			v.add(p, "value must not contain line breaks or NUL bytes")
-		}
-	}
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
+	v.laravelRedis(a.LaravelRedis, joinPath(path, "laravel_redis"))
 }

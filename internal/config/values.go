@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-ws/herald/internal/apps"
 )
 
 var (
@@ -30,13 +32,20 @@ type rule struct {
 }
 
 // ruleFor returns the rule of a key (the last segment of its path), if any.
-// Keys are unique across the top level and the app level.
+// Keys are unique across the top level and the app level; the per-app
+// rules belong to internal/apps (apps.RuleFor), shared with every store.
 func ruleFor(key string) (rule, bool) {
 	const (
 		durHint = ` (e.g. "30s", "2m", or 30 for seconds)`
 		maxInt  = math.MaxInt
 	)
 	if r, ok := webhookRule(key); ok {
+		return r, true
+	}
+	if r, ok := apps.RuleFor(key); ok {
+		return rule{expect: r.Expect, min: r.Min, max: r.Max, minusOne: r.MinusOne, zeroHint: r.ZeroHint, oneOf: r.OneOf}, true
+	}
+	if r, ok := restartRule(key); ok {
 		return r, true
 	}
 	switch key {
@@ -54,29 +63,26 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
 	case "tls_reload_interval":
 		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
+	case "apps_cache_ttl":
+		return rule{expect: "a duration between 100ms and 10m" + durHint, min: int64(100 * time.Millisecond), max: int64(10 * time.Minute)}, true
 	case "handshake_timeout":
 		return rule{expect: "a duration between 1s and 5m" + durHint, min: int64(time.Second), max: int64(5 * time.Minute)}, true
 	case "ip_connections_burst":
 		return rule{expect: "a positive number", min: 1, max: maxInt}, true
-	case "max_node_connections", "ip_connections_per_second", "max_channels_per_connection":
+	case "max_node_connections", "ip_connections_per_second":
 		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
 	case "memory_limit_mb":
 		return rule{expect: "0 (GOMEMLIMIT, else the cgroup limit) or a size in MB", min: 0, max: maxKB}, true
+	case "outbound_budget_mb":
+		return rule{expect: "-1 (no budget), 0 (a quarter of the memory limit) or a size in MB", min: 0, max: maxKB, minusOne: true}, true
+	case "connection_messages_per_second":
+		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
+	case "connection_messages_burst", "connection_pending_messages", "max_workers":
+		return rule{expect: "a positive number", min: 1, max: maxInt}, true
 	case "memory_guard_percent":
 		return rule{expect: "-1 (off) or a percentage between 1 and 100", min: 1, max: 100, minusOne: true}, true
-	case "activity_timeout", "user_authentication_timeout":
-		return rule{expect: "a duration between 1s and 1h" + durHint, min: int64(time.Second), max: int64(time.Hour)}, true
-	case "max_request_body_kb", "max_message_size_kb", "write_queue_kb",
-		"max_presence_member_size_kb", "max_event_payload_kb":
+	case "max_request_body_kb", "max_message_size_kb", "write_queue_kb":
 		return rule{expect: "a size in KB between 1 and 1048576", min: 1, max: maxKB}, true
-	case "max_connections", "max_backend_events_per_second", "max_read_requests_per_second":
-		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
-	case "client_events_per_second":
-		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true,
-			zeroHint: " (to turn client events off, set enable_client_messages: false)"}, true
-	case "max_presence_members", "max_channel_name_length", "max_event_channels_at_once",
-		"max_event_name_length", "max_event_batch_size":
-		return rule{expect: "a positive number", min: 1, max: maxInt}, true
 	}
 	return rule{}, false
 }

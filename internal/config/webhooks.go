@@ -1,25 +1,23 @@
 package config
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
 )
 
-// Limits of the webhook settings: wide enough for any sane deployment,
-// narrow enough to catch a missing unit or an extra digit.
+// Limits of the webhook settings, shared with the per-target overrides
+// (apps.RuleFor).
 const (
-	webhookMaxBatch   = 1000
-	webhookMinTimeout = 100 * time.Millisecond
-	webhookMaxTimeout = 5 * time.Minute
-	webhookMaxRetry   = 24 * time.Hour
+	webhookMaxBatch   = apps.WebhookMaxBatch
+	webhookMinTimeout = apps.WebhookMinTimeout
+	webhookMaxTimeout = apps.WebhookMaxTimeout
+	webhookMaxRetry   = apps.WebhookMaxRetry
 	webhookMaxQueue   = 10_000_000
 )
 
-// webhookRule is the range of a webhook key, server-wide (webhook_*) or per
-// target (apps[].webhooks[].batch_size, timeout, retry_for; 0 there means
-// the server's value).
+// webhookRule is the range of a server-wide webhook_* key; the per-target
+// overrides are apps.RuleFor's.
 func webhookRule(key string) (rule, bool) {
 	const durHint = ` (e.g. "4s", "500ms", or 4 for seconds)`
 	dur := func(lo, hi time.Duration, what string) rule {
@@ -42,13 +40,6 @@ func webhookRule(key string) (rule, bool) {
 		return rule{expect: "a number between 1 and 1024", min: 1, max: 1024}, true
 	case "webhook_presence_delay":
 		return dur(0, time.Minute, "0s (no delay) or a duration up to 1m"), true
-	// Per target: 0 keeps the server's setting.
-	case "batch_size":
-		return rule{expect: "0 (webhook_batch_size) or a number of events between 1 and 1000", min: 0, max: webhookMaxBatch}, true
-	case "timeout":
-		return rule{expect: "0 (webhook_timeout) or a duration between 100ms and 5m" + durHint, min: 0, max: int64(webhookMaxTimeout)}, true
-	case "retry_for":
-		return rule{expect: "0 (webhook_retry_for) or a duration between 1s and 24h" + durHint, min: 0, max: int64(webhookMaxRetry)}, true
 	}
 	return rule{}, false
 }
@@ -85,27 +76,4 @@ func (v *validator) webhookSettings(c *Config) {
 	if c.WebhookBackoffMax < c.WebhookBackoffMin {
 		v.add("webhook_backoff_max", "must be at least webhook_backoff_min (%s), got %s", c.WebhookBackoffMin, c.WebhookBackoffMax)
 	}
-}
-
-// webhookOverrides checks a target's batch_size, timeout and retry_for.
-func (v *validator) webhookOverrides(w *apps.Webhook, path string) {
-	check := func(key string, n, lo int64, show string) {
-		r, _ := webhookRule(key)
-		if n != 0 && (n < lo || n > r.max) {
-			v.add(joinPath(path, key), "must be %s, got %s", r.expect, show)
-		}
-	}
-	check("batch_size", int64(w.BatchSize), 1, strconv.Itoa(w.BatchSize))
-	check("timeout", int64(w.Timeout), int64(webhookMinTimeout), w.Timeout.String())
-	check("retry_for", int64(w.RetryFor), int64(time.Second), w.RetryFor.String())
-}
-
-// reservedWebhookHeader reports whether Herald sets the header on every
-// webhook itself (a target's headers cannot override it).
-func reservedWebhookHeader(canonical string) bool {
-	switch canonical {
-	case "Content-Type", "X-Pusher-Key", "X-Pusher-Signature", "X-Herald-Batch-Id", "Content-Length", "Host", "Transfer-Encoding":
-		return true
-	}
-	return false
 }

@@ -60,6 +60,9 @@ type Options struct {
 	Token string
 	// Apps lists the apps the dashboard shows.
 	Apps apps.Store
+	// Admin is the write side of the apps store for the Apps page
+	// (appsapi.go); the zero value is read-only.
+	Admin AppsAdmin
 	// Hub answers channel and presence queries and publishes test events.
 	Hub Hub
 	// Totals reads an app's running totals (metrics).
@@ -167,6 +170,7 @@ func (d *Dashboard) routes() {
 	m.HandleFunc("GET "+p+"/api/apps/{id}/channels/{channel}/members", d.auth(d.members))
 	m.HandleFunc("GET "+p+"/api/apps/{id}/log", d.auth(d.eventLog))
 	m.HandleFunc("POST "+p+"/api/apps/{id}/events", d.auth(d.sendEvent))
+	d.adminRoutes(m, p)
 	m.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Not found")
 	})

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
@@ -118,76 +117,34 @@ type event struct {
 	info infoSet
 }
 
-// validateEvent applies the §7.3 rules. where prefixes field names in
-// messages ("batch[2].").
+// validateEvent reads a trigger or batch item: the wire format here, the
+// rules and limits in hub.ValidatePublish (shared with every other way
+// events come in). where prefixes field names in messages ("batch[2].").
 func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 	var ev event
 	if we.Name == nil || *we.Name == "" {
 		return ev, badRequest("Missing required field %q", where+"name")
 	}
-	name := *we.Name
-	if max := app.MaxEventNameLength; max > 0 && len(name) > max {
-		if n := utf8.RuneCountInString(name); n > max {
-			return ev, overLimit(LimitEventNameLength, badRequest("Field %q is too long: %d characters, the maximum is %d", where+"name", n, max))
-		}
-	}
 	if we.Data == nil {
 		return ev, badRequest("Missing required field %q (a string; it may be empty)", where+"data")
 	}
-	data := *we.Data
-	if max := app.MaxEventPayloadBytes(); max > 0 && len(data) > max {
-		msg := "The data content of this event exceeds the allowed maximum (" + strconv.Itoa(max) + " bytes)"
-		if where != "" {
-			msg = strings.TrimSuffix(where, ".") + ": " + msg
-		}
-		return ev, &apiError{status: http.StatusRequestEntityTooLarge, msg: msg, limit: LimitEventPayload}
-	}
-
 	var channels []string
 	switch {
 	case we.Channels != nil && we.Channel != nil:
 		return ev, badRequest("Give either %q or %q, not both", where+"channels", where+"channel")
 	case we.Channels != nil:
 		channels = *we.Channels
-		if len(channels) == 0 {
-			return ev, badRequest("Field %q must list at least one channel", where+"channels")
-		}
 	case we.Channel != nil:
 		channels = []string{*we.Channel}
 	default:
 		return ev, badRequest("Missing required field %q (or %q)", where+"channels", where+"channel")
 	}
-	if max := app.MaxEventChannelsAtOnce; max > 0 && len(channels) > max {
-		return ev, overLimit(LimitEventChannels, badRequest("Too many channels in %q: %d, the maximum is %d", where+"channels", len(channels), max))
+	req := hub.PublishRequest{Name: *we.Name, Channels: channels, Data: *we.Data}
+	if we.SocketID != nil {
+		req.ExceptSocketID = *we.SocketID
 	}
-	for i, ch := range channels {
-		if err := protocol.ValidateChannelName(ch, app.MaxChannelNameLength); err != nil {
-			field := where + "channel"
-			if we.Channels != nil {
-				field = where + "channels[" + strconv.Itoa(i) + "]"
-			}
-			e := badRequest("Field %q: %s", field, err.Error())
-			if max := app.MaxChannelNameLength; max > 0 && len(ch) > max {
-				e.limit = LimitChannelNameLength
-			}
-			return ev, e
-		}
-	}
-	channels = dedupe(channels)
-	if len(channels) > 1 {
-		for _, ch := range channels {
-			if protocol.Classify(ch).IsEncrypted() {
-				return ev, badRequest("Encrypted channel %q must be triggered alone, not with %d other channels", ch, len(channels)-1)
-			}
-		}
-	}
-
-	var socketID string
-	if we.SocketID != nil && *we.SocketID != "" {
-		socketID = *we.SocketID
-		if !protocol.ValidSocketID(socketID) {
-			return ev, badRequest("Field %q must be a socket id such as \"1234.5678\", got %q", where+"socket_id", clip(socketID))
-		}
+	if pe := hub.ValidatePublish(app, &req); pe != nil {
+		return ev, publishError(pe, &req, where, we.Channels != nil)
 	}
 	if we.Info != nil {
 		set, err := parseInfo(*we.Info, infoUserCount|infoSubscriptionCount, where+"info")
@@ -196,38 +153,46 @@ func validateEvent(we *wireEvent, app *apps.App, where string) (event, error) {
 		}
 		ev.info = set
 	}
-	ev.req = hub.PublishRequest{Name: name, Channels: channels, Data: data, ExceptSocketID: socketID}
+	ev.req = req
 	return ev, nil
 }
 
-// dedupe removes repeated channel names, keeping the first of each, so that
-// no subscriber receives an event twice. It reuses list when it can.
-func dedupe(list []string) []string {
-	if len(list) < 2 {
-		return list
-	}
-	out := list[:1]
-	if len(list) <= 16 {
-	outer:
-		for _, ch := range list[1:] {
-			for _, seen := range out {
-				if seen == ch {
-					continue outer
-				}
-			}
-			out = append(out, ch)
+// publishError words a refusal of hub.ValidatePublish as the HTTP API
+// answers it (§7.3): the field at fault by its JSON name, 413 for data
+// over the limit, 400 otherwise. list is whether the channels came as
+// "channels" (a list) rather than "channel".
+func publishError(pe *hub.PublishError, req *hub.PublishRequest, where string, list bool) *apiError {
+	var e *apiError
+	switch pe.Problem {
+	case hub.NoEventName:
+		e = badRequest("Missing required field %q", where+"name")
+	case hub.EventNameTooLong:
+		e = badRequest("Field %q is too long: %d characters, the maximum is %d", where+"name", pe.Got, pe.Max)
+	case hub.DataTooLarge:
+		msg := "The data content of this event exceeds the allowed maximum (" + strconv.Itoa(pe.Max) + " bytes)"
+		if where != "" {
+			msg = strings.TrimSuffix(where, ".") + ": " + msg
 		}
-		return out
-	}
-	seen := make(map[string]struct{}, len(list))
-	seen[list[0]] = struct{}{}
-	for _, ch := range list[1:] {
-		if _, dup := seen[ch]; !dup {
-			seen[ch] = struct{}{}
-			out = append(out, ch)
+		e = &apiError{status: http.StatusRequestEntityTooLarge, msg: msg}
+	case hub.NoChannels:
+		e = badRequest("Field %q must list at least one channel", where+"channels")
+	case hub.TooManyChannels:
+		e = badRequest("Too many channels in %q: %d, the maximum is %d", where+"channels", pe.Got, pe.Max)
+	case hub.BadChannelName:
+		field := where + "channel"
+		if list {
+			field = where + "channels[" + strconv.Itoa(pe.Index) + "]"
 		}
+		e = badRequest("Field %q: %s", field, pe.Err.Error())
+	case hub.EncryptedNotAlone:
+		e = badRequest("Encrypted channel %q must be triggered alone, not with %d other channels", req.Channels[pe.Index], pe.Got-1)
+	case hub.BadSocketID:
+		e = badRequest("Field %q must be a socket id such as \"1234.5678\", got %q", where+"socket_id", clip(req.ExceptSocketID))
+	default:
+		e = badRequest("%s", pe.Error())
 	}
-	return out
+	e.limit = pe.Limit
+	return e
 }
 
 // counts is the per-channel info object of trigger, batch and list
@@ -275,6 +240,9 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request, c *call) error
 	}
 	ev, err := validateEvent(&we, c.app, "")
 	if err != nil {
+		return err
+	}
+	if err := h.backpressure(w); err != nil {
 		return err
 	}
 	if err := h.allow(w, c, rateBackend, len(ev.req.Channels)); err != nil {
@@ -325,6 +293,9 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, c *call) error {
 		events[i] = ev
 		points += len(ev.req.Channels)
 		anyInfo = anyInfo || ev.info != 0
+	}
+	if err := h.backpressure(w); err != nil {
+		return err
 	}
 	if err := h.allow(w, c, rateBackend, points); err != nil {
 		return err

@@ -80,12 +80,24 @@ type Options struct {
 	// Ready reports readiness for GET /ready: nil means ready, an error
 	// (its text is the reason) answers 503. A nil Ready is always ready.
 	Ready func() error
+	// Degraded, when set and not "", is added to a ready answer as
+	// "degraded": the node serves, but something it depends on is failing
+	// (the apps store: known apps keep working from the cache). It does
+	// not turn /ready to 503, which would take every node out of a load
+	// balancer for an outage they ride out.
+	Degraded func() string
 	// Logger receives errors and recovered panics (discarded when nil).
 	Logger *slog.Logger
 	// Refusals, when set, is told of every request a limit refused.
 	Refusals Refusals
 	// Recorder counts requests and refusals (nil: not counted).
 	Recorder Recorder
+	// RateLimits are the per-app buckets the rate limits spend from,
+	// shared with the other ways events come in (nil: the handler's own).
+	RateLimits *hub.RateLimits
+	// Backpressure, when set, refuses publishes with 503 while the node
+	// is saturated (backpressure.go).
+	Backpressure Backpressure
 }
 
 // Defaults applied by New for zero Options fields.
@@ -103,11 +115,13 @@ type handler struct {
 	window   time.Duration
 	now      func() time.Time
 	ready    func() error
+	degraded func() string
 	log      *slog.Logger
 	refuse   Refusals
 	recorder Recorder
 	mux      *http.ServeMux
-	limits   limiterSet
+	limits   *hub.RateLimits
+	pressure Backpressure
 }
 
 // New returns the HTTP API handler. It panics when o.Apps or o.Hub is nil.
@@ -123,9 +137,11 @@ func New(o Options) http.Handler {
 		window:   o.TimestampWindow,
 		now:      o.Now,
 		ready:    o.Ready,
+		degraded: o.Degraded,
 		log:      o.Logger,
 		refuse:   o.Refusals,
 		recorder: o.Recorder,
+		pressure: o.Backpressure,
 		mux:      http.NewServeMux(),
 	}
 	if h.maxBody == 0 {
@@ -140,7 +156,10 @@ func New(o Options) http.Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	h.limits.m = make(map[string]*appLimiter)
+	h.limits = o.RateLimits
+	if h.limits == nil {
+		h.limits = new(hub.RateLimits)
+	}
 	h.routes()
 	return h
 }
@@ -296,6 +315,15 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, struct {
 				Status string `json:"status"`
 			}{err.Error()})
+			return
+		}
+	}
+	if h.degraded != nil {
+		if why := h.degraded(); why != "" {
+			writeJSON(w, http.StatusOK, struct {
+				Status   string `json:"status"`
+				Degraded string `json:"degraded"`
+			}{"ready", why})
 			return
 		}
 	}

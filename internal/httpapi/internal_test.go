@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -33,26 +32,6 @@ func TestNormalizePrefix(t *testing.T) {
 	for in, want := range map[string]string{"": "", "/": "", "/ws": "/ws", "/ws/": "/ws", "ws": "/ws", "/a/b//": "/a/b"} {
 		if got := normalizePrefix(in); got != want {
 			t.Errorf("normalizePrefix(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestDedupe(t *testing.T) {
-	var many, wantMany []string
-	for i := range 40 {
-		many = append(many, string(rune('a'+i%20)))
-	}
-	for i := range 20 {
-		wantMany = append(wantMany, string(rune('a'+i)))
-	}
-	for _, c := range []struct{ in, want []string }{
-		{nil, nil},
-		{[]string{"a"}, []string{"a"}},
-		{[]string{"a", "b", "a", "c", "b"}, []string{"a", "b", "c"}},
-		{many, wantMany},
-	} {
-		if got := dedupe(append([]string(nil), c.in...)); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("dedupe(%v) = %v, want %v", c.in, got, c.want)
 		}
 	}
 }

@@ -16,8 +16,10 @@ import (
 // messages with HandleMessage (serially), reports activity with Touch and
 // the end of the socket with Disconnected.
 type Client struct {
-	hub  *Hub
-	app  *apps.App
+	hub *Hub
+	// app is swapped by UpdateApp when the app's settings change (a
+	// rotated secret, new limits) while the connection is open.
+	app  atomic.Pointer[apps.App]
 	conn Conn
 	id   string
 
@@ -55,7 +57,7 @@ type subscription struct {
 func (c *Client) SocketID() string { return c.id }
 
 // App is the client's app.
-func (c *Client) App() *apps.App { return c.app }
+func (c *Client) App() *apps.App { return c.app.Load() }
 
 // Touch records inbound activity (any frame, including control frames).
 func (c *Client) Touch() {
@@ -154,7 +156,7 @@ func (c *Client) subscriptionError(channel, typ, msg string, status int) {
 }
 
 func (c *Client) subscribe(s protocol.Subscribe) {
-	h, app := c.hub, c.app
+	h, app := c.hub, c.app.Load()
 	name := s.Channel
 	if err := protocol.ValidateChannelName(name, app.MaxChannelNameLength); err != nil {
 		if len(name) > app.MaxChannelNameLength {
@@ -316,10 +318,10 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 func (c *Client) sendCache(name string) {
 	h := c.hub
 	ctx, cancel := h.stateCtx()
-	ev, _, ok, err := h.state.Cache(ctx, c.app.ID, name)
+	ev, _, ok, err := h.state.Cache(ctx, c.app.Load().ID, name)
 	cancel()
 	if err != nil {
-		h.log.Warn("cache lookup failed", "app", c.app.ID, "channel", name, "err", err)
+		h.log.Warn("cache lookup failed", "app", c.app.Load().ID, "channel", name, "err", err)
 	}
 	if ok {
 		c.send(protocol.Event(ev.Event, name, ev.Data))
@@ -327,7 +329,7 @@ func (c *Client) sendCache(name string) {
 	}
 	c.send(protocol.CacheMiss(name))
 	if o := h.opt.Observer; o != nil {
-		o.CacheMiss(c.app.ID, name)
+		o.CacheMiss(c.app.Load().ID, name)
 	}
 }
 
@@ -343,7 +345,7 @@ func (c *Client) unsubscribe(name string) {
 
 // leave removes c from channel name everywhere and sends what follows.
 func (h *Hub) leave(c *Client, name string, sub *subscription) {
-	app := c.app
+	app := c.app.Load()
 	k := chanKey{app.ID, name}
 	if sub.kind.IsPresence() {
 		unlock := h.lockPresence(k)
@@ -401,7 +403,7 @@ func (c *Client) Disconnected() {
 }
 
 func (c *Client) signin(s protocol.Signin) {
-	app := c.app
+	app := c.app.Load()
 	if err := protocol.VerifyToken(app.Key, app.Secret, s.Auth, protocol.UserAuthString(c.id, s.UserData)); err != nil {
 		c.closeWith(protocol.CodeUnauthorized, "Connection not authorized: "+err.Error())
 		return
@@ -434,7 +436,7 @@ func (c *Client) signin(s protocol.Signin) {
 // allowClientEvent applies the per-connection token bucket: rate per
 // second, burst of the same size.
 func (c *Client) allowClientEvent() bool {
-	rate := float64(c.app.ClientEventsPerSecond)
+	rate := float64(c.app.Load().ClientEventsPerSecond)
 	if rate < 0 {
 		return true
 	}
@@ -456,7 +458,7 @@ func (c *Client) allowClientEvent() bool {
 }
 
 func (c *Client) clientEvent(m protocol.Message) {
-	app, h := c.app, c.hub
+	app, h := c.app.Load(), c.hub
 	if !app.EnableClientMessages {
 		c.sendError(protocol.CodeClientEventRejected, "The app does not have client messaging enabled.")
 		return
@@ -507,7 +509,7 @@ func (c *Client) clientEvent(m protocol.Message) {
 // and tells watchers.
 func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 	h.userInterest(c, u.ID, true)
-	k := userKey{c.app.ID, u.ID}
+	k := userKey{c.app.Load().ID, u.ID}
 	h.usersMu.Lock()
 	set := h.users[k]
 	first := len(set) == 0
@@ -516,7 +518,7 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 		h.users[k] = set
 	}
 	set[c] = struct{}{}
-	if first && c.app.EnableWatchlistEvents && len(h.watchers[k]) > 0 {
+	if first && c.app.Load().EnableWatchlistEvents && len(h.watchers[k]) > 0 {
 		// Sent under usersMu (Send never blocks) so that no notice reaches
 		// a watcher after userOffline has removed it.
 		f := h.frame(protocol.Watchlist([]protocol.WatchlistEvent{{Name: "online", UserIDs: []string{u.ID}}}))
@@ -525,9 +527,9 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 		}
 	}
 	var online, offline []string
-	if c.app.EnableWatchlistEvents && len(u.Watchlist) > 0 {
+	if c.app.Load().EnableWatchlistEvents && len(u.Watchlist) > 0 {
 		for _, id := range u.Watchlist {
-			wk := userKey{c.app.ID, id}
+			wk := userKey{c.app.Load().ID, id}
 			ws := h.watchers[wk]
 			if ws == nil {
 				ws = make(map[*Client]struct{}, 1)
@@ -546,7 +548,7 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 	if success != nil {
 		c.send(success)
 	}
-	if c.app.EnableWatchlistEvents {
+	if c.app.Load().EnableWatchlistEvents {
 		if len(online)+len(offline) > 0 {
 			var evs []protocol.WatchlistEvent
 			if len(online) > 0 {
@@ -564,7 +566,7 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 // user's last. With unwatchOnly (the socket signs in again as the same user,
 // which is not going offline) it only forgets the socket's old watchlist.
 func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
-	k := userKey{c.app.ID, u.ID}
+	k := userKey{c.app.Load().ID, u.ID}
 	h.usersMu.Lock()
 	last := false
 	if !unwatchOnly {
@@ -574,7 +576,7 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 			delete(h.users, k)
 		}
 	}
-	if last && c.app.EnableWatchlistEvents && len(h.watchers[k]) > 0 {
+	if last && c.app.Load().EnableWatchlistEvents && len(h.watchers[k]) > 0 {
 		// Under usersMu, as in userOnline.
 		f := h.frame(protocol.Watchlist([]protocol.WatchlistEvent{{Name: "offline", UserIDs: []string{u.ID}}}))
 		for w := range h.watchers[k] {
@@ -584,7 +586,7 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 		}
 	}
 	for _, id := range u.Watchlist {
-		wk := userKey{c.app.ID, id}
+		wk := userKey{c.app.Load().ID, id}
 		if ws := h.watchers[wk]; ws != nil {
 			delete(ws, c)
 			if len(ws) == 0 {
@@ -603,8 +605,8 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 func (h *Hub) userInterest(c *Client, userID string, on bool) {
 	if b := h.opt.Broker; b != nil {
 		ctx, cancel := h.stateCtx()
-		if err := b.UserInterest(ctx, c.app.ID, userID, on); err != nil {
-			h.log.Warn("broker: user interest", "app", c.app.ID, "user", userID, "on", on, "err", err)
+		if err := b.UserInterest(ctx, c.app.Load().ID, userID, on); err != nil {
+			h.log.Warn("broker: user interest", "app", c.app.Load().ID, "user", userID, "on", on, "err", err)
 		}
 		cancel()
 	}
@@ -612,13 +614,13 @@ func (h *Hub) userInterest(c *Client, userID string, on bool) {
 		ctx, cancel := h.stateCtx()
 		var err error
 		if on {
-			_, _, err = us.UserOnline(ctx, c.app.ID, userID, c.id)
+			_, _, err = us.UserOnline(ctx, c.app.Load().ID, userID, c.id)
 		} else {
-			_, _, err = us.UserOffline(ctx, c.app.ID, userID, c.id)
+			_, _, err = us.UserOffline(ctx, c.app.Load().ID, userID, c.id)
 		}
 		cancel()
 		if err != nil {
-			h.log.Warn("state: user sockets", "app", c.app.ID, "user", userID, "on", on, "err", err)
+			h.log.Warn("state: user sockets", "app", c.app.Load().ID, "user", userID, "on", on, "err", err)
 		}
 	}
 }
@@ -647,4 +649,20 @@ func (h *Hub) userClients(appID, user string) []*Client {
 		out = append(out, c)
 	}
 	return out
+}
+
+// RateLimited answers a message the transport refused because the
+// connection sends faster than its message rate: a subscribe fails with
+// pusher:subscription_error (LimitReached, 4301), so that the client's
+// subscription ends instead of waiting forever; anything else gets
+// pusher:error 4301. The socket stays.
+func (c *Client) RateLimited(data []byte) {
+	const msg = "Rate limit exceeded: too many messages, try again later"
+	if m, err := protocol.DecodeMessage(data); err == nil && m.Event == protocol.EventSubscribe {
+		if s, err := protocol.DecodeSubscribe(m.Data); err == nil {
+			c.subscriptionError(s.Channel, "LimitReached", msg, protocol.CodeClientEventRejected)
+			return
+		}
+	}
+	c.sendError(protocol.CodeClientEventRejected, msg)
 }

@@ -211,7 +211,8 @@ func (h *Hub) Connect(app *apps.App, conn Conn) (*Client, error) {
 	h.connMu.Unlock()
 
 	now := h.now()
-	c := &Client{hub: h, app: app, conn: conn}
+	c := &Client{hub: h, conn: conn}
+	c.app.Store(app)
 	c.lastSeen.Store(now.UnixNano())
 	if app.EnableUserAuthentication {
 		c.authDeadline = now.Add(app.UserAuthenticationTimeout).UnixNano()
@@ -260,12 +261,12 @@ func (h *Hub) removeClient(c *Client) {
 	delete(sh.m, c.id)
 	sh.mu.Unlock()
 	h.connMu.Lock()
-	if h.conns[c.app.ID]--; h.conns[c.app.ID] <= 0 {
-		delete(h.conns, c.app.ID)
+	if h.conns[c.app.Load().ID]--; h.conns[c.app.Load().ID] <= 0 {
+		delete(h.conns, c.app.Load().ID)
 	}
 	h.connMu.Unlock()
 	if o := h.opt.Observer; o != nil {
-		o.ConnectionClosed(c.app.ID)
+		o.ConnectionClosed(c.app.Load().ID)
 	}
 }
 

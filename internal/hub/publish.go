@@ -268,7 +268,7 @@ func (h *Hub) Reregister(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		app := e.c.app
+		app := e.c.app.Load()
 		k := chanKey{app.ID, e.name}
 		var unlock func()
 		if e.sub.kind.IsPresence() {
@@ -296,8 +296,8 @@ func (h *Hub) Reregister(ctx context.Context) {
 				continue
 			}
 			sctx, cancel := context.WithTimeout(ctx, h.opt.StateTimeout)
-			if _, _, err := us.UserOnline(sctx, c.app.ID, u.ID, c.id); err != nil {
-				h.log.Warn("reregister: user sockets", "app", c.app.ID, "user", u.ID, "err", err)
+			if _, _, err := us.UserOnline(sctx, c.app.Load().ID, u.ID, c.id); err != nil {
+				h.log.Warn("reregister: user sockets", "app", c.app.Load().ID, "user", u.ID, "err", err)
 			}
 			cancel()
 		}

@@ -17,6 +17,8 @@ const (
 	LimitEventNameLength       = "max_event_name_length"
 	LimitChannelNameLength     = "max_channel_name_length"
 	LimitEventPayload          = "max_event_payload_kb"
+	LimitEventChannels         = "max_event_channels_at_once"
+	LimitBackendEvents         = "max_backend_events_per_second"
 )
 
 func (h *Hub) refused(appID, limit string) {

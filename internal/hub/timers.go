@@ -144,7 +144,7 @@ func (h *Hub) checkTimers(c *Client, now int64) int64 {
 		}
 		sooner(c.authDeadline)
 	}
-	timeout := int64(c.app.ActivityTimeout)
+	timeout := int64(c.app.Load().ActivityTimeout)
 	if timeout <= 0 {
 		return next
 	}

@@ -54,7 +54,8 @@ type Options struct {
 	Reader          string // readerEpoll or readerGoroutine
 	Progress        time.Duration
 	CPUProfile      string
-	Noise           noiseOptions // background noise (probes.go)
+	Noise           noiseOptions   // background noise (probes.go)
+	Hostile         hostileOptions // fanout: hostile clients beside (hostile.go)
 
 	sources []netip.Addr
 	urls    []string // URL split
@@ -143,6 +144,7 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 		fs.IntVar(&o.ChannelsPerEvt, "channels-per-event", o.ChannelsPerEvt, "channels named in each event's \"channels\" array (max 100)")
 		fs.DurationVar(&o.Settle, "settle", 0, "wait after the last subscription before publishing")
 		o.Settle = 0
+		o.Hostile.register(fs)
 	case "churn":
 		fs.IntVar(&o.Conns, "conns", o.Conns, "concurrent workers, each looping connect, subscribe, unsubscribe, disconnect")
 		fs.IntVar(&o.Conns, "workers", o.Conns, "same as --conns")

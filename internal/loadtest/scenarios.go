@@ -147,6 +147,14 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	subs := append([]int64(nil), cs.subsPerChannel...)
 	cs.mu.Unlock()
 
+	if o.Hostile.any() {
+		hr := startHostile(ctx, o, o.Hostile)
+		defer func() {
+			for k, v := range hr.stop() {
+				res.Params[k] = v
+			}
+		}()
+	}
 	apis := make([]*apiClient, len(o.apis))
 	for i, base := range o.apis {
 		apis[i] = newAPIClient(o, base, o.Publishers)

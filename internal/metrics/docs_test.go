@@ -14,7 +14,7 @@ import (
 // so that it is gathered.
 func allFamilies(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(Options{Channels: fakeChannels{{"a", "orders", 1}}, RedisHealthy: func() error { return nil }})
+	m := New(Options{Channels: fakeChannels{{"a", "orders", 1}}, RedisHealthy: func() error { return nil }, Outbound: fakeOutbound{}})
 	s := m.App("a")
 	s.Opened()
 	s.Closed(1000)
@@ -28,6 +28,8 @@ func allFamilies(t *testing.T) map[string]bool {
 	m.Request("a", "POST /apps/{id}/events", 200, time.Millisecond)
 	m.Observer().MemberAdded("a", "presence-x", "1")
 	m.redisDone("get", time.Millisecond, nil)
+	m.Message("a", "published")
+	m.Ingesting("a", true)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -88,3 +90,9 @@ func TestGrafanaDashboardUsesExistingMetrics(t *testing.T) {
 		}
 	}
 }
+
+type fakeOutbound struct{}
+
+func (fakeOutbound) OutboundBytes() int64   { return 1 }
+func (fakeOutbound) OutboundBudget() int64  { return 2 }
+func (fakeOutbound) ShedConnections() int64 { return 3 }

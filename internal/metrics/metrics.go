@@ -38,6 +38,20 @@ type Options struct {
 	// RedisHealthy feeds herald_redis_up (registered only when set): nil
 	// means the Redis engine is reachable.
 	RedisHealthy func() error
+	// Outbound feeds herald_outbound_bytes, herald_outbound_budget_bytes
+	// and herald_shed_connections_total (registered only when set).
+	Outbound OutboundSource
+}
+
+// OutboundSource is the node's outbound budget (the transport), read when
+// /metrics is scraped.
+type OutboundSource interface {
+	// OutboundBytes is what is queued for all connections now.
+	OutboundBytes() int64
+	// OutboundBudget is the budget in bytes (0: none).
+	OutboundBudget() int64
+	// ShedConnections counts the connections closed to stay in budget.
+	ShedConnections() int64
 }
 
 // Metrics holds every Herald metric. It is safe for concurrent use.
@@ -61,6 +75,7 @@ type Metrics struct {
 	httpDur     *prometheus.HistogramVec
 	redisCmds   *prometheus.CounterVec
 	redisDur    *prometheus.HistogramVec
+	ingest      ingestMetrics
 
 	apps sync.Map // app id → *appSeries
 }
@@ -120,8 +135,22 @@ func New(o Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.ingest = newIngestMetrics(m.reg)
 	if o.Channels != nil {
 		m.reg.MustRegister(&channelCollector{src: o.Channels})
+	}
+	if src := o.Outbound; src != nil {
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "outbound_bytes",
+				Help: "Bytes queued for all WebSocket connections of this node (frames not yet taken by the kernel)."},
+				func() float64 { return float64(src.OutboundBytes()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "outbound_budget_bytes",
+				Help: "The node's outbound budget (outbound_budget_mb); 0: none."},
+				func() float64 { return float64(src.OutboundBudget()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "shed_connections_total",
+				Help: "Connections closed with 4100 because the node's outbound budget was spent (largest queues first)."},
+				func() float64 { return float64(src.ShedConnections()) }),
+		)
 	}
 	if o.RedisHealthy != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "redis_up",

@@ -243,6 +243,9 @@ func TestAbuse(t *testing.T) {
 		c.MaxRequestBodyKB = 64
 		c.WriteQueueKB = 64
 		c.HandshakeTimeout = time.Second
+		// Each case floods one connection past the connection message
+		// rate; that limit has tests of its own (abuse_conn_test.go).
+		c.ConnectionMessagesPerSecond = -1
 	})
 	ref := srv.Refusals()
 	w := newWatcher(t, addr)

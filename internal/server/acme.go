@@ -50,7 +50,7 @@ func (s *Server) startACME() error {
 		return nil
 	}
 	if addr := s.cfg.ACMEHTTPAddr; addr != "" {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := s.listen(addr)
 		if err != nil {
 			return fmt.Errorf("acme_http_addr %s: %w", addr, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -90,18 +91,68 @@ func transportLimits(cfg *config.Config, tc *transport.Config, log *slog.Logger)
 		return fmt.Errorf("trusted_proxies: %w", err)
 	}
 	tc.TrustedProxies = tp
-	if cfg.MemoryGuardPercent > 0 {
-		limit := int64(cfg.MemoryLimitMB) << 20
-		if limit == 0 {
-			limit = transport.MemoryLimit()
-		}
-		if limit > 0 {
-			tc.MemoryLimit = limit
-			tc.MemoryGuardPercent = cfg.MemoryGuardPercent
-			log.Info("memory guard", "limit_mb", limit>>20, "refuse_above_percent", cfg.MemoryGuardPercent)
-		}
+	limit, source := transport.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+	switch {
+	case cfg.MemoryGuardPercent <= 0:
+		log.Info("memory guard off (memory_guard_percent: -1)")
+	case limit == 0:
+		log.Warn("memory guard off: no memory limit known (no cgroup limit, GOMEMLIMIT or physical memory size); set memory_limit_mb")
+	default:
+		tc.MemoryLimit = limit
+		tc.MemoryGuardPercent = cfg.MemoryGuardPercent
+		log.Info("memory guard", "limit_mb", limit>>20, "limit_from", source, "refuse_above_percent", cfg.MemoryGuardPercent)
+	}
+	if cfg.ConnectionMessagesPerSecond > 0 {
+		tc.MessagesPerSecond = float64(cfg.ConnectionMessagesPerSecond)
+		tc.MessageBurst = cfg.ConnectionMessagesBurst
+	}
+	tc.MaxPendingMessages = cfg.ConnectionPendingMessages
+	tc.MaxWorkers = cfg.MaxWorkers
+	tc.OutboundBudget = outboundBudget(cfg, limit)
+	if tc.OutboundBudget > 0 {
+		log.Info("outbound budget", "budget_mb", tc.OutboundBudget>>20, "publishes_refused_above_mb", tc.OutboundBudget>>21)
 	}
 	return nil
+}
+
+// defaultOutboundBudget is the outbound budget when no memory limit is
+// known.
+const defaultOutboundBudget = 512 << 20
+
+// outboundBudget is outbound_budget_mb in bytes: by default a quarter of
+// the memory limit, so that queued frames, the copies the socket layer
+// keeps and the rest of the process fit together.
+func outboundBudget(cfg *config.Config, memLimit int64) int64 {
+	switch {
+	case cfg.OutboundBudgetMB < 0:
+		return 0
+	case cfg.OutboundBudgetMB > 0:
+		return int64(cfg.OutboundBudgetMB) << 20
+	case memLimit > 0:
+		return memLimit / 4
+	}
+	return defaultOutboundBudget
+}
+
+// SetGoMemLimit gives the Go runtime a soft memory limit (GOMEMLIMIT) of
+// GoMemLimitPercent of memory_limit_mb or of the cgroup's limit, unless the
+// environment sets GOMEMLIMIT: the garbage collector then works harder
+// near the limit instead of the process being killed at it. It returns the
+// limit set (0: none). It changes the whole process: only main calls it.
+func SetGoMemLimit(cfg *config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) int64 {
+	if v, ok := lookupEnv("GOMEMLIMIT"); ok && v != "" {
+		log.Info("GOMEMLIMIT from the environment", "GOMEMLIMIT", v)
+		return 0
+	}
+	limit, source := transport.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+	if source != transport.MemorySourceConfig && source != transport.MemorySourceCgroup {
+		log.Info("GOMEMLIMIT not set: no memory_limit_mb and no cgroup memory limit")
+		return 0
+	}
+	soft := limit / 100 * transport.GoMemLimitPercent
+	debug.SetMemoryLimit(soft)
+	log.Info("GOMEMLIMIT set", "limit_mb", soft>>20, "percent_of", transport.GoMemLimitPercent, "limit_from", source)
+	return soft
 }
 
 // tlsConfig serves the configured certificate, reloaded when its files

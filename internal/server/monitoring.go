@@ -23,7 +23,7 @@ import (
 // buildMetrics creates the metrics before the parts they measure. The
 // callbacks read s.hub, s.node and s.broker when scraped, after New.
 func (s *Server) buildMetrics() {
-	o := metrics.Options{Channels: channelSource{s}}
+	o := metrics.Options{Channels: channelSource{s}, Outbound: outboundSource{s}}
 	if s.cfg.RedisURL != "" {
 		o.RedisHealthy = func() error {
 			if s.node == nil || s.broker == nil {
@@ -36,6 +36,37 @@ func (s *Server) buildMetrics() {
 		}
 	}
 	s.metrics = metrics.New(o)
+}
+
+// outboundSource lets the metrics and the HTTP API read the transport's
+// outbound budget once it exists.
+type outboundSource struct{ s *Server }
+
+func (o outboundSource) OutboundBytes() int64 {
+	if ws := o.s.ws; ws != nil {
+		return ws.OutboundBytes()
+	}
+	return 0
+}
+
+func (o outboundSource) OutboundBudget() int64 {
+	if ws := o.s.ws; ws != nil {
+		return ws.OutboundBudget()
+	}
+	return 0
+}
+
+func (o outboundSource) ShedConnections() int64 {
+	if ws := o.s.ws; ws != nil {
+		return ws.ShedConnections()
+	}
+	return 0
+}
+
+// Saturated implements httpapi.Backpressure.
+func (o outboundSource) Saturated() bool {
+	ws := o.s.ws
+	return ws != nil && ws.Saturated()
 }
 
 // channelSource lets the metrics read the hub's channels once it exists.
@@ -64,6 +95,7 @@ func (s *Server) buildDashboard(store apps.Store, hopt *hub.Options) error {
 	d, err := dashboard.New(dashboard.Options{
 		Token: token,
 		Apps:  store,
+		Admin: s.appsAdmin(),
 		Hub:   dashboardHub{s},
 		Totals: func(appID string) dashboard.Totals {
 			t := s.metrics.Totals(appID)
@@ -158,7 +190,7 @@ func (s *Server) startMetricsListener() error {
 	if s.cfg.MetricsAddr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	ln, err := s.listen(s.cfg.MetricsAddr)
 	if err != nil {
 		return fmt.Errorf("metrics_addr %s: %w", s.cfg.MetricsAddr, err)
 	}

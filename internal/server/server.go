@@ -21,6 +21,7 @@ import (
 	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/ingest"
 	"github.com/herald-ws/herald/internal/metrics"
 	"github.com/herald-ws/herald/internal/transport"
 	"github.com/herald-ws/herald/internal/webhooks"
@@ -38,8 +39,13 @@ type Server struct {
 	broker *cluster.Broker
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
-	ready    atomic.Bool
-	opts     options
+	// ingest receives what Laravel's redis broadcaster publishes for the
+	// apps with laravel_redis.
+	ingest *ingest.Ingester
+	ready  atomic.Bool
+	// handedOff: a new process holds the listeners and serves (WithHandOff).
+	handedOff atomic.Bool
+	opts      options
 	// refusals counts what the limits refused.
 	refusals *Refusals
 
@@ -53,23 +59,34 @@ type Server struct {
 	metricsLn      net.Listener
 	metricsDone    chan struct{}
 
+	// relay joins the HTTP API to the other process during a restart in
+	// place (relay.go); nil unless WithRelay, and in a cluster.
+	relay *relay
+
 	// acme is the ACME certificate manager and its HTTP-01 listener
 	// (acme.go), when acme_domains is set.
 	acme acmeState
+
+	// appsDB is the database apps store (apps.go), when apps_store names one.
+	appsDB appsState
 }
 
 // New builds a node from cfg. Nothing listens until Run.
 func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	store, err := apps.NewStatic(cfg.Apps)
-	if err != nil {
-		return nil, fmt.Errorf("apps: %w", err)
-	}
-	s := &Server{cfg: cfg, log: log, apps: store, refusals: &Refusals{log: log.With("component", "limits")}}
+	s := &Server{cfg: cfg, log: log, refusals: &Refusals{log: log.With("component", "limits")}}
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	if s.opts.listen == nil {
+		s.opts.listen = net.Listen
+	}
 	s.buildMetrics()
 	s.refusals.metrics = s.metrics
+	store, err := s.buildApps()
+	if err != nil {
+		return nil, err
+	}
+	s.apps = store
 	// One origin for the monotonic clock the hub stamps frames with and
 	// the transport measures delivery latency against.
 	epoch := time.Now()
@@ -99,16 +116,30 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	if s.dash != nil {
 		apiHubOf = apiHub{Hub: s.hub, dash: s.dash}
 	}
+	// One set of rate buckets for every way events come in.
+	limits := new(hub.RateLimits)
+	if err := s.buildIngest(store, apiHubOf, limits); err != nil {
+		return nil, err
+	}
+	// Ingested events are not relayed: during a restart in place both
+	// processes ingest, each for its own clients.
+	if s.opts.relay != nil && s.node == nil {
+		s.relay = &relay{s: s}
+		apiHubOf = relayHub{Hub: apiHubOf, r: s.relay}
+	}
 	api := httpapi.New(httpapi.Options{
 		Apps:            store,
 		Hub:             apiHubOf,
+		RateLimits:      limits,
 		Recorder:        s.metrics,
 		PathPrefix:      cfg.PathPrefix,
 		MaxBodyBytes:    int64(cfg.MaxRequestBodyBytes()),
 		TimestampWindow: cfg.APITimestampWindow,
 		Ready:           s.readiness,
+		Degraded:        s.appsDegraded,
 		Logger:          log.With("component", "httpapi"),
 		Refusals:        s.refusals,
+		Backpressure:    outboundSource{s},
 	})
 	tlsConf, err := s.buildTLS(log.With("component", "tls"))
 	if err != nil {
@@ -116,6 +147,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	}
 	tcfg := transport.Config{
 		Addr:             cfg.Addr(),
+		Listen:           s.opts.listen,
 		PathPrefix:       cfg.PathPrefix,
 		MaxMessageSize:   cfg.MaxMessageSizeBytes(),
 		WriteQueueBytes:  cfg.WriteQueueBytes(),
@@ -178,7 +210,8 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 // queue in Redis on a cluster (pending deliveries survive a node), in
 // memory alone (flushed on shutdown).
 func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
-	wanted := false
+	// Apps in a database may gain a webhook at any time.
+	wanted := s.cfg.DatabaseApps()
 	for _, a := range s.cfg.Apps {
 		wanted = wanted || len(a.Webhooks) > 0
 	}
@@ -222,12 +255,45 @@ func (s *Server) buildWebhooks(store apps.Store, hopt *hub.Options) error {
 	return nil
 }
 
+// buildIngest sets up the ingestion of Laravel's redis broadcaster. It
+// publishes through the HTTP API's way into the hub (so the dashboard
+// sees the events too) and spends from the same rate buckets. On a
+// cluster, one node per app ingests, elected by a lease in the cluster's
+// Redis with the nodes' own lease period.
+func (s *Server) buildIngest(store apps.Store, pub ingest.Publisher, limits *hub.RateLimits) error {
+	o := ingest.Options{
+		Apps:       store,
+		Publisher:  pub,
+		RateLimits: limits,
+		Recorder:   s.metrics,
+		Refusals:   s.refusals,
+		Logger:     s.log.With("component", "ingest"),
+	}
+	if s.node != nil {
+		l, err := ingest.NewLeases(ingest.LeaseOptions{Client: s.node.Client(), Prefix: s.cfg.RedisPrefix, TTL: s.cfg.RedisLease})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		o.Leases = l
+	}
+	in, err := ingest.New(o)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	s.ingest = in
+	return nil
+}
+
 // webhookLease is how long a node holds a webhook batch it is delivering
 // before another may take it: past the longest attempt, so that a slow
 // answer does not cost a duplicate, and short enough that a dead node's
 // batches are soon delivered by the others.
 func webhookLease(cfg *config.Config) time.Duration {
 	longest := cfg.WebhookTimeout
+	if cfg.DatabaseApps() {
+		// Any target may get the longest timeout at run time.
+		longest = apps.WebhookMaxTimeout
+	}
 	for _, a := range cfg.Apps {
 		for _, w := range a.Webhooks {
 			longest = max(longest, w.Timeout)
@@ -249,6 +315,9 @@ func (s *Server) onReap(r cluster.Reaped) {
 }
 
 func (s *Server) readiness() error {
+	if s.handedOff.Load() {
+		return errors.New("handed off to a new process")
+	}
 	if s.hub.Draining() {
 		return errors.New("draining")
 	}
@@ -274,7 +343,9 @@ func (s *Server) Addr() net.Addr { return s.ws.Addr() }
 
 // Run starts the node and serves until ctx is done, then drains: /ready
 // turns false, new connections are refused, open ones are closed with 4200
-// spread over the shutdown timeout, and the listeners stop. started, when
+// spread over the shutdown timeout, and the listeners stop. With
+// WithHandOff, the close of its channel ends the serving too, and the
+// listeners stop accepting before the drain (see handOff). started, when
 // not nil, is called once the node accepts traffic.
 func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
@@ -302,11 +373,27 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 	if s.webhooks != nil {
 		s.webhooks.Start(context.Background())
 	}
+	if s.appsDB.sql != nil {
+		s.migrateApps()
+		defer func() { _ = s.appsDB.sql.Close() }()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.recheckApps(hubCtx)
+		}()
+	}
 	if s.dash != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.dash.Run(hubCtx)
+		}()
+	}
+	if s.relay != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.relay.run(hubCtx, s.opts.relay)
 		}()
 	}
 	if err := s.startMetricsListener(); err != nil {
@@ -330,11 +417,20 @@ func (s *Server) Run(ctx context.Context, started func(addr net.Addr)) error {
 		}
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr(), err)
 	}
+	s.ingest.Start()
 	s.ready.Store(true)
 	if started != nil {
 		started(s.ws.Addr())
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.opts.handOff: // nil without WithHandOff: never
+		s.handOff()
+	}
+
+	// Stop ingesting first: the lease is released, so another node takes
+	// the apps over while this one drains.
+	s.ingest.Close()
 
 	s.log.Info("draining", "window", s.cfg.ShutdownTimeout.String())
 	s.ready.Store(false)

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -104,8 +103,7 @@ func benchFanout(b *testing.B, paced, inproc, stamped bool) {
 	}
 	waitFor(int64(fanoutConns * len(TextFrame(establishedJSON))))
 	b.ReportAllocs()
-	var ru0, ru1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := processCPU()
 	b.ResetTimer()
 	want := received.Load()
 	for b.Loop() {
@@ -123,8 +121,7 @@ func benchFanout(b *testing.B, paced, inproc, stamped bool) {
 	}
 	waitFor(want)
 	b.StopTimer()
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	cpu := processCPU() - cpu0
 	deliveries := float64(b.N) * fanoutConns
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/deliveries, "ns/delivery")
 	b.ReportMetric(deliveries/cpu.Seconds(), "deliveries/cpu-s")
@@ -263,16 +260,4 @@ func raiseNoFile(tb testing.TB, n uint64) {
 	if err := setNoFile(n); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-func setNoFile(n uint64) error {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return err
-	}
-	if rl.Cur >= n {
-		return nil
-	}
-	rl.Cur = min(n, rl.Max)
-	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 }

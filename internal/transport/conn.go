@@ -65,10 +65,24 @@ type wsConn struct {
 	admitted  bool // the session accepted the connection
 	closeCode int  // the first close code sent or received (0: none yet)
 	timer     *time.Timer
+
+	// inbound is the message bucket (inbound.go), used by the
+	// connection's serial job only.
+	inbound msgBucket
+	// dropInput is set when the connection's job list overflowed: what it
+	// sends is no longer read.
+	dropInput atomic.Bool
 }
 
 // Send implements Conn.
 func (c *wsConn) Send(frame []byte, at int64) bool {
+	return c.enqueue(frame, at)
+}
+
+// enqueue queues frame under the connection's byte bound: every frame the
+// server writes (events, protocol replies, pongs) counts, so a client that
+// does not read is cut with 4100 whatever it provokes.
+func (c *wsConn) enqueue(frame []byte, at int64) bool {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -88,6 +102,7 @@ func (c *wsConn) Send(frame []byte, at int64) bool {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
+	c.srv.outbound.add(int64(len(frame)))
 	if c.oldestAt == 0 {
 		// Frames are written in order, so the first stamp queued is the
 		// oldest of the batch it goes out with: a write is measured by
@@ -113,22 +128,6 @@ func (c *wsConn) Close(code int, reason string) {
 	c.mu.Unlock()
 }
 
-// sendControl queues a control frame (pong) outside of the queue bound.
-func (c *wsConn) sendControl(frame []byte) {
-	c.mu.Lock()
-	if c.state != stateOpen {
-		c.mu.Unlock()
-		return
-	}
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
-	sched := c.scheduleLocked()
-	c.mu.Unlock()
-	if sched {
-		c.srv.flushq.push(c)
-	}
-}
-
 // scheduleLocked marks the connection for a flusher when it has something
 // to write, is not already marked and the socket layer has no backlog. The
 // caller pushes it on the flush queue when it returns true.
@@ -150,6 +149,7 @@ func (c *wsConn) startCloseLocked(code int, reason string) {
 	f := closeFrame(code, reason)
 	c.queue = append(c.queue, f)
 	c.queued += len(f)
+	c.srv.outbound.add(int64(len(f)))
 	if c.timer == nil {
 		c.timer = time.AfterFunc(c.srv.closeTimeout, c.forceClose)
 	}
@@ -161,6 +161,7 @@ func (c *wsConn) startCloseLocked(code int, reason string) {
 
 // dropQueueLocked forgets the frames not yet passed to the socket.
 func (c *wsConn) dropQueueLocked() {
+	c.srv.outbound.add(-int64(c.queued))
 	clear(c.queue)
 	c.queue = c.queue[:0]
 	c.queued = 0
@@ -221,6 +222,7 @@ func (c *wsConn) flush(scratch *[]byte) {
 		} else if c.closeSent {
 			// The close handshake is over (peer closed first): nothing
 			// may follow the close frame.
+			c.srv.outbound.add(-int64(n))
 			clear(batch)
 			c.spare = batch[:0]
 			c.mu.Unlock()
@@ -320,6 +322,7 @@ func (c *wsConn) wrote(n int) {
 			left = 0
 		}
 		if c.backlog.CompareAndSwap(old, left) {
+			c.srv.outbound.add(left - old)
 			if c.metrics != nil {
 				c.metrics.BytesOut(n)
 			}
@@ -358,6 +361,8 @@ func (c *wsConn) socketClosed() {
 	}
 	c.state = stateClosed
 	c.dropQueueLocked()
+	// What the socket layer still held is freed with it.
+	c.srv.outbound.add(-c.backlog.Swap(0))
 	c.spare = nil
 	if c.timer != nil {
 		c.timer.Stop()

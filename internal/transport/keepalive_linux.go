@@ -5,7 +5,7 @@ import (
 	"syscall"
 )
 
-// listenConfig sets TCP keepalive (30 s idle, 15 s interval, 4 probes) on
+// listenConfig sets TCP keepalive (keepAlive: 30 s idle, 15 s interval, 4 probes) on
 // the listening socket, from which Linux copies it to every accepted one,
 // instead of per accepted socket (four setsockopt calls each, plus three
 // more that the engine's open hook made: about 8 % of the server's CPU
@@ -17,11 +17,12 @@ func listenConfig() net.ListenConfig {
 		Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
+				ka := keepAlive()
 				for _, o := range [][3]int{
 					{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 30},
-					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 15},
-					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 4},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
 				} {
 					if serr = syscall.SetsockoptInt(int(fd), o[0], o[1], o[2]); serr != nil {
 						return

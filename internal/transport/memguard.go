@@ -69,19 +69,69 @@ func (g *memGuard) runtimeMem() uint64 {
 }
 
 // MemoryLimit returns the memory limit the guard applies when none is
-// configured: GOMEMLIMIT when set, else the cgroup's memory limit (v2,
-// then v1), else 0 (no limit known).
+// configured (see ResolveMemoryLimit), 0 when none is known.
 func MemoryLimit() int64 {
-	if l := debug.SetMemoryLimit(-1); l > 0 && l < math.MaxInt64 {
-		return l
+	l, _ := ResolveMemoryLimit(0)
+	return l
+}
+
+// Where a memory limit came from (ResolveMemoryLimit).
+const (
+	MemorySourceConfig   = "memory_limit_mb"
+	MemorySourceCgroup   = "cgroup"
+	MemorySourceGo       = "GOMEMLIMIT"
+	MemorySourcePhysical = "physical memory"
+)
+
+// ResolveMemoryLimit returns the process's memory limit and where it came
+// from: configured (bytes, when > 0), else the cgroup's limit (v2, then
+// v1), else GOMEMLIMIT, else the machine's physical memory (Linux), else 0
+// and "" (no limit known). The cgroup comes before GOMEMLIMIT because
+// Herald sets GOMEMLIMIT below the cgroup's limit itself.
+func ResolveMemoryLimit(configured int64) (int64, string) {
+	if configured > 0 {
+		return configured, MemorySourceConfig
 	}
 	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
 		if l := readCgroupLimit(f); l > 0 {
-			return l
+			return l, MemorySourceCgroup
 		}
+	}
+	if l := debug.SetMemoryLimit(-1); l > 0 && l < math.MaxInt64 {
+		return l, MemorySourceGo
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if l := parseMemTotal(b); l > 0 {
+			return l, MemorySourcePhysical
+		}
+	}
+	return 0, ""
+}
+
+// parseMemTotal reads MemTotal (in kB) from /proc/meminfo, in bytes.
+func parseMemTotal(b []byte) int64 {
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("MemTotal:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) == 0 {
+			return 0
+		}
+		n, err := strconv.ParseInt(string(f[0]), 10, 64)
+		if err != nil || n <= 0 || n > math.MaxInt64>>10 {
+			return 0
+		}
+		return n << 10
 	}
 	return 0
 }
+
+// GoMemLimitPercent is the share of the memory limit Herald gives the Go
+// runtime as GOMEMLIMIT: the rest is for what the runtime does not count
+// (the kernel's socket buffers, stacks in flight, fragmentation).
+const GoMemLimitPercent = 90
 
 // readCgroupLimit reads a cgroup limit file: "max" or a huge number mean
 // no limit (0).

@@ -38,6 +38,12 @@ const (
 type Config struct {
 	// Addr is the "host:port" to listen on (port 0 picks a free port).
 	Addr string
+	// Listen, when set, opens the listener on Addr instead of a
+	// net.ListenConfig of the server's own. A restart in place passes one
+	// that hands back a socket inherited from the previous process, so the
+	// port never closes. The server sets keep-alive on every accepted
+	// socket itself, whoever made the listener.
+	Listen func(network, addr string) (net.Listener, error)
 	// PathPrefix is "" or "/something": WebSocket clients connect at
 	// PathPrefix+"/app/{key}".
 	PathPrefix string
@@ -96,7 +102,32 @@ type Config struct {
 	// Refusals, when set, is told of every connection refused by a limit
 	// and of every connection closed for breaking one.
 	Refusals Refusals
+
+	// MessagesPerSecond and MessageBurst limit every message a client
+	// sends (text, ping, pong), per connection (0: no limit): see
+	// inbound.go for the answers.
+	MessagesPerSecond float64
+	MessageBurst      int
+	// MaxPendingMessages bounds the messages read from one connection and
+	// not yet handled; past it the connection is closed with 4100 (0:
+	// DefaultMaxPendingMessages, negative: no bound).
+	MaxPendingMessages int
+	// MaxWorkers bounds the goroutines that handle messages and HTTP
+	// requests besides the warm workers (0: DefaultMaxWorkers); past it a
+	// job waits for one to be free.
+	MaxWorkers int
+	// OutboundBudget bounds the bytes queued for all connections together
+	// (0: no budget): past it the connections holding the most are closed
+	// with 4100 until the total is at 3/4 of it, and from half of it on
+	// Saturated reports true.
+	OutboundBudget int64
 }
+
+// Defaults of the inbound bounds.
+const (
+	DefaultMaxPendingMessages = 256
+	DefaultMaxWorkers         = 1024
+)
 
 // Refusals counts what the limits refuse; the metrics package implements
 // it. appID is "" for a limit of the whole server. limit is one of the
@@ -114,6 +145,9 @@ const (
 	LimitRequireTLS      = "require_tls"
 	LimitWriteQueue      = "write_queue_kb"
 	LimitMessageSize     = "max_message_size_kb"
+	LimitMessages        = "connection_messages_per_second"
+	LimitPendingMessages = "connection_pending_messages"
+	LimitOutboundBudget  = "outbound_budget_mb"
 )
 
 // Server serves WebSocket clients and HTTP on one listener.
@@ -148,7 +182,11 @@ type Server struct {
 	settingUp *nbio.Conn   // the socket the accept loop is adding, if any
 	lateClear []*nbio.Conn // upgraded while settingUp: clear their deadline once added
 
+	pool     jobPool
+	outbound *outboundBudget
+
 	slowConsumers atomic.Int64
+	handedOff     atomic.Bool  // StopAccepting was called
 	admitted      atomic.Int64 // connections with a session
 	inflight      atomic.Int64 // HTTP requests being served by Handler
 	iplim         *ipLimiter   // nil: no per-IP limit
@@ -187,6 +225,15 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxPendingMessages == 0 {
+		cfg.MaxPendingMessages = DefaultMaxPendingMessages
+	}
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = DefaultMaxWorkers
+	}
+	if cfg.MessageBurst <= 0 {
+		cfg.MessageBurst = max(int(cfg.MessagesPerSecond), 1)
+	}
 	if cfg.Epoch.IsZero() {
 		cfg.Epoch = time.Now()
 	}
@@ -202,7 +249,9 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		jobs:         make(chan func()),
 		workersQuit:  make(chan struct{}),
 		conns:        make(map[*wsConn]struct{}),
+		outbound:     newOutboundBudget(cfg.OutboundBudget),
 	}
+	s.pool.max = cfg.MaxWorkers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
 	if cfg.IPConnectionsPerSecond > 0 {
@@ -246,19 +295,14 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	// The engine hands accepted sockets to its pollers through epoll, which
 	// the race detector cannot see; this atomic pair (a store when a socket
 	// is added, a load before every read) makes the hand-off visible to it.
-	s.engine.OnData(func(c *nbio.Conn, data []byte) {
-		s.acceptSeq.Load()
-		if s.pollersSeen.Load() != s.allPollers {
-			s.pollersSeen.Or(1 << uint(c.Hash()%s.engine.NPoller))
-		}
-		c.DataHandler()(c, data)
-	})
+	s.engine.OnData(s.onData)
 	s.engine.Engine.OnOpen(func(c *nbio.Conn) {
 		s.acceptSeq.Add(1) // see OnData above
 		s.setupMu.Lock()
 		s.settingUp = c
 		s.setupMu.Unlock()
-		// Accepted sockets have keepalive from the listener (listenConfig).
+		// Accepted sockets have keepalive from the listener (listenConfig), or
+		// from Accept for a listener handed in (Config.Listen).
 	})
 
 	u := websocket.NewUpgrader()
@@ -277,6 +321,12 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	return s, nil
 }
 
+// keepAlive is the TCP keep-alive of accepted sockets: a client gone
+// without a FIN is noticed within about a minute.
+func keepAlive() net.KeepAliveConfig {
+	return net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 15 * time.Second, Count: 4}
+}
+
 // Start starts listening; it returns once the port is bound.
 func (s *Server) Start() error {
 	s.mu.Lock()
@@ -287,8 +337,14 @@ func (s *Server) Start() error {
 	s.started = true
 	s.mu.Unlock()
 	// Bind first: nbio's engine hangs in Start when its listener fails.
-	lc := listenConfig()
-	ln, err := lc.Listen(s.ctx, "tcp", s.cfg.Addr)
+	var ln net.Listener
+	var err error
+	if s.cfg.Listen != nil {
+		ln, err = s.cfg.Listen("tcp", s.cfg.Addr)
+	} else {
+		lc := listenConfig()
+		ln, err = lc.Listen(s.ctx, "tcp", s.cfg.Addr)
+	}
 	if err != nil {
 		s.mu.Lock()
 		s.stopping = true // nothing left for Shutdown to do
@@ -296,38 +352,51 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle}
+	s.ln = &listener{Listener: ln, gate: make(chan struct{}), stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle,
+		setKeepAlive: s.cfg.Listen != nil}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
 		go s.flusher()
 	}
+	s.wg.Add(1)
+	go s.shedder()
 	for i := 0; i < executorWorkers(); i++ {
 		s.execWG.Add(1)
 		go s.worker()
 	}
 	if err := s.engine.Start(); err != nil {
 		// Not reached in practice: the only listener is already bound.
+		close(s.ln.gate)
 		return fmt.Errorf("transport: start: %w", err)
 	}
 	// nbio's pollers clear their stop flag when their loop starts, so an
 	// engine stopped before every poller loop has run never stops (the
 	// loop spins on the stop event). Start returns only once each poller
 	// has read from a socket of its own.
-	if err := s.probePollers(5 * time.Second); err != nil {
+	err = s.probePollers(5 * time.Second)
+	// The accept loop waited for the probes (so that they cannot mix with
+	// its bookkeeping of the socket it is adding); the backlog kept what
+	// came meanwhile.
+	close(s.ln.gate)
+	if err != nil {
 		return fmt.Errorf("transport: start: %w", err)
 	}
 	return nil
 }
 
-// probePollers dials the listener until every poller loop has read data,
-// as seen by the OnData hook.
+// probePollers hands the engine sockets of its own until every poller loop
+// has read data, as seen by the OnData hook. The probes come through a
+// private loopback listener, not the server's: during a restart in place
+// the previous process accepts on the same socket and would take some.
 func (s *Server) probePollers(timeout time.Duration) error {
-	addr := s.ln.Addr().(*net.TCPAddr)
-	target := &net.TCPAddr{IP: addr.IP, Port: addr.Port}
-	if target.IP == nil || target.IP.IsUnspecified() {
-		target.IP = net.IPv4(127, 0, 0, 1)
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		if pl, err = net.Listen("tcp", "[::1]:0"); err != nil {
+			return fmt.Errorf("probe listener: %w", err)
+		}
 	}
+	defer pl.Close()
 	want := uint64(1)<<uint(s.engine.NPoller) - 1
 	deadline := time.Now().Add(timeout)
 	var open []net.Conn
@@ -340,14 +409,20 @@ func (s *Server) probePollers(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return errors.New("the engine's pollers did not start")
 		}
-		// Keep the probes open so that the next dial gets another fd
+		// Keep the probes open so that the next one gets another fd
 		// (nbio assigns a socket to poller fd % NPoller).
 		if len(open) < 4*s.engine.NPoller {
-			c, err := net.DialTimeout("tcp", target.String(), time.Second)
+			c, err := net.DialTimeout("tcp", pl.Addr().String(), time.Second)
 			if err != nil {
-				return fmt.Errorf("probe %s: %w", target, err)
+				return fmt.Errorf("probe: %w", err)
 			}
 			open = append(open, c)
+			sc, err := pl.Accept()
+			if err != nil {
+				return fmt.Errorf("probe: %w", err)
+			}
+			// As the engine's accept loop adds a plain socket.
+			s.engine.AddConnNonTLSNonBlocking(&nbhttp.Conn{Conn: sc}, nil, func() {})
 			_, _ = c.Write([]byte("GET /up HTTP/1.1\r\nHost: probe\r\n\r\n"))
 		}
 		time.Sleep(time.Millisecond)
@@ -374,6 +449,22 @@ func (s *Server) Connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// StopAccepting closes this process's listening socket while the open
+// connections stay: after a restart in place the next process holds the
+// same socket and takes every new connection, so none is refused. From
+// then on each HTTP response asks its client to close the connection
+// (Connection: close), so that a client keeping connections alive sends
+// its next request to the new process. Shutdown still drains the rest.
+func (s *Server) StopAccepting() {
+	s.handedOff.Store(true)
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.stop()
+	}
 }
 
 // Shutdown stops accepting, closes the remaining WebSocket connections with
@@ -449,11 +540,7 @@ func (s *Server) execute(f func()) {
 	select {
 	case s.jobs <- f:
 	default:
-		s.execWG.Add(1)
-		go func() {
-			defer s.execWG.Done()
-			f()
-		}()
+		s.spawnOrWait(f)
 	}
 	// No yield here: the engine's pollers park in Go's netpoller instead
 	// of blocking in epoll_wait (third_party/README.md), so a job handed
@@ -473,7 +560,10 @@ func (s *Server) worker() {
 	for {
 		select {
 		case f := <-s.jobs:
-			f()
+			for f != nil {
+				f()
+				f = s.afterJob()
+			}
 		case <-s.workersQuit:
 			return
 		}
@@ -570,6 +660,9 @@ func (s *Server) acceptLoopIdle() {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path != s.appPrefix && !strings.HasPrefix(path, s.appPrefix+"/") {
+		if s.handedOff.Load() {
+			r.Close = true // the engine answers Connection: close and closes
+		}
 		if s.cfg.Handler != nil {
 			// Counted so that Shutdown lets it finish before closing sockets.
 			s.inflight.Add(1)
@@ -714,7 +807,8 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		}
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "origin", info.Origin)
+		// ip and tls are what trusted_proxies made of the forwarded headers.
+		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
 	}
 	c.session = sess
 }
@@ -784,6 +878,9 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 	if c.metrics != nil {
 		c.metrics.BytesIn(len(msg))
 	}
+	if !s.limitMessage(c, msg, true) {
+		return
+	}
 	if mt == websocket.TextMessage && !utf8.Valid(msg) {
 		c.Close(1007, "Invalid UTF-8 in text message")
 		return
@@ -793,18 +890,22 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 
 func (s *Server) onPing(wsc *websocket.Conn, data string) {
 	c := connOf(wsc)
-	if c == nil {
+	if c == nil || c.session == nil || !c.isOpen() {
 		return
 	}
-	if c.session != nil {
-		c.call("Touch", c.session.Touch, true)
+	c.call("Touch", c.session.Touch, true)
+	if !s.limitMessage(c, nil, false) {
+		return
 	}
-	c.sendControl(appendFrame(nil, opPong, []byte(data)))
+	// Queued like any frame, under the connection's byte bound: a client
+	// that pings without reading is a slow consumer (4100).
+	c.Send(appendFrame(nil, opPong, []byte(data)), 0)
 }
 
 func (s *Server) onPong(wsc *websocket.Conn, _ string) {
-	if c := connOf(wsc); c != nil && c.session != nil {
+	if c := connOf(wsc); c != nil && c.session != nil && c.isOpen() {
 		c.call("Touch", c.session.Touch, true)
+		s.limitMessage(c, nil, false)
 	}
 }
 
@@ -882,18 +983,30 @@ func headerHasToken(h http.Header, name, token string) bool {
 // until the engine closes it.
 type listener struct {
 	net.Listener
-	onAccept  func() // called each time the engine's accept loop asks for a socket
-	stopOnce  sync.Once
-	closeOnce sync.Once
-	stopped   chan struct{}
-	closed    chan struct{}
+	gate     chan struct{} // closed once Start has probed the pollers
+	onAccept func()        // called each time the engine's accept loop asks for a socket
+	// setKeepAlive applies keepAlive to each accepted socket, for a
+	// listener the server did not make (its own has it in its config).
+	setKeepAlive bool
+	stopOnce     sync.Once
+	closeOnce    sync.Once
+	stopped      chan struct{}
+	closed       chan struct{}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case <-l.gate:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
 	if l.onAccept != nil {
 		l.onAccept()
 	}
 	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
+		_ = tc.SetKeepAliveConfig(keepAlive())
+	}
 	if err != nil {
 		select {
 		case <-l.stopped:

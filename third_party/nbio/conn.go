@@ -255,6 +255,18 @@ func (c *Conn) execute(job func()) {
 			job = c.jobList[i]
 			// set nil to release the job and gc
 			c.jobList[i] = nil
+			// herald: drop the jobs already run. The list is otherwise
+			// reset only when it runs dry, so a connection whose jobs
+			// keep coming grows it for ever, and ExecuteLen counts every
+			// job since the last time it ran dry instead of those waiting.
+			if i >= 64 {
+				n := copy(c.jobList, c.jobList[i:])
+				for k := n; k < len(c.jobList); k++ {
+					c.jobList[k] = nil
+				}
+				c.jobList = c.jobList[:n]
+				i = 0
+			}
 			c.mux.Unlock()
 		}
 	})

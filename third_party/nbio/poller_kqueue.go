@@ -59,6 +59,14 @@ type poller struct {
 	pollType string
 
 	eventList []syscall.Kevent_t
+
+	// herald: the number of the current kevent batch, under mux. A
+	// connection registered (EV_ADD queued) while batch n is being waited
+	// for is stamped n (Conn.pollGen); its registration is applied by a
+	// later call, so an event of batch n or earlier at its fd belongs to
+	// an earlier connection that another goroutine closed after the batch
+	// was returned (the fd was then reused): such an event is dropped.
+	batch uint32
 }
 
 //go:norace
@@ -78,8 +86,20 @@ func (p *poller) addConn(c *Conn) error {
 		p.g.onUDPListen(c)
 	}
 	p.g.connsUnix[fd] = c
-	p.addRead(fd)
+	p.addReadConn(c)
 	return nil
+}
+
+// herald: addReadConn is addRead that stamps c with the current batch in
+// the same critical section as its EV_ADD (see poller.batch).
+//
+//go:norace
+func (p *poller) addReadConn(c *Conn) {
+	p.mux.Lock()
+	c.pollGen = p.batch
+	p.eventList = append(p.eventList, syscall.Kevent_t{Ident: uint64(c.fd), Flags: syscall.EV_ADD, Filter: syscall.EVFILT_READ})
+	p.mux.Unlock()
+	p.trigger()
 }
 
 //go:norace
@@ -96,6 +116,9 @@ func (p *poller) addDialer(c *Conn) error {
 	c.p = p
 	p.g.connsUnix[fd] = c
 	c.isWAdded = true
+	p.mux.Lock()
+	c.pollGen = p.batch // herald: see poller.batch
+	p.mux.Unlock()
 	p.addReadWrite(fd)
 	return nil
 }
@@ -174,12 +197,17 @@ func (p *poller) addReadWrite(fd int) {
 // }
 
 //go:norace
-func (p *poller) readWrite(ev *syscall.Kevent_t) {
+func (p *poller) readWrite(ev *syscall.Kevent_t, batch uint32) {
 	if ev.Flags&syscall.EV_DELETE > 0 {
 		return
 	}
 	fd := int(ev.Ident)
 	c := p.getConn(fd)
+	// herald: an event from before c was registered is a closed
+	// connection's (see poller.batch).
+	if c != nil && int32(c.pollGen-batch) >= 0 {
+		return
+	}
 	if c != nil {
 		if ev.Filter == syscall.EVFILT_READ {
 			if p.g.onRead == nil {
@@ -304,6 +332,8 @@ func (p *poller) readWriteLoop() {
 		p.mux.Lock()
 		changes = p.eventList
 		p.eventList = nil
+		p.batch++ // herald: see poller.batch
+		batch := p.batch
 		p.mux.Unlock()
 		n, err := syscall.Kevent(p.kfd, changes, events, nil)
 		if err != nil && !errors.Is(err, syscall.EINTR) && !errors.Is(err, syscall.EBADF) && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EINVAL) {
@@ -315,7 +345,7 @@ func (p *poller) readWriteLoop() {
 			switch int(events[i].Ident) {
 			case p.evtfd:
 			default:
-				p.readWrite(&events[i])
+				p.readWrite(&events[i], batch)
 			}
 		}
 	}

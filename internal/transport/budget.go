@@ -1,0 +1,166 @@
+package transport
+
+import (
+	"cmp"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// outboundBudget counts the bytes queued for every connection of the node
+// (frames waiting for a flusher plus what the socket layer holds), above
+// the per-connection bound. Past the budget the shedder closes the
+// connections holding the most bytes (slow consumers first) until the
+// total is under the low-water mark; past the saturation mark publishers
+// are told to come back later (Server.Saturated).
+type outboundBudget struct {
+	bytes atomic.Int64
+	shed  atomic.Int64 // connections closed by the shedder
+
+	limit      int64 // 0: no budget
+	lowWater   int64 // shedding stops at or below it (3/4 of the limit)
+	saturateAt int64 // Saturated from here on (1/2 of the limit)
+	wake       chan struct{}
+}
+
+func newOutboundBudget(limit int64) *outboundBudget {
+	b := &outboundBudget{wake: make(chan struct{}, 1)}
+	if limit > 0 {
+		b.limit = limit
+		b.lowWater = limit / 4 * 3
+		b.saturateAt = limit / 2
+	}
+	return b
+}
+
+// add counts n bytes queued (or, negative, written or dropped) and wakes
+// the shedder when the total passes the budget. It never blocks.
+func (b *outboundBudget) add(n int64) {
+	v := b.bytes.Add(n)
+	if n > 0 && b.limit > 0 && v > b.limit {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// OutboundBytes returns the bytes queued for all connections of the node.
+func (s *Server) OutboundBytes() int64 { return s.outbound.bytes.Load() }
+
+// ShedConnections returns how many connections were closed because the
+// node's outbound budget was spent.
+func (s *Server) ShedConnections() int64 { return s.outbound.shed.Load() }
+
+// OutboundBudget returns the node's outbound budget in bytes (0: none).
+func (s *Server) OutboundBudget() int64 { return s.outbound.limit }
+
+// Saturated reports whether the node holds more than half its outbound
+// budget: publishers should then retry later instead of adding to it.
+func (s *Server) Saturated() bool {
+	b := s.outbound
+	return b.limit > 0 && b.bytes.Load() > b.saturateAt
+}
+
+// shedder closes the largest queues whenever the budget is spent, until
+// the server stops. While the total stays over the budget (the sockets of
+// closed connections still hold their bytes until they are gone) it looks
+// again every shedRecheck.
+func (s *Server) shedder() {
+	defer s.wg.Done()
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.outbound.wake:
+		case <-t.C:
+		}
+		if s.shed() {
+			t.Reset(shedRecheck)
+		}
+	}
+}
+
+const shedRecheck = 50 * time.Millisecond
+
+// shed closes, largest queue first, the open connections whose queued
+// bytes bring the node's total down to the low-water mark, counting the
+// bytes of connections already closing as going. A closed connection's
+// queue is dropped at once; what its socket layer holds goes when the
+// socket closes (at most CloseTimeout later). It reports whether the total
+// is still over the budget.
+func (s *Server) shed() bool {
+	b := s.outbound
+	total := b.bytes.Load()
+	if b.limit == 0 || total <= b.limit {
+		return false
+	}
+	type cand struct {
+		c *wsConn
+		n int64
+	}
+	s.mu.Lock()
+	all := make([]cand, 0, len(s.conns))
+	for c := range s.conns {
+		all = append(all, cand{c: c})
+	}
+	s.mu.Unlock()
+	excess := total - b.lowWater
+	open := all[:0]
+	for _, x := range all {
+		n, isOpen := x.c.pendingState()
+		if !isOpen {
+			excess -= n // going already
+			continue
+		}
+		open = append(open, cand{x.c, n})
+	}
+	slices.SortFunc(open, func(a, b cand) int { return cmp.Compare(b.n, a.n) })
+	shed := 0
+	for _, x := range open {
+		if excess <= 0 || x.n == 0 {
+			break
+		}
+		if x.c.shedClose() {
+			excess -= x.n
+			shed++
+			b.shed.Add(1)
+			s.slowConsumers.Add(1)
+			s.refused(x.c.appID, LimitOutboundBudget)
+			if x.c.metrics != nil {
+				x.c.metrics.SlowConsumer()
+			}
+		}
+	}
+	if shed > 0 {
+		s.log.Warn("transport: outbound budget spent, the connections holding the most were closed",
+			"budget_mb", b.limit>>20, "queued_mb", total>>20, "closed", shed, "closed_total", b.shed.Load())
+	}
+	return b.bytes.Load() > b.limit
+}
+
+// pendingState returns the bytes queued and not yet taken by the kernel,
+// and whether the connection is open.
+func (c *wsConn) pendingState() (int64, bool) {
+	c.mu.Lock()
+	n, open := int64(c.queued), c.state == stateOpen
+	c.mu.Unlock()
+	return n + c.backlog.Load(), open
+}
+
+// shedClose drops the connection's queue and closes it with 4100, as a
+// slow consumer; false when it was closing already.
+func (c *wsConn) shedClose() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return false
+	}
+	c.dropQueueLocked()
+	c.startCloseLocked(protocol.CodeOverCapacity, "Slow consumer: server over its outbound budget")
+	return true
+}

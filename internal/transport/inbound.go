@@ -1,0 +1,209 @@
+package transport
+
+import (
+	"sync"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/herald-ws/herald/internal/protocol"
+)
+
+// Inbound limits: every message a client sends (text, binary, ping, pong)
+// costs one token of its connection's bucket, refilled at
+// MessagesPerSecond up to MessageBurst. A message without a token is
+// refused (a text message is answered with 4301, a ping gets no pong) and
+// still costs a token, so the bucket goes into debt; a client that keeps
+// sending into a debt of MessageBurst is closed with 4301 (pusher-js then
+// stops reconnecting: a client in such a loop would flood again).
+
+// RateLimited is implemented by a Session that answers a refused message
+// itself (e.g. a refused subscribe with pusher:subscription_error, so that
+// the client's subscription fails instead of waiting forever). Without it
+// the transport answers pusher:error 4301.
+type RateLimited interface {
+	RateLimited(msg []byte)
+}
+
+// msgBucket is a connection's inbound token bucket. Only the connection's
+// serial job touches it.
+type msgBucket struct {
+	tokens float64
+	at     int64 // monotonic nanoseconds of the last take (0: never)
+}
+
+// verdict of an inbound message.
+const (
+	msgAllow = iota
+	msgRefuse
+	msgClose
+)
+
+// takeMessage charges one message to c's bucket.
+func (s *Server) takeMessage(c *wsConn) int {
+	rate, burst := s.cfg.MessagesPerSecond, float64(s.cfg.MessageBurst)
+	if rate <= 0 {
+		return msgAllow
+	}
+	now := time.Since(s.cfg.Epoch).Nanoseconds() + 1 // 0 means never
+	b := &c.inbound
+	if b.at == 0 {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+float64(now-b.at)/1e9*rate)
+	}
+	b.at = now
+	b.tokens--
+	switch {
+	case b.tokens >= 0:
+		return msgAllow
+	case b.tokens < -burst:
+		return msgClose
+	}
+	return msgRefuse
+}
+
+// limitMessage applies the inbound limit to a message of c; it reports
+// whether the message may be handled. msg is nil for control frames.
+func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
+	switch s.takeMessage(c) {
+	case msgAllow:
+		return true
+	case msgClose:
+		s.refused(c.appID, LimitMessages)
+		c.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages; closing")), 0)
+		c.Close(protocol.CodeClientEventRejected, "Rate limit exceeded")
+		return false
+	}
+	s.refused(c.appID, LimitMessages)
+	if !text {
+		return false // a ping beyond the rate gets no pong
+	}
+	if rl, ok := c.session.(RateLimited); ok {
+		c.call("RateLimited", func() { rl.RateLimited(msg) }, true)
+		return false
+	}
+	c.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages, slow down")), 0)
+	return false
+}
+
+// onData runs on the poller for every read. It bounds the connection's
+// job list (messages parsed and waiting for the connection's serial job):
+// past MaxPendingMessages, the data is dropped and the connection closed
+// (a WebSocket with 4100, an HTTP connection at once), so that a client
+// cannot pile up work faster than the server handles it.
+func (s *Server) onData(c *nbio.Conn, data []byte) {
+	s.acceptSeq.Load() // see New
+	if s.pollersSeen.Load() != s.allPollers {
+		s.pollersSeen.Or(1 << uint(c.Hash()%s.engine.NPoller))
+	}
+	if max := s.cfg.MaxPendingMessages; max > 0 && c.ExecuteLen() > max {
+		s.overloaded(c)
+		return
+	}
+	if ws, ok := c.Session().(*websocket.Conn); ok {
+		if wc, ok := ws.Session().(*wsConn); ok && wc.dropInput.Load() {
+			return
+		}
+	}
+	c.DataHandler()(c, data)
+}
+
+// overloaded closes a connection whose job list is full.
+func (s *Server) overloaded(c *nbio.Conn) {
+	ws, ok := c.Session().(*websocket.Conn)
+	if !ok {
+		s.refused("", LimitPendingMessages)
+		_ = c.Close()
+		return
+	}
+	wc, ok := ws.Session().(*wsConn)
+	if !ok {
+		_ = c.Close()
+		return
+	}
+	if !wc.dropInput.Swap(true) {
+		s.refused(wc.appID, LimitPendingMessages)
+		wc.Close(protocol.CodeOverCapacity, "Over capacity: messages arrive faster than they are handled")
+	}
+}
+
+// ---- the executor ----
+
+// jobPool runs the engine's per-connection serial jobs on at most max
+// goroutines besides the warm workers. Each connection has at most one
+// job handed to the executor at a time (nbio runs a connection's jobs one
+// after another from one hand-over), so when every goroutine is busy the
+// FIFO of waiting jobs holds at most one entry per open socket: it is
+// bounded by the connection limits, and a job waits its turn, never lost.
+type jobPool struct {
+	mu      sync.Mutex
+	running int
+	max     int
+	waiting []func()
+	head    int
+}
+
+// takeLocked returns a waiting job, or nil.
+func (p *jobPool) takeLocked() func() {
+	if p.head == len(p.waiting) {
+		return nil
+	}
+	f := p.waiting[p.head]
+	p.waiting[p.head] = nil
+	p.head++
+	if p.head == len(p.waiting) {
+		p.waiting, p.head = p.waiting[:0], 0
+		if cap(p.waiting) > 1<<12 {
+			p.waiting = nil
+		}
+	}
+	return f
+}
+
+// waitingLen returns how many jobs wait for a goroutine.
+func (p *jobPool) waitingLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waiting) - p.head
+}
+
+// runSpawned runs f, then waiting jobs, on a goroutine of the pool.
+func (s *Server) runSpawned(f func()) {
+	defer s.execWG.Done()
+	p := &s.pool
+	for f != nil {
+		f()
+		p.mu.Lock()
+		f = p.takeLocked()
+		if f == nil {
+			p.running--
+		}
+		p.mu.Unlock()
+	}
+}
+
+// spawnOrWait runs f on a new goroutine when the pool has room, else
+// queues it for the next goroutine that is done.
+func (s *Server) spawnOrWait(f func()) {
+	p := &s.pool
+	p.mu.Lock()
+	if p.running >= p.max {
+		p.waiting = append(p.waiting, f)
+		p.mu.Unlock()
+		return
+	}
+	p.running++
+	p.mu.Unlock()
+	s.execWG.Add(1)
+	go s.runSpawned(f)
+}
+
+// afterJob hands a warm worker a waiting job, if any.
+func (s *Server) afterJob() func() {
+	p := &s.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.takeLocked()
+}
