@@ -59,6 +59,7 @@ type runStats struct {
 	closing     atomic.Bool  // set before closing on purpose
 	pusherErrs  atomic.Int64 // pusher:error frames after subscribing
 	pingsAnswer atomic.Int64 // pusher:ping frames answered
+	setup       Histogram    // connect+subscribe time of each connection, ns
 
 	errs errorCounter
 }
@@ -556,7 +557,11 @@ launch:
 			ch := i % o.Channels
 			// Connection i goes to node i%nodes, so every channel has
 			// subscribers on every node (when channels divide evenly).
+			t0 := time.Now()
 			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, urls[i%len(urls)], channelName(o.ChannelBase, ch), o.Timeout)
+			if err == nil {
+				st.setup.Record(int64(time.Since(t0)))
+			}
 			st.dialing.Add(-1)
 			<-sem
 			if err != nil {

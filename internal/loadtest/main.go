@@ -185,6 +185,7 @@ func (r *runner) run(ctx context.Context) *Result {
 	}
 	r.pids = r.findServers()
 	cpu0 := selfCPUSeconds()
+	nz := startNoise(ctx, o)
 	var res *Result
 	switch r.scenario {
 	case "idle":
@@ -194,6 +195,7 @@ func (r *runner) run(ctx context.Context) *Result {
 	default:
 		res = r.churn(ctx)
 	}
+	res.Noise = nz.stop()
 	res.ClientCPUSeconds = roundTo(selfCPUSeconds()-cpu0, 3)
 	if rss, err := procRSSBytes(os.Getpid()); err == nil {
 		res.ClientRSSBytes = rss

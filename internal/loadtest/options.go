@@ -54,6 +54,7 @@ type Options struct {
 	Reader          string // readerEpoll or readerGoroutine
 	Progress        time.Duration
 	CPUProfile      string
+	Noise           noiseOptions   // background noise (probes.go)
 	Hostile         hostileOptions // fanout: hostile clients beside (hostile.go)
 
 	sources []netip.Addr
@@ -124,6 +125,7 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 	fs.BoolVar(&o.DelayedAck, "delayed-ack", o.DelayedAck, "delay the TCP ACKs of received events (Linux), so that the tool's ACKs do not run the server's TCP input path inside its own reads")
 	fs.DurationVar(&o.Progress, "progress", o.Progress, "progress line interval on stderr (0 = none)")
 	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write the load tool's own CPU profile to `file` (to check what the tool costs)")
+	o.Noise.register(fs)
 	switch scenario {
 	case "idle":
 		fs.IntVar(&o.Conns, "conns", o.Conns, "connections to open")
@@ -176,6 +178,9 @@ func (o *Options) validate(scenario string) error {
 	}
 	if o.ConnectRate < 0 {
 		return errors.New("--connect-rate must not be negative")
+	}
+	if err := o.Noise.validate(); err != nil {
+		return err
 	}
 	if scenario == "fanout" {
 		if o.Publishers < 1 || o.Publishers > 1000 {

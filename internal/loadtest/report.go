@@ -28,8 +28,11 @@ type Result struct {
 	ConnectErrors  int64   `json:"connect_errors"`
 	ConnectSeconds float64 `json:"connect_seconds,omitempty"`
 	ConnectRate    float64 `json:"connect_rate,omitempty"`
-	Dropped        int64   `json:"dropped"`
-	SourceIPs      int     `json:"source_ips,omitempty"`
+	// ConnectLatency is the time of each connection's connect (TCP,
+	// upgrade, connection_established) and subscribe, from its dial.
+	ConnectLatency *LatencyMS `json:"connect_latency_ms,omitempty"`
+	Dropped        int64      `json:"dropped"`
+	SourceIPs      int        `json:"source_ips,omitempty"`
 
 	RSSBeforeBytes  *int64   `json:"rss_before_bytes"`
 	RSSBytes        *int64   `json:"rss_bytes"`
@@ -59,6 +62,9 @@ type Result struct {
 	ClientCPUSeconds             float64  `json:"client_cpu_seconds"`
 	ClientCPUShare               *float64 `json:"client_cpu_cores,omitempty"`
 	ClientRSSBytes               int64    `json:"client_rss_bytes"`
+
+	// Noise is what each kind of background noise (--probe-tcp, ...) saw.
+	Noise map[string]NoiseStats `json:"noise,omitempty"`
 
 	Errors      int64            `json:"errors"`
 	ErrorDetail map[string]int64 `json:"error_detail,omitempty"`
@@ -107,6 +113,9 @@ func (r *Result) writeTable(w io.Writer) {
 	if r.ConnectSeconds > 0 {
 		row("connect rate", "%s conn/s (%.2f s)", human(r.ConnectRate), r.ConnectSeconds)
 	}
+	if l := r.ConnectLatency; l != nil && l.Count > 0 {
+		row("connect+subscribe ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f", l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
 	if r.SourceIPs > 1 {
 		row("source addresses", "%d", r.SourceIPs)
 	}
@@ -154,6 +163,15 @@ func (r *Result) writeTable(w io.Writer) {
 		tool += fmt.Sprintf(" (%.2f cores in the window)", *r.ClientCPUShare)
 	}
 	row("load tool", "%s, RSS %s", tool, bytesHuman(float64(r.ClientRSSBytes)))
+	nkeys := make([]string, 0, len(r.Noise))
+	for k := range r.Noise {
+		nkeys = append(nkeys, k)
+	}
+	sort.Strings(nkeys)
+	for _, k := range nkeys {
+		n := r.Noise[k]
+		row("noise "+k, "%d, %d failed; ms p50 %.3f  p99 %.3f  max %.3f%s", n.Count, n.Errors, n.Latency.P50, n.Latency.P99, n.Latency.Max, map[bool]string{true: " (" + n.LastErr + ")", false: ""}[n.LastErr != ""])
+	}
 	row("errors", "%d", r.Errors)
 	ekeys := make([]string, 0, len(r.ErrorDetail))
 	for k := range r.ErrorDetail {

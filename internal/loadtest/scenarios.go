@@ -21,6 +21,9 @@ func (r *runner) openPhase(ctx context.Context, res *Result, st *runStats, cs *c
 	stop()
 	connected := st.connected.Load()
 	res.ConnectSeconds = roundTo(elapsed.Seconds(), 3)
+	if lat := st.setupLatency(); lat.Count > 0 {
+		res.ConnectLatency = &lat
+	}
 	if elapsed > 0 {
 		res.ConnectRate = roundTo(float64(connected)/elapsed.Seconds(), 1)
 	}

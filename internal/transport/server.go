@@ -318,9 +318,8 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 		s.setupMu.Lock()
 		s.settingUp = c
 		s.setupMu.Unlock()
-		// Accepted sockets already have keepalive (listen); make it explicit.
-		_ = c.SetKeepAlive(true)
-		_ = c.SetKeepAlivePeriod(30 * time.Second)
+		// Accepted sockets have keepalive from the listener (listenConfig), or
+		// from Accept for a listener handed in (Config.Listen).
 	})
 
 	u := websocket.NewUpgrader()
@@ -360,7 +359,7 @@ func (s *Server) Start() error {
 	if s.cfg.Listen != nil {
 		ln, err = s.cfg.Listen("tcp", s.cfg.Addr)
 	} else {
-		lc := net.ListenConfig{KeepAliveConfig: keepAlive()}
+		lc := listenConfig()
 		ln, err = lc.Listen(s.ctx, "tcp", s.cfg.Addr)
 	}
 	if err != nil {
@@ -560,15 +559,12 @@ func (s *Server) execute(f func()) {
 	default:
 		s.spawnOrWait(f)
 	}
-	// Yield, so that the job runs now: otherwise it waits in this P's run
-	// queue while the poller blocks in epoll_wait (a raw syscall that keeps
-	// the P until sysmon takes it back), up to 10 ms when the flushers keep
-	// the other Ps busy. Measured: 2.3x the HTTP API request rate and 2.6x
-	// the deliveries per CPU-second of the 10,000-subscriber fanout
-	// (docs/benchmarks.md). It was reverted once because it made nbio's
-	// fd-reuse race hit more often under churn; that race is fixed
-	// (third_party/README.md).
-	runtime.Gosched()
+	// No yield here: the engine's pollers park in Go's netpoller instead
+	// of blocking in epoll_wait (third_party/README.md), so a job handed
+	// to a worker runs as soon as the poller parks, and the poller is not
+	// sent to the back of the global run queue once per job (measured at
+	// a 2,000/s connection ramp: it spent about a third of its time
+	// there, delaying every socket's reads; docs/benchmarks.md, issue 13).
 }
 
 // executorWorkers is the number of warm workers: enough for the HTTP API
