@@ -38,7 +38,17 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli{restarts: true}.run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli runs one command. restarts enables restarts in place (SIGHUP), which
+// tableflip allows once per process: only the real process has them, not
+// tests that run several commands in one process.
+type cli struct{ restarts bool }
+
+// run runs a command without restarts in place (tests).
+func run(args []string, stdout, stderr io.Writer) int {
+	return cli{}.run(args, stdout, stderr)
 }
 
 const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and pusher-js.
@@ -58,14 +68,14 @@ HERALD_* environment variable or in the YAML file given with --config;
 flags win over the environment, which wins over the file.
 `
 
-func run(args []string, stdout, stderr io.Writer) int {
+func (c cli) run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "serve":
-		return serve(args, stdout, stderr)
+		return c.serve(args, stdout, stderr)
 	case "bench":
 		return loadtest.Main(args, stdout, stderr)
 	case "apps":
@@ -79,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return health(args, stdout, stderr, os.Getenv)
 	case "help":
 		if len(args) > 0 && args[0] == "serve" {
-			return serve([]string{"--help"}, stdout, stderr)
+			return c.serve([]string{"--help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "config" {
 			return configCmd([]string{"help"}, stdout, stderr)
@@ -101,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func serve(args []string, stdout, stderr io.Writer) int {
+func (c cli) serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("herald serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	setFlags := config.RegisterFlags(fs)
@@ -132,10 +142,14 @@ Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
 	}
 	log := newLogger(cfg, stderr)
 	server.SetGoMemLimit(cfg, os.LookupEnv, log)
-	rs, err := newRestarter(cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "herald: %v\n", err)
-		return 1
+	var rs restarts = newPIDFile(cfg, log)
+	if c.restarts {
+		r, err := newRestarter(cfg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "herald: %v\n", err)
+			return 1
+		}
+		rs = r
 	}
 	defer rs.close()
 	srv, err := server.New(cfg, log, rs.options()...)

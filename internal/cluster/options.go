@@ -101,6 +101,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// maxConcurrentDials bounds the connection attempts in flight per client.
+const maxConcurrentDials = 4
+
 // redisOptions returns a copy of o tuned for Herald.
 func redisOptions(o *redis.Options, opTimeout time.Duration) *redis.Options {
 	c := *o
@@ -111,6 +114,12 @@ func redisOptions(o *redis.Options, opTimeout time.Duration) *redis.Options {
 	if c.DialerRetries <= 0 {
 		// One attempt: the callers retry at their own pace.
 		c.DialerRetries = 1
+	}
+	if c.MaxConcurrentDials <= 0 {
+		// go-redis dials on goroutines of its own, as many at once as
+		// the pool's size by default: against a Redis that is down, a
+		// few in flight are enough, and callers fail fast meanwhile.
+		c.MaxConcurrentDials = maxConcurrentDials
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = opTimeout

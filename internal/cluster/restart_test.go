@@ -102,8 +102,9 @@ func TestRedisRestart(t *testing.T) {
 		<-done
 		peak = max(peak, runtime.NumGoroutine())
 	}
-	// The callers, and a bounded few of go-redis's own (one redialer per
-	// pool), however many calls failed.
+	// The callers, and a bounded few of go-redis's own (at most
+	// maxConcurrentDials dials in flight, a redialer per pool), however
+	// many calls failed.
 	t.Logf("goroutines: %d before the calls, at most %d during", g0, peak)
 	if peak > g0+16+10 {
 		t.Fatalf("goroutines: %d before the calls, %d during", g0, peak)
