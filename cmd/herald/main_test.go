@@ -73,3 +73,18 @@ func TestBadFlagValueIsUsageError(t *testing.T) {
 		t.Fatalf("error does not name the flag:\n%s", errOut.String())
 	}
 }
+
+// TestGoInstallable: `go install github.com/herald-ws/herald/cmd/herald@latest`
+// (docs/laravel.md) works only while the module's go.mod has no replace
+// directive; Go refuses it otherwise.
+func TestGoInstallable(t *testing.T) {
+	b, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && (f[0] == "replace" || f[0] == "exclude") {
+			t.Errorf("go.mod:%d: %q makes `go install …/cmd/herald@version` fail", i+1, line)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lesismal/nbio/nbhttp/websocket"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
 	"github.com/herald-ws/herald/internal/protocol"
 )

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lesismal/nbio"
+	"github.com/herald-ws/herald/third_party/nbio"
 	"golang.org/x/sys/unix"
 )
 

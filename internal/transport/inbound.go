@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/nbhttp/websocket"
+	"github.com/herald-ws/herald/third_party/nbio"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
 	"github.com/herald-ws/herald/internal/protocol"
 )

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
-	"github.com/lesismal/nbio/logging"
+	"github.com/herald-ws/herald/third_party/nbio/logging"
 )
 
 // nbio logs through a process-wide logger; it is pointed at the slog

@@ -18,9 +18,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/nbhttp"
-	"github.com/lesismal/nbio/nbhttp/websocket"
+	"github.com/herald-ws/herald/third_party/nbio"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/protocol"

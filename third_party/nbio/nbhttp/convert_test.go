@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	ltls "github.com/lesismal/llib/std/crypto/tls"
-	"github.com/lesismal/nbio"
+	"github.com/herald-ws/herald/third_party/nbio"
 )
 
 func TestConn2String(t *testing.T) {

@@ -17,11 +17,11 @@ import (
 	"unsafe"
 
 	"github.com/lesismal/llib/std/crypto/tls"
-	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/lmux"
-	"github.com/lesismal/nbio/logging"
-	"github.com/lesismal/nbio/mempool"
-	"github.com/lesismal/nbio/taskpool"
+	"github.com/herald-ws/herald/third_party/nbio"
+	"github.com/herald-ws/herald/third_party/nbio/lmux"
+	"github.com/herald-ws/herald/third_party/nbio/logging"
+	"github.com/herald-ws/herald/third_party/nbio/mempool"
+	"github.com/herald-ws/herald/third_party/nbio/taskpool"
 )
 
 const (

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/lesismal/nbio/logging"
+	"github.com/herald-ws/herald/third_party/nbio/logging"
 )
 
 // TaskPool .

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/lesismal/llib/std/crypto/tls"
-	"github.com/lesismal/nbio/nbhttp"
-	"github.com/lesismal/nbio/nbhttp/websocket"
-	"github.com/lesismal/nbio/taskpool"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
+	"github.com/herald-ws/herald/third_party/nbio/taskpool"
 )
 
 //go:norace

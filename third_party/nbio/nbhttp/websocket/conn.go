@@ -19,9 +19,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/lesismal/nbio/logging"
-	"github.com/lesismal/nbio/mempool"
-	"github.com/lesismal/nbio/nbhttp"
+	"github.com/herald-ws/herald/third_party/nbio/logging"
+	"github.com/herald-ws/herald/third_party/nbio/mempool"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp"
 )
 
 const (

@@ -17,9 +17,9 @@ import (
 	"unsafe"
 
 	"github.com/lesismal/llib/std/crypto/tls"
-	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/logging"
-	"github.com/lesismal/nbio/nbhttp"
+	"github.com/herald-ws/herald/third_party/nbio"
+	"github.com/herald-ws/herald/third_party/nbio/logging"
+	"github.com/herald-ws/herald/third_party/nbio/nbhttp"
 )
 
 var (
