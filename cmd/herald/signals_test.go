@@ -130,7 +130,10 @@ func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
 		!strings.Contains(out, "PUSHER_HOST=127.0.0.1\n") || !strings.Contains(out, "PUSHER_APP_SECRET=app-secret\n") {
 		t.Fatalf("dev app by default: listening on %s\n%s", addr, out)
 	}
-	out, addr = serveUntilListening(t, "--port", port, "--dev-app-public")
+	// A port of its own: on every interface, any socket of this machine
+	// bound to the first port since (another test's client, say) would
+	// make the bind fail.
+	out, addr = serveUntilListening(t, "--port", strconv.Itoa(freePort(t)), "--dev-app-public")
 	if host, _, _ := net.SplitHostPort(addr); !net.ParseIP(host).IsUnspecified() || !strings.Contains(out, "WARNING") {
 		t.Fatalf("dev_app_public: listening on %s\n%s", addr, out)
 	}

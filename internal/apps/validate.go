@@ -196,22 +196,29 @@ func Validate(a *App) []FieldError {
 	return v.errs
 }
 
-// laravelRedisURL checks laravel_redis.url without ever quoting it: it may
-// hold a password.
+// laravelRedisURL checks laravel_redis.url.
 func (v *checker) laravelRedisURL(raw string) {
-	const path = "laravel_redis.url"
+	if p := RedisURLProblem(raw); p != "" {
+		v.add("laravel_redis.url", "%s", p)
+	}
+}
+
+// RedisURLProblem says what is wrong with a Redis URL ("" when nothing),
+// without quoting it: it may hold a password.
+func RedisURLProblem(raw string) string {
 	const want = "must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)"
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		v.add(path, "%s; it does not parse as a URL", want)
+		return want + "; it does not parse as a URL"
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		v.add(path, "%s, got scheme %q", want, u.Scheme)
+		return fmt.Sprintf("%s, got scheme %q", want, u.Scheme)
 	case u.Host == "":
-		v.add(path, "%s, got no host", want)
+		return want + ", got no host"
 	case !validRedisDB(u.Path):
-		v.add(path, "%s; the path must be a database number such as /0", want)
+		return want + "; the path must be a database number such as /0"
 	}
+	return ""
 }
 
 // validRedisDB accepts the path of a Redis URL: none, "/" or "/N".

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -155,28 +154,9 @@ func isIDChar(r rune) bool { return apps.IsIDChar(r) }
 // redisURL checks the URL at path without ever echoing it: it may hold a
 // password.
 func (v *validator) redisURL(path, raw string) {
-	const want = "must be a redis:// or rediss:// URL (e.g. redis://127.0.0.1:6379/0)"
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		v.add(path, "%s; it does not parse as a URL", want)
-	case u.Scheme != "redis" && u.Scheme != "rediss":
-		v.add(path, "%s, got scheme %q", want, u.Scheme)
-	case u.Host == "":
-		v.add(path, "%s, got no host", want)
-	case !validRedisDB(u.Path):
-		v.add(path, "%s; the path must be a database number such as /0", want)
+	if p := apps.RedisURLProblem(raw); p != "" {
+		v.add(path, "%s", p)
 	}
-}
-
-// validRedisDB accepts the path of a Redis URL: none, "/" or "/N".
-func validRedisDB(p string) bool {
-	p = strings.TrimPrefix(p, "/")
-	if p == "" {
-		return true
-	}
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 0
 }
 
 // laravelRedis checks that a laravel_redis block written in the file names a
