@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // fakeStore counts queries and can fail or block on demand.
@@ -171,9 +173,7 @@ func TestCacheSingleFlight(t *testing.T) {
 		})
 	}
 	// Every caller is waiting on the one query.
-	for fs.queries.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, "the store queried", func() bool { return fs.queries.Load() > 0 })
 	close(fs.gate)
 	wg.Wait()
 	if n := fs.queries.Load(); n != 1 {

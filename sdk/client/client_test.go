@@ -81,13 +81,7 @@ func local(member string) *client.LocalAuth {
 // eventually polls cond until it holds or d passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	heraldtest.Eventually(t, d, what, cond)
 }
 
 // counter counts deliveries by key.

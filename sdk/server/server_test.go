@@ -52,13 +52,7 @@ func ctxT(t *testing.T) context.Context {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	heraldtest.Eventually(t, 10*time.Second, what, cond)
 }
 
 // subscriber connects a client as user to channels and waits for them.

@@ -60,17 +60,10 @@ func TestListenSurvivesRestart(t *testing.T) {
 	// hook to wait on), then expect the exact line.
 	publish := func(data string) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		heraldtest.Eventually(t, 15*time.Second, "listen to subscribe", func() bool {
 			info, err := sdk.Channel(context.Background(), "orders", server.ChannelParams{})
-			if err == nil && info.Occupied {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("listen never subscribed")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && info.Occupied
+		})
 		if err := sdk.Trigger(context.Background(), "orders", "updated", data); err != nil {
 			t.Fatal(err)
 		}

@@ -432,3 +432,16 @@ func (b *Binary) Cleanup() {
 		_ = os.RemoveAll(b.dir)
 	}
 }
+
+// Eventually polls cond until it holds, failing tb when d passes first:
+// the SDK tests' one way to wait for a condition.
+func Eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
