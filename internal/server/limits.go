@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -153,17 +152,4 @@ func SetGoMemLimit(cfg *config.Config, lookupEnv func(string) (string, bool), lo
 	debug.SetMemoryLimit(soft)
 	log.Info("GOMEMLIMIT set", "limit_mb", soft>>20, "percent_of", transport.GoMemLimitPercent, "limit_from", source)
 	return soft
-}
-
-// tlsConfig serves the configured certificate, reloaded when its files
-// change (nil when TLS is off).
-func tlsConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
-	if !cfg.TLSEnabled() {
-		return nil, nil
-	}
-	r, err := transport.NewCertReloader(cfg.TLSCert, cfg.TLSKey, cfg.TLSReloadInterval, log)
-	if err != nil {
-		return nil, err
-	}
-	return r.TLSConfig(), nil
 }

@@ -64,7 +64,7 @@ type Server struct {
 	relay *relay
 
 	// acme is the ACME certificate manager and its HTTP-01 listener
-	// (acme.go), when acme_domains is set.
+	// (certs.go), when acme_domains is set.
 	acme acmeState
 
 	// appsDB is the database apps store (apps.go), when apps_store names one.

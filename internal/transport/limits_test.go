@@ -1,26 +1,16 @@
 package transport
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // countRefusals records Refused calls.
@@ -56,156 +46,6 @@ func expectRefused(t *testing.T, c *wsClient, code int) string {
 }
 
 func itoa(n int) string { return big.NewInt(int64(n)).String() }
-
-// writeCertPair writes a fresh self-signed certificate for 127.0.0.1 with
-// serial to certFile and keyFile, each through a rename as certbot does.
-func writeCertPair(t *testing.T, certFile, keyFile string, serial int64) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "herald reload test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(path string, block *pem.Block) {
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(keyFile, &pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	write(certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return pool
-}
-
-func TestTLSReloadKeepsLiveConnections(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	poolA := writeCertPair(t, certFile, keyFile, 1)
-	r, err := NewCertReloader(certFile, keyFile, 20*time.Millisecond, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := newFakeSessions()
-	fs.echo = true
-	s := startServer(t, Config{TLSConfig: r.TLSConfig()}, fs)
-	addr := s.Addr().String()
-
-	dialTLS := func(pool *x509.CertPool) (*tls.Conn, error) {
-		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-	}
-	nc, err := dialTLS(poolA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
-	resp, live := requestOn(t, nc, upgradeRequest("/app/key"))
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	_ = live.readText()
-	fs.next(t)
-
-	// A broken renewal (a key that does not match) keeps the old pair.
-	if err := os.WriteFile(keyFile, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.nextCheck.Store(0) // the next handshake checks the files
-	c2, err := dialTLS(poolA)
-	if err != nil {
-		t.Fatalf("after a broken renewal the old certificate must still be served: %v", err)
-	}
-	_ = c2.Close()
-
-	poolB := writeCertPair(t, certFile, keyFile, 2)
-	if !testwait.Until(10*time.Second, func() bool {
-		var c *tls.Conn
-		if c, err = dialTLS(poolB); err != nil {
-			return false
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64() == 2
-	}) {
-		t.Fatalf("new certificate never served (last error %v)", err)
-	}
-	if r.Certificate().Leaf.SerialNumber.Int64() != 2 {
-		t.Fatal("Certificate() is not the reloaded one")
-	}
-	// The connection made with the old certificate is still served.
-	for i := 0; i < 10; i++ {
-		live.writeFrame(true, opText, []byte("still here"))
-		if got := live.readText(); got != "still here" {
-			t.Fatalf("echo %q", got)
-		}
-	}
-}
-
-func TestTLSModernDefaults(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	pool := writeCertPair(t, certFile, keyFile, 7)
-	r, err := NewCertReloader(certFile, keyFile, time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, Config{TLSConfig: r.TLSConfig()}, newFakeSessions())
-	addr := s.Addr().String()
-
-	t.Run("TLS 1.1 is refused", func(t *testing.T) {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
-			&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
-		if err == nil {
-			_ = c.Close()
-			t.Fatal("a TLS 1.1 handshake succeeded")
-		}
-	})
-	t.Run("no client certificate requested", func(t *testing.T) {
-		asked := false
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
-			RootCAs: pool, ServerName: "127.0.0.1",
-			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-				asked = true
-				return &tls.Certificate{}, nil
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if asked {
-			t.Fatal("the server asked for a client certificate")
-		}
-		if v := c.ConnectionState().Version; v < tls.VersionTLS12 {
-			t.Fatalf("negotiated %x", v)
-		}
-	})
-	t.Run("missing files fail at start", func(t *testing.T) {
-		if _, err := NewCertReloader(filepath.Join(dir, "nope.pem"), keyFile, 0, nil); err == nil {
-			t.Fatal("no error for a missing certificate")
-		}
-	})
-}
 
 func TestClientOf(t *testing.T) {
 	tp, err := ParseTrustedProxies([]string{"10.0.0.0/8", "192.168.1.1", "fd00::/8"})

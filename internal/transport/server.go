@@ -56,9 +56,12 @@ type Config struct {
 	// the connection is closed with 4100.
 	WriteQueueBytes int
 	// TLSConfig, when set, serves wss:// and https:// on Addr instead of
-	// plain ws:// and http://. Certificates, GetCertificate (with the
-	// server name only), MinVersion, MaxVersion, CipherSuites,
-	// CurvePreferences, ClientAuth and ClientCAs are honoured.
+	// plain ws:// and http:// (where its certificates come from is the
+	// caller's business: internal/certs). Certificates, GetCertificate
+	// (asked on every handshake, with the client's hello), NextProtos
+	// (http/1.1 always, h2 never), MinVersion (1.2 when 0), MaxVersion,
+	// CipherSuites, CurvePreferences, ClientAuth and ClientCAs are
+	// honoured.
 	TLSConfig *tls.Config
 	// Handler serves every request that is not for PathPrefix+"/app/...":
 	// the HTTP API, health, metrics. Nil answers 404.

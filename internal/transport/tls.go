@@ -62,13 +62,16 @@ func convertTLSConfig(in *stdtls.Config) (*tls.Config, error) {
 	return out, nil
 }
 
-// nextProtos is what the server offers in ALPN: always http/1.1, never h2
-// (the engine speaks HTTP/1.1), and acme-tls/1 when the config asks for it
-// (ACME's TLS-ALPN-01 challenge).
+// nextProtos is what the server offers in ALPN: always http/1.1 first,
+// never h2 (the engine speaks HTTP/1.1), and whatever else the config
+// lists for handshakes its certificate source answers on its own (ACME's
+// TLS-ALPN-01 challenge offers acme-tls/1).
 func nextProtos(in []string) []string {
 	out := []string{"http/1.1"}
-	if slices.Contains(in, ACMETLSProto) {
-		out = append(out, ACMETLSProto)
+	for _, p := range in {
+		if p != "h2" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
 	return out
 }

@@ -11,18 +11,27 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
+	return selfSignedSerial(t, 1)
+}
+
+// selfSignedSerial is a certificate for 127.0.0.1 and localhost with
+// serial, and a pool that trusts it.
+func selfSignedSerial(t *testing.T, serial int64) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
+		SerialNumber: big.NewInt(serial),
 		Subject:      pkix.Name{CommonName: "herald test"},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
@@ -149,4 +158,114 @@ func TestTLSSlowConsumer(t *testing.T) {
 		}
 	}
 	waitDone(t, sess.done, "Closed")
+}
+
+func TestTLSNextProtos(t *testing.T) {
+	get := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }
+	for _, tt := range []struct {
+		in, want []string
+	}{
+		// A file-based config offers http/1.1 alone.
+		{nil, []string{"http/1.1"}},
+		// The engine never speaks h2, whatever the config says.
+		{[]string{"h2", "http/1.1"}, []string{"http/1.1"}},
+		// ACME's TLS-ALPN-01 protocol reaches the engine's TLS.
+		{[]string{"http/1.1", "acme-tls/1"}, []string{"http/1.1", "acme-tls/1"}},
+		{[]string{"acme-tls/1"}, []string{"http/1.1", "acme-tls/1"}},
+	} {
+		conv, err := convertTLSConfig(&tls.Config{GetCertificate: get, NextProtos: tt.in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(conv.NextProtos, tt.want) {
+			t.Errorf("NextProtos %q: converted %q, want %q", tt.in, conv.NextProtos, tt.want)
+		}
+	}
+	if _, err := convertTLSConfig(&tls.Config{}); err == nil {
+		t.Error("a config without a certificate was accepted")
+	}
+}
+
+// TestTLSCertificateChosenPerHandshake: GetCertificate is asked on every
+// handshake (how reloaded files and renewed ACME certificates reach new
+// clients), while a live connection keeps the certificate it negotiated.
+func TestTLSCertificateChosenPerHandshake(t *testing.T) {
+	certA, poolA := selfSignedSerial(t, 1)
+	certB, poolB := selfSignedSerial(t, 2)
+	var current atomic.Pointer[tls.Certificate]
+	current.Store(&certA)
+	fs := newFakeSessions()
+	fs.echo = true
+	s := startServer(t, Config{TLSConfig: &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return current.Load(), nil
+	}}}, fs)
+	addr := s.Addr().String()
+	dialTLS := func(pool *x509.CertPool) (*tls.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	}
+
+	nc, err := dialTLS(poolA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	resp, live := requestOn(t, nc, upgradeRequest("/app/key"))
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	_ = live.readText()
+	fs.next(t)
+
+	current.Store(&certB)
+	c, err := dialTLS(poolB)
+	if err != nil {
+		t.Fatalf("the next handshake did not get the new certificate: %v", err)
+	}
+	if n := c.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); n != 2 {
+		t.Errorf("served serial %d, want 2", n)
+	}
+	_ = c.Close()
+	for i := 0; i < 10; i++ {
+		live.writeFrame(true, opText, []byte("still here"))
+		if got := live.readText(); got != "still here" {
+			t.Fatalf("echo %q", got)
+		}
+	}
+}
+
+// TestTLSModernDefaults: whatever the certificate source, the listener
+// refuses TLS before 1.2 and never asks for a client certificate.
+func TestTLSModernDefaults(t *testing.T) {
+	cert, pool := selfSigned(t)
+	s := startServer(t, Config{TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}, newFakeSessions())
+	addr := s.Addr().String()
+
+	t.Run("TLS 1.1 is refused", func(t *testing.T) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+			&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		if err == nil {
+			_ = c.Close()
+			t.Fatal("a TLS 1.1 handshake succeeded")
+		}
+	})
+	t.Run("no client certificate requested", func(t *testing.T) {
+		asked := false
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+			RootCAs: pool, ServerName: "127.0.0.1",
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				asked = true
+				return &tls.Certificate{}, nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if asked {
+			t.Fatal("the server asked for a client certificate")
+		}
+		if v := c.ConnectionState().Version; v < tls.VersionTLS12 {
+			t.Fatalf("negotiated %x", v)
+		}
+	})
 }

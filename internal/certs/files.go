@@ -1,4 +1,4 @@
-package transport
+package certs
 
 import (
 	"crypto/tls"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// CertReloader serves a certificate and key from PEM files and loads them
+// Reloader serves a certificate and key from PEM files and loads them
 // again when either file changes, without a restart: certbot, cert-manager
 // or an ACME client renews the files and the next TLS handshake gets the
 // new pair while live connections keep the one they negotiated.
@@ -20,7 +20,7 @@ import (
 // that does not load (a renewal half written, a key that does not match)
 // is logged and the previous certificate stays in use; the check is tried
 // again at the next interval.
-type CertReloader struct {
+type Reloader struct {
 	certFile, keyFile string
 	interval          time.Duration
 	log               *slog.Logger
@@ -40,16 +40,16 @@ type fileStamp struct {
 	size int64
 }
 
-// NewCertReloader loads the pair once and fails when it does not load.
+// NewReloader loads the pair once and fails when it does not load.
 // interval <= 0 means 5 seconds.
-func NewCertReloader(certFile, keyFile string, interval time.Duration, log *slog.Logger) (*CertReloader, error) {
+func NewReloader(certFile, keyFile string, interval time.Duration, log *slog.Logger) (*Reloader, error) {
 	if interval <= 0 {
 		interval = 5 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &CertReloader{certFile: certFile, keyFile: keyFile, interval: interval, log: log, now: time.Now}
+	r := &Reloader{certFile: certFile, keyFile: keyFile, interval: interval, log: log, now: time.Now}
 	stamps, err := r.stat()
 	if err != nil {
 		return nil, err
@@ -63,7 +63,7 @@ func NewCertReloader(certFile, keyFile string, interval time.Duration, log *slog
 
 // TLSConfig returns a server config that serves the reloaded certificate:
 // TLS 1.2 or later, no client certificate requested.
-func (r *CertReloader) TLSConfig() *tls.Config {
+func (r *Reloader) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		ClientAuth:     tls.NoClientCert,
@@ -71,11 +71,8 @@ func (r *CertReloader) TLSConfig() *tls.Config {
 	}
 }
 
-// Certificate returns the certificate currently served.
-func (r *CertReloader) Certificate() *tls.Certificate { return r.cert.Load() }
-
 // GetCertificate implements tls.Config.GetCertificate.
-func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	now := r.now()
 	if next := r.nextCheck.Load(); now.UnixNano() >= next && r.nextCheck.CompareAndSwap(next, now.Add(r.interval).UnixNano()) {
 		r.check()
@@ -84,7 +81,7 @@ func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 }
 
 // check reloads the pair when either file changed since the last load.
-func (r *CertReloader) check() {
+func (r *Reloader) check() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	stamps, err := r.stat()
@@ -103,7 +100,7 @@ func (r *CertReloader) check() {
 	r.log.Info("tls: certificate reloaded", "cert", r.certFile, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 }
 
-func (r *CertReloader) stat() ([2]fileStamp, error) {
+func (r *Reloader) stat() ([2]fileStamp, error) {
 	var out [2]fileStamp
 	for i, f := range []string{r.certFile, r.keyFile} {
 		st, err := os.Stat(f)
@@ -118,7 +115,7 @@ func (r *CertReloader) stat() ([2]fileStamp, error) {
 // load reads the pair and records stamps as what it was read from. The
 // stamps are taken before the read, so a write that lands during the read
 // is seen as a change at the next check.
-func (r *CertReloader) load(stamps [2]fileStamp) error {
+func (r *Reloader) load(stamps [2]fileStamp) error {
 	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
 	if err != nil {
 		// The error names the files and the problem, never key material.

@@ -1,4 +1,4 @@
-package transport
+package certs
 
 import (
 	"crypto/tls"
@@ -41,24 +41,8 @@ func TestACMETLSConfig(t *testing.T) {
 	if c.MinVersion != tls.VersionTLS12 || c.ClientAuth != tls.NoClientCert || c.GetCertificate == nil {
 		t.Errorf("MinVersion %x ClientAuth %v GetCertificate nil %v", c.MinVersion, c.ClientAuth, c.GetCertificate == nil)
 	}
-	if !slices.Contains(c.NextProtos, ACMETLSProto) || !slices.Contains(c.NextProtos, "http/1.1") || slices.Contains(c.NextProtos, "h2") {
+	if !slices.Contains(c.NextProtos, acmeALPN) || !slices.Contains(c.NextProtos, "http/1.1") || slices.Contains(c.NextProtos, "h2") {
 		t.Errorf("NextProtos %q, want http/1.1 and acme-tls/1, no h2", c.NextProtos)
-	}
-	// What reaches the engine's TLS keeps acme-tls/1; a file-based config
-	// offers http/1.1 alone as before.
-	conv, err := convertTLSConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(conv.NextProtos, []string{"http/1.1", ACMETLSProto}) || conv.MinVersion != tls.VersionTLS12 {
-		t.Errorf("converted NextProtos %q MinVersion %x", conv.NextProtos, conv.MinVersion)
-	}
-	plain, err := convertTLSConfig(&tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(plain.NextProtos, []string{"http/1.1"}) {
-		t.Errorf("file-based NextProtos %q, want [http/1.1]", plain.NextProtos)
 	}
 }
 
@@ -75,7 +59,7 @@ func TestACMERefusesOtherHostsWithoutAskingTheCA(t *testing.T) {
 		}
 	}
 	// A challenge handshake with no pending challenge is refused too.
-	if _, err := a.GetCertificate(modernHello("ws.herald.test", ACMETLSProto)); err == nil {
+	if _, err := a.GetCertificate(modernHello("ws.herald.test", acmeALPN)); err == nil {
 		t.Error("acme-tls/1 hello without a token: got a certificate")
 	}
 	if n := hits.Load(); n != 0 {
@@ -99,7 +83,7 @@ func TestACMEServesTheCachedCertificate(t *testing.T) {
 	}
 	// The TLS-ALPN-01 token certificate, when the cache holds one.
 	tok := acmetest.CacheCert(t, dir, "ws.herald.test+token", "ws.herald.test").Raw
-	c, err := a.GetCertificate(modernHello("ws.herald.test", ACMETLSProto))
+	c, err := a.GetCertificate(modernHello("ws.herald.test", acmeALPN))
 	if err != nil || !slices.Equal(c.Certificate[0], tok) {
 		t.Errorf("token certificate: err %v", err)
 	}

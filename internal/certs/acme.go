@@ -1,4 +1,4 @@
-package transport
+package certs
 
 import (
 	"context"
@@ -16,9 +16,9 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 )
 
-// ACMETLSProto is the ALPN protocol of ACME's TLS-ALPN-01 challenge
-// (RFC 8737): offering it lets the CA validate a domain on the TLS port.
-const ACMETLSProto = acme.ALPNProto
+// acmeALPN is the ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC
+// 8737): offering it lets the CA validate a domain on the TLS port.
+const acmeALPN = acme.ALPNProto
 
 // ACMEConfig configures automatic certificates.
 type ACMEConfig struct {
@@ -41,7 +41,8 @@ type ACMEConfig struct {
 	// certificate the next handshake may start another (CAs rate-limit
 	// failures); 0 means 1 minute.
 	RetryAfter time.Duration
-	Logger     *slog.Logger
+	// Logger gets a line per certificate obtained or failed (nil: none).
+	Logger *slog.Logger
 }
 
 // ACME serves certificates obtained and renewed through ACME
@@ -143,7 +144,7 @@ func (a *ACME) TLSConfig() *tls.Config {
 		MinVersion:     tls.VersionTLS12,
 		ClientAuth:     tls.NoClientCert,
 		GetCertificate: a.GetCertificate,
-		NextProtos:     []string{"http/1.1", ACMETLSProto},
+		NextProtos:     []string{"http/1.1", acmeALPN},
 	}
 }
 
@@ -184,7 +185,7 @@ func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	if !a.allowed[name] {
 		return nil, fmt.Errorf("acme: no certificate for %q: not in acme_domains", safeHost(name))
 	}
-	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMETLSProto {
+	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeALPN {
 		// A CA validating TLS-ALPN-01: the token certificate is in memory
 		// (or the cache) while an order is pending; never the network.
 		return a.m.GetCertificate(hello)

@@ -11,36 +11,44 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/herald-ws/herald/internal/transport"
+	"github.com/herald-ws/herald/internal/certs"
 )
 
 // acmeState is the ACME side of a node: the certificate manager and the
 // optional plain-HTTP listener for HTTP-01 challenges.
 type acmeState struct {
-	mgr  *transport.ACME
+	mgr  *certs.ACME
 	srv  *http.Server
 	ln   net.Listener
 	done chan struct{}
 }
 
 // buildTLS returns the main listener's TLS config: from ACME when
-// acme_domains is set, else from tls_cert/tls_key, else nil.
+// acme_domains is set, else from tls_cert/tls_key (reloaded when the files
+// change), else nil.
 func (s *Server) buildTLS(log *slog.Logger) (*tls.Config, error) {
-	if !s.cfg.ACMEEnabled() {
-		return tlsConfig(s.cfg, log)
+	if s.cfg.ACMEEnabled() {
+		m, err := certs.NewACME(certs.ACMEConfig{
+			Domains:      s.cfg.ACMEDomains,
+			Email:        s.cfg.ACMEEmail,
+			CacheDir:     s.cfg.ACMECacheDir,
+			DirectoryURL: s.cfg.ACMEDirectoryURL,
+			Logger:       log.With("acme", true),
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.acme.mgr = m
+		return m.TLSConfig(), nil
 	}
-	m, err := transport.NewACME(transport.ACMEConfig{
-		Domains:      s.cfg.ACMEDomains,
-		Email:        s.cfg.ACMEEmail,
-		CacheDir:     s.cfg.ACMECacheDir,
-		DirectoryURL: s.cfg.ACMEDirectoryURL,
-		Logger:       log.With("acme", true),
-	})
+	if !s.cfg.TLSEnabled() {
+		return nil, nil
+	}
+	r, err := certs.NewReloader(s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.TLSReloadInterval, log)
 	if err != nil {
 		return nil, err
 	}
-	s.acme.mgr = m
-	return m.TLSConfig(), nil
+	return r.TLSConfig(), nil
 }
 
 // startACME starts loading or obtaining the certificates and, with
