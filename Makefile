@@ -3,6 +3,8 @@
 
 GO        ?= go
 BIN       := bin/herald
+# The load tool, a binary of its own so that herald never links it.
+BENCH_BIN := bin/herald-bench
 FUZZTIME  ?= 5s
 E2E_DIR   := test/e2e
 STATICCHECK_VERSION := v0.8.2
@@ -27,9 +29,10 @@ DEPLOY_TOOLS := podman:podman buildah:buildah nginx:nginx caddy:caddy supervisor
 
 all: build
 
-## build: the static binary, built as the Dockerfile builds it.
+## build: the static server binary, built as the Dockerfile builds it, and the load tool beside it.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/herald
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BENCH_BIN) ./cmd/herald-bench
 
 ## test: everything CI runs: lint, Go tests with -race, fuzz targets, end-to-end tests, deployment tests.
 test: lint unit fuzz e2e deploy-test
@@ -101,13 +104,13 @@ deploy-test: build deploy-deps
 manifests:
 	cd deploy/test && UPDATE_MANIFESTS=1 $(GO) test -count=1 -run TestManifestsMatchChart .
 
-## bench: short forms of the load scenarios against a fresh bin/herald (bench/README.md has the full ones).
+## bench: short forms of the load scenarios (bin/herald-bench) against a fresh bin/herald (bench/README.md has the full ones).
 bench: build
-	HERALD_BIN=$(CURDIR)/$(BIN) bench/run.sh
+	HERALD_BIN=$(CURDIR)/$(BIN) HERALD_BENCH_BIN=$(CURDIR)/$(BENCH_BIN) bench/run.sh
 
 ## bench-cluster: the fanout scenarios across three nodes and a redis-server of their own.
 bench-cluster: build
-	HERALD_BIN=$(CURDIR)/$(BIN) bench/cluster.sh
+	HERALD_BIN=$(CURDIR)/$(BIN) HERALD_BENCH_BIN=$(CURDIR)/$(BENCH_BIN) bench/cluster.sh
 
 clean:
 	rm -rf bin $(E2E_DIR)/node_modules

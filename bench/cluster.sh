@@ -10,10 +10,11 @@
 #   bench/cluster.sh --full     the figures of docs/benchmarks.md
 #
 # Environment:
-#   HERALD_BIN   server binary (default bin/herald; built if missing)
-#   BENCH_PORT   first of the four ports used (default 16610)
-#   BENCH_OUT    file that collects the JSON lines (default a temp file)
-#   BENCH_ARGS   extra flags for every scenario (e.g. "--progress 0")
+#   HERALD_BIN        server binary (default bin/herald; built if unset)
+#   HERALD_BENCH_BIN  load tool (default bin/herald-bench; built if unset)
+#   BENCH_PORT        first of the four ports used (default 16610)
+#   BENCH_OUT         file that collects the JSON lines (default a temp file)
+#   BENCH_ARGS        extra flags for every scenario (e.g. "--progress 0")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +22,13 @@ mode=short
 case "${1:-}" in
   --full) mode=full ;;
   ""|--short) ;;
-  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
   *) echo "usage: bench/cluster.sh [--short|--full]" >&2; exit 2 ;;
 esac
 
 GO=${GO:-go}
 BIN=${HERALD_BIN:-bin/herald}
+BENCH_BIN=${HERALD_BENCH_BIN:-bin/herald-bench}
 BASE=${BENCH_PORT:-16610}
 OUT=${BENCH_OUT:-$(mktemp "${TMPDIR:-/tmp}/herald-cluster.XXXXXX.jsonl")}
 EXTRA=${BENCH_ARGS:-}
@@ -37,6 +39,11 @@ if [ -z "${HERALD_BIN:-}" ]; then
   echo "building $BIN"
   mkdir -p "$(dirname "$BIN")"
   $GO build -o "$BIN" ./cmd/herald
+fi
+if [ -z "${HERALD_BENCH_BIN:-}" ]; then
+  echo "building $BENCH_BIN"
+  mkdir -p "$(dirname "$BENCH_BIN")"
+  $GO build -o "$BENCH_BIN" ./cmd/herald-bench
 fi
 
 redis_pid=""
@@ -96,14 +103,14 @@ run() {
   apis="http://127.0.0.1:$BASE,http://127.0.0.1:$((BASE + 1)),http://127.0.0.1:$((BASE + 2))"
   pids=$(IFS=,; echo "${node_pids[*]}")
   echo
-  echo "=== $name: herald bench fanout $* (3 nodes, Redis on :$REDIS_PORT)"
+  echo "=== $name: herald-bench fanout $* (3 nodes, Redis on :$REDIS_PORT)"
   local log calls0 calls1 pub0 pub1 rcpu0 rcpu1
   log=$(mktemp)
   calls0=$(redis_calls)
   pub0=$(redis_calls publish)
   rcpu0=$(proc_cpu "$redis_pid")
   # shellcheck disable=SC2086
-  if ! "$BIN" bench fanout "$@" --url "$urls" --api "$apis" --server-pid "$pids" $EXTRA | tee "$log"; then
+  if ! "$BENCH_BIN" fanout "$@" --url "$urls" --api "$apis" --server-pid "$pids" $EXTRA | tee "$log"; then
     failed=$((failed + 1))
   fi
   calls1=$(redis_calls)

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Runs Herald's load scenarios against bin/herald on loopback: a short form
-# of each by default (what `make bench` runs, about a minute), or the full
-# figures of bench/README.md with --full. Every scenario gets a freshly
-# started server so that RSS and CPU figures are its own.
+# Runs Herald's load scenarios (bin/herald-bench) against bin/herald on
+# loopback: a short form of each by default (what `make bench` runs, about
+# a minute), or the full figures of bench/README.md with --full. Every
+# scenario gets a freshly started server so that RSS and CPU figures are
+# its own.
 #
 #   bench/run.sh            short forms
 #   bench/run.sh --full     the README's figures (19,000 idle, 10,000 fanout, ...)
 #
 # Environment:
-#   HERALD_BIN   server binary (default bin/herald; built if missing)
-#   BENCH_PORT   port for the server (default 16600)
-#   BENCH_OUT    file that collects the JSON lines (default a temp file)
-#   BENCH_ARGS   extra flags for every scenario (e.g. "--progress 0")
+#   HERALD_BIN        server binary (default bin/herald; built if unset)
+#   HERALD_BENCH_BIN  load tool (default bin/herald-bench; built if unset)
+#   BENCH_PORT        port for the server (default 16600)
+#   BENCH_OUT         file that collects the JSON lines (default a temp file)
+#   BENCH_ARGS        extra flags for every scenario (e.g. "--progress 0")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +21,13 @@ mode=short
 case "${1:-}" in
   --full) mode=full ;;
   ""|--short) ;;
-  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
   *) echo "usage: bench/run.sh [--short|--full]" >&2; exit 2 ;;
 esac
 
 GO=${GO:-go}
 BIN=${HERALD_BIN:-bin/herald}
+BENCH_BIN=${HERALD_BENCH_BIN:-bin/herald-bench}
 PORT=${BENCH_PORT:-16600}
 OUT=${BENCH_OUT:-$(mktemp "${TMPDIR:-/tmp}/herald-bench.XXXXXX.jsonl")}
 EXTRA=${BENCH_ARGS:-}
@@ -34,9 +37,11 @@ if [ -z "${HERALD_BIN:-}" ]; then
   mkdir -p "$(dirname "$BIN")"
   $GO build -o "$BIN" ./cmd/herald
 fi
-
-# The load tool is the same binary: `herald bench`.
-BENCH=("$BIN" bench)
+if [ -z "${HERALD_BENCH_BIN:-}" ]; then
+  echo "building $BENCH_BIN"
+  mkdir -p "$(dirname "$BENCH_BIN")"
+  $GO build -o "$BENCH_BIN" ./cmd/herald-bench
+fi
 
 # shellcheck source=bench/server.sh
 source bench/server.sh
@@ -47,11 +52,11 @@ run() {
   local name=$1; shift
   start_server
   echo
-  echo "=== $name: herald bench $*"
+  echo "=== $name: herald-bench $*"
   local log
   log=$(mktemp)
   # shellcheck disable=SC2086
-  if ! "${BENCH[@]}" "$@" --url "ws://127.0.0.1:$PORT" --server-pid "$server_pid" $EXTRA | tee "$log"; then
+  if ! "$BENCH_BIN" "$@" --url "ws://127.0.0.1:$PORT" --server-pid "$server_pid" $EXTRA | tee "$log"; then
     failed=$((failed + 1))
   fi
   grep '^{' "$log" | tail -n 1 | sed "s/^{/{\"name\":\"$name\",/" >>"$OUT" || true

@@ -9,8 +9,10 @@
 #   bench/sweep.sh                      S = 100 1000 2000 5000 10000
 #   SWEEP_SUBS="100 1000" bench/sweep.sh
 #
-# Environment: HERALD_BIN (default bin/herald, built if missing), BENCH_PORT
-# (default 16600), SWEEP_OUT (JSON lines, default bench/results/sweep.jsonl),
+# Environment: HERALD_BIN (default bin/herald, built if missing),
+# HERALD_BENCH_BIN (the load tool, default bin/herald-bench, built if
+# missing), BENCH_PORT (default 16600), SWEEP_OUT (JSON lines, default
+# bench/results/sweep.jsonl),
 # SWEEP_SVG (default docs/benchmarks-fanout.svg), SWEEP_DURATION (default 8s),
 # SWEEP_SUBTITLE (the chart's second line).
 set -euo pipefail
@@ -18,6 +20,7 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 BIN=${HERALD_BIN:-bin/herald}
+BENCH_BIN=${HERALD_BENCH_BIN:-bin/herald-bench}
 PORT=${BENCH_PORT:-16600}
 SUBS=${SWEEP_SUBS:-100 1000 2000 5000 10000}
 OUT=${SWEEP_OUT:-bench/results/sweep.jsonl}
@@ -29,6 +32,10 @@ if [ ! -x "$BIN" ] || [ -z "${HERALD_BIN:-}" ]; then
   mkdir -p "$(dirname "$BIN")"
   $GO build -o "$BIN" ./cmd/herald
 fi
+if [ ! -x "$BENCH_BIN" ] || [ -z "${HERALD_BENCH_BIN:-}" ]; then
+  mkdir -p "$(dirname "$BENCH_BIN")"
+  $GO build -o "$BENCH_BIN" ./cmd/herald-bench
+fi
 mkdir -p "$(dirname "$OUT")"
 : >"$OUT"
 
@@ -39,8 +46,8 @@ source bench/server.sh
 run() {
   local name=$1; shift
   start_server
-  echo "=== $name: herald bench fanout $*" >&2
-  "$BIN" bench fanout "$@" --url "ws://127.0.0.1:$PORT" --api "http://127.0.0.1:$PORT" \
+  echo "=== $name: herald-bench fanout $*" >&2
+  "$BENCH_BIN" fanout "$@" --url "ws://127.0.0.1:$PORT" --api "http://127.0.0.1:$PORT" \
     --server-pid "$server_pid" --progress 0 --json | sed "s/^{/{\"name\":\"$name\",/" | tee -a "$OUT"
   stop_server
 }

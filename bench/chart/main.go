@@ -1,6 +1,6 @@
 // Command chart draws the fanout sweep of docs/benchmarks.md as an SVG:
 // deliveries per server CPU-second and p99 latency against the number of
-// subscribers, from the JSON lines that `herald bench fanout` prints (one
+// subscribers, from the JSON lines that `herald-bench fanout` prints (one
 // per run; bench/sweep.sh collects them).
 //
 //	go run ./bench/chart -o docs/benchmarks-fanout.svg sweep.jsonl [more.jsonl ...]

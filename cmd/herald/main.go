@@ -6,7 +6,6 @@
 //
 //	herald [serve] [flags]   start a node (the default)
 //	herald apps <command>    manage the apps of a database apps store
-//	herald bench <scenario>  load-test a Pusher-protocol server
 //	herald config check|import  validate a config, translate a soketi one
 //	herald version           print the version
 //	herald health [--url U]  check /up (a container HEALTHCHECK)
@@ -28,7 +27,6 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
-	"github.com/herald-ws/herald/internal/loadtest"
 	"github.com/herald-ws/herald/internal/server"
 )
 
@@ -56,7 +54,6 @@ const usage = `Herald: a Pusher-protocol realtime server for Laravel, Echo and p
 Usage:
   herald [serve] [flags]   start a node (the default command)
   herald apps <command>    manage the apps of a database apps store (docs/apps.md)
-  herald bench <scenario>  load-test a Pusher-protocol server (idle, fanout, churn)
   herald config check FILE           validate a config (every problem with its line and key)
   herald config import soketi FILE   translate a soketi JSON config to Herald YAML
   herald version           print the version
@@ -77,7 +74,7 @@ func (c cli) run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return c.serve(args, stdout, stderr)
 	case "bench":
-		return loadtest.Main(args, stdout, stderr)
+		return benchMoved(stderr)
 	case "apps":
 		return appsMain(args, stdout, stderr)
 	case "config":
@@ -101,7 +98,7 @@ func (c cli) run(args []string, stdout, stderr io.Writer) int {
 			return appsMain([]string{"help"}, stdout, stderr)
 		}
 		if len(args) > 0 && args[0] == "bench" {
-			return loadtest.Main(append([]string{"help"}, args[1:]...), stdout, stderr)
+			return benchMoved(stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -109,6 +106,14 @@ func (c cli) run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "herald: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
+}
+
+// benchMoved answers the `herald bench` of earlier versions: the load tool
+// is its own binary now, so that the server never links it.
+func benchMoved(stderr io.Writer) int {
+	fmt.Fprintln(stderr, "herald: the load tool is its own binary now: herald-bench idle|fanout|churn "+
+		"(make build builds bin/herald-bench; go install github.com/herald-ws/herald/cmd/herald-bench@latest)")
+	return 2
 }
 
 func (c cli) serve(args []string, stdout, stderr io.Writer) int {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,6 +86,57 @@ func TestGoInstallable(t *testing.T) {
 	for i, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && (f[0] == "replace" || f[0] == "exclude") {
 			t.Errorf("go.mod:%d: %q makes `go install …/cmd/herald@version` fail", i+1, line)
+		}
+	}
+}
+
+// TestBenchPointsToHeraldBench: the load tool left the server for its own
+// binary; `herald bench` (and its help) says where it went.
+func TestBenchPointsToHeraldBench(t *testing.T) {
+	for _, args := range [][]string{{"bench"}, {"bench", "fanout", "--subscribers", "10"}, {"help", "bench"}} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("herald %q: exit %d, want 2", args, code)
+		}
+		msg := errOut.String()
+		if strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "herald-bench") ||
+			!strings.Contains(msg, "bin/herald-bench") || !strings.Contains(msg, "go install github.com/herald-ws/herald/cmd/herald-bench@latest") {
+			t.Errorf("herald %q: stderr is not the one-line pointer to herald-bench:\n%s", args, msg)
+		}
+		if out.Len() != 0 {
+			t.Errorf("herald %q: stdout %q", args, out.String())
+		}
+	}
+}
+
+// TestHeraldDoesNotLinkTheLoadTool: the server binary leaves out the load
+// tool (cmd/herald-bench) and the WebSocket client libraries only it
+// uses, on every platform Herald builds for.
+func TestHeraldDoesNotLinkTheLoadTool(t *testing.T) {
+	banned := []string{
+		"github.com/herald-ws/herald/internal/loadtest",
+		"github.com/gorilla/websocket",
+		"github.com/gobwas/ws",
+	}
+	for _, goos := range []string{"linux", "darwin", "windows"} {
+		cmd := exec.Command("go", "list", "-deps", ".")
+		cmd.Env = append(os.Environ(), "GOOS="+goos)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("GOOS=%s go list -deps: %v\n%s", goos, err, stderr.String())
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 50 {
+			t.Fatalf("GOOS=%s go list -deps lists only %d packages:\n%s", goos, len(deps), out)
+		}
+		for _, dep := range deps {
+			for _, b := range banned {
+				if dep == b || strings.HasPrefix(dep, b+"/") {
+					t.Errorf("GOOS=%s: herald links %s", goos, dep)
+				}
+			}
 		}
 	}
 }

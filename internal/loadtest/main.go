@@ -1,6 +1,7 @@
-// Package loadtest is Herald's load tool, run as `herald bench`. It drives
-// any Pusher-protocol server (Herald, soketi, Reverb, …) over WebSocket and
-// the signed HTTP API and measures it from the outside:
+// Package loadtest is Herald's load tool, run as `herald-bench`
+// (cmd/herald-bench, a binary of its own so that the server never links
+// it). It drives any Pusher-protocol server (Herald, soketi, Reverb, …)
+// over WebSocket and the signed HTTP API and measures it from the outside:
 //
 //   - idle: N subscribed connections; server RSS per connection, connect rate
 //   - fanout: S subscribers over K channels, P HTTP API publishers at a
@@ -26,7 +27,7 @@ import (
 	"time"
 )
 
-const usage = `Usage: herald bench <scenario> [flags]
+const usage = `Usage: herald-bench <scenario> [flags]
 
 Load-test a Pusher-protocol server (Herald or any other) on this machine.
 
@@ -39,24 +40,24 @@ Scenarios:
            CPU and deliveries per server CPU-second
   churn    C workers looping connect, subscribe, unsubscribe, disconnect;
            cycles/s and server CPU
-  help     'herald bench help <scenario>' lists a scenario's flags
+  help     'herald-bench help <scenario>' lists a scenario's flags
 
 Progress goes to stderr every second; the summary table and one JSON line go
 to stdout (--json prints only the JSON line). Server CPU and RSS are read from
 /proc/<pid> (--server-pid, or the process listening on the target port).
 
 Examples:
-  herald bench idle --conns 19000 --channels 100 --server-pid $(pidof herald)
-  herald bench fanout --subscribers 1000 --channels 1 --duration 10s
-  herald bench fanout --subscribers 1000 --channels 1 --rate 20 --publishers 1
-  herald bench churn --conns 50 --duration 10s
+  herald-bench idle --conns 19000 --channels 100 --server-pid $(pidof herald)
+  herald-bench fanout --subscribers 1000 --channels 1 --duration 10s
+  herald-bench fanout --subscribers 1000 --channels 1 --rate 20 --publishers 1
+  herald-bench churn --conns 50 --duration 10s
 
 Exit status: 0 when the run completed, 1 when it failed (too many connection
 failures, nothing delivered), 2 for a usage error.
 `
 
-// Main runs `herald bench` with args (the words after "bench") and returns
-// the process exit code.
+// Main runs `herald-bench` with args (the words after the program name)
+// and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -75,7 +76,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if !isScenario(scenario) {
-		fmt.Fprintf(stderr, "herald bench: unknown scenario %q\n\n%s", scenario, usage)
+		fmt.Fprintf(stderr, "herald-bench: unknown scenario %q\n\n%s", scenario, usage)
 		return 2
 	}
 	fs, o := newFlagSet(scenario, stderr)
@@ -86,11 +87,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "herald bench %s: unexpected argument %q\n", scenario, fs.Arg(0))
+		fmt.Fprintf(stderr, "herald-bench %s: unexpected argument %q\n", scenario, fs.Arg(0))
 		return 2
 	}
 	if err := o.validate(scenario); err != nil {
-		fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
+		fmt.Fprintf(stderr, "herald-bench %s: %v\n", scenario, err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -100,22 +101,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		targets = append(targets, o.apis...)
 	}
 	if err := checkTargets(ctx, o.AllowRemote, nil, targets...); err != nil {
-		fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
+		fmt.Fprintf(stderr, "herald-bench %s: %v\n", scenario, err)
 		return 2
 	}
 	if err := checkSources(o.AllowRemote, o.sources); err != nil {
-		fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
+		fmt.Fprintf(stderr, "herald-bench %s: %v\n", scenario, err)
 		return 2
 	}
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
-			fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
+			fmt.Fprintf(stderr, "herald-bench %s: %v\n", scenario, err)
 			return 2
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "herald bench %s: %v\n", scenario, err)
+			fmt.Fprintf(stderr, "herald-bench %s: %v\n", scenario, err)
 			return 2
 		}
 		defer pprof.StopCPUProfile()
@@ -129,7 +130,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		res.writeTable(stdout)
 	}
 	if err := res.writeJSON(stdout); err != nil {
-		fmt.Fprintf(stderr, "herald bench: %v\n", err)
+		fmt.Fprintf(stderr, "herald-bench: %v\n", err)
 		return 1
 	}
 	if !res.OK {
@@ -142,11 +143,11 @@ func isScenario(s string) bool { return s == "idle" || s == "fanout" || s == "ch
 
 func newFlagSet(scenario string, out io.Writer) (*flag.FlagSet, *Options) {
 	o := defaultOptions(scenario)
-	fs := flag.NewFlagSet("herald bench "+scenario, flag.ContinueOnError)
+	fs := flag.NewFlagSet("herald-bench "+scenario, flag.ContinueOnError)
 	fs.SetOutput(out)
 	o.register(fs, scenario)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: herald bench %s [flags]\n\nFlags:\n", scenario)
+		fmt.Fprintf(fs.Output(), "Usage: herald-bench %s [flags]\n\nFlags:\n", scenario)
 		fs.PrintDefaults()
 	}
 	return fs, &o

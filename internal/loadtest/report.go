@@ -98,7 +98,7 @@ func (r *Result) writeTable(w io.Writer) {
 	if !r.OK {
 		status = "FAILED: " + r.Verdict
 	}
-	fmt.Fprintf(tw, "herald bench %s against %s: %s\n", r.Scenario, r.Target, status)
+	fmt.Fprintf(tw, "herald-bench %s against %s: %s\n", r.Scenario, r.Target, status)
 	keys := make([]string, 0, len(r.Params))
 	for k := range r.Params {
 		keys = append(keys, k)
