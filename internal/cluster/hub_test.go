@@ -28,6 +28,17 @@ func (c *recConn) Send(f []byte, _ int64) bool {
 }
 
 func (c *recConn) Close(int, string) {}
+func (c *recConn) Bind(string)       {}
+
+// oneApp is a hub.AppLookup that knows one app.
+type oneApp struct{ app *apps.App }
+
+func (o oneApp) ByKey(_ context.Context, key string) (*apps.App, error) {
+	if key != o.app.Key {
+		return nil, apps.ErrNotFound
+	}
+	return o.app, nil
+}
 
 // events returns the events received so far as "event channel data".
 func (c *recConn) events() []string {
@@ -83,17 +94,18 @@ func newClusterNode(t *testing.T, o Options, app *apps.App) *clusterNode {
 	}
 	cn.node = startNode(t, o)
 	cn.broker = startBroker(t, o, "", func(m hub.BrokerMessage) { cn.hub.HandleBrokerMessage(m) })
-	cn.hub = hub.New(hub.Options{State: cn.node.State(), Broker: cn.broker})
+	cn.hub = hub.New(hub.Options{State: cn.node.State(), Broker: cn.broker, Apps: oneApp{app}})
 	return cn
 }
 
 func (cn *clusterNode) join(t *testing.T, app *apps.App, channel, user string) (*hub.Client, *recConn) {
 	t.Helper()
 	conn := &recConn{}
-	c, err := cn.hub.Connect(app, conn)
+	sess, err := cn.hub.Admit(context.Background(), conn, hub.ConnInfo{Key: app.Key})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := sess.(*hub.Client)
 	if err := cn.broker.Interest(context.Background(), app.ID, channel, true); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -99,7 +100,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Bu
 }
 
 func (h *handler) tooLarge() error {
-	return overLimit(LimitRequestBody, errorf(http.StatusRequestEntityTooLarge, "The request body exceeds the allowed maximum (%d bytes)", h.maxBody))
+	return overLimit(hub.LimitRequestBody, errorf(http.StatusRequestEntityTooLarge, "The request body exceeds the allowed maximum (%d bytes)", h.maxBody))
 }
 
 // verify checks the signature against the path without the prefix. The

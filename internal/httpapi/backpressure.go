@@ -1,6 +1,10 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/herald-ws/herald/internal/hub"
+)
 
 // Backpressure tells whether the node is saturated: its connections'
 // queues hold so much that more events would only be queued without
@@ -8,10 +12,6 @@ import "net/http"
 type Backpressure interface {
 	Saturated() bool
 }
-
-// LimitOutboundBudget names the refusals of publishes while the node is
-// saturated (the config key of the budget).
-const LimitOutboundBudget = "outbound_budget_mb"
 
 // retryAfterSaturated is the Retry-After of a saturated node, in seconds:
 // queues drain at socket speed, so a second is enough to find out again.
@@ -24,6 +24,6 @@ func (h *handler) backpressure(w http.ResponseWriter) error {
 		return nil
 	}
 	w.Header().Set("Retry-After", retryAfterSaturated)
-	return overLimit(LimitOutboundBudget, errorf(http.StatusServiceUnavailable,
+	return overLimit(hub.LimitOutboundBudget, errorf(http.StatusServiceUnavailable,
 		"Service unavailable: the server is saturated (its outbound budget is spent); retry later"))
 }

@@ -276,7 +276,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	items := *wb.Batch
 	if max := c.app.MaxEventBatchSize; max > 0 && len(items) > max {
-		return overLimit(LimitBatchSize, badRequest("Cannot batch-send more than %d messages at once", max))
+		return overLimit(hub.LimitBatchSize, badRequest("Cannot batch-send more than %d messages at once", max))
 	}
 	events := make([]event, len(items))
 	points, anyInfo := 0, false

@@ -89,7 +89,7 @@ type Options struct {
 	// Logger receives errors and recovered panics (discarded when nil).
 	Logger *slog.Logger
 	// Refusals, when set, is told of every request a limit refused.
-	Refusals Refusals
+	Refusals hub.Refusals
 	// Recorder counts requests and refusals (nil: not counted).
 	Recorder Recorder
 	// RateLimits are the per-app buckets the rate limits spend from,
@@ -117,7 +117,7 @@ type handler struct {
 	ready    func() error
 	degraded func() string
 	log      *slog.Logger
-	refuse   Refusals
+	refuse   hub.Refusals
 	recorder Recorder
 	mux      *http.ServeMux
 	limits   *hub.RateLimits

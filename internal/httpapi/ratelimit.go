@@ -42,8 +42,8 @@ func (h *handler) allow(w http.ResponseWriter, c *call, kind rateKind, points in
 	}
 	hd.Set("Retry-After", strconv.Itoa(secs))
 	if kind == rateBackend {
-		return overLimit(LimitBackendEvents, errorf(http.StatusTooManyRequests,
+		return overLimit(hub.LimitBackendEvents, errorf(http.StatusTooManyRequests,
 			"Too many requests: the app allows %d events per second (one per channel) and this request has %d", limit, points))
 	}
-	return overLimit(LimitReadRequests, errorf(http.StatusTooManyRequests, "Too many requests: the app allows %d read requests per second", limit))
+	return overLimit(hub.LimitReadRequests, errorf(http.StatusTooManyRequests, "Too many requests: the app allows %d read requests per second", limit))
 }

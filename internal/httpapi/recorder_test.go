@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 )
 
 type recRecorder struct {
@@ -73,7 +74,7 @@ func TestRecorderSeesRoutesStatusesAndRefusals(t *testing.T) {
 	if fmt.Sprint(req) != fmt.Sprint(wantReq) {
 		t.Errorf("requests\n got %q\nwant %q", req, wantReq)
 	}
-	wantRef := []string{testID + "|" + LimitBackendEvents, testID + "|" + LimitEventPayload, testID + "|" + LimitRequestBody}
+	wantRef := []string{testID + "|" + hub.LimitBackendEvents, testID + "|" + hub.LimitEventPayload, testID + "|" + hub.LimitRequestBody}
 	sort.Strings(wantRef)
 	if fmt.Sprint(ref) != fmt.Sprint(wantRef) {
 		t.Errorf("refusals\n got %q\nwant %q", ref, wantRef)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 )
 
 type recRefusals struct {
@@ -62,13 +63,13 @@ func TestRefusalsCounted(t *testing.T) {
 
 	got := ref.snapshot()
 	wantCounts := map[string]int{
-		id + "/" + LimitEventNameLength:   1,
-		id + "/" + LimitChannelNameLength: 1,
-		id + "/" + LimitEventChannels:     1,
-		id + "/" + LimitEventPayload:      1,
-		id + "/" + LimitRequestBody:       1,
-		id + "/" + LimitBatchSize:         1,
-		id + "/" + LimitReadRequests:      1,
+		id + "/" + hub.LimitEventNameLength:   1,
+		id + "/" + hub.LimitChannelNameLength: 1,
+		id + "/" + hub.LimitEventChannels:     1,
+		id + "/" + hub.LimitEventPayload:      1,
+		id + "/" + hub.LimitRequestBody:       1,
+		id + "/" + hub.LimitBatchSize:         1,
+		id + "/" + hub.LimitReadRequests:      1,
 	}
 	if len(got) != len(wantCounts) {
 		t.Fatalf("counted %v, want %v", got, wantCounts)

@@ -20,7 +20,7 @@ func benchHub(b *testing.B, mut func(*apps.App)) (*Hub, *apps.App) {
 
 func benchClient(b *testing.B, h *Hub, app *apps.App) *Client {
 	b.Helper()
-	c, err := h.Connect(app, nopConn{})
+	c, err := h.connectApp(app, nopConn{})
 	if err != nil {
 		b.Fatal(err)
 	}

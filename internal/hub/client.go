@@ -14,7 +14,7 @@ import (
 
 // Client is one connection's session in the hub. The transport feeds it
 // messages with HandleMessage (serially), reports activity with Touch and
-// the end of the socket with Disconnected.
+// the end of the socket with Closed.
 type Client struct {
 	hub *Hub
 	// app is swapped by UpdateApp when the app's settings change (a
@@ -29,10 +29,10 @@ type Client struct {
 	closing      atomic.Bool
 	timer        wheelEntry // guarded by Hub.timers.mu
 
-	// op serialises HandleMessage with Disconnected: a subscription or
+	// op serialises HandleMessage with Closed: a subscription or
 	// sign-in in progress when the socket goes is then either finished
-	// before Disconnected undoes it or never started, instead of being
-	// recorded after Disconnected released everything (which leaked the
+	// before Closed undoes it or never started, instead of being
+	// recorded after Closed released everything (which leaked the
 	// client in channel lists, rosters and user sets).
 	op sync.Mutex
 
@@ -41,7 +41,7 @@ type Client struct {
 	user     *protocol.UserData // nil until signed in
 	userRaw  string
 	signedIn atomic.Bool
-	gone     bool // set by Disconnected, under op and mu
+	gone     bool // set by Closed, under op and mu
 
 	// client-event token bucket
 	tokens     float64
@@ -390,9 +390,9 @@ func (h *Hub) afterLeave(app *apps.App, name string, kind protocol.Kind, res Uns
 	}
 }
 
-// Disconnected releases everything the connection held. The transport calls
-// it once when the socket is gone, whatever the reason.
-func (c *Client) Disconnected() {
+// Closed releases everything the connection held: the transport calls it
+// once when the socket is gone, whatever the reason (Session).
+func (c *Client) Closed() {
 	c.closing.Store(true)
 	c.op.Lock()
 	defer c.op.Unlock()

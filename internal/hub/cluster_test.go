@@ -34,8 +34,8 @@ func TestBrokerInterestFollowsLocalSubscribers(t *testing.T) {
 	if b.interests()["1/room"] != 1 {
 		t.Fatalf("after unsubscribe: %v", b.interests())
 	}
-	c1.Disconnected()
-	c2.Disconnected()
+	c1.Closed()
+	c2.Closed()
 	if got := b.interests(); len(got) != 0 {
 		t.Fatalf("interests left after disconnects: %v", got)
 	}

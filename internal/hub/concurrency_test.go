@@ -17,7 +17,7 @@ import (
 // publish, flush counts and sweep. Half of the disconnections come from
 // another goroutine while the client is still handling messages, as when
 // the transport notices a dead socket. At the end nothing may be left and
-// no frame may have reached a client after its Disconnected returned.
+// no frame may have reached a client after its Closed returned.
 func TestConcurrentChurn(t *testing.T) {
 	e := newEnv(t, func(a *apps.App) {
 		a.EnableClientMessages = true
@@ -59,14 +59,14 @@ func TestConcurrentChurn(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(w), 1))
 			for i := range iters {
 				fc := &fakeConn{}
-				c, err := e.h.Connect(e.app, fc)
+				c, err := e.h.connectApp(e.app, fc)
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				conns.Store(fc, c.SocketID())
 				disconnect := func() {
-					c.Disconnected()
+					c.Closed()
 					fc.gone.Store(true)
 				}
 				var killer sync.WaitGroup
@@ -156,14 +156,14 @@ func TestConcurrentChurn(t *testing.T) {
 			late += n
 			if late == n {
 				fc.mu.Lock()
-				t.Errorf("socket %s got %d frames after Disconnected returned; last: %s", v, n, fc.frames[len(fc.frames)-1])
+				t.Errorf("socket %s got %d frames after Closed returned; last: %s", v, n, fc.frames[len(fc.frames)-1])
 				fc.mu.Unlock()
 			}
 		}
 		return true
 	})
 	if late != 0 {
-		t.Errorf("%d frames in all delivered after Disconnected returned", late)
+		t.Errorf("%d frames in all delivered after Closed returned", late)
 	}
 	t.Logf("%d frames delivered", sent)
 }

@@ -55,7 +55,7 @@ func TestGhostsAreRepairedOnce(t *testing.T) {
 	fa.drain(t)
 
 	fs.down.Store(true)
-	b.Disconnected() // the State does not hear of it
+	b.Closed() // the State does not hear of it
 	if info := e.channel(ch); info.UserCount != 2 {
 		t.Fatalf("users %d: the failed leave should have left a ghost", info.UserCount)
 	}
@@ -77,7 +77,7 @@ func TestGhostsAreRepairedOnce(t *testing.T) {
 
 	// The last one goes the same way: channel_vacated once.
 	fs.down.Store(true)
-	a.Disconnected()
+	a.Closed()
 	fs.down.Store(false)
 	e.h.repairGhosts()
 	e.h.repairGhosts()

@@ -25,11 +25,12 @@ type fakeConn struct {
 	code   int
 	reason string
 	closes int
+	appID  string // from Bind
 
 	refuse  atomic.Bool // Send returns false
 	discard bool        // do not record frames (benchmarks)
 
-	// gone is set once Client.Disconnected has returned; any frame sent
+	// gone is set once Client.Closed has returned; any frame sent
 	// after that is counted in late.
 	gone atomic.Bool
 	late atomic.Int64
@@ -60,6 +61,12 @@ func (f *fakeConn) Close(code int, reason string) {
 	}
 }
 
+func (f *fakeConn) Bind(appID string) {
+	f.mu.Lock()
+	f.appID = appID
+	f.mu.Unlock()
+}
+
 func (f *fakeConn) isClosed() (bool, int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -71,6 +78,22 @@ type nopConn struct{}
 
 func (nopConn) Send([]byte, int64) bool { return true }
 func (nopConn) Close(int, string)       {}
+func (nopConn) Bind(string)             {}
+
+// oneApp is an AppLookup that knows one app.
+type oneApp struct{ app *apps.App }
+
+func (o oneApp) ByKey(_ context.Context, key string) (*apps.App, error) {
+	if key != o.app.Key {
+		return nil, apps.ErrNotFound
+	}
+	return o.app, nil
+}
+
+// connectApp admits conn for app through admit, the one admission path.
+func (h *Hub) connectApp(app *apps.App, conn Conn) (*Client, error) {
+	return h.admit(context.Background(), conn, ConnInfo{Key: app.Key}, oneApp{app})
+}
 
 // frame is one decoded server → client message.
 type frame struct {
@@ -368,9 +391,9 @@ func newEnv(t testing.TB, mut func(*apps.App), opts ...func(*Options)) *env {
 func (e *env) connect() (*Client, *fakeConn) {
 	e.t.Helper()
 	fc := &fakeConn{}
-	c, err := e.h.Connect(e.app, fc)
+	c, err := e.h.connectApp(e.app, fc)
 	if err != nil {
-		e.t.Fatalf("Connect: %v", err)
+		e.t.Fatalf("connectApp: %v", err)
 	}
 	if f := fc.next(e.t); f.Event != protocol.EventConnectionEstablished {
 		e.t.Fatalf("first frame: %s", f.raw)

@@ -55,6 +55,10 @@ type Options struct {
 	StateTimeout time.Duration
 	// Refusals, when set, is told of every request a limit refused.
 	Refusals Refusals
+	// Apps finds the app of a connection by its key (Admit, admit.go).
+	Apps AppLookup
+	// NodeLimits are the node's own admission limits (default: none).
+	NodeLimits NodeLimits
 }
 
 const shardCount = 64
@@ -89,6 +93,8 @@ type Hub struct {
 
 	timers timerWheel
 	dueBuf []*Client // reused by sweep (only Run's goroutine sweeps)
+
+	adm admission // admit.go
 
 	countMu    sync.Mutex
 	countDirty map[chanKey]*apps.App
@@ -148,6 +154,7 @@ func New(o Options) *Hub {
 		watchers:   make(map[userKey]map[*Client]struct{}),
 		countDirty: make(map[chanKey]*apps.App),
 	}
+	h.adm.init(o)
 	for i := range h.channels {
 		h.channels[i].m = make(map[chanKey]*localChannel)
 		h.clients[i].m = make(map[string]*Client)
@@ -219,10 +226,11 @@ func (h *Hub) guard(name string, f func()) {
 	f()
 }
 
-// Connect admits a connection for app and queues its
-// pusher:connection_established. It returns a *ConnectError when the node
-// is draining or the app is over its connection quota.
-func (h *Hub) Connect(app *apps.App, conn Conn) (*Client, error) {
+// connect registers a connection for app and queues its
+// pusher:connection_established: the last step of admit. It returns a
+// *ConnectError when the node is draining or the app is over its
+// connection quota.
+func (h *Hub) connect(app *apps.App, conn Conn) (*Client, error) {
 	if h.draining.Load() {
 		return nil, &ConnectError{Code: protocol.CodeReconnect, Message: "Server is shutting down, please reconnect"}
 	}
@@ -290,6 +298,7 @@ func (h *Hub) removeClient(c *Client) {
 		delete(h.conns, c.app.Load().ID)
 	}
 	h.connMu.Unlock()
+	h.adm.admitted.Add(-1) // the slot admit took
 	if o := h.opt.Observer; o != nil {
 		o.ConnectionClosed(c.app.Load().ID)
 	}

@@ -17,7 +17,7 @@ var socketIDRe = regexp.MustCompile(`^\d+\.\d+$`)
 func TestConnectionEstablished(t *testing.T) {
 	e := newEnv(t, func(a *apps.App) { a.ActivityTimeout = 45 * time.Second })
 	fc := &fakeConn{}
-	c, err := e.h.Connect(e.app, fc)
+	c, err := e.h.connectApp(e.app, fc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,8 +46,8 @@ func TestConnectionEstablished(t *testing.T) {
 	if e.obs.count("opened 1") != 1 {
 		t.Fatal("ConnectionOpened not called")
 	}
-	c.Disconnected()
-	c.Disconnected() // idempotent
+	c.Closed()
+	c.Closed() // idempotent
 	if n := e.h.Connections(e.app.ID); n != 0 {
 		t.Fatalf("Connections after disconnect = %d", n)
 	}
@@ -76,7 +76,7 @@ func TestConnectQuota(t *testing.T) {
 	other := testApp(func(a *apps.App) { a.ID, a.Key = "2", "otherkey" })
 	c1, _ := e.connect()
 	e.connect()
-	_, err := e.h.Connect(e.app, &fakeConn{})
+	_, err := e.h.connectApp(e.app, &fakeConn{})
 	var ce *ConnectError
 	if !errors.As(err, &ce) || ce.Code != protocol.CodeOverQuota || ce.CloseCode() != 4004 {
 		t.Fatalf("third connection: %v, want ConnectError 4004", err)
@@ -88,11 +88,11 @@ func TestConnectQuota(t *testing.T) {
 		t.Fatalf("Connections = %d after refusal", n)
 	}
 	// Quotas are per app.
-	if _, err := e.h.Connect(other, &fakeConn{}); err != nil {
+	if _, err := e.h.connectApp(other, &fakeConn{}); err != nil {
 		t.Fatalf("other app: %v", err)
 	}
-	c1.Disconnected()
-	if _, err := e.h.Connect(e.app, &fakeConn{}); err != nil {
+	c1.Closed()
+	if _, err := e.h.connectApp(e.app, &fakeConn{}); err != nil {
 		t.Fatalf("after a disconnect: %v", err)
 	}
 	if n := e.h.Connections("1"); n != 2 {
@@ -114,7 +114,7 @@ func TestConnectWhileDraining(t *testing.T) {
 	if !e.h.Draining() {
 		t.Fatal("not draining after Drain")
 	}
-	_, err := e.h.Connect(e.app, &fakeConn{})
+	_, err := e.h.connectApp(e.app, &fakeConn{})
 	var ce *ConnectError
 	if !errors.As(err, &ce) || ce.CloseCode() != protocol.CodeReconnect {
 		t.Fatalf("Connect while draining: %v, want ConnectError 4200", err)
@@ -244,7 +244,7 @@ func TestRun(t *testing.T) {
 	h := New(Options{SubscriptionCountInterval: 5 * time.Millisecond})
 	app := testApp(func(a *apps.App) { a.EnableSubscriptionCount = true })
 	fc := &fakeConn{}
-	c, err := h.Connect(app, fc)
+	c, err := h.connectApp(app, fc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,10 @@ import (
 // it queues the frame on a bounded queue and returns false when the
 // connection is closing or its queue is over its byte bound, in which case
 // the transport closes the connection itself (4100, so the client backs off
-// and reconnects) and the hub learns of it through Client.Disconnected.
+// and reconnects) and the hub learns of it through Session.Closed.
 // Frames passed to Send are shared between connections and must not be
 // modified or retained past their write. Neither Send nor Close may call
-// back into the hub (Client.Disconnected in particular) before returning:
+// back into the hub (Session.Closed in particular) before returning:
 // the hub calls them while holding its locks.
 //
 // at is when the hub took the message the frame carries, in nanoseconds
@@ -31,6 +31,10 @@ type Conn interface {
 	// Close writes what is queued, then a close frame with code and reason,
 	// then closes the socket.
 	Close(code int, reason string)
+	// Bind tells the connection its app, once admission has accepted the
+	// app and before anything is sent on it (the transport counts bytes,
+	// latencies and later refusals per app). Admit calls it at most once.
+	Bind(appID string)
 }
 
 // Framer turns a JSON message into what Conn.Send takes (for WebSocket, a
@@ -38,17 +42,6 @@ type Conn interface {
 // shares the result between every recipient. A nil Framer sends the JSON
 // as is.
 type Framer func(payload []byte) []byte
-
-// ConnectError refuses a connection at admission with a Pusher close code.
-type ConnectError struct {
-	Code    int
-	Message string
-}
-
-func (e *ConnectError) Error() string { return e.Message }
-
-// CloseCode is the Pusher close code the connection is refused with.
-func (e *ConnectError) CloseCode() int { return e.Code }
 
 // ErrNotPresence is returned by PresenceUsers for a channel that is not a
 // presence channel.

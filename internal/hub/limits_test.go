@@ -69,7 +69,7 @@ func TestHubRefusalsCounted(t *testing.T) {
 		a.ClientEventsPerSecond = 1
 	}, func(o *Options) { o.Refusals = ref })
 	c, fc := e.connect()
-	if _, err := e.h.Connect(e.app, &fakeConn{}); err == nil {
+	if _, err := e.h.connectApp(e.app, &fakeConn{}); err == nil {
 		t.Fatal("second connection admitted past max_connections 1")
 	}
 	e.sub(c, fc, "private-x", "")

@@ -87,12 +87,12 @@ func TestMetricsCountFanoutsBySource(t *testing.T) {
 	if got := rm.take(); fmt.Sprint(got) != "[1 cluster 1]" {
 		t.Fatalf("broker message: %v", got)
 	}
-	c2.Disconnected()
+	c2.Closed()
 	// c2 left presence-room but user 1 is still there through c1.
 	if got := rm.take(); len(got) != 0 {
 		t.Fatalf("disconnect of a second socket: %v", got)
 	}
-	c1.Disconnected()
+	c1.Closed()
 	if got := rm.take(); fmt.Sprint(got) != "[1 server 0]" {
 		t.Fatalf("member_removed of the last socket: %v", got)
 	}
@@ -113,7 +113,7 @@ func TestEachLocalChannel(t *testing.T) {
 	if fmt.Sprint(got) != "map[1/a:2 1/b:1]" {
 		t.Fatalf("channels %v", got)
 	}
-	c2.Disconnected()
+	c2.Closed()
 	got = map[string]int{}
 	e.h.EachLocalChannel(func(appID, ch string, n int) { got[appID+"/"+ch] = n })
 	if fmt.Sprint(got) != "map[1/a:1]" {

@@ -101,7 +101,7 @@ func TestPresenceNumericUserID(t *testing.T) {
 	if got := fa.nextRaw(t); got != `{"event":"pusher_internal:member_added","channel":"presence-n","data":"{\"user_id\":10,\"user_info\":{\"name\":\"Mr. Channels\"}}"}` {
 		t.Fatalf("member_added: %s", got)
 	}
-	b.Disconnected()
+	b.Closed()
 	if got := fa.nextRaw(t); got != `{"event":"pusher_internal:member_removed","channel":"presence-n","data":"{\"user_id\":10}"}` {
 		t.Fatalf("member_removed: %s", got)
 	}
@@ -146,10 +146,10 @@ func TestPresenceSeveralSocketsOfOneUser(t *testing.T) {
 	}
 
 	msg(s1, `{"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}`)
-	s2.Disconnected()
+	s2.Closed()
 	fo.none(t)
 	f3.none(t)
-	s3.Disconnected()
+	s3.Closed()
 	if got := fo.nextRaw(t); got != `{"event":"pusher_internal:member_removed","channel":"presence-room","data":"{\"user_id\":\"u\"}"}` {
 		t.Fatalf("member_removed: %s", got)
 	}
@@ -162,7 +162,7 @@ func TestPresenceSeveralSocketsOfOneUser(t *testing.T) {
 	if len(users) != 1 || users[0].ID != "observer" {
 		t.Fatalf("PresenceUsers = %+v", users)
 	}
-	o.Disconnected()
+	o.Closed()
 	if info := e.channel(ch); info.Occupied || info.UserCount != 0 {
 		t.Fatalf("Channel = %+v", info)
 	}
@@ -197,7 +197,7 @@ func TestPresenceMaxMembers(t *testing.T) {
 	// Another socket of a present user is not a new member.
 	e.sub(a2, fa2, ch, `{"user_id":"a"}`)
 	// Once someone leaves, c fits.
-	b.Disconnected()
+	b.Closed()
 	fa.drain(t)
 	e.sub(c, fc, ch, cd)
 	if e.obs.count("member_added 1 presence-small c") != 1 {
@@ -278,7 +278,7 @@ func TestPresenceSignedInWithoutChannelData(t *testing.T) {
 	if got := fo.nextRaw(t); got != `{"event":"pusher_internal:member_added","channel":"presence-cache-room","data":"{\"user_id\":\"ada\",\"user_info\":{\"name\":\"Ada\"}}"}` {
 		t.Fatalf("member_added: %s", got)
 	}
-	c.Disconnected()
+	c.Closed()
 	if got := fo.nextRaw(t); got != `{"event":"pusher_internal:member_removed","channel":"presence-cache-room","data":"{\"user_id\":\"ada\"}"}` {
 		t.Fatalf("member_removed: %s", got)
 	}
@@ -296,7 +296,7 @@ func TestPresenceDisconnectLeavesEveryChannel(t *testing.T) {
 		e.sub(c, fc, ch, `{"user_id":"c"}`)
 	}
 	fo.drain(t)
-	c.Disconnected()
+	c.Closed()
 	got := map[string]bool{}
 	for _, f := range fo.drain(t) {
 		if f.Event != protocol.EventMemberRemoved {

@@ -136,8 +136,8 @@ func TestTerminateUser(t *testing.T) {
 		t.Fatalf("broker got %+v", m)
 	}
 	// The transport then reports the sockets gone; the user has none left.
-	u1a.Disconnected()
-	u1b.Disconnected()
+	u1a.Closed()
+	u1b.Closed()
 	e.publish("note", "x", "", "#server-to-user-u1")
 	if len(e.h.userClients("1", "u1")) != 0 {
 		t.Fatal("u1 still has sockets")
@@ -239,7 +239,7 @@ func TestPublishSharesOneFrame(t *testing.T) {
 	var fcs []*fakeConn
 	for range 5 {
 		fc := &fakeConn{}
-		c, err := e.h.Connect(e.app, fc)
+		c, err := e.h.connectApp(e.app, fc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,7 +306,7 @@ func TestInputBufferNotRetained(t *testing.T) {
 	if len(e.obs.events) != 1 || !strings.Contains(e.obs.events[0], `{"k":"v"}`) {
 		t.Fatalf("observer saw %q", e.obs.events)
 	}
-	b.Disconnected()
+	b.Closed()
 	if got := fa.nextRaw(t); got != `{"event":"pusher_internal:member_removed","channel":"presence-r","data":"{\"user_id\":\"bob\"}"}` {
 		t.Fatalf("member_removed %s", got)
 	}

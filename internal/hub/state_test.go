@@ -76,7 +76,7 @@ func TestCacheSubscribeDuringPublish(t *testing.T) {
 	t.Fatalf("the event published during the subscription was lost: frames %v", got)
 }
 
-// Disconnected while a subscription waits on the State: the subscription
+// Closed while a subscription waits on the State: the subscription
 // is either undone or never made, and nothing is announced for it.
 func TestDisconnectDuringSubscribe(t *testing.T) {
 	e, hs := hookEnv(t)
@@ -99,13 +99,13 @@ func TestDisconnectDuringSubscribe(t *testing.T) {
 	<-inState
 	done := make(chan struct{})
 	wg.Go(func() {
-		c.Disconnected()
+		c.Closed()
 		fc.gone.Store(true)
 		close(done)
 	})
 	select {
 	case <-done:
-		// Disconnected did not wait: the subscription must be undone.
+		// Closed did not wait: the subscription must be undone.
 	case <-time.After(50 * time.Millisecond):
 	}
 	close(release)
@@ -130,7 +130,7 @@ func TestDisconnectDuringSubscribe(t *testing.T) {
 		t.Fatalf("member_added %d, member_removed %d", added, removed)
 	}
 	if fc.late.Load() != 0 {
-		t.Fatal("frames after Disconnected")
+		t.Fatal("frames after Closed")
 	}
 }
 

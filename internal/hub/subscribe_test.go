@@ -231,7 +231,7 @@ func TestAuthVectors(t *testing.T) {
 	}
 	e.sub(c, fc, "#server-to-user-12345", "")
 	fc.none(t)
-	c.Disconnected()
+	c.Closed()
 	if e.h.Connections("1") != 0 || e.channel("presence-foobar").Occupied {
 		t.Fatal("not released")
 	}

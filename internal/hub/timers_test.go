@@ -28,7 +28,7 @@ func TestWheelHoldsEachClientOnceAndForgetsClosedOnes(t *testing.T) {
 		t.Fatalf("wheel holds %d entries, want 50", n)
 	}
 	for _, c := range cs[:20] {
-		c.Disconnected()
+		c.Closed()
 	}
 	if n := wheelLen(e.h); n != 30 {
 		t.Fatalf("after 20 disconnects the wheel holds %d, want 30", n)

@@ -65,7 +65,7 @@ func TestSigninFailures(t *testing.T) {
 		wantErrFrame(t, fc.next(t), 4009, "not authorized")
 		wantClosed(t, fc, 4009)
 		fc.none(t)
-		c.Disconnected()
+		c.Closed()
 		if len(e.h.users) != 0 {
 			t.Fatalf("%s: user recorded", name)
 		}
@@ -146,9 +146,9 @@ func TestWatchlist(t *testing.T) {
 	b2, fb2 := e.connect()
 	e.signin(b2, fb2, `{"id":"b"}`)
 	fw.none(t) // not the first socket
-	b1.Disconnected()
+	b1.Closed()
 	fw.none(t) // not the last socket
-	b2.Disconnected()
+	b2.Closed()
 	if got := watchString(t, fw.next(t)); got != "offline:b" {
 		t.Fatalf("offline: %q", got)
 	}
@@ -160,7 +160,7 @@ func TestWatchlist(t *testing.T) {
 	fa.none(t)
 	fb1.none(t)
 	// Once the watcher is gone it hears nothing.
-	w.Disconnected()
+	w.Closed()
 	fw.gone.Store(true)
 	d, fd := e.connect()
 	e.signin(d, fd, `{"id":"c"}`)
@@ -178,7 +178,7 @@ func TestWatchlistDisabled(t *testing.T) {
 	e.signin(w, fw, `{"id":"w","watchlist":["a"]}`)
 	a, fa := e.connect()
 	e.signin(a, fa, `{"id":"a"}`)
-	a.Disconnected()
+	a.Closed()
 	fw.none(t)
 }
 
@@ -224,8 +224,8 @@ func TestSubscriptionCount(t *testing.T) {
 	f1.none(t)
 
 	// Down to zero: nobody to tell, but observed.
-	c2.Disconnected()
-	c3.Disconnected()
+	c2.Closed()
+	c3.Closed()
 	e.h.flushCounts()
 	if e.obs.count("subscription_count 1 room 0") != 1 {
 		t.Fatalf("observer %v", e.obs.calls)
@@ -348,12 +348,12 @@ func TestObserverTransitions(t *testing.T) {
 	if e.obs.count("member_added 1 presence-p u0") != 1 || e.obs.count("member_added 1 presence-p u1") != 1 {
 		t.Fatalf("member_added %v", e.obs.calls)
 	}
-	cs[0].Disconnected()
-	cs[1].Disconnected()
+	cs[0].Closed()
+	cs[1].Closed()
 	if e.obs.count("vacated 1 room") != 0 || e.obs.count("member_removed 1 presence-p u0") != 0 || e.obs.count("member_removed 1 presence-p u1") != 1 {
 		t.Fatalf("after two leave %v", e.obs.calls)
 	}
-	cs[2].Disconnected()
+	cs[2].Closed()
 	if e.obs.count("vacated 1 room") != 1 || e.obs.count("vacated 1 presence-p") != 1 || e.obs.count("member_removed 1 presence-p u0") != 1 {
 		t.Fatalf("after all leave %v", e.obs.calls)
 	}
@@ -393,7 +393,7 @@ func TestWatchlistResignin(t *testing.T) {
 	if got := watchString(t, fw.next(t)); got != "offline:b" {
 		t.Fatalf("new watchlist %q", got)
 	}
-	a.Disconnected()
+	a.Closed()
 	fw.none(t) // a is no longer watched
 	b, fb := e.connect()
 	e.signin(b, fb, `{"id":"b"}`)
@@ -410,9 +410,9 @@ func TestWatchlistResignin(t *testing.T) {
 	if strings.Join(got, " ") != "offline:b online:c" {
 		t.Fatalf("identity change: %q", got)
 	}
-	w.Disconnected()
-	w2.Disconnected()
-	b.Disconnected()
+	w.Closed()
+	w2.Closed()
+	b.Closed()
 	if len(e.h.users) != 0 || len(e.h.watchers) != 0 {
 		t.Fatalf("left: users %v watchers %v", e.h.users, e.h.watchers)
 	}

@@ -34,12 +34,6 @@ type Recorder interface {
 	Ingesting(appID string, on bool)
 }
 
-// Refusals is told of every message an app limit refused, named by the
-// limit's config key (hub.Limit*), like the HTTP API's refusals.
-type Refusals interface {
-	Refused(appID, limit string)
-}
-
 // The results of a message.
 const (
 	ResultPublished   = "published"
@@ -72,7 +66,7 @@ type Options struct {
 	Leases *Leases
 	// Recorder and Refusals count (optional).
 	Recorder Recorder
-	Refusals Refusals
+	Refusals hub.Refusals
 	// Logger receives subscriptions, outages and sampled bad messages.
 	Logger *slog.Logger
 	// Refresh is how often Apps is listed again to follow added, removed

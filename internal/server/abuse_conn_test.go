@@ -16,10 +16,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/herald-ws/herald/internal/config"
-	"github.com/herald-ws/herald/internal/httpapi"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
-	"github.com/herald-ws/herald/internal/transport"
 )
 
 // closeCodeOf reads until the connection ends and returns its close code
@@ -80,8 +79,8 @@ func TestPingFloodIsRateLimited(t *testing.T) {
 	// list (4100).
 	ref := srv.Refusals()
 	switch {
-	case code == protocol.CodeClientEventRejected && ref.Count("app-id", transport.LimitMessages) > 0:
-	case code == protocol.CodeOverCapacity && ref.Count("app-id", transport.LimitPendingMessages) == 1:
+	case code == protocol.CodeClientEventRejected && ref.Count("app-id", hub.LimitMessages) > 0:
+	case code == protocol.CodeOverCapacity && ref.Count("app-id", hub.LimitPendingMessages) == 1:
 	default:
 		t.Fatalf("closed with %d, refusals %v", code, ref.Snapshot())
 	}
@@ -180,7 +179,7 @@ func TestSubscribeStormIsRateLimited(t *testing.T) {
 	if ok < cfg.ConnectionMessagesBurst || ok > slack || limited > slack {
 		t.Fatalf("%d ok, %d refused: the burst is %d (%d with the refill)", ok, limited, cfg.ConnectionMessagesBurst, slack)
 	}
-	if srv.Refusals().Count("app-id", transport.LimitMessages) == 0 {
+	if srv.Refusals().Count("app-id", hub.LimitMessages) == 0 {
 		t.Fatal("refusals not counted")
 	}
 	w.probe(t, addr, 10)
@@ -251,7 +250,7 @@ func TestSaturatedNodeRefusesPublishes(t *testing.T) {
 	if status != 503 || json.Unmarshal(resp, &e) != nil || e.Code != 503 || !strings.Contains(e.Error, "saturated") {
 		t.Fatalf("got %d %s, want 503 with a JSON error", status, resp)
 	}
-	if srv.Refusals().Count("app-id", httpapi.LimitOutboundBudget) == 0 {
+	if srv.Refusals().Count("app-id", hub.LimitOutboundBudget) == 0 {
 		t.Fatal("refusal not counted")
 	}
 	metrics := get(t, addr, "/metrics")

@@ -21,9 +21,9 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
-	"github.com/herald-ws/herald/internal/transport"
 )
 
 // rawRequest writes head (request line and headers, without the blank
@@ -135,8 +135,8 @@ func TestBodyLimitWhileReading(t *testing.T) {
 		}
 		t.Logf("sent %d bytes before the cut", sent)
 	})
-	if got := srv.Refusals().Count("", transport.LimitRequestBody); got < 6 {
-		t.Fatalf("%d refusals counted under %s, want 6", got, transport.LimitRequestBody)
+	if got := srv.Refusals().Count("", hub.LimitRequestBody); got < 6 {
+		t.Fatalf("%d refusals counted under %s, want 6", got, hub.LimitRequestBody)
 	}
 
 	t.Run("a chunked body within the limit still works", func(t *testing.T) {

@@ -25,7 +25,6 @@ import (
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
-	"github.com/herald-ws/herald/internal/transport"
 )
 
 // startNode is startServer that also returns the node.
@@ -281,7 +280,7 @@ func TestAbuse(t *testing.T) {
 		if admitted > allowed || refused == 0 {
 			t.Fatalf("%d admitted, %d refused in %v; the bucket allows %d", admitted, refused, elapsed, allowed)
 		}
-		if n := ref.Count("", transport.LimitIPConnections); n != int64(refused) {
+		if n := ref.Count("", hub.LimitIPConnections); n != int64(refused) {
 			t.Fatalf("counted %d refusals, want %d", n, refused)
 		}
 		// Another address is not affected.
@@ -406,7 +405,7 @@ func TestAbuse(t *testing.T) {
 			t.Fatalf("got %v, want close 1009", err)
 		}
 		testwait.For(t, 5*time.Second, "the 1009 refusal to be counted", func() bool {
-			return ref.Count("app-id", transport.LimitMessageSize) == 1
+			return ref.Count("app-id", hub.LimitMessageSize) == 1
 		})
 		slowest["oversized frame"] = w.probe(t, addr, 20)
 	})
@@ -426,7 +425,7 @@ func TestAbuse(t *testing.T) {
 		}
 		// Refused by the transport while reading, before the request is
 		// routed to an app: counted for the server.
-		if n := ref.Count("", transport.LimitRequestBody); n != 1 {
+		if n := ref.Count("", hub.LimitRequestBody); n != 1 {
 			t.Fatalf("counted %d", n)
 		}
 		slowest["oversized body"] = w.probe(t, addr, 20)
@@ -525,10 +524,10 @@ func TestAbuse(t *testing.T) {
 		}
 		// From here r reads nothing.
 		before := w.busy.Load()
-		cut := ref.Count("app-id", transport.LimitWriteQueue)
+		cut := ref.Count("app-id", hub.LimitWriteQueue)
 		data := strings.Repeat("x", 8*1024)
 		published := 0
-		for ref.Count("app-id", transport.LimitWriteQueue) == cut {
+		for ref.Count("app-id", hub.LimitWriteQueue) == cut {
 			if published == 20_000 {
 				t.Fatal("the silent client was never disconnected")
 			}

@@ -9,12 +9,14 @@ import (
 	"sync/atomic"
 
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/guard"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/transport"
 )
 
 // Refusals counts the requests and connections each limit refused, per app
-// and limit. It satisfies the Refusals hooks of the transport, the hub and
-// the HTTP API; the metrics package exports the same calls.
+// and limit. It is the hub.Refusals that the hub, the transport, the HTTP
+// API and ingest report to; the metrics package exports the same calls.
 type Refusals struct {
 	log *slog.Logger
 	m   sync.Map // refusalKey -> *atomic.Int64
@@ -24,7 +26,7 @@ type Refusals struct {
 
 type refusalKey struct{ app, limit string }
 
-// Refused implements transport.Refusals, hub.Refusals and httpapi.Refusals.
+// Refused implements hub.Refusals.
 func (r *Refusals) Refused(appID, limit string) {
 	if r.metrics != nil {
 		r.metrics.Refused(appID, limit)
@@ -73,41 +75,50 @@ type RefusalCount struct {
 	Count      int64
 }
 
-// transportLimits fills the connection limits of the transport from cfg.
-func transportLimits(cfg *config.Config, tc *transport.Config, log *slog.Logger) error {
+// nodeLimits are the node's own admission limits from cfg (the hub
+// applies them), and the memory limit known (0: none) that the outbound
+// budget is derived from.
+func nodeLimits(cfg *config.Config, log *slog.Logger) (hub.NodeLimits, int64) {
+	var nl hub.NodeLimits
 	if cfg.MaxNodeConnections > 0 {
-		tc.MaxConnections = cfg.MaxNodeConnections
+		nl.MaxConnections = cfg.MaxNodeConnections
 	}
 	if cfg.IPConnectionsPerSecond > 0 {
-		tc.IPConnectionsPerSecond = float64(cfg.IPConnectionsPerSecond)
-		tc.IPConnectionsBurst = cfg.IPConnectionsBurst
-		if tc.IPConnectionsBurst <= 0 {
-			tc.IPConnectionsBurst = cfg.IPConnectionsPerSecond
+		nl.IPConnectionsPerSecond = float64(cfg.IPConnectionsPerSecond)
+		nl.IPConnectionsBurst = cfg.IPConnectionsBurst
+		if nl.IPConnectionsBurst <= 0 {
+			nl.IPConnectionsBurst = cfg.IPConnectionsPerSecond
 		}
 	}
-	tp, err := transport.ParseTrustedProxies(cfg.TrustedProxies)
-	if err != nil {
-		return fmt.Errorf("trusted_proxies: %w", err)
-	}
-	tc.TrustedProxies = tp
-	limit, source := transport.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+	limit, source := guard.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	switch {
 	case cfg.MemoryGuardPercent <= 0:
 		log.Info("memory guard off (memory_guard_percent: -1)")
 	case limit == 0:
 		log.Warn("memory guard off: no memory limit known (no cgroup limit, GOMEMLIMIT or physical memory size); set memory_limit_mb")
 	default:
-		tc.MemoryLimit = limit
-		tc.MemoryGuardPercent = cfg.MemoryGuardPercent
+		nl.MemoryLimit = limit
+		nl.MemoryGuardPercent = cfg.MemoryGuardPercent
 		log.Info("memory guard", "limit_mb", limit>>20, "limit_from", source, "refuse_above_percent", cfg.MemoryGuardPercent)
 	}
+	return nl, limit
+}
+
+// transportLimits fills the connection limits of the transport from cfg;
+// memLimit is the memory limit nodeLimits found.
+func transportLimits(cfg *config.Config, tc *transport.Config, memLimit int64, log *slog.Logger) error {
+	tp, err := transport.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("trusted_proxies: %w", err)
+	}
+	tc.TrustedProxies = tp
 	if cfg.ConnectionMessagesPerSecond > 0 {
 		tc.MessagesPerSecond = float64(cfg.ConnectionMessagesPerSecond)
 		tc.MessageBurst = cfg.ConnectionMessagesBurst
 	}
 	tc.MaxPendingMessages = cfg.ConnectionPendingMessages
 	tc.MaxWorkers = cfg.MaxWorkers
-	tc.OutboundBudget = outboundBudget(cfg, limit)
+	tc.OutboundBudget = outboundBudget(cfg, memLimit)
 	if tc.OutboundBudget > 0 {
 		log.Info("outbound budget", "budget_mb", tc.OutboundBudget>>20, "publishes_refused_above_mb", tc.OutboundBudget>>21)
 	}
@@ -143,13 +154,13 @@ func SetGoMemLimit(cfg *config.Config, lookupEnv func(string) (string, bool), lo
 		log.Info("GOMEMLIMIT from the environment", "GOMEMLIMIT", v)
 		return 0
 	}
-	limit, source := transport.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
-	if source != transport.MemorySourceConfig && source != transport.MemorySourceCgroup {
+	limit, source := guard.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
+	if source != guard.MemorySourceConfig && source != guard.MemorySourceCgroup {
 		log.Info("GOMEMLIMIT not set: no memory_limit_mb and no cgroup memory limit")
 		return 0
 	}
-	soft := limit / 100 * transport.GoMemLimitPercent
+	soft := limit / 100 * guard.GoMemLimitPercent
 	debug.SetMemoryLimit(soft)
-	log.Info("GOMEMLIMIT set", "limit_mb", soft>>20, "percent_of", transport.GoMemLimitPercent, "limit_from", source)
+	log.Info("GOMEMLIMIT set", "limit_mb", soft>>20, "percent_of", guard.GoMemLimitPercent, "limit_from", source)
 	return soft
 }

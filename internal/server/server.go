@@ -107,7 +107,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	// One origin for the monotonic clock the hub stamps frames with and
 	// the transport measures delivery latency against.
 	epoch := time.Now()
+	nl, memLimit := nodeLimits(cfg, log)
 	hopt := hub.Options{
+		Apps:                      store,
+		NodeLimits:                nl,
 		Epoch:                     epoch,
 		Refusals:                  s.refusals,
 		Metrics:                   s.metrics,
@@ -178,10 +181,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	}
 	// Every path, before routing and authentication.
 	tcfg.MaxRequestBodyBytes = cfg.MaxRequestBodyBytes()
-	if err := transportLimits(cfg, &tcfg, log); err != nil {
+	if err := transportLimits(cfg, &tcfg, memLimit, log); err != nil {
 		return nil, err
 	}
-	s.ws, err = transport.New(tcfg, store, sessions{s.hub})
+	s.ws, err = transport.New(tcfg, s.hub)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
@@ -517,18 +520,3 @@ func (s *Server) closeWebhooks(drainCtx context.Context) {
 		s.log.Warn("webhooks not all delivered before shutdown", "err", err)
 	}
 }
-
-// sessions adapts the hub to the transport's Sessions interface.
-type sessions struct{ h *hub.Hub }
-
-func (a sessions) Open(app *apps.App, conn transport.Conn, _ transport.ConnInfo) (transport.Session, error) {
-	c, err := a.h.Connect(app, conn)
-	if err != nil {
-		return nil, err
-	}
-	return session{c}, nil
-}
-
-type session struct{ *hub.Client }
-
-func (s session) Closed() { s.Disconnected() }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -12,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
 )
@@ -57,7 +58,7 @@ func TestPingsWithoutReadingAreASlowConsumer(t *testing.T) {
 	for range 500 {
 		burst = append(burst, clientFrame(true, opPing, bytes.Repeat([]byte{'p'}, 125))...)
 	}
-	cut := func() bool { return ref.get("key/"+LimitWriteQueue) == 1 }
+	cut := func() bool { return ref.get("key/"+hub.LimitWriteQueue) == 1 }
 	_ = c.nc.SetWriteDeadline(time.Now().Add(60 * time.Second))
 	sent := 0
 	for start := time.Now(); !cut() && time.Since(start) < 60*time.Second; {
@@ -137,7 +138,7 @@ func TestMessageRateLimitCoversEveryMessage(t *testing.T) {
 	if len(sess.msgs) != 5 {
 		t.Fatalf("session handled %d messages, want 5", len(sess.msgs))
 	}
-	if n := ref.get("key/" + LimitMessages); n != 6 {
+	if n := ref.get("key/" + hub.LimitMessages); n != 6 {
 		t.Fatalf("counted %d refusals, want 6", n)
 	}
 }
@@ -154,10 +155,11 @@ type blockingSessions struct {
 
 type blockingSession struct {
 	f    *blockingSessions
-	conn Conn
+	conn hub.Conn
 }
 
-func (f *blockingSessions) Open(_ *apps.App, conn Conn, _ ConnInfo) (Session, error) {
+func (f *blockingSessions) Admit(_ context.Context, conn hub.Conn, info hub.ConnInfo) (hub.Session, error) {
+	conn.Bind(info.Key) // testApps: the id is the key
 	conn.Send(TextFrame(establishedJSON), 0)
 	s := &blockingSession{f: f, conn: conn}
 	f.mu.Lock()
@@ -224,7 +226,7 @@ func TestPendingMessagesAreBounded(t *testing.T) {
 	if !strings.HasPrefix(reason, "4100 Over capacity") {
 		t.Fatalf("closed with %q, want 4100 Over capacity", reason)
 	}
-	if ref.get("key/"+LimitPendingMessages) != 1 {
+	if ref.get("key/"+hub.LimitPendingMessages) != 1 {
 		t.Fatal("refusal not counted")
 	}
 }
@@ -304,7 +306,7 @@ func TestOutboundBudgetShedsTheLargestQueue(t *testing.T) {
 		t.Fatalf("closed with %d, want 4100", code)
 	}
 	waitDone(t, ss[0].done, "the shed connection to close")
-	if ref.get("key/"+LimitOutboundBudget) != 1 {
+	if ref.get("key/"+hub.LimitOutboundBudget) != 1 {
 		t.Fatal("not counted")
 	}
 	for i := 1; i < 3; i++ {

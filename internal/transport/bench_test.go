@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/hub"
 )
 
 func BenchmarkTextFrame(b *testing.B) {
@@ -92,7 +94,7 @@ func benchFanout(b *testing.B, paced, inproc, stamped bool) {
 		stop = childClients(b, addr, &received)
 	}
 	defer stop()
-	sessions := make([]Conn, fanoutConns)
+	sessions := make([]hub.Conn, fanoutConns)
 	for i := range sessions {
 		sessions[i] = fs.next(b).conn
 	}

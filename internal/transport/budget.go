@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -130,7 +131,7 @@ func (s *Server) shed() bool {
 			shed++
 			b.shed.Add(1)
 			s.slowConsumers.Add(1)
-			s.refused(x.c.appID, LimitOutboundBudget)
+			s.refused(x.c.appID, hub.LimitOutboundBudget)
 			if x.c.metrics != nil {
 				x.c.metrics.SlowConsumer()
 			}

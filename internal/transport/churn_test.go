@@ -16,7 +16,7 @@ import (
 
 	"github.com/herald-ws/herald/third_party/nbio"
 
-	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 )
 
 // churnSessions admits every connection with connection_established and
@@ -29,7 +29,8 @@ func (nopSession) HandleMessage([]byte) {}
 func (nopSession) Touch()               {}
 func (nopSession) Closed()              {}
 
-func (s *churnSessions) Open(_ *apps.App, conn Conn, _ ConnInfo) (Session, error) {
+func (s *churnSessions) Admit(_ context.Context, conn hub.Conn, info hub.ConnInfo) (hub.Session, error) {
+	conn.Bind(info.Key) // testApps: the id is the key
 	s.opened.Add(1)
 	conn.Send(TextFrame(establishedJSON), 0)
 	return nopSession{}, nil
@@ -81,7 +82,7 @@ func TestChurnNoSpuriousCloses(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	sess := &churnSessions{}
-	s, err := New(Config{Addr: "127.0.0.1:0", Handler: handler}, testApps(), sess)
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: handler}, sess)
 	if err != nil {
 		t.Fatal(err)
 	}

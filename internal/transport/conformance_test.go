@@ -168,36 +168,6 @@ func TestAdmission(t *testing.T) {
 	}
 }
 
-func TestOriginAllowed(t *testing.T) {
-	cases := []struct {
-		allowed []string
-		origin  string
-		want    bool
-	}{
-		{nil, "https://x.com", true},
-		{[]string{"*"}, "https://x.com", true},
-		{[]string{"https://a.com"}, "", true},
-		{[]string{"https://a.com"}, "https://a.com", true},
-		{[]string{"https://a.com"}, "HTTPS://A.COM/", true},
-		{[]string{"https://a.com"}, "http://a.com", false},
-		{[]string{"https://a.com"}, "https://a.com:8443", false},
-		{[]string{"a.com"}, "http://a.com:8080", true},
-		{[]string{"a.com"}, "https://b.a.com", false},
-		{[]string{"*.a.com"}, "https://b.a.com", true},
-		{[]string{"*.a.com"}, "https://c.b.a.com", true},
-		{[]string{"*.a.com"}, "https://a.com", false},
-		{[]string{"*.a.com"}, "https://evila.com", false},
-		{[]string{"a.com:8080"}, "http://a.com:8080", true},
-		{[]string{"a.com:8080"}, "http://a.com:9090", false},
-		{[]string{"a.com"}, "null", false},
-	}
-	for _, tc := range cases {
-		if got := originAllowed(tc.allowed, tc.origin); got != tc.want {
-			t.Errorf("originAllowed(%q, %q) = %v, want %v", tc.allowed, tc.origin, got, tc.want)
-		}
-	}
-}
-
 func openSession(t *testing.T, s *Server, fs *fakeSessions) (*wsClient, *fakeSession) {
 	t.Helper()
 	c := dialWS(t, s.Addr().String(), "/app/key?protocol=7")
@@ -601,7 +571,7 @@ func TestNoCompressionNegotiated(t *testing.T) {
 
 func TestStartErrors(t *testing.T) {
 	s1 := startServer(t, Config{}, newFakeSessions())
-	s2, err := New(Config{Addr: s1.Addr().String()}, testApps(), newFakeSessions())
+	s2, err := New(Config{Addr: s1.Addr().String()}, newFakeSessions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -611,7 +581,7 @@ func TestStartErrors(t *testing.T) {
 	if err := s2.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{Addr: "127.0.0.1:0", PathPrefix: "ws"}, testApps(), newFakeSessions()); err == nil {
+	if _, err := New(Config{Addr: "127.0.0.1:0", PathPrefix: "ws"}, newFakeSessions()); err == nil {
 		t.Fatal("bad prefix accepted")
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -22,7 +23,7 @@ const (
 	stateClosed        // the socket is gone
 )
 
-// wsConn is one upgraded connection. It implements Conn.
+// wsConn is one upgraded connection. It implements hub.Conn.
 //
 // Outbound data lives in two places: queue (frames handed to Send and not
 // yet passed to the socket, by reference) and the socket layer's own buffer
@@ -38,9 +39,9 @@ type wsConn struct {
 
 	// session is set once at admission, in the connection's serial job,
 	// and only read by later jobs of the same connection.
-	session Session
-	// appID and metrics are set at admission before anything is sent on
-	// the connection, and only read after.
+	session hub.Session
+	// appID and metrics are set at admission by Bind, before anything is
+	// sent on the connection, and only read after.
 	appID   string
 	metrics AppMetrics
 
@@ -74,7 +75,7 @@ type wsConn struct {
 	dropInput atomic.Bool
 }
 
-// Send implements Conn.
+// Send implements hub.Conn.
 func (c *wsConn) Send(frame []byte, at int64) bool {
 	return c.enqueue(frame, at)
 }
@@ -94,7 +95,7 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 		c.startCloseLocked(protocol.CodeOverCapacity, "Slow consumer")
 		c.mu.Unlock()
 		c.srv.slowConsumers.Add(1)
-		c.srv.refused(c.appID, LimitWriteQueue)
+		c.srv.refused(c.appID, hub.LimitWriteQueue)
 		if c.metrics != nil {
 			c.metrics.SlowConsumer()
 		}
@@ -117,7 +118,16 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 	return true
 }
 
-// Close implements Conn.
+// Bind implements hub.Conn: it is called in the connection's serial job,
+// during Admit.
+func (c *wsConn) Bind(appID string) {
+	c.appID = appID
+	if m := c.srv.cfg.Metrics; m != nil {
+		c.metrics = m.App(appID)
+	}
+}
+
+// Close implements hub.Conn.
 func (c *wsConn) Close(code int, reason string) {
 	c.mu.Lock()
 	if c.state != stateOpen {
@@ -382,7 +392,6 @@ func (c *wsConn) socketClosed() {
 		}
 	}
 	if c.session != nil {
-		c.srv.admitted.Add(-1)
 		c.call("Closed", func() { c.session.Closed() }, false)
 	}
 }

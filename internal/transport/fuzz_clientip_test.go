@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/herald-ws/herald/internal/guard"
 )
 
 // FuzzClientOf feeds hostile X-Forwarded-For and X-Forwarded-Proto values
@@ -20,6 +23,7 @@ func FuzzClientOf(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	lim := guard.NewIPLimiter(1, 1, 0)
 	f.Fuzz(func(t *testing.T, remote, xff, proto string) {
 		r := &http.Request{RemoteAddr: remote, Header: http.Header{}}
 		r.Header.Set("X-Forwarded-For", xff)
@@ -44,7 +48,7 @@ func FuzzClientOf(f *testing.F) {
 				t.Fatalf("client %v is not in %q", ip, xff)
 			}
 		}
-		_ = ipKey(ip) // never panics, valid or not
+		_ = lim.Allow(ip, time.Unix(1000, 0)) // never panics, valid or not
 	})
 }
 

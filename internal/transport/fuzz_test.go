@@ -56,7 +56,7 @@ func FuzzInbound(f *testing.F) {
 		fuzzOnce.Do(func() {
 			fuzzFS = newFakeSessions()
 			fuzzFS.echo = true
-			s, err := New(Config{Addr: "127.0.0.1:0", MaxMessageSize: 4096, CloseTimeout: 200 * time.Millisecond}, testApps(), fuzzFS)
+			s, err := New(Config{Addr: "127.0.0.1:0", MaxMessageSize: 4096, CloseTimeout: 200 * time.Millisecond}, fuzzFS)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 )
 
 // ---- fakes ----
@@ -45,15 +46,16 @@ func testApps() fakeApps {
 		"tls":      mk("tls", func(a *apps.App) { a.RequireTLS = true }),
 		"disabled": mk("disabled", func(a *apps.App) { a.Enabled = false }),
 		"origins":  mk("origins", func(a *apps.App) { a.AllowedOrigins = []string{"https://a.com", "*.example.com"} }),
-		"full":     mk("full", nil),
+		"full":     mk("full", func(a *apps.App) { a.MaxConnections = 0 }),
 	}
 }
 
 var establishedJSON = []byte(`{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.1\",\"activity_timeout\":120}"}`)
 
 type fakeSession struct {
-	conn    Conn
-	info    ConnInfo
+	inner   hub.Session // the hub's, told of Closed only
+	conn    hub.Conn
+	info    hub.ConnInfo
 	msgs    chan []byte
 	touches atomic.Int64
 	closed  atomic.Int32
@@ -99,11 +101,17 @@ func (s *fakeSession) Closed() {
 	s.enter()
 	defer s.leave()
 	if s.closed.Add(1) == 1 {
+		s.inner.Closed()
 		close(s.done)
 	}
 }
 
+// fakeSessions admits through a real hub, the one admission path (so the
+// refusals tested here are the hub's decisions on the facts the transport
+// gathered); the sessions it returns are fakes that record what the
+// transport hands them.
 type fakeSessions struct {
+	hub      *hub.Hub
 	mu       sync.Mutex
 	sessions []*fakeSession
 	opened   chan *fakeSession
@@ -112,15 +120,23 @@ type fakeSessions struct {
 	msgCap   int
 }
 
-func newFakeSessions() *fakeSessions {
-	return &fakeSessions{opened: make(chan *fakeSession, 20000), msgCap: 1024}
+func newFakeSessions() *fakeSessions { return newFakeSessionsWith(hub.Options{}) }
+
+// newFakeSessionsWith admits through a hub built with o, over testApps.
+func newFakeSessionsWith(o hub.Options) *fakeSessions {
+	if o.Apps == nil {
+		o.Apps = testApps()
+	}
+	o.Framer = TextFrame
+	return &fakeSessions{hub: hub.New(o), opened: make(chan *fakeSession, 20000), msgCap: 1024}
 }
 
-func (f *fakeSessions) Open(app *apps.App, conn Conn, info ConnInfo) (Session, error) {
-	if app.Key == "full" {
-		return nil, &RefusedError{Code: 4004, Message: "Application is over connection quota"}
+func (f *fakeSessions) Admit(ctx context.Context, conn hub.Conn, info hub.ConnInfo) (hub.Session, error) {
+	inner, err := f.hub.Admit(ctx, quietConn{conn}, info)
+	if err != nil {
+		return nil, err
 	}
-	s := &fakeSession{conn: conn, info: info, msgs: make(chan []byte, f.msgCap), done: make(chan struct{}), echo: f.echo, panicOn: f.panicOn}
+	s := &fakeSession{inner: inner, conn: conn, info: info, msgs: make(chan []byte, f.msgCap), done: make(chan struct{}), echo: f.echo, panicOn: f.panicOn}
 	conn.Send(TextFrame(establishedJSON), 0)
 	f.mu.Lock()
 	f.sessions = append(f.sessions, s)
@@ -128,6 +144,13 @@ func (f *fakeSessions) Open(app *apps.App, conn Conn, info ConnInfo) (Session, e
 	f.opened <- s
 	return s, nil
 }
+
+// quietConn is the hub's view of a connection whose session is a fake:
+// what the hub sends (its connection_established) is dropped, so that the
+// fake session alone speaks to the client.
+type quietConn struct{ hub.Conn }
+
+func (quietConn) Send([]byte, int64) bool { return true }
 
 func (f *fakeSessions) next(t testing.TB) *fakeSession {
 	t.Helper()
@@ -142,12 +165,12 @@ func (f *fakeSessions) next(t testing.TB) *fakeSession {
 
 // ---- server ----
 
-func startServer(t testing.TB, cfg Config, sess Sessions) *Server {
+func startServer(t testing.TB, cfg Config, sess hub.Admitter) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
-	s, err := New(cfg, testApps(), sess)
+	s, err := New(cfg, sess)
 	if err != nil {
 		t.Fatal(err)
 	}

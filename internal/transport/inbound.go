@@ -7,6 +7,7 @@ import (
 	"github.com/herald-ws/herald/third_party/nbio"
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -17,14 +18,6 @@ import (
 // still costs a token, so the bucket goes into debt; a client that keeps
 // sending into a debt of MessageBurst is closed with 4301 (pusher-js then
 // stops reconnecting: a client in such a loop would flood again).
-
-// RateLimited is implemented by a Session that answers a refused message
-// itself (e.g. a refused subscribe with pusher:subscription_error, so that
-// the client's subscription fails instead of waiting forever). Without it
-// the transport answers pusher:error 4301.
-type RateLimited interface {
-	RateLimited(msg []byte)
-}
 
 // msgBucket is a connection's inbound token bucket. Only the connection's
 // serial job touches it.
@@ -71,16 +64,16 @@ func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 	case msgAllow:
 		return true
 	case msgClose:
-		s.refused(c.appID, LimitMessages)
+		s.refused(c.appID, hub.LimitMessages)
 		c.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages; closing")), 0)
 		c.Close(protocol.CodeClientEventRejected, "Rate limit exceeded")
 		return false
 	}
-	s.refused(c.appID, LimitMessages)
+	s.refused(c.appID, hub.LimitMessages)
 	if !text {
 		return false // a ping beyond the rate gets no pong
 	}
-	if rl, ok := c.session.(RateLimited); ok {
+	if rl, ok := c.session.(hub.RateLimited); ok {
 		c.call("RateLimited", func() { rl.RateLimited(msg) }, true)
 		return false
 	}
@@ -114,7 +107,7 @@ func (s *Server) onData(c *nbio.Conn, data []byte) {
 func (s *Server) overloaded(c *nbio.Conn) {
 	ws, ok := c.Session().(*websocket.Conn)
 	if !ok {
-		s.refused("", LimitPendingMessages)
+		s.refused("", hub.LimitPendingMessages)
 		_ = c.Close()
 		return
 	}
@@ -124,7 +117,7 @@ func (s *Server) overloaded(c *nbio.Conn) {
 		return
 	}
 	if !wc.dropInput.Swap(true) {
-		s.refused(wc.appID, LimitPendingMessages)
+		s.refused(wc.appID, hub.LimitPendingMessages)
 		wc.Close(protocol.CodeOverCapacity, "Over capacity: messages arrive faster than they are handled")
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // countRefusals records Refused calls.
@@ -88,57 +90,11 @@ func TestClientOf(t *testing.T) {
 	}
 }
 
-func TestIPLimiter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newIPLimiter(2, 3, 50)
-	a := netip.MustParseAddr("203.0.113.1")
-	for i := 0; i < 3; i++ {
-		if !l.allow(a, now) {
-			t.Fatalf("burst connection %d refused", i)
-		}
-	}
-	if l.allow(a, now) {
-		t.Fatal("connection past the burst allowed")
-	}
-	if !l.allow(netip.MustParseAddr("203.0.113.2"), now) {
-		t.Fatal("another address is charged to the first")
-	}
-	if !l.allow(a, now.Add(600*time.Millisecond)) {
-		t.Fatal("bucket did not refill at the rate")
-	}
-	// One IPv6 host is counted by its /64.
-	for i := 0; i < 3; i++ {
-		l.allow(netip.MustParseAddr("2001:db8:1:1::"+itoa(i+1)), now)
-	}
-	if l.allow(netip.MustParseAddr("2001:db8:1:1::99"), now) {
-		t.Fatal("a /64 got more than one bucket")
-	}
-	// Memory stays bounded under a flood of distinct addresses.
-	for i := 0; i < 10_000; i++ {
-		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
-	}
-	if n := l.size(); n > 2*50 {
-		t.Fatalf("%d buckets held, bound is %d", n, 2*50)
-	}
-	// Idle buckets go.
-	l.allow(a, now.Add(time.Minute))
-	l.allow(a, now.Add(2*time.Minute))
-	if n := l.size(); n != 1 {
-		t.Fatalf("%d buckets after the others went idle, want 1", n)
-	}
-	// An invalid address (no IP) is not limited.
-	for i := 0; i < 10; i++ {
-		if !l.allow(netip.Addr{}, now) {
-			t.Fatal("invalid address limited")
-		}
-	}
-}
-
 func TestIPConnectionLimit(t *testing.T) {
 	ref := &countRefusals{}
 	tp, _ := ParseTrustedProxies([]string{"127.0.0.1"})
-	fs := newFakeSessions()
-	s := startServer(t, Config{IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 3, Refusals: ref, TrustedProxies: tp}, fs)
+	fs := newFakeSessionsWith(hub.Options{Refusals: ref, NodeLimits: hub.NodeLimits{IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 3}})
+	s := startServer(t, Config{TrustedProxies: tp}, fs)
 	addr := s.Addr().String()
 	for i := 0; i < 3; i++ {
 		c := dialWS(t, addr, "/app/key", "X-Forwarded-For: 198.51.100.1")
@@ -149,7 +105,7 @@ func TestIPConnectionLimit(t *testing.T) {
 	}
 	c := dialWS(t, addr, "/app/key", "X-Forwarded-For: 198.51.100.1")
 	expectRefused(t, c, 4100)
-	if n := ref.get("/" + LimitIPConnections); n != 1 {
+	if n := ref.get("/" + hub.LimitIPConnections); n != 1 {
 		t.Fatalf("refusals counted %d, want 1", n)
 	}
 	// Another client behind the same proxy has its own bucket.
@@ -172,8 +128,8 @@ func TestIPConnectionLimit(t *testing.T) {
 
 func TestNodeConnectionLimit(t *testing.T) {
 	ref := &countRefusals{}
-	fs := newFakeSessions()
-	s := startServer(t, Config{MaxConnections: 2, Refusals: ref}, fs)
+	fs := newFakeSessionsWith(hub.Options{Refusals: ref, NodeLimits: hub.NodeLimits{MaxConnections: 2}})
+	s := startServer(t, Config{}, fs)
 	addr := s.Addr().String()
 	var open []*wsClient
 	for i := 0; i < 2; i++ {
@@ -186,7 +142,7 @@ func TestNodeConnectionLimit(t *testing.T) {
 		}
 	}
 	expectRefused(t, dialWS(t, addr, "/app/key"), 4100)
-	if n := ref.get("/" + LimitNodeConnections); n != 1 {
+	if n := ref.get("/" + hub.LimitNodeConnections); n != 1 {
 		t.Fatalf("refusals counted %d, want 1", n)
 	}
 	// After one leaves, one more is admitted.
@@ -202,43 +158,27 @@ func TestNodeConnectionLimit(t *testing.T) {
 
 func TestMemoryGuard(t *testing.T) {
 	ref := &countRefusals{}
-	fs := newFakeSessions()
-	s := startServer(t, Config{MemoryLimit: 1 << 20, MemoryGuardPercent: 90, Refusals: ref}, fs)
+	fs := newFakeSessionsWith(hub.Options{Refusals: ref, NodeLimits: hub.NodeLimits{MemoryLimit: 1 << 20, MemoryGuardPercent: 90}})
+	s := startServer(t, Config{}, fs)
 	c := dialWS(t, s.Addr().String(), "/app/key")
 	expectRefused(t, c, 4100)
-	if n := ref.get("/" + LimitMemory); n != 1 {
+	if n := ref.get("/" + hub.LimitMemory); n != 1 {
 		t.Fatalf("refusals counted %d, want 1", n)
 	}
 	// A limit far above the process's use admits.
-	s2 := startServer(t, Config{MemoryLimit: 1 << 40, MemoryGuardPercent: 90}, fs)
+	fs2 := newFakeSessionsWith(hub.Options{NodeLimits: hub.NodeLimits{MemoryLimit: 1 << 40, MemoryGuardPercent: 90}})
+	s2 := startServer(t, Config{}, fs2)
 	c = dialWS(t, s2.Addr().String(), "/app/key")
 	if got := c.readText(); got != string(establishedJSON) {
 		t.Fatalf("under the limit: %s", got)
-	}
-	if newMemGuard(0, 90) != nil || newMemGuard(1<<30, -1) != nil {
-		t.Fatal("a guard without a limit or percentage")
-	}
-}
-
-func TestParseCgroupLimit(t *testing.T) {
-	for in, want := range map[string]int64{
-		"max\n":                 0,
-		"":                      0,
-		"536870912\n":           536870912,
-		"9223372036854771712\n": 0, // cgroup v1 "no limit"
-		"garbage":               0,
-	} {
-		if got := parseCgroupLimit([]byte(in)); got != want {
-			t.Errorf("%q: got %d, want %d", in, got, want)
-		}
 	}
 }
 
 func TestRequireTLSBehindTrustedProxy(t *testing.T) {
 	tp, _ := ParseTrustedProxies([]string{"127.0.0.0/8"})
 	ref := &countRefusals{}
-	fs := newFakeSessions()
-	s := startServer(t, Config{TrustedProxies: tp, Refusals: ref}, fs)
+	fs := newFakeSessionsWith(hub.Options{Refusals: ref})
+	s := startServer(t, Config{TrustedProxies: tp}, fs)
 	c := dialWS(t, s.Addr().String(), "/app/tls", "X-Forwarded-Proto: https", "X-Forwarded-For: 198.51.100.3")
 	if got := c.readText(); got != string(establishedJSON) {
 		t.Fatalf("https at the proxy: %s", got)
@@ -248,7 +188,7 @@ func TestRequireTLSBehindTrustedProxy(t *testing.T) {
 		t.Fatalf("ConnInfo %+v", sess.info)
 	}
 	expectRefused(t, dialWS(t, s.Addr().String(), "/app/tls", "X-Forwarded-Proto: http"), 4000)
-	if ref.get("tls/"+LimitRequireTLS) != 1 {
+	if ref.get("tls/"+hub.LimitRequireTLS) != 1 {
 		t.Fatal("require_tls refusal not counted")
 	}
 
@@ -314,7 +254,7 @@ func TestOversizedFrameCounted(t *testing.T) {
 	c.writeFrame(true, opText, make([]byte, 1001))
 	c.expectClose(1009)
 	waitDone(t, sess.done, "Closed")
-	if ref.get("key/"+LimitMessageSize) != 1 {
+	if ref.get("key/"+hub.LimitMessageSize) != 1 {
 		t.Fatal("oversized message not counted")
 	}
 }

@@ -21,7 +21,7 @@ import (
 // and must not disturb an upgraded client (issue 13).
 func TestBareTCPProbeLeavesNothing(t *testing.T) {
 	fs := newFakeSessions()
-	s, err := New(Config{Addr: "127.0.0.1:0", HandshakeTimeout: time.Minute}, testApps(), fs)
+	s, err := New(Config{Addr: "127.0.0.1:0", HandshakeTimeout: time.Minute}, fs)
 	if err != nil {
 		t.Fatal(err)
 	}

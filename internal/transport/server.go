@@ -22,7 +22,7 @@ import (
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp"
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
-	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -91,28 +91,12 @@ type Config struct {
 
 	Logger *slog.Logger
 
-	// MaxConnections caps the admitted connections of the server, all apps
-	// together (0: no cap); past it new ones are refused with 4100.
-	MaxConnections int
-	// IPConnectionsPerSecond limits new WebSocket connections per public
-	// client address (an IPv6 client by its /64), with bursts of
-	// IPConnectionsBurst; past it they are refused with 4100. 0: no limit.
-	// Loopback, private and link-local addresses are not limited: they are
-	// your own proxies, load balancers and networks, and an untrusted proxy
-	// would otherwise put every client in one bucket.
-	IPConnectionsPerSecond float64
-	IPConnectionsBurst     int
 	// TrustedProxies are the proxies whose X-Forwarded-For and
 	// X-Forwarded-Proto are believed (client address, TLS).
 	TrustedProxies TrustedProxies
-	// MemoryLimit (bytes) and MemoryGuardPercent: while the process uses
-	// more than the percentage of the limit, new connections are refused
-	// with 4100. 0 turns the guard off.
-	MemoryLimit        int64
-	MemoryGuardPercent int
-	// Refusals, when set, is told of every connection refused by a limit
-	// and of every connection closed for breaking one.
-	Refusals Refusals
+	// Refusals, when set, is told of every connection closed for breaking
+	// one of the transport's limits (admission refusals are the hub's).
+	Refusals hub.Refusals
 
 	// MessagesPerSecond and MessageBurst limit every message a client
 	// sends (text, ping, pong), per connection (0: no limit): see
@@ -140,33 +124,10 @@ const (
 	DefaultMaxWorkers         = 1024
 )
 
-// Refusals counts what the limits refuse; the metrics package implements
-// it. appID is "" for a limit of the whole server. limit is one of the
-// Limit* names (the config key of the limit).
-type Refusals interface {
-	Refused(appID, limit string)
-}
-
-// The limits the transport enforces, named by their config keys.
-const (
-	LimitIPConnections   = "ip_connections_per_second"
-	LimitNodeConnections = "max_node_connections"
-	LimitMemory          = "memory_guard_percent"
-	LimitOrigin          = "allowed_origins"
-	LimitRequireTLS      = "require_tls"
-	LimitWriteQueue      = "write_queue_kb"
-	LimitMessageSize     = "max_message_size_kb"
-	LimitMessages        = "connection_messages_per_second"
-	LimitPendingMessages = "connection_pending_messages"
-	LimitOutboundBudget  = "outbound_budget_mb"
-	LimitRequestBody     = "max_request_body_kb"
-)
-
 // Server serves WebSocket clients and HTTP on one listener.
 type Server struct {
 	cfg          Config
-	apps         AppLookup
-	sessions     Sessions
+	admitter     hub.Admitter
 	log          *slog.Logger
 	queueLimit   int
 	closeTimeout time.Duration
@@ -201,19 +162,17 @@ type Server struct {
 
 	slowConsumers atomic.Int64
 	handedOff     atomic.Bool  // StopAccepting was called
-	admitted      atomic.Int64 // connections with a session
 	inflight      atomic.Int64 // HTTP requests being served by Handler
-	iplim         *ipLimiter   // nil: no per-IP limit
-	mem           *memGuard    // nil: no memory guard
 	acceptSeq     atomic.Uint64
 	pollersSeen   atomic.Uint64 // bit i: poller i has read (see probePollers)
 	allPollers    uint64
 }
 
-// New builds a Server; Start makes it listen.
-func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
-	if lookup == nil || sessions == nil {
-		return nil, errors.New("transport: nil AppLookup or Sessions")
+// New builds a Server whose connections admitter admits; Start makes it
+// listen.
+func New(cfg Config, admitter hub.Admitter) (*Server, error) {
+	if admitter == nil {
+		return nil, errors.New("transport: nil Admitter")
 	}
 	if cfg.Addr == "" {
 		return nil, errors.New("transport: empty Addr")
@@ -256,8 +215,7 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	}
 	s := &Server{
 		cfg:              cfg,
-		apps:             lookup,
-		sessions:         sessions,
+		admitter:         admitter,
 		log:              cfg.Logger,
 		queueLimit:       cfg.WriteQueueBytes,
 		closeTimeout:     cfg.CloseTimeout,
@@ -272,10 +230,6 @@ func New(cfg Config, lookup AppLookup, sessions Sessions) (*Server, error) {
 	s.pool.max = cfg.MaxWorkers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
-	if cfg.IPConnectionsPerSecond > 0 {
-		s.iplim = newIPLimiter(cfg.IPConnectionsPerSecond, cfg.IPConnectionsBurst, 0)
-	}
-	s.mem = newMemGuard(cfg.MemoryLimit, cfg.MemoryGuardPercent)
 
 	readLimit := max(4<<20, 2*cfg.MaxMessageSize+(128<<10))
 	ncfg := nbhttp.Config{
@@ -723,8 +677,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.admit(wsc, r, key)
 }
 
-// admit runs the admission sequence of protocol §1.2 on an upgraded
-// connection. It runs as the connection's serial job, before any message.
+// admit gathers the facts of an upgraded connection and asks the hub to
+// admit it (protocol §1.2): every refusal but the transport's own shutdown
+// is decided there. It runs as the connection's serial job, before any
+// message.
 func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	nc := wsc.UnderlayerConn()
 	if hc, ok := nc.(*nbhttp.Conn); ok {
@@ -733,83 +689,37 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	c := &wsConn{srv: s, wsc: wsc, nc: nc}
 	wsc.SetSession(c)
 	s.clearHandshakeDeadline(nc)
+	// The socket registry closing is the transport's state, not an
+	// admission policy: a stopping server has no hub to ask.
 	if !s.register(c) {
 		s.refuse(c, protocol.CodeReconnect, "Server is shutting down")
 		return
 	}
 	client, viaTLS := s.cfg.TrustedProxies.clientOf(r, s.cfg.TLSConfig != nil)
-	info := ConnInfo{
+	info := hub.ConnInfo{
+		Key:        key,
 		RemoteAddr: r.RemoteAddr,
 		Origin:     r.Header.Get("Origin"),
 		UserAgent:  r.Header.Get("User-Agent"),
 		TLS:        viaTLS,
 		ClientIP:   client,
 	}
-	if code, msg := checkProtocol(r.URL.Query()); code != 0 {
-		s.refuse(c, code, msg)
-		return
+	if v, ok := r.URL.Query()["protocol"]; ok && len(v) > 0 {
+		info.Protocol, info.HasProtocol = v[0], true
 	}
-	// The server's own limits, cheapest first. All answer 4100: pusher-js
-	// backs off and tries again, which is what a client should do.
-	if s.iplim != nil && publicAddr(client) && !s.iplim.allow(client, time.Now()) {
-		s.refuseLimit(c, "", LimitIPConnections, "Over capacity: too many new connections from your address")
-		return
-	}
-	// A slot is taken before the session opens, so that concurrent
-	// admissions cannot pass the cap together; it is given back by any
-	// refusal below, or when the admitted connection closes.
-	s.admitted.Add(1)
-	defer func() {
-		if c.session == nil {
-			s.admitted.Add(-1)
-		}
-	}()
-	if max := s.cfg.MaxConnections; max > 0 && s.admitted.Load() > int64(max) {
-		s.refuseLimit(c, "", LimitNodeConnections, "Over capacity")
-		return
-	}
-	if s.mem != nil && s.mem.overLimit() {
-		s.refuseLimit(c, "", LimitMemory, "Over capacity")
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	app, err := s.apps.ByKey(ctx, key)
-	cancel()
-	switch {
-	case errors.Is(err, apps.ErrNotFound) || (err == nil && app == nil):
-		s.refuse(c, protocol.CodeAppNotFound, "Application does not exist")
-		return
-	case err != nil:
-		s.log.Warn("transport: app lookup failed", "err", err)
-		s.refuse(c, protocol.CodeOverCapacity, "Over capacity")
-		return
-	case app.RequireTLS && !info.TLS:
-		s.refused(app.ID, LimitRequireTLS)
-		s.refuse(c, protocol.CodeSSLOnly, "Application only accepts SSL connections, reconnect using wss://")
-		return
-	case !app.Enabled:
-		s.refuse(c, protocol.CodeAppDisabled, "Application disabled")
-		return
-	case !originAllowed(app.AllowedOrigins, info.Origin):
-		s.refused(app.ID, LimitOrigin)
-		s.refuse(c, protocol.CodeUnauthorized, "Origin not allowed")
-		return
-	}
-	// Set before the session sends anything: the write path reads it.
-	c.appID = app.ID
-	if s.cfg.Metrics != nil {
-		c.metrics = s.cfg.Metrics.App(app.ID)
-	}
-	var sess Session
-	c.call("Open", func() { sess, err = s.sessions.Open(app, c, info) }, false)
+	var sess hub.Session
+	var err error
+	c.call("Admit", func() { sess, err = s.admitter.Admit(s.ctx, c, info) }, false)
 	if sess == nil && err == nil {
 		err = errors.New("session refused")
 	}
 	if err != nil {
-		code, msg, ok := closeCodeOf(err)
-		if !ok {
+		ce, ok := errors.AsType[*hub.ConnectError](err)
+		code, msg := protocol.CodeOverCapacity, "Over capacity"
+		if ok {
+			code, msg = ce.Code, ce.Message
+		} else {
 			s.log.Warn("transport: session refused without a close code", "err", err)
-			code, msg = protocol.CodeOverCapacity, "Over capacity"
 		}
 		s.refuse(c, code, msg)
 		return
@@ -828,15 +738,9 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		// ip and tls are what trusted_proxies made of the forwarded headers.
-		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
+		s.log.Debug("connection opened", "app", c.appID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
 	}
 	c.session = sess
-}
-
-// refuseLimit refuses a connection that a limit turned away, counting it.
-func (s *Server) refuseLimit(c *wsConn, appID, limit, msg string) {
-	s.refused(appID, limit)
-	s.refuse(c, protocol.CodeOverCapacity, msg)
 }
 
 // refused counts a refusal when a counter is configured.
@@ -857,22 +761,6 @@ func (s *Server) refuse(c *wsConn, code int, msg string) {
 	}
 	c.Send(TextFrame(protocol.Error(code, msg)), 0)
 	c.Close(code, msg)
-}
-
-// checkProtocol validates the protocol query parameter: absent is 7.
-func checkProtocol(q map[string][]string) (int, string) {
-	v, ok := q["protocol"]
-	if !ok || len(v) == 0 {
-		return 0, ""
-	}
-	n, err := strconv.Atoi(v[0])
-	if err != nil {
-		return protocol.CodeInvalidVersion, "Invalid version string format"
-	}
-	if n < protocol.MinProtocolVersion || n > protocol.MaxProtocolVersion {
-		return protocol.CodeUnsupportedProtocol, "Unsupported protocol version"
-	}
-	return 0, ""
 }
 
 // ---- WebSocket events (each runs in the connection's serial job) ----
@@ -953,7 +841,7 @@ func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
 func (s *Server) onSocketClose(wsc *websocket.Conn, err error) {
 	if c := connOf(wsc); c != nil {
 		if errors.Is(err, websocket.ErrMessageTooLarge) || errors.Is(err, websocket.ErrControlMessageTooBig) {
-			s.refused(c.appID, LimitMessageSize) // closed with 1009 by the engine
+			s.refused(c.appID, hub.LimitMessageSize) // closed with 1009 by the engine
 		}
 		c.socketClosed()
 	}
@@ -966,7 +854,7 @@ func (s *Server) onSocketClose(wsc *websocket.Conn, err error) {
 // connection, so that nothing more of the body is kept.
 func (s *Server) bodyTooLarge() []byte {
 	if s.cfg.Refusals != nil {
-		s.cfg.Refusals.Refused("", LimitRequestBody)
+		s.cfg.Refusals.Refused("", hub.LimitRequestBody)
 	}
 	return s.tooLargeResponse
 }

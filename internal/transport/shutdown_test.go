@@ -16,7 +16,7 @@ import (
 func TestShutdown(t *testing.T) {
 	before := runtime.NumGoroutine()
 	fs := newFakeSessions()
-	s, err := New(Config{Addr: "127.0.0.1:0"}, testApps(), fs)
+	s, err := New(Config{Addr: "127.0.0.1:0"}, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestShutdown(t *testing.T) {
 
 func TestShutdownDeadline(t *testing.T) {
 	fs := newFakeSessions()
-	s, err := New(Config{Addr: "127.0.0.1:0", CloseTimeout: time.Minute}, testApps(), fs)
+	s, err := New(Config{Addr: "127.0.0.1:0", CloseTimeout: time.Minute}, fs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestShutdownFinishesHTTPInFlight(t *testing.T) {
 		<-release
 		_, _ = io.WriteString(w, "published")
 	})
-	s, err := New(Config{Addr: "127.0.0.1:0", Handler: api}, testApps(), newFakeSessions())
+	s, err := New(Config{Addr: "127.0.0.1:0", Handler: api}, newFakeSessions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package transport
+package guard
 
 import (
 	"bytes"
@@ -12,16 +12,16 @@ import (
 	"time"
 )
 
-// memGuard refuses new connections while the process uses more than a
-// share of its memory limit, so that a node near its cgroup limit sheds
-// load (clients back off and reconnect elsewhere) instead of being killed
+// Memory reports when new connections should be refused: while the
+// process uses more than a share of its memory limit, so that a node near
+// its cgroup limit sheds load (clients back off and reconnect elsewhere) instead of being killed
 // with every connection at once.
 //
 // Usage is the memory the Go runtime holds from the OS and has not given
 // back (runtime/metrics: total less released), close to the resident size
 // that a cgroup counts. It is read at most every sampleEvery, on an
 // admission, so a connection storm costs one read per interval.
-type memGuard struct {
+type Memory struct {
 	threshold uint64 // bytes; usage above it refuses
 	now       func() time.Time
 
@@ -34,22 +34,22 @@ type memGuard struct {
 
 const memSampleEvery = 100 * time.Millisecond
 
-// newMemGuard returns a guard for limit bytes at percent, or nil when
+// NewMemory returns a guard for limit bytes at percent, or nil when
 // there is no limit or percent is not in 1..100.
-func newMemGuard(limit int64, percent int) *memGuard {
+func NewMemory(limit int64, percent int) *Memory {
 	if limit <= 0 || percent <= 0 || percent > 100 {
 		return nil
 	}
-	g := &memGuard{threshold: uint64(float64(limit) * float64(percent) / 100), now: time.Now}
+	g := &Memory{threshold: uint64(float64(limit) * float64(percent) / 100), now: time.Now}
 	g.sample[0].Name = "/memory/classes/total:bytes"
 	g.sample[1].Name = "/memory/classes/heap/released:bytes"
 	g.readMem = g.runtimeMem
 	return g
 }
 
-// overLimit reports whether usage is above the threshold (from a sample at
+// OverLimit reports whether usage is above the threshold (from a sample at
 // most memSampleEvery old).
-func (g *memGuard) overLimit() bool {
+func (g *Memory) OverLimit() bool {
 	now := g.now().UnixNano()
 	if next := g.nextAt.Load(); now >= next && g.nextAt.CompareAndSwap(next, now+int64(memSampleEvery)) {
 		g.over.Store(g.readMem() > g.threshold)
@@ -57,7 +57,7 @@ func (g *memGuard) overLimit() bool {
 	return g.over.Load()
 }
 
-func (g *memGuard) runtimeMem() uint64 {
+func (g *Memory) runtimeMem() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	metrics.Read(g.sample[:])

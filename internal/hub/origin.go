@@ -1,4 +1,4 @@
-package transport
+package hub
 
 import (
 	"net/url"

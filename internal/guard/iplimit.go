@@ -1,4 +1,7 @@
-package transport
+// Package guard holds the node's admission guards: a per-address rate of
+// new connections and a memory guard. The hub decides when to consult
+// them (hub.Admit); they only measure.
+package guard
 
 import (
 	"net/netip"
@@ -8,7 +11,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// ipLimiter limits new connections per client address with a token bucket
+// IPLimiter limits new connections per client address with a token bucket
 // each (golang.org/x/time/rate). An IPv6 client is counted by its /64: one
 // host usually holds a whole /64, and counting single addresses would let
 // it open one bucket per address.
@@ -21,7 +24,7 @@ import (
 // distinct addresses that fills maxEntries rotates early: the oldest
 // buckets are then forgotten before they refilled, a bounded leniency
 // that is better than growing without end.
-type ipLimiter struct {
+type IPLimiter struct {
 	rate       rate.Limit
 	burst      int
 	period     time.Duration
@@ -37,7 +40,10 @@ type ipLimiter struct {
 // 100 bytes each).
 const defaultIPLimiterEntries = 100_000
 
-func newIPLimiter(perSecond float64, burst int, maxEntries int) *ipLimiter {
+// NewIPLimiter returns a limiter of perSecond new connections per address
+// with bursts of burst; maxEntries bounds the buckets of one generation
+// (0: a default).
+func NewIPLimiter(perSecond float64, burst int, maxEntries int) *IPLimiter {
 	if burst < 1 {
 		burst = 1
 	}
@@ -45,7 +51,7 @@ func newIPLimiter(perSecond float64, burst int, maxEntries int) *ipLimiter {
 		maxEntries = defaultIPLimiterEntries
 	}
 	refill := time.Duration(float64(burst) / perSecond * float64(time.Second))
-	return &ipLimiter{
+	return &IPLimiter{
 		rate:       rate.Limit(perSecond),
 		burst:      burst,
 		period:     max(refill, 10*time.Second),
@@ -55,9 +61,18 @@ func newIPLimiter(perSecond float64, burst int, maxEntries int) *ipLimiter {
 	}
 }
 
-// allow charges one connection to a's bucket. An invalid address (a
-// Unix socket, say) is not limited.
-func (l *ipLimiter) allow(a netip.Addr, now time.Time) bool {
+// Allow charges a new connection from a to its bucket and reports whether
+// the bucket had a token. Loopback, private and link-local addresses are
+// not limited: they are the operator's own proxies, load balancers and
+// networks, and an untrusted proxy would otherwise put every client in one
+// bucket.
+func (l *IPLimiter) Allow(a netip.Addr, now time.Time) bool {
+	return !publicAddr(a) || l.allow(a, now)
+}
+
+// allow charges one connection to a's bucket, whatever the address. An
+// invalid address (a Unix socket, say) is not limited.
+func (l *IPLimiter) allow(a netip.Addr, now time.Time) bool {
 	if !a.IsValid() {
 		return true
 	}
@@ -86,7 +101,7 @@ func (l *ipLimiter) allow(a netip.Addr, now time.Time) bool {
 }
 
 // size returns the number of buckets held.
-func (l *ipLimiter) size() int {
+func (l *IPLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.cur) + len(l.prev)

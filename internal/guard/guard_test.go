@@ -1,0 +1,102 @@
+package guard
+
+import (
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestIPLimiter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewIPLimiter(2, 3, 50)
+	a := netip.MustParseAddr("203.0.113.1")
+	for i := 0; i < 3; i++ {
+		if !l.allow(a, now) {
+			t.Fatalf("burst connection %d refused", i)
+		}
+	}
+	if l.allow(a, now) {
+		t.Fatal("connection past the burst allowed")
+	}
+	if !l.allow(netip.MustParseAddr("203.0.113.2"), now) {
+		t.Fatal("another address is charged to the first")
+	}
+	if !l.allow(a, now.Add(600*time.Millisecond)) {
+		t.Fatal("bucket did not refill at the rate")
+	}
+	// One IPv6 host is counted by its /64.
+	for i := 0; i < 3; i++ {
+		l.allow(netip.MustParseAddr("2001:db8:1:1::"+itoa(i+1)), now)
+	}
+	if l.allow(netip.MustParseAddr("2001:db8:1:1::99"), now) {
+		t.Fatal("a /64 got more than one bucket")
+	}
+	// Memory stays bounded under a flood of distinct addresses.
+	for i := 0; i < 10_000; i++ {
+		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	if n := l.size(); n > 2*50 {
+		t.Fatalf("%d buckets held, bound is %d", n, 2*50)
+	}
+	// Idle buckets go.
+	l.allow(a, now.Add(time.Minute))
+	l.allow(a, now.Add(2*time.Minute))
+	if n := l.size(); n != 1 {
+		t.Fatalf("%d buckets after the others went idle, want 1", n)
+	}
+	// An invalid address (no IP) is not limited.
+	for i := 0; i < 10; i++ {
+		if !l.allow(netip.Addr{}, now) {
+			t.Fatal("invalid address limited")
+		}
+	}
+}
+
+// Allow does not limit loopback, private and link-local addresses.
+func TestIPLimiterSparesLocalAddresses(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewIPLimiter(0.001, 1, 0)
+	for _, a := range []string{"127.0.0.1", "10.1.2.3", "192.168.0.1", "fd00::7", "fe80::1", "::1"} {
+		for i := 0; i < 3; i++ {
+			if !l.Allow(netip.MustParseAddr(a), now) {
+				t.Fatalf("%s limited", a)
+			}
+		}
+	}
+	pub := netip.MustParseAddr("198.51.100.1")
+	if !l.Allow(pub, now) || l.Allow(pub, now) {
+		t.Fatal("a public address is not limited")
+	}
+}
+
+func TestMemoryOff(t *testing.T) {
+	if NewMemory(0, 90) != nil || NewMemory(1<<30, -1) != nil || NewMemory(1<<30, 101) != nil {
+		t.Fatal("a guard without a limit or percentage")
+	}
+}
+
+func TestMemoryOverLimit(t *testing.T) {
+	if !NewMemory(1<<20, 90).OverLimit() {
+		t.Fatal("a process over a 1 MB limit is not over it")
+	}
+	if NewMemory(1<<40, 90).OverLimit() {
+		t.Fatal("a process under a 1 TB limit is over it")
+	}
+}
+
+func TestParseCgroupLimit(t *testing.T) {
+	for in, want := range map[string]int64{
+		"max\n":                 0,
+		"":                      0,
+		"536870912\n":           536870912,
+		"9223372036854771712\n": 0, // cgroup v1 "no limit"
+		"garbage":               0,
+	} {
+		if got := parseCgroupLimit([]byte(in)); got != want {
+			t.Errorf("%q: got %d, want %d", in, got, want)
+		}
+	}
+}
