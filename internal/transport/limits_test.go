@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/hub"
-	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // countRefusals records Refused calls.
