@@ -55,7 +55,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, buf *byte
 		if err == nil || errors.Is(err, apps.ErrNotFound) {
 			return nil, errorf(http.StatusNotFound, "App %s not found", clip(id))
 		}
-		h.log.Error("httpapi: app lookup failed", "app_id", clip(id), "err", err)
+		h.log.Error("app lookup failed", "app_id", clip(id), "err", err)
 		return nil, errorf(http.StatusServiceUnavailable, "App %s could not be looked up; try again later", clip(id))
 	}
 	noteApp(w, app.ID)

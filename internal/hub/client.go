@@ -270,7 +270,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	}
 	if err != nil {
 		h.channelInterest(app.ID, name, kind, false)
-		h.log.Warn("subscribe: state unavailable", "app", app.ID, "channel", name, "err", err)
+		h.log.Warn("subscribe: state unavailable", "app_id", app.ID, "channel", name, "err", err)
 		// The call may have been applied all the same (a timeout): make
 		// sure the State does not keep it.
 		h.addGhost(c, name, kind)
@@ -329,7 +329,7 @@ func (c *Client) sendCache(name string) {
 	ev, _, ok, err := h.state.Cache(ctx, c.app.Load().ID, name)
 	cancel()
 	if err != nil {
-		h.log.Warn("cache lookup failed", "app", c.app.Load().ID, "channel", name, "err", err)
+		h.log.Warn("cache lookup failed", "app_id", c.app.Load().ID, "channel", name, "err", err)
 	}
 	if ok {
 		c.send(protocol.Event(ev.Event, name, ev.Data))
@@ -365,7 +365,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
 	cancel()
 	if err != nil {
-		h.log.Warn("unsubscribe: state unavailable, will retry", "app", app.ID, "channel", name, "err", err)
+		h.log.Warn("unsubscribe: state unavailable, will retry", "app_id", app.ID, "channel", name, "err", err)
 		h.addGhost(c, name, sub.kind)
 		return
 	}
@@ -621,7 +621,7 @@ func (h *Hub) userInterest(c *Client, userID string, on bool) {
 	if b := h.opt.Broker; b != nil {
 		ctx, cancel := h.stateCtx()
 		if err := b.UserInterest(ctx, c.app.Load().ID, userID, on); err != nil {
-			h.log.Warn("broker: user interest", "app", c.app.Load().ID, "user", userID, "on", on, "err", err)
+			h.log.Warn("broker: user interest", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 		}
 		cancel()
 	}
@@ -635,7 +635,7 @@ func (h *Hub) userInterest(c *Client, userID string, on bool) {
 		}
 		cancel()
 		if err != nil {
-			h.log.Warn("state: user sockets", "app", c.app.Load().ID, "user", userID, "on", on, "err", err)
+			h.log.Warn("state: user sockets", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 		}
 	}
 }
@@ -650,7 +650,7 @@ func (h *Hub) channelInterest(appID, channel string, kind protocol.Kind, on bool
 	ctx, cancel := h.stateCtx()
 	defer cancel()
 	if err := b.Interest(ctx, appID, channel, on); err != nil {
-		h.log.Warn("broker: channel interest", "app", appID, "channel", channel, "on", on, "err", err)
+		h.log.Warn("broker: channel interest", "app_id", appID, "channel", channel, "on", on, "err", err)
 	}
 }
 

@@ -714,7 +714,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	wsc, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.log.Debug("transport: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	s.admit(wsc, r, key)
@@ -777,7 +777,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		s.refuse(c, protocol.CodeAppNotFound, "Application does not exist")
 		return
 	case err != nil:
-		s.log.Warn("transport: app lookup failed", "err", err)
+		s.log.Warn("app lookup failed", "err", err)
 		s.refuse(c, protocol.CodeOverCapacity, "Over capacity")
 		return
 	case app.RequireTLS && !info.TLS:
@@ -805,7 +805,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	if err != nil {
 		code, msg, ok := closeCodeOf(err)
 		if !ok {
-			s.log.Warn("transport: session refused without a close code", "err", err)
+			s.log.Warn("session refused without a close code", "err", err)
 			code, msg = protocol.CodeOverCapacity, "Over capacity"
 		}
 		s.refuse(c, code, msg)
@@ -825,7 +825,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		// ip and tls are what trusted_proxies made of the forwarded headers.
-		s.log.Debug("connection opened", "app", app.ID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
+		s.log.Debug("connection opened", "app_id", app.ID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
 	}
 	c.session = sess
 }
