@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/protocol"
@@ -124,15 +123,7 @@ func (h *handler) verify(r *http.Request, c *call) error {
 // clip shortens a caller-supplied value for use in a message, cutting on
 // a character boundary.
 func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
+	return protocol.Clip(s, 64)
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

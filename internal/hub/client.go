@@ -128,9 +128,9 @@ func (c *Client) HandleMessage(data []byte) {
 		case strings.HasPrefix(m.Event, protocol.PrefixClientEvent):
 			c.clientEvent(m)
 		case strings.HasPrefix(m.Event, protocol.PrefixPusherEvent), strings.HasPrefix(m.Event, protocol.PrefixInternal):
-			c.sendError(0, "Unknown event: "+truncate(m.Event, 64))
+			c.sendError(0, "Unknown event: "+protocol.Clip(m.Event, 64))
 		default:
-			c.sendError(0, "Invalid event "+truncate(m.Event, 64)+": clients may only send pusher: events and client- events")
+			c.sendError(0, "Invalid event "+protocol.Clip(m.Event, 64)+": clients may only send pusher: events and client- events")
 		}
 	}
 }
@@ -142,13 +142,6 @@ func errText(err error) string {
 		s = strings.ToUpper(s[:1]) + s[1:]
 	}
 	return s
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func (c *Client) subscriptionError(channel, typ, msg string, status int) {

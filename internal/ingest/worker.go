@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // worker ingests one app: it takes the app's lease (in a cluster), holds a
@@ -247,9 +248,7 @@ func (w *worker) logBad(result, channel string, size int, err error) {
 	reason := ""
 	if err != nil {
 		reason = err.Error()
-		if len(reason) > 200 { // it may quote a channel name of any length
-			reason = reason[:200] + "…"
-		}
+		reason = protocol.Clip(reason, 200) // it may quote a channel name of any length
 	}
 	w.log.Warn("message not published", "result", result, "channel", clip(channel), "bytes", size, "err", reason, "not_logged_before", n)
 }
