@@ -602,16 +602,6 @@ export class RawClient {
     });
   }
 
-  /** Asserts that no frame matching `pred` arrives (or is queued) within `ms`. */
-  async expectNone(pred, ms = 500, what = 'frame') {
-    const match = typeof pred === 'string' ? (f) => f.event === pred : pred;
-    await sleep(ms);
-    const found = this.queue.filter(match);
-    if (found.length) {
-      throw new Error(`expected no ${what} but got: ${found.map((f) => f.raw).join(' | ')}`);
-    }
-  }
-
   /**
    * Asserts that no frame matching `pred` came before the frame matching
    * `marker`, which it waits for (`timeout` bounds that wait; it is not a
