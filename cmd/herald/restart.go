@@ -67,12 +67,12 @@ func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
 	r.ctx, r.stop = context.WithCancel(context.Background())
 	// After a SIGHUP: the relay to the previous process.
 	if f, err := upg.Fds.File(relayFile); err != nil {
-		log.Warn("restart: no relay to the previous process", "err", err)
+		r.log.Warn("no relay to the previous process", "err", err)
 	} else if f != nil {
 		c, err := net.FileConn(f)
 		_ = f.Close()
 		if err != nil {
-			log.Warn("restart: no relay to the previous process", "err", err)
+			r.log.Warn("no relay to the previous process", "err", err)
 		} else {
 			r.offerRelay(c)
 		}

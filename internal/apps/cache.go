@@ -390,7 +390,7 @@ func (c *Cache) logRow(ie *InvalidError) {
 	c.rowLog[ie.App] = now
 	c.rowLogMu.Unlock()
 	for _, f := range ie.Fields {
-		c.log.Warn("apps store: row refused", "app", ie.App, "field", f.Path, "problem", f.Msg)
+		c.log.Warn("apps store: row refused", "app_id", ie.App, "field", f.Path, "problem", f.Msg)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // acmeALPN is the ALPN protocol of ACME's TLS-ALPN-01 challenge (RFC
@@ -313,10 +315,7 @@ func normalizeHost(h string) string { return strings.ToLower(strings.TrimSuffix(
 
 // safeHost shortens a client-sent name for an error message.
 func safeHost(h string) string {
-	if len(h) > 64 {
-		return h[:64] + "…"
-	}
-	return h
+	return protocol.Clip(h, 64)
 }
 
 // boundTransport ties every request to ctx, so that closing the ACME

@@ -86,18 +86,18 @@ func (r *Reloader) check() {
 	defer r.mu.Unlock()
 	stamps, err := r.stat()
 	if err != nil {
-		r.log.Error("tls: cannot check the certificate files; keeping the current certificate", "err", err)
+		r.log.Error("cannot check the certificate files; keeping the current certificate", "err", err)
 		return
 	}
 	if stamps == r.stamps {
 		return
 	}
 	if err := r.load(stamps); err != nil {
-		r.log.Error("tls: new certificate files do not load; keeping the current certificate", "err", err)
+		r.log.Error("new certificate files do not load; keeping the current certificate", "err", err)
 		return
 	}
 	leaf := r.cert.Load().Leaf
-	r.log.Info("tls: certificate reloaded", "cert", r.certFile, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+	r.log.Info("certificate reloaded", "cert", r.certFile, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 }
 
 func (r *Reloader) stat() ([2]fileStamp, error) {

@@ -327,13 +327,13 @@ func (b *Broker) Healthy() error {
 func (b *Broker) setDown(err error) {
 	b.downErr.Store(&err)
 	if b.up.Swap(false) {
-		b.o.Logger.Error("cluster: Redis pub/sub lost, serving local clients only", "err", err)
+		b.o.Logger.Error("Redis pub/sub lost, serving local clients only", "err", err)
 	}
 }
 
 func (b *Broker) setUp() {
 	if !b.up.Swap(true) {
-		b.o.Logger.Info("cluster: Redis pub/sub connected", "node", b.o.NodeID, "channels", b.Interests())
+		b.o.Logger.Info("Redis pub/sub connected", "node", b.o.NodeID, "channels", b.Interests())
 	}
 }
 

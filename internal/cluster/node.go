@@ -196,7 +196,7 @@ func (n *Node) beat() {
 		n.id.Store(&id)
 		n.apps = make(map[string]struct{})
 		n.appsMu.Unlock()
-		n.o.Logger.Warn("cluster: lease lost, rejoining under a new id", "old", old, "node", id)
+		n.o.Logger.Warn("lease lost, rejoining under a new id", "old", old, "node", id)
 		err = leaseScript.Run(ctx, n.rdb, ks, id, leaseMs, "register").Err()
 		if err == nil {
 			n.registered.Store(true)
@@ -212,7 +212,7 @@ func (n *Node) beat() {
 	defer n.healthMu.Unlock()
 	if err != nil {
 		if n.healthErr == nil {
-			n.o.Logger.Error("cluster: Redis unreachable, serving local clients only", "node", n.ID(), "err", err)
+			n.o.Logger.Error("Redis unreachable, serving local clients only", "node", n.ID(), "err", err)
 		}
 		n.healthErr = err
 		return
@@ -220,7 +220,7 @@ func (n *Node) beat() {
 	now := time.Now()
 	if n.healthErr != nil {
 		if !n.lastBeat.IsZero() {
-			n.o.Logger.Info("cluster: Redis reachable again", "node", n.ID())
+			n.o.Logger.Info("Redis reachable again", "node", n.ID())
 		}
 		// Give the other nodes a lease period to renew theirs before
 		// reaping anyone: they were cut off too.
@@ -282,7 +282,7 @@ func (n *Node) reapOnce(ctx context.Context) {
 		cancel()
 		if err != nil {
 			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
-				n.o.Logger.Warn("cluster: reaper claim failed", "err", err)
+				n.o.Logger.Warn("reaper claim failed", "err", err)
 			}
 			return
 		}
@@ -292,10 +292,10 @@ func (n *Node) reapOnce(ctx context.Context) {
 		}
 		if err != nil {
 			// The claim runs out and a reaper (maybe this one) resumes.
-			n.o.Logger.Warn("cluster: reaping a dead node failed", "dead", dead, "err", err)
+			n.o.Logger.Warn("reaping a dead node failed", "dead", dead, "err", err)
 			return
 		}
-		n.o.Logger.Info("cluster: dead node cleaned up", "dead", dead, "channels", len(rep.Channels))
+		n.o.Logger.Info("dead node cleaned up", "dead", dead, "channels", len(rep.Channels))
 	}
 }
 

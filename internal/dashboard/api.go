@@ -210,7 +210,7 @@ func (d *Dashboard) sendEvent(w http.ResponseWriter, r *http.Request, _ *session
 	pr := hub.PublishRequest{Name: req.Event, Channels: []string{req.Channel}, Data: req.Data}
 	d.record(a.ID, entry{Type: "dashboard_event", Channel: req.Channel, Event: req.Event, Data: clipData(req.Data)})
 	if err := d.opt.Hub.Publish(ctx, a, pr); err != nil {
-		d.log.Warn("dashboard: test event not published", "app", a.ID, "channel", req.Channel, "err", err)
+		d.log.Warn("test event not published", "app_id", a.ID, "channel", req.Channel, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "The event could not be published to every node: the cluster engine is unreachable")
 		return
 	}

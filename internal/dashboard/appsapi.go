@@ -198,7 +198,7 @@ func (d *Dashboard) adminCreate(w http.ResponseWriter, r *http.Request, _ *sessi
 		return
 	}
 	d.changed(&a)
-	d.log.Info("dashboard: app created", "app", a.ID)
+	d.log.Info("app created", "app_id", a.ID)
 	v := apps.View(&a)
 	v["secret"] = a.Secret // shown once
 	writeJSON(w, http.StatusCreated, v)
@@ -256,7 +256,7 @@ func (d *Dashboard) write(w http.ResponseWriter, r *http.Request, cur, next *app
 	}
 	d.changed(cur)
 	d.changed(next)
-	d.log.Info("dashboard: app changed", "app", next.ID, "enabled", next.Enabled, "secret_rotated", showSecret)
+	d.log.Info("app changed", "app_id", next.ID, "enabled", next.Enabled, "secret_rotated", showSecret)
 	v := apps.View(next)
 	if showSecret {
 		v["secret"] = next.Secret
@@ -280,7 +280,7 @@ func (d *Dashboard) adminDelete(w http.ResponseWriter, r *http.Request, _ *sessi
 		return
 	}
 	d.changed(cur)
-	d.log.Info("dashboard: app deleted", "app", cur.ID)
+	d.log.Info("app deleted", "app_id", cur.ID)
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
@@ -301,7 +301,7 @@ func (d *Dashboard) storeError(w http.ResponseWriter, err error) {
 	case errors.As(err, &ie):
 		writeError(w, http.StatusBadRequest, "The stored app is invalid (fix the row with SQL or delete the app): "+ie.Error())
 	default:
-		d.log.Warn("dashboard: apps store failed", "err", err)
+		d.log.Warn("apps store failed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "The apps store is unreachable; try again")
 	}
 }

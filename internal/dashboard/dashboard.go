@@ -367,14 +367,14 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !d.tokenOK(r.PostForm.Get("token")) {
-		d.log.Warn("dashboard: login with a wrong admin token", "remote", r.RemoteAddr, "client", addr.String())
+		d.log.Warn("login with a wrong admin token", "remote", r.RemoteAddr, "client", addr.String())
 		d.loginPage(w, http.StatusUnauthorized, "Wrong admin token.")
 		return
 	}
 	giveBack()
 	id, _ := d.newSession()
 	d.setCookie(w, r, id, int(d.opt.SessionTTL/time.Second))
-	d.log.Info("dashboard: logged in", "remote", r.RemoteAddr)
+	d.log.Info("logged in", "remote", r.RemoteAddr)
 	http.Redirect(w, r, d.opt.Path+"/", http.StatusSeeOther)
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // ---- graphs ----
@@ -204,10 +205,7 @@ func (d *Dashboard) record(appID string, e entry) {
 }
 
 func clipData(s string) string {
-	if len(s) <= maxDataLen {
-		return s
-	}
-	return s[:maxDataLen] + "…"
+	return protocol.Clip(s, maxDataLen)
 }
 
 // APIEvent records an event published through the HTTP API (the server

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
@@ -56,7 +55,7 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, buf *byte
 		if err == nil || errors.Is(err, apps.ErrNotFound) {
 			return nil, errorf(http.StatusNotFound, "App %s not found", clip(id))
 		}
-		h.log.Error("httpapi: app lookup failed", "app_id", clip(id), "err", err)
+		h.log.Error("app lookup failed", "app_id", clip(id), "err", err)
 		return nil, errorf(http.StatusServiceUnavailable, "App %s could not be looked up; try again later", clip(id))
 	}
 	noteApp(w, app.ID)
@@ -125,15 +124,7 @@ func (h *handler) verify(r *http.Request, c *call) error {
 // clip shortens a caller-supplied value for use in a message, cutting on
 // a character boundary.
 func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	i := max
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
+	return protocol.Clip(s, 64)
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}

@@ -224,7 +224,7 @@ func (h *handler) channelCounts(r *http.Request, app *apps.App, ev *event) map[s
 	for _, ch := range ev.req.Channels {
 		ci, err := h.hub.Channel(r.Context(), app, ch)
 		if err != nil {
-			h.log.Warn("httpapi: channel info after publish failed", "app_id", app.ID, "channel", ch, "err", err)
+			h.log.Warn("channel info after publish failed", "app_id", app.ID, "channel", ch, "err", err)
 			continue
 		}
 		out[ch] = countsOf(ci, ev.info, protocol.Classify(ch))
@@ -303,7 +303,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, c *call) error {
 	for i := range events {
 		if err := h.hub.Publish(r.Context(), c.app, events[i].req); err != nil {
 			if i > 0 {
-				h.log.Error("httpapi: batch failed part-way", "app_id", c.app.ID, "published", i, "of", len(events), "err", err)
+				h.log.Error("batch failed part-way", "app_id", c.app.ID, "published", i, "of", len(events), "err", err)
 			}
 			return err
 		}

@@ -215,7 +215,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			h.log.Error("httpapi: panic serving request",
+			h.log.Error("panic serving request",
 				"method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 			if !rw.wrote {
 				writeError(rw, http.StatusInternalServerError, "Internal server error")
@@ -344,13 +344,13 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, hub.ErrNotPresence):
 		writeError(w, http.StatusBadRequest, "The channel must be a presence channel")
 	case errors.Is(err, hub.ErrUnavailable):
-		h.log.Warn("httpapi: cluster engine unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.Warn("cluster engine unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "Service unavailable: the cluster engine (Redis) is unreachable; try again")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		h.log.Warn("httpapi: request not completed", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.Warn("request not completed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "Service unavailable: the request was not completed in time")
 	default:
-		h.log.Error("httpapi: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "Internal server error")
 	}
 }

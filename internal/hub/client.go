@@ -128,9 +128,9 @@ func (c *Client) HandleMessage(data []byte) {
 		case strings.HasPrefix(m.Event, protocol.PrefixClientEvent):
 			c.clientEvent(m)
 		case strings.HasPrefix(m.Event, protocol.PrefixPusherEvent), strings.HasPrefix(m.Event, protocol.PrefixInternal):
-			c.sendError(0, "Unknown event: "+truncate(m.Event, 64))
+			c.sendError(0, "Unknown event: "+protocol.Clip(m.Event, 64))
 		default:
-			c.sendError(0, "Invalid event "+truncate(m.Event, 64)+": clients may only send pusher: events and client- events")
+			c.sendError(0, "Invalid event "+protocol.Clip(m.Event, 64)+": clients may only send pusher: events and client- events")
 		}
 	}
 }
@@ -142,13 +142,6 @@ func errText(err error) string {
 		s = strings.ToUpper(s[:1]) + s[1:]
 	}
 	return s
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func (c *Client) subscriptionError(channel, typ, msg string, status int) {
@@ -270,7 +263,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	}
 	if err != nil {
 		h.channelInterest(app.ID, name, kind, false)
-		h.log.Warn("subscribe: state unavailable", "app", app.ID, "channel", name, "err", err)
+		h.log.Warn("subscribe: state unavailable", "app_id", app.ID, "channel", name, "err", err)
 		// The call may have been applied all the same (a timeout): make
 		// sure the State does not keep it.
 		h.addGhost(c, name, kind)
@@ -329,7 +322,7 @@ func (c *Client) sendCache(name string) {
 	ev, _, ok, err := h.state.Cache(ctx, c.app.Load().ID, name)
 	cancel()
 	if err != nil {
-		h.log.Warn("cache lookup failed", "app", c.app.Load().ID, "channel", name, "err", err)
+		h.log.Warn("cache lookup failed", "app_id", c.app.Load().ID, "channel", name, "err", err)
 	}
 	if ok {
 		c.send(protocol.Event(ev.Event, name, ev.Data))
@@ -365,7 +358,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
 	cancel()
 	if err != nil {
-		h.log.Warn("unsubscribe: state unavailable, will retry", "app", app.ID, "channel", name, "err", err)
+		h.log.Warn("unsubscribe: state unavailable, will retry", "app_id", app.ID, "channel", name, "err", err)
 		h.addGhost(c, name, sub.kind)
 		return
 	}
@@ -621,7 +614,7 @@ func (h *Hub) userInterest(c *Client, userID string, on bool) {
 	if b := h.opt.Broker; b != nil {
 		ctx, cancel := h.stateCtx()
 		if err := b.UserInterest(ctx, c.app.Load().ID, userID, on); err != nil {
-			h.log.Warn("broker: user interest", "app", c.app.Load().ID, "user", userID, "on", on, "err", err)
+			h.log.Warn("broker: user interest", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 		}
 		cancel()
 	}
@@ -635,7 +628,7 @@ func (h *Hub) userInterest(c *Client, userID string, on bool) {
 		}
 		cancel()
 		if err != nil {
-			h.log.Warn("state: user sockets", "app", c.app.Load().ID, "user", userID, "on", on, "err", err)
+			h.log.Warn("state: user sockets", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 		}
 	}
 }
@@ -650,7 +643,7 @@ func (h *Hub) channelInterest(appID, channel string, kind protocol.Kind, on bool
 	ctx, cancel := h.stateCtx()
 	defer cancel()
 	if err := b.Interest(ctx, appID, channel, on); err != nil {
-		h.log.Warn("broker: channel interest", "app", appID, "channel", channel, "on", on, "err", err)
+		h.log.Warn("broker: channel interest", "app_id", appID, "channel", channel, "on", on, "err", err)
 	}
 }
 

@@ -38,7 +38,7 @@ func (h *Hub) addGhost(c *Client, name string, kind protocol.Kind) {
 		h.ghosts = make(map[ghostKey]ghost)
 	}
 	if len(h.ghosts) >= maxGhosts {
-		h.log.Warn("too many subscriptions awaiting removal from the shared state; left to the node lease", "app", c.App().ID, "channel", name)
+		h.log.Warn("too many subscriptions awaiting removal from the shared state; left to the node lease", "app_id", c.App().ID, "channel", name)
 		return
 	}
 	app := c.App()
@@ -99,7 +99,7 @@ func (h *Hub) repairGhost(k ghostKey, g ghost) {
 	}
 	h.dropGhost(k)
 	if res.Removed {
-		h.log.Info("removed a subscription left in the shared state by a failed call", "app", k.app, "channel", k.channel, "socket", k.socket)
+		h.log.Info("removed a subscription left in the shared state by a failed call", "app_id", k.app, "channel", k.channel, "socket", k.socket)
 	}
 	h.afterLeave(g.app, k.channel, g.kind, res)
 }

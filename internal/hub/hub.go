@@ -220,7 +220,7 @@ func (h *Hub) Run(ctx context.Context) error {
 func (h *Hub) guard(name string, f func()) {
 	defer func() {
 		if r := recover(); r != nil {
-			h.log.Error("hub: panic in timer task", "task", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			h.log.Error("panic in timer task", "task", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
 	f()

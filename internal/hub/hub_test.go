@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,6 +205,10 @@ func TestBadInput(t *testing.T) {
 		{`{"event":"pusher:unsubscribe","data":{}}`, "channel"},
 		{`{"event":"pusher:signin","data":{"auth":"x"}}`, "user_data"},
 		{`{"event":"pusher:ping","channel":5}`, "channel"},
+		// Event names are cut at 64 bytes on a character boundary: "é"
+		// and "😀" straddle the cut and are left out whole.
+		{`{"event":"pusher:` + strings.Repeat("a", 56) + `é"}`, "Unknown event: pusher:" + strings.Repeat("a", 56) + "…"},
+		{`{"event":"` + strings.Repeat("b", 62) + `😀x"}`, "Invalid event " + strings.Repeat("b", 62) + "…: clients"},
 	}
 	e := newEnv(t, nil)
 	c, fc := e.connect()

@@ -92,7 +92,7 @@ func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, exc
 	ctx, cancel := h.stateCtx()
 	defer cancel()
 	if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Channel: channel, Payload: payload, ExceptSocketID: exceptID}); err != nil {
-		h.log.Warn("broker publish failed", "app", app.ID, "channel", channel, "err", err)
+		h.log.Warn("broker publish failed", "app_id", app.ID, "channel", channel, "err", err)
 	}
 }
 
@@ -229,7 +229,7 @@ func (h *Hub) flushCounts() {
 		counts, err := h.state.Channel(ctx, k.app, k.name)
 		cancel()
 		if err != nil {
-			h.log.Warn("subscription count: state unavailable", "app", k.app, "channel", k.name, "err", err)
+			h.log.Warn("subscription count: state unavailable", "app_id", k.app, "channel", k.name, "err", err)
 			continue
 		}
 		if counts.SubscriptionCount > 0 {
@@ -305,7 +305,7 @@ func (h *Hub) Reregister(ctx context.Context) {
 		res, err := h.state.Subscribe(sctx, app.ID, e.name, e.c.id, e.sub.member, 0)
 		cancel()
 		if err != nil {
-			h.log.Warn("reregister: state unavailable", "app", app.ID, "channel", e.name, "err", err)
+			h.log.Warn("reregister: state unavailable", "app_id", app.ID, "channel", e.name, "err", err)
 		} else if res.FirstForUser && e.sub.member != nil {
 			h.publishInternal(app, e.name, protocol.MemberAdded(e.name, *e.sub.member), e.c, SourceServer)
 		}
@@ -323,7 +323,7 @@ func (h *Hub) Reregister(ctx context.Context) {
 			}
 			sctx, cancel := context.WithTimeout(ctx, h.opt.StateTimeout)
 			if _, _, err := us.UserOnline(sctx, c.app.Load().ID, u.ID, c.id); err != nil {
-				h.log.Warn("reregister: user sockets", "app", c.app.Load().ID, "user", u.ID, "err", err)
+				h.log.Warn("reregister: user sockets", "app_id", c.app.Load().ID, "user", u.ID, "err", err)
 			}
 			cancel()
 		}

@@ -176,7 +176,7 @@ func (in *Ingester) reconcile() {
 	cancel()
 	if err != nil {
 		if in.ctx.Err() == nil {
-			in.o.Logger.Warn("ingest: listing apps failed; keeping the current subscriptions", "err", err)
+			in.o.Logger.Warn("listing apps failed; keeping the current subscriptions", "err", err)
 		}
 		return
 	}
@@ -205,7 +205,7 @@ func (in *Ingester) reconcile() {
 		if err != nil {
 			// The config validator checks the URL; a store that skipped it
 			// gets this line at each refresh.
-			in.o.Logger.Error("ingest: cannot ingest the app's laravel_redis", "app_id", id, "err", err)
+			in.o.Logger.Error("cannot ingest the app's laravel_redis", "app_id", id, "err", err)
 			continue
 		}
 		in.workers[id] = w

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // Message is one event as Laravel's RedisBroadcaster published it,
@@ -132,8 +134,5 @@ func withoutSocket(obj []byte) ([]byte, error) {
 
 // clip shortens s for a log line.
 func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
+	return protocol.Clip(s, 64)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // worker ingests one app: it takes the app's lease (in a cluster), holds a
@@ -75,7 +76,7 @@ func (w *worker) run(ctx context.Context) {
 				return
 			}
 			if fails == 0 {
-				w.log.Warn("ingest: cannot reach the cluster's Redis for the ingest lease; retrying", "err", err)
+				w.log.Warn("cannot reach the cluster's Redis for the ingest lease; retrying", "err", err)
 			}
 			fails++
 			sleep(ctx, max(l.poll, backoff(fails)))
@@ -86,13 +87,13 @@ func (w *worker) run(ctx context.Context) {
 			sleep(ctx, l.poll)
 			continue
 		}
-		w.log.Info("ingest: this node ingests the app (lease taken)")
+		w.log.Info("this node ingests the app (lease taken)")
 		hctx, cancel := context.WithCancel(ctx)
 		kept := make(chan struct{})
 		go func() {
 			defer close(kept)
 			l.keep(hctx, w.appID, until, func(reason string) {
-				w.log.Warn("ingest: lease lost, another node may ingest the app", "reason", reason)
+				w.log.Warn("lease lost, another node may ingest the app", "reason", reason)
 				cancel()
 			})
 		}()
@@ -102,7 +103,7 @@ func (w *worker) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			// Stopping: hand the app over at once rather than after the TTL.
 			if err := l.release(w.appID); err != nil {
-				w.log.Warn("ingest: releasing the lease failed; another node takes over when it expires", "err", err)
+				w.log.Warn("releasing the lease failed; another node takes over when it expires", "err", err)
 			}
 		}
 	}
@@ -144,7 +145,7 @@ func (w *worker) subscribe(ctx context.Context) {
 				err = perr
 			}
 			if w.active.Load() || fails == 0 {
-				w.log.Error("ingest: Laravel's Redis unreachable; reconnecting", "err", err)
+				w.log.Error("Laravel's Redis unreachable; reconnecting", "err", err)
 			}
 			w.setActive(false)
 			fails++
@@ -157,7 +158,7 @@ func (w *worker) subscribe(ctx context.Context) {
 		case *redis.Subscription:
 			if msg.Kind == "psubscribe" {
 				if fails > 0 {
-					w.log.Info("ingest: Laravel's Redis is back")
+					w.log.Info("Laravel's Redis is back")
 				}
 				fails = 0
 				w.setActive(true)
@@ -247,9 +248,7 @@ func (w *worker) logBad(result, channel string, size int, err error) {
 	reason := ""
 	if err != nil {
 		reason = err.Error()
-		if len(reason) > 200 { // it may quote a channel name of any length
-			reason = reason[:200] + "…"
-		}
+		reason = protocol.Clip(reason, 200) // it may quote a channel name of any length
 	}
-	w.log.Warn("ingest: message not published", "result", result, "channel", clip(channel), "bytes", size, "err", reason, "not_logged_before", n)
+	w.log.Warn("message not published", "result", result, "channel", clip(channel), "bytes", size, "err", reason, "not_logged_before", n)
 }

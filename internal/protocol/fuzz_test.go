@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -307,42 +306,6 @@ func FuzzValidateChannelName(f *testing.F) {
 	})
 }
 
-// refStringToSign is an independent statement of §7.2.
-func refStringToSign(method, path string, q url.Values, body []byte) string {
-	type pair struct{ k, v string }
-	var pairs []pair
-	md5Seen := false
-	for k, vs := range q {
-		lk := strings.ToLower(k)
-		switch lk {
-		case "auth_signature":
-			continue
-		case "body_md5":
-			md5Seen = true
-			continue
-		}
-		pairs = append(pairs, pair{lk, strings.Join(vs, ",")})
-	}
-	if md5Seen || len(body) > 0 {
-		sum := md5.Sum(body)
-		pairs = append(pairs, pair{"body_md5", hex.EncodeToString(sum[:])})
-	}
-	sort.Slice(pairs, func(i, j int) bool {
-		if pairs[i].k != pairs[j].k {
-			return pairs[i].k < pairs[j].k
-		}
-		return pairs[i].v < pairs[j].v
-	})
-	var b strings.Builder
-	for i, p := range pairs {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(p.k + "=" + p.v)
-	}
-	return strings.ToUpper(method) + "\n" + path + "\n" + b.String()
-}
-
 // fold returns the first value of name, matching the key case-insensitively;
 // ok is false when several spellings of the key are present.
 func fold(q url.Values, name string) (v string, ok bool) {
@@ -356,6 +319,30 @@ func fold(q url.Values, name string) (v string, ok bool) {
 		}
 	}
 	return v, n <= 1
+}
+
+// hasParam reports whether q has name under any spelling.
+func hasParam(q url.Values, name string) bool {
+	for k := range q {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// withParam returns r with its query parameter name (matched without
+// regard to case, every spelling) replaced by the one value v.
+func withParam(r SignedRequest, name, v string) SignedRequest {
+	q := url.Values{}
+	for k, vs := range r.Query {
+		if !strings.EqualFold(k, name) {
+			q[k] = vs
+		}
+	}
+	q.Set(name, v)
+	r.Query = q
+	return r
 }
 
 func FuzzVerifyRequest(f *testing.F) {
@@ -388,11 +375,26 @@ func FuzzVerifyRequest(f *testing.F) {
 				t.Fatalf("message %q leaks the secret", ae.Message)
 			}
 		} else {
-			// It verified: it must really be signed by us, in time.
-			// (Checks are skipped for a parameter sent under several spellings.)
+			// It verified: it must really be signed by us, in time. What
+			// the signature covers is pinned by the known answers of the
+			// Pusher docs (sign_test.go: TestRequestVectors and
+			// TestRequestVectorByteFlips); here, properties only: the
+			// signature is bound to the secret and to every byte of itself,
+			// and a parameter added afterwards is signed too. (Checks are
+			// skipped for a parameter sent under several spellings.)
+			if err := VerifyRequest(r, vecKey, vecSecret+"x", now, window); err == nil {
+				t.Fatal("verified with another secret")
+			}
 			if sig, ok := fold(q, "auth_signature"); ok {
-				if want := Sign(vecSecret, refStringToSign(method, path, q, body)); sig != want {
-					t.Fatalf("verified a request whose signature %q is not %q", sig, want)
+				for i := range len(sig) {
+					if err := VerifyRequest(withParam(r, "auth_signature", flipByte(sig, i)), vecKey, vecSecret, now, window); err == nil {
+						t.Fatalf("verified with byte %d of the signature %q changed", i, sig)
+					}
+				}
+				if !hasParam(q, "zz_added") {
+					if err := VerifyRequest(withParam(r, "zz_added", "1"), vecKey, vecSecret, now, window); err == nil {
+						t.Fatal("verified with a parameter added after signing")
+					}
 				}
 			}
 			if key, ok := fold(q, "auth_key"); ok && key != vecKey {
@@ -481,6 +483,59 @@ func FuzzAppendString(f *testing.F) {
 		}
 		if utf8.ValidString(s) && got != s {
 			t.Fatalf("valid %q decodes to %q", s, got)
+		}
+	})
+}
+
+// FuzzChannelAuth checks channel and user auth tokens by their properties:
+// what the server signs verifies, and it fails with any byte of the token
+// changed, for another socket, channel or channel_data, or another secret.
+// The seeds include the Pusher docs' examples, whose known signatures the
+// target checks too (§5).
+func FuzzChannelAuth(f *testing.F) {
+	f.Add(vecSocket, "private-foobar", "", false)
+	f.Add(vecSocket, "presence-foobar", vecPresenceCD, false)
+	f.Add(vecSocket, "", vecUserData, true)
+	f.Add("1.1", "private-é", "\xff", false)
+	f.Add("", "", "", true)
+	known := map[string]string{
+		ChannelAuthString(vecSocket, "private-foobar", ""):             vecPrivateSig,
+		ChannelAuthString(vecSocket, "presence-foobar", vecPresenceCD): vecPresenceSig,
+		UserAuthString(vecSocket, vecUserData):                         vecUserSig,
+	}
+	f.Fuzz(func(t *testing.T, socket, channel, data string, user bool) {
+		msg := ChannelAuthString(socket, channel, data)
+		if user {
+			msg = UserAuthString(socket, data)
+		}
+		sig := Sign(vecSecret, msg)
+		if want, ok := known[msg]; ok && sig != want {
+			t.Fatalf("Sign(%q) = %s, want the documented %s", msg, sig, want)
+		}
+		token := vecKey + ":" + sig
+		if err := VerifyToken(vecKey, vecSecret, token, msg); err != nil {
+			t.Fatalf("VerifyToken(own token for %q) = %v", msg, err)
+		}
+		for i := range len(token) {
+			if err := VerifyToken(vecKey, vecSecret, flipByte(token, i), msg); !errors.Is(err, ErrAuth) {
+				t.Fatalf("byte %d of token %q changed: err = %v, want ErrAuth", i, token, err)
+			}
+		}
+		if err := VerifyToken(vecKey, vecSecret+"x", token, msg); !errors.Is(err, ErrAuth) {
+			t.Fatalf("another secret: err = %v, want ErrAuth", err)
+		}
+		for _, other := range []string{
+			ChannelAuthString(socket+"1", channel, data),
+			ChannelAuthString(socket, channel+"x", data),
+			UserAuthString(socket, data+"x"),
+			ChannelAuthString(socket, channel, data+"x"),
+		} {
+			if other == msg {
+				continue
+			}
+			if err := VerifyToken(vecKey, vecSecret, token, other); !errors.Is(err, ErrAuth) {
+				t.Fatalf("token for %q verified %q: err = %v", msg, other, err)
+			}
 		}
 	})
 }

@@ -658,3 +658,80 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// flipByte changes the byte at i (low bit: never only its letter case,
+// which the method's signing ignores).
+func flipByte(s string, i int) string {
+	b := []byte(s)
+	b[i] ^= 1
+	return string(b)
+}
+
+// TestRequestVectorByteFlips: the §7.2 vectors of the Pusher docs verify,
+// and changing any one byte of what they sign (method, path, a query
+// parameter's name or value, the body) or of their signature fails them.
+func TestRequestVectorByteFlips(t *testing.T) {
+	for _, base := range []SignedRequest{triggerRequest(), channelsRequest()} {
+		if err := VerifyRequest(base, vecKey, vecSecret, vecNow, 600*time.Second); err != nil {
+			t.Fatalf("%s %s: vector does not verify: %v", base.Method, base.Path, err)
+		}
+		type mutant struct {
+			what string
+			r    SignedRequest
+		}
+		var ms []mutant
+		for i := range len(base.Method) {
+			r := cloneReq(base)
+			r.Method = flipByte(r.Method, i)
+			ms = append(ms, mutant{"method " + r.Method, r})
+		}
+		for i := range len(base.Path) {
+			r := cloneReq(base)
+			r.Path = flipByte(r.Path, i)
+			ms = append(ms, mutant{"path " + r.Path, r})
+		}
+		for i := range len(base.Body) {
+			r := cloneReq(base)
+			r.Body[i] ^= 1
+			ms = append(ms, mutant{"body byte " + strconv.Itoa(i), r})
+		}
+		for k, vs := range base.Query {
+			for i := range len(k) {
+				r := cloneReq(base)
+				delete(r.Query, k)
+				r.Query[flipByte(k, i)] = vs
+				ms = append(ms, mutant{"name " + flipByte(k, i), r})
+			}
+			for i := range len(vs[0]) {
+				r := cloneReq(base)
+				r.Query[k] = []string{flipByte(vs[0], i)}
+				ms = append(ms, mutant{k + "=" + r.Query[k][0], r})
+			}
+		}
+		for _, m := range ms {
+			if err := VerifyRequest(m.r, vecKey, vecSecret, vecNow, 600*time.Second); err == nil {
+				t.Errorf("%s %s: verified with %s changed", base.Method, base.Path, m.what)
+			}
+		}
+	}
+}
+
+// TestChannelAuthVectorByteFlips: the §5 private-foobar example fails with
+// any one byte of its token, socket id or channel changed.
+func TestChannelAuthVectorByteFlips(t *testing.T) {
+	token := vecKey + ":" + vecPrivateSig
+	msg := ChannelAuthString(vecSocket, "private-foobar", "")
+	if err := VerifyToken(vecKey, vecSecret, token, msg); err != nil {
+		t.Fatalf("vector does not verify: %v", err)
+	}
+	for i := range len(token) {
+		if err := VerifyToken(vecKey, vecSecret, flipByte(token, i), msg); !errors.Is(err, ErrAuth) {
+			t.Errorf("token byte %d changed: err = %v, want ErrAuth", i, err)
+		}
+	}
+	for i := range len(msg) {
+		if err := VerifyToken(vecKey, vecSecret, token, flipByte(msg, i)); !errors.Is(err, ErrAuth) {
+			t.Errorf("signed string byte %d changed: err = %v, want ErrAuth", i, err)
+		}
+	}
+}

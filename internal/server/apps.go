@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync"
 	"time"
@@ -22,6 +23,8 @@ import (
 type appsState struct {
 	sql   *sqlstore.SQLStore
 	cache *apps.Cache
+	// log is the apps component's logger, built once in buildApps.
+	log *slog.Logger
 	// seen is the version of each connected app last applied to its
 	// connections (only the recheck goroutine touches it).
 	seen map[string]*apps.App
@@ -58,6 +61,7 @@ func (s *Server) buildApps() (apps.Store, error) {
 	})
 	s.metrics.Registry().MustRegister(errs, upGauge)
 	s.appsDB.sql = db
+	s.appsDB.log = log
 	s.appsDB.seen = make(map[string]*apps.App)
 	s.appsDB.cache = apps.NewCache(db, apps.CacheOptions{
 		TTL:    s.cfg.AppsCacheTTL,
@@ -88,9 +92,9 @@ func (s *Server) migrateApps() {
 	applied, err := s.appsDB.sql.Migrate(ctx)
 	switch {
 	case err != nil:
-		s.log.Error("apps store: schema not checked; lookups will fail until the database answers", "component", "apps", "err", err)
+		s.appsDB.log.Error("apps store: schema not checked; lookups will fail until the database answers", "err", err)
 	case len(applied) > 0:
-		s.log.Info("apps store: schema created or upgraded", "component", "apps", "versions", applied)
+		s.appsDB.log.Info("apps store: schema created or upgraded", "versions", applied)
 	}
 }
 
@@ -135,14 +139,14 @@ func (s *Server) recheckOnce(ctx context.Context) {
 		switch {
 		case errors.Is(err, apps.ErrNotFound):
 			if n := s.hub.CloseApp(id, protocol.CodeAppNotFound, "Application does not exist"); n > 0 {
-				s.log.Info("app deleted: connections closed", "component", "apps", "app", id, "connections", n)
+				s.appsDB.log.Info("app deleted: connections closed", "app_id", id, "connections", n)
 			}
 			delete(s.appsDB.seen, id)
 		case err != nil:
 			// The store is down: the cache keeps serving what it knew.
 		case !app.Enabled:
 			if n := s.hub.CloseApp(id, protocol.CodeAppDisabled, "Application disabled"); n > 0 {
-				s.log.Info("app disabled: connections closed", "component", "apps", "app", id, "connections", n)
+				s.appsDB.log.Info("app disabled: connections closed", "app_id", id, "connections", n)
 			}
 			delete(s.appsDB.seen, id)
 		default:

@@ -38,7 +38,7 @@ func (r *Refusals) Refused(appID, limit string) {
 	}
 	if v.(*atomic.Int64).Add(1) == 1 && r.log != nil {
 		// Once per app and limit: a flood must not flood the log too.
-		r.log.Warn("limit reached", "app", appID, "limit", limit)
+		r.log.Warn("limit reached", "app_id", appID, "limit", limit)
 	}
 }
 

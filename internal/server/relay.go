@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ func WithRelay(conns <-chan net.Conn) Option {
 // relay is the running side of WithRelay.
 type relay struct {
 	s       *Server
+	log     *slog.Logger // the relay component's, built with the relay
 	peer    atomic.Pointer[relayPeer]
 	dropped atomic.Int64
 }
@@ -73,7 +75,7 @@ func (r *relay) forward(m relayMsg) {
 	case p.out <- append(b, '\n'):
 	default:
 		if r.dropped.Add(1) == 1 {
-			r.s.log.Warn("relay to the other process is full: events dropped for its clients")
+			r.log.Warn("relay to the other process is full: events dropped for its clients")
 		}
 	}
 }
@@ -93,7 +95,7 @@ func (r *relay) run(ctx context.Context, conns <-chan net.Conn) {
 
 // serve joins the other process over c until c or ctx ends.
 func (r *relay) serve(ctx context.Context, c net.Conn) {
-	log := r.s.log.With("component", "relay")
+	log := r.log
 	log.Info("joined to the other process: events are relayed during the restart")
 	p := &relayPeer{out: make(chan []byte, relayQueue)}
 	r.peer.Store(p)
@@ -131,13 +133,13 @@ func (r *relay) serve(ctx context.Context, c net.Conn) {
 	for sc.Scan() {
 		var m relayMsg
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			log.Warn("relay: bad message, leaving", "err", err)
+			log.Warn("bad message, leaving", "err", err)
 			break
 		}
 		r.deliver(ctx, m)
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		log.Warn("relay: reading from the other process", "err", err)
+		log.Warn("reading from the other process", "err", err)
 	}
 	stop()
 	r.peer.CompareAndSwap(p, nil)
@@ -161,7 +163,7 @@ func (r *relay) deliver(ctx context.Context, m relayMsg) {
 		return
 	}
 	if err := r.s.hub.Publish(ctx, app, hub.PublishRequest{Name: m.N, Channels: m.C, Data: m.D, ExceptSocketID: m.X}); err != nil {
-		r.s.log.Warn("relay: delivering an event from the other process", "app", app.ID, "err", err)
+		r.log.Warn("delivering an event from the other process", "app_id", app.ID, "err", err)
 	}
 }
 

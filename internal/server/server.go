@@ -144,7 +144,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	// Ingested events are not relayed: during a restart in place both
 	// processes ingest, each for its own clients.
 	if s.opts.relay != nil && s.node == nil {
-		s.relay = &relay{s: s}
+		s.relay = &relay{s: s, log: log.With("component", "relay")}
 		apiHubOf = relayHub{Hub: apiHubOf, r: s.relay}
 	}
 	api := httpapi.New(httpapi.Options{

@@ -138,7 +138,7 @@ func (s *Server) shed() bool {
 		}
 	}
 	if shed > 0 {
-		s.log.Warn("transport: outbound budget spent, the connections holding the most were closed",
+		s.log.Warn("outbound budget spent, the connections holding the most were closed",
 			"budget_mb", b.limit>>20, "queued_mb", total>>20, "closed", shed, "closed_total", b.shed.Load())
 	}
 	return b.bytes.Load() > b.limit

@@ -258,7 +258,7 @@ func (c *wsConn) flush(scratch *[]byte) {
 		c.mu.Unlock()
 		if err != nil {
 			if err != net.ErrClosed {
-				c.srv.log.Debug("transport: write failed", "remote", c.nc.RemoteAddr(), "err", err)
+				c.srv.log.Debug("write failed", "remote", c.nc.RemoteAddr(), "err", err)
 			}
 			c.forceClose()
 			c.mu.Lock()
@@ -388,7 +388,7 @@ func (c *wsConn) socketClosed() {
 			c.metrics.Closed(code)
 		}
 		if log := c.srv.log; log.Enabled(context.Background(), slog.LevelDebug) {
-			log.Debug("connection closed", "app", c.appID, "remote", c.nc.RemoteAddr().String(), "code", code)
+			log.Debug("connection closed", "app_id", c.appID, "remote", c.nc.RemoteAddr().String(), "code", code)
 		}
 	}
 	if c.session != nil {
@@ -401,7 +401,7 @@ func (c *wsConn) socketClosed() {
 func (c *wsConn) call(name string, f func(), closeOnPanic bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.srv.log.Error("transport: panic in session callback",
+			c.srv.log.Error("panic in session callback",
 				slog.String("callback", name),
 				slog.String("panic", fmt.Sprint(r)),
 				slog.String("stack", string(debug.Stack())))

@@ -671,7 +671,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	wsc, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.log.Debug("transport: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	s.admit(wsc, r, key)
@@ -719,7 +719,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		if ok {
 			code, msg = ce.Code, ce.Message
 		} else {
-			s.log.Warn("transport: session refused without a close code", "err", err)
+			s.log.Warn("session refused without a close code", "err", err)
 		}
 		s.refuse(c, code, msg)
 		return
@@ -738,7 +738,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		// ip and tls are what trusted_proxies made of the forwarded headers.
-		s.log.Debug("connection opened", "app", c.appID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
+		s.log.Debug("connection opened", "app_id", c.appID, "remote", info.RemoteAddr, "ip", info.ClientIP.String(), "tls", info.TLS, "origin", info.Origin)
 	}
 	c.session = sess
 }

@@ -66,12 +66,12 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
 	switch {
 	case rerr != nil:
 		// The app store is unavailable (a database): try again later.
-		d.rlog.warn("resolve:"+dl.AppID, "webhook target lookup failed, will retry", "app", dl.AppID, "batch", dl.ID, "err", rerr)
+		d.rlog.warn("resolve:"+dl.AppID, "webhook target lookup failed, will retry", "app_id", dl.AppID, "batch", dl.ID, "err", rerr)
 		d.settle(qctx, d.queue.Retry(qctx, dl, d.backoff(dl.Attempts+1)))
 		return
 	case !ok:
 		d.stats.dropped(dl.AppID, dl.Events)
-		d.rlog.warn("unknown:"+dl.AppID, "webhook batch for a target not in the configuration dropped", "app", dl.AppID,
+		d.rlog.warn("unknown:"+dl.AppID, "webhook batch for a target not in the configuration dropped", "app_id", dl.AppID,
 			"url", redact(dl.URL), "batch", dl.ID, "events", dl.Events)
 		d.settle(qctx, d.queue.Done(qctx, dl))
 		return
@@ -95,18 +95,18 @@ func (d *Dispatcher) deliver(ctx context.Context, dl *Delivery) {
 		deadline := time.UnixMilli(dl.CreatedMs).Add(d.retryFor(dl))
 		if d.opt.Now().Add(delay).After(deadline) {
 			d.stats.failed(dl.AppID, dl.Events)
-			d.rlog.warn("fail:"+dl.AppID, "webhook given up after retries", "app", dl.AppID, "url", redact(dl.URL),
+			d.rlog.warn("fail:"+dl.AppID, "webhook given up after retries", "app_id", dl.AppID, "url", redact(dl.URL),
 				"batch", dl.ID, "attempts", dl.Attempts, "events", dl.Events, "err", err)
 			d.settle(qctx, d.queue.Done(qctx, dl))
 			return
 		}
 		d.stats.retried(dl.AppID)
-		d.rlog.warn("retry:"+dl.AppID, "webhook failed, will retry", "app", dl.AppID, "url", redact(dl.URL),
+		d.rlog.warn("retry:"+dl.AppID, "webhook failed, will retry", "app_id", dl.AppID, "url", redact(dl.URL),
 			"batch", dl.ID, "attempt", dl.Attempts, "in", delay, "err", err)
 		d.settle(qctx, d.queue.Retry(qctx, dl, delay))
 	default:
 		d.stats.failed(dl.AppID, dl.Events)
-		d.rlog.warn("fail:"+dl.AppID, "webhook refused (not retried)", "app", dl.AppID, "url", redact(dl.URL),
+		d.rlog.warn("fail:"+dl.AppID, "webhook refused (not retried)", "app_id", dl.AppID, "url", redact(dl.URL),
 			"batch", dl.ID, "status", status, "events", dl.Events)
 		d.settle(qctx, d.queue.Done(qctx, dl))
 	}

@@ -61,7 +61,7 @@ type Options struct {
 	MaxBytes int64
 	// Workers is the number of concurrent deliveries (4).
 	Workers int
-	// Logger (default: slog.Default()).
+	// Logger (default: discards).
 	Logger *slog.Logger
 	// Now is the clock for time_ms and the retry period (default: time.Now).
 	Now func() time.Time
@@ -109,7 +109,7 @@ func (o *Options) defaults() {
 		o.Workers = 4
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -341,7 +341,7 @@ func (d *Dispatcher) dropIntake(ev event, now time.Time) {
 	// At most one log line per interval, decided without a lock: a
 	// flood of drops must not serialise the callers.
 	if last := d.dropLogAt.Load(); now.UnixNano()-last >= int64(dropLogEvery) && d.dropLogAt.CompareAndSwap(last, now.UnixNano()) {
-		d.log.Warn("webhook intake queue full: events dropped", "app", ev.appID, "event", ev.kind.String(),
+		d.log.Warn("webhook intake queue full: events dropped", "app_id", ev.appID, "event", ev.kind.String(),
 			"dropped_total", d.stats.total.dropped.Load())
 	}
 }
@@ -503,7 +503,7 @@ func (d *Dispatcher) lookup(b *batcher, appID string) *apps.App {
 	app, err := d.opt.Apps.ByID(ctx, appID)
 	cancel()
 	if err != nil && !errors.Is(err, apps.ErrNotFound) {
-		d.rlog.warn("lookup:"+appID, "webhooks: app lookup failed", "app", appID, "err", err)
+		d.rlog.warn("lookup:"+appID, "app lookup failed", "app_id", appID, "err", err)
 		return nil // not cached: try again with the next event
 	}
 	if len(b.apps) > 100000 {
@@ -631,7 +631,7 @@ func (d *Dispatcher) flush(b *batcher, bt *batch) {
 	cancel()
 	if err != nil {
 		d.stats.dropped(dl.AppID, dl.Events)
-		d.rlog.warn("push:"+dl.AppID, "webhook batch dropped", "app", dl.AppID, "events", dl.Events, "err", err)
+		d.rlog.warn("push:"+dl.AppID, "webhook batch dropped", "app_id", dl.AppID, "events", dl.Events, "err", err)
 	}
 }
 

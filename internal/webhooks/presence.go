@@ -120,7 +120,7 @@ func (d *Dispatcher) gate(ev event) bool {
 	defer cancel()
 	send, err := g.MemberWebhook(ctx, ev.appID, ev.channel, ev.userID, ev.kind == kindMemberAdded)
 	if err != nil {
-		d.rlog.warn("gate:"+ev.appID, "presence webhook check failed; sending", "app", ev.appID, "err", err)
+		d.rlog.warn("gate:"+ev.appID, "presence webhook check failed; sending", "app_id", ev.appID, "err", err)
 		return true
 	}
 	return send

@@ -602,14 +602,31 @@ export class RawClient {
     });
   }
 
-  /** Asserts that no frame matching `pred` arrives (or is queued) within `ms`. */
-  async expectNone(pred, ms = 500, what = 'frame') {
+  /**
+   * Asserts that no frame matching `pred` came before the frame matching
+   * `marker`, which it waits for (`timeout` bounds that wait; it is not a
+   * grace period). The caller has the server send the marker after the
+   * action that must not deliver, on a path that keeps order with it: this
+   * connection's own pusher:ping (answered after its earlier messages), or
+   * an HTTP API event on a channel this client is subscribed to, published
+   * once the action's message was handled (see `ctx.marker`).
+   */
+  async expectNoneBefore(pred, marker, { timeout = 3000, what = 'frame' } = {}) {
     const match = typeof pred === 'string' ? (f) => f.event === pred : pred;
-    await sleep(ms);
+    await this.next(marker, { timeout, what: 'the marker' });
     const found = this.queue.filter(match);
     if (found.length) {
       throw new Error(`expected no ${what} but got: ${found.map((f) => f.raw).join(' | ')}`);
     }
+  }
+
+  /**
+   * Asserts that no frame matching `pred` was sent to this client in answer
+   * to its earlier messages: sends pusher:ping and checks at its pong.
+   */
+  expectNoneBeforePong(pred, opts) {
+    this.send({ event: 'pusher:ping', data: {} });
+    return this.expectNoneBefore(pred, 'pusher:pong', opts);
   }
 
   /** Removes every queued frame matching `pred` (default: all) and returns them. */
@@ -701,6 +718,26 @@ export function once(target, event, timeout = 3000) {
     timeout,
     `event ${event}`,
   );
+}
+
+/**
+ * Sends pusher:ping on a pusher-js client (or an Echo instance) and resolves
+ * at the pusher:pong. The server handles a connection's messages in order,
+ * so what an earlier message of this client made it send to this client has
+ * arrived by then: the marker for "the sender gets nothing back" checks.
+ */
+export function pusherRoundTrip(client, timeout = 3000) {
+  const conn = (client.connector?.pusher ?? client).connection;
+  let cb;
+  return withTimeout(
+    new Promise((resolve) => {
+      cb = (m) => m?.event === 'pusher:pong' && resolve();
+      conn.bind('message', cb);
+      conn.send_event('pusher:ping', {});
+    }),
+    timeout,
+    'pusher:pong',
+  ).finally(() => conn.unbind('message', cb));
 }
 
 /** Resolves when a pusher-js channel is subscribed; rejects on pusher:subscription_error. */
@@ -803,6 +840,26 @@ export function useHerald(config) {
   ctx.api = (appId, extra) => apiClient(ctx.server, appId, extra);
   ctx.request = (opts) => signedRequest(ctx.server, opts);
   ctx.addCleanup = (fn) => ctx._cleanups.push(fn);
+  let markers = 0;
+  /**
+   * Publishes a marker event (a fresh name, returned) on `channel` through
+   * the HTTP API. A subscriber gets it after anything already queued for it,
+   * so waiting for the marker replaces a sleep before asserting that
+   * something did not arrive: publish it once the action that must not
+   * deliver was handled (the sender's error, or its `roundTrip`).
+   */
+  ctx.marker = async (channel, { appId } = {}) => {
+    const name = `marker-${++markers}`;
+    await ctx.api(appId).trigger(channel, name, {});
+    return name;
+  };
+  /** Like `marker`, for a pusher-js channel: resolves once `channel` got the marker. */
+  ctx.markerAt = async (channel, { appId } = {}) => {
+    const name = `marker-${++markers}`;
+    const got = once(channel, name);
+    await ctx.api(appId).trigger(channel.name, name, {});
+    await got;
+  };
 
   /**
    * A pusher-js client for `appId` (default: the first app), connected.

@@ -260,7 +260,7 @@ func (s *SQLStore) All(ctx context.Context) ([]*apps.App, error) {
 		a, err := scanApp(rows)
 		if err != nil {
 			if ie, ok := errors.AsType[*apps.InvalidError](err); ok {
-				s.log.Warn("apps store: row refused", "app", ie.App, "problems", ie.Error())
+				s.log.Warn("apps store: row refused", "app_id", ie.App, "problems", ie.Error())
 				continue
 			}
 			return nil, s.wrap("list", err)

@@ -302,7 +302,7 @@ describe('apps in PostgreSQL, two nodes', () => {
     }
     for (const [id, , field] of rows) {
       assert.equal(await tryConnect(nodes[0], `key-${id}`), 4001, id);
-      await waitUntil(() => nodes[0].stderr.text.includes(`"app":"${id}"`) && nodes[0].stderr.text.includes(field) , { timeout: 5000, what: `a log line naming ${id} and ${field}` });
+      await waitUntil(() => nodes[0].stderr.text.includes(`"app_id":"${id}"`) && nodes[0].stderr.text.includes(field) , { timeout: 5000, what: `a log line naming ${id} and ${field}` });
     }
     assert.equal(await tryConnect(nodes[0], good.key), 'ok');
     assert.equal((await ready(nodes[0])).status, 200);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { app, record, sleep, useHerald, waitUntil } from '../harness.mjs';
+import { app, once, pusherRoundTrip, record, sleep, useHerald, waitUntil } from '../harness.mjs';
 
 const h = useHerald({
   apps: [
@@ -33,7 +33,7 @@ describe('client events', () => {
     chA.whisper('typing', { name: 'Alice', typing: true });
     await waitUntil(() => atBob.length === 1, { what: 'whisper at Bob' });
     assert.deepEqual(atBob[0].data, { name: 'Alice', typing: true });
-    await sleep(300);
+    await pusherRoundTrip(alice);
     assert.equal(atAlice.length, 0, 'the sender does not get its own client event');
     assert.equal(atBob.length, 1);
   });
@@ -52,7 +52,7 @@ describe('client events', () => {
     await waitUntil(() => atBob.length === 1, { what: 'whisper at Bob' });
     assert.deepEqual(atBob[0].data, { typing: true });
     assert.equal(atBob[0].metadata?.user_id, '1');
-    await sleep(300);
+    await pusherRoundTrip(alice);
     assert.equal(atAlice.length, 0);
   });
 
@@ -65,7 +65,7 @@ describe('client events', () => {
     a.send({ event: 'client-typing', channel: chan, data: { name: 'Ada' } });
     const f = await b.next('client-typing');
     assert.deepEqual({ ...f }, { event: 'client-typing', channel: chan, data: { name: 'Ada' }, user_id: '11' });
-    await a.expectNone('client-typing', 300);
+    await a.expectNoneBeforePong('client-typing');
   });
 
   h.test('raw: client event data is relayed verbatim (string data stays a string, no user_id on private)', async () => {
@@ -91,8 +91,8 @@ describe('client events', () => {
     const err = await a.next('pusher:error');
     assert.equal(typeof err.data.message, 'string', err.raw);
     assert.equal(err.data.code, 4301, `client-event rejections use 4301: ${err.raw}`);
-    await b.expectNone('client-hello', 400);
     await a.roundTrip();
+    await b.expectNoneBefore('client-hello', await h.marker('public-chat'));
   });
 
   h.test('raw: client event on an encrypted channel is rejected', async () => {
@@ -105,8 +105,8 @@ describe('client events', () => {
     const err = await a.next('pusher:error');
     assert.equal(typeof err.data.message, 'string', err.raw);
     assert.equal(err.data.code, 4301, `client-event rejections use 4301: ${err.raw}`);
-    await b.expectNone('client-hello', 400);
     await a.roundTrip();
+    await b.expectNoneBefore('client-hello', await h.marker(chan));
   });
 
   h.test('raw: client event over max_event_payload_kb is rejected', async () => {
@@ -118,7 +118,8 @@ describe('client events', () => {
     a.send({ event: 'client-big', channel: chan, data: 'x'.repeat(11 * 1024) });
     const err = await a.next('pusher:error');
     assert.equal(err.data.code, 4301, err.raw);
-    await b.expectNone('client-big', 300);
+    await a.roundTrip();
+    await b.expectNoneBefore('client-big', await h.marker(chan));
     a.send({ event: 'client-small', channel: chan, data: 'x'.repeat(1024) });
     await b.next('client-small');
   });
@@ -131,7 +132,8 @@ describe('client events', () => {
     const err = await a.next('pusher:error');
     assert.ok(err.data && typeof err.data.message === 'string', err.raw);
     assert.equal(err.data.code, 4009, `protocol doc §6 decision: 4009 "not a member": ${err.raw}`);
-    await b.expectNone('client-sneak', 400);
+    await a.roundTrip();
+    await b.expectNoneBefore('client-sneak', await h.marker('private-members-only'));
   });
 
   h.test('rate limit: the 11th client event within a second gets pusher:error 4301, socket stays open', async () => {
@@ -145,7 +147,7 @@ describe('client events', () => {
     assert.equal(err.data.code, 4301, err.raw);
     await a.roundTrip();
     assert.ok(a.isOpen);
-    await sleep(300);
+    await b.next(await h.marker(chan)); // after all that a's 11 events relayed
     const got = b.drain((f) => f.event === 'client-n');
     assert.deepEqual(
       got.map((f) => f.data.i),
@@ -170,8 +172,8 @@ describe('client events', () => {
     const err = await a.next('pusher:error');
     assert.equal(typeof err.data.message, 'string', err.raw);
     assert.equal(err.data.code, 4301, err.raw);
-    await b.expectNone('client-hello', 400);
     await a.roundTrip();
+    await b.expectNoneBefore('client-hello', await h.marker(chan, { appId: 'quiet-app' }));
   });
 
   h.test('Echo whisper on an app with client events disabled is not delivered', async () => {
@@ -185,7 +187,10 @@ describe('client events', () => {
     chB.listenForWhisper('typing', (d) => atBob.push(d));
     chA.whisper('typing', {});
     await errors.waitFor(1);
-    await sleep(300);
+    await pusherRoundTrip(alice); // the whisper is handled
+    const marker = once(bob.connector.pusher.channel('private-quiet.1'), 'marker-quiet');
+    await h.api('quiet-app').trigger('private-quiet.1', 'marker-quiet', {});
+    await marker;
     assert.equal(atBob.length, 0);
   });
 });

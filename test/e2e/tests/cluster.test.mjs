@@ -34,10 +34,12 @@ describe('cluster (3 nodes, one Redis)', () => {
     const clients = [];
     for (let i = 0; i < 6; i++) clients.push(await h.pusher({ node: i % 3 }));
     const logs = [];
+    const markers = [];
     for (const c of clients) {
       const ch = c.subscribe('orders');
       await subscribed(ch);
       logs.push(record(ch, 'order-placed'));
+      markers.push(record(ch, 'rr-marker'));
     }
     const apis = [0, 1, 2].map((n) => h.api(n));
     const sent = [];
@@ -47,7 +49,10 @@ describe('cluster (3 nodes, one Redis)', () => {
       sent.push(i);
     }
     for (const log of logs) await log.waitFor(sent.length, 3000);
-    await sleep(100); // nothing more may arrive (duplicates)
+    // Nothing more may arrive (duplicates): a marker published through each
+    // node comes after anything that node's publishes sent.
+    for (const api of apis) assert.equal((await api.trigger('orders', 'rr-marker', {})).status, 200);
+    for (const m of markers) await m.waitFor(3, 3000);
     return { sent, got: logs.map((l) => l.map((e) => e.data.n)) };
   };
 

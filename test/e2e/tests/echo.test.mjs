@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { Echo, HOST, PusherJS, app, connected, sleep, useHerald, waitUntil } from '../harness.mjs';
+import { Echo, HOST, PusherJS, app, connected, pusherRoundTrip, useHerald, waitUntil } from '../harness.mjs';
 
 const h = useHerald({ apps: [app()] });
 
@@ -119,7 +119,7 @@ for (const broadcaster of ['pusher', 'reverb']) {
       chA.whisper('typing', { name: 'Ada' });
       await waitUntil(() => atB.length === 1, { what: 'whisper at B' });
       assert.deepEqual(atB[0], { name: 'Ada' });
-      await sleep(200);
+      await pusherRoundTrip(a); // an echo of A's whisper would come first
       assert.equal(atA.length, 0);
     });
 
@@ -171,9 +171,9 @@ for (const broadcaster of ['pusher', 'reverb']) {
       const got = [];
       await whenSubscribed(echo.channel('leaving').listen('.ping', (e) => got.push(e)));
       echo.leaveChannel('leaving');
-      await sleep(200);
+      await pusherRoundTrip(echo); // the unsubscribe is handled
       await h.api().trigger('leaving', 'ping', {});
-      await sleep(300);
+      await pusherRoundTrip(echo); // the trigger queued what it sends before answering
       assert.equal(got.length, 0);
     });
   });

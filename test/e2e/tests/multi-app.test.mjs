@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe } from 'node:test';
 
-import { app, json, record, sleep, subscribed, useHerald } from '../harness.mjs';
+import { app, json, record, subscribed, useHerald } from '../harness.mjs';
 
 const h = useHerald({
   apps: [
@@ -24,7 +24,8 @@ describe('several apps', () => {
     await atA.waitFor(1);
     await h.api('app-b').trigger('shared', 'news', { from: 'b' });
     await atB.waitFor(1);
-    await sleep(300);
+    await h.markerAt(chA, { appId: 'app-a' });
+    await h.markerAt(chB, { appId: 'app-b' });
     assert.deepEqual(atA.map((e) => e.data.from), ['a']);
     assert.deepEqual(atB.map((e) => e.data.from), ['b']);
   });
@@ -57,7 +58,7 @@ describe('several apps', () => {
     const atB = record(pb, 'client-hi');
     pa1.trigger('client-hi', { n: 1 });
     await atA2.waitFor(1);
-    await sleep(300);
+    await h.markerAt(pb, { appId: 'app-b' });
     assert.equal(atB.length, 0);
   });
 
@@ -70,10 +71,13 @@ describe('several apps', () => {
     await onB.subscribe('#server-to-user-77');
     await h.api('app-a').sendToUser('77', 'only-a', {});
     await onA.next('only-a');
-    await onB.expectNone('only-a', 300);
+    await h.api('app-b').sendToUser('77', 'marker-b1', {});
+    await onB.expectNoneBefore('only-a', 'marker-b1');
     await h.api('app-a').terminateUserConnections('77');
     assert.equal((await onA.waitClose()).code, 4009);
-    await sleep(200);
+    // A close of onB would be queued before an event sent to it afterwards.
+    await h.api('app-b').sendToUser('77', 'marker-b2', {});
+    await onB.next('marker-b2');
     assert.ok(onB.isOpen, 'the same user id on app B is not terminated');
     await onB.roundTrip();
   });
