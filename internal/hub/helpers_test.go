@@ -314,6 +314,8 @@ func (b *recBroker) interests() map[string]int {
 	return out
 }
 
+func (b *recBroker) Attach(Receiver) {}
+
 func (b *recBroker) Publish(_ context.Context, m BrokerMessage) error {
 	b.mu.Lock()
 	b.msgs = append(b.msgs, m)
@@ -356,11 +358,11 @@ type env struct {
 func newEnv(t testing.TB, mut func(*apps.App), opts ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, clk: newClock(), app: testApp(mut), obs: newObserver()}
-	o := Options{Now: e.clk.Now, Observer: e.obs, CacheTTL: time.Minute}
+	o := Options{Now: e.clk.Now, Observer: e.obs, CacheTTL: time.Minute, Apps: oneApp{e.app}}
 	for _, f := range opts {
 		f(&o)
 	}
-	e.h = New(o)
+	e.h = New(withMemoryEngine(o))
 	return e
 }
 
@@ -495,3 +497,22 @@ func wantClosed(t testing.TB, fc *fakeConn, code int) {
 		t.Fatalf("closed=%v code=%d, want closed with %d", closed, got, code)
 	}
 }
+
+// oneApp is an apps.Store holding the env's app.
+type oneApp struct{ app *apps.App }
+
+func (s oneApp) ByID(_ context.Context, id string) (*apps.App, error) {
+	if id != s.app.ID {
+		return nil, apps.ErrNotFound
+	}
+	return s.app, nil
+}
+
+func (s oneApp) ByKey(_ context.Context, key string) (*apps.App, error) {
+	if key != s.app.Key {
+		return nil, apps.ErrNotFound
+	}
+	return s.app, nil
+}
+
+func (s oneApp) All(context.Context) ([]*apps.App, error) { return []*apps.App{s.app}, nil }
