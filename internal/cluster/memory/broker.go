@@ -56,7 +56,10 @@ func (c *Cluster) NewBroker() *Broker {
 // Broker is the hub.Broker of one node of a Cluster. It delivers
 // synchronously: Publish returns once every interested node's hub has
 // been handed the message, which keeps the order per publisher and
-// channel and makes multi-node tests deterministic.
+// channel and makes multi-node tests deterministic. The other hubs'
+// HandleBrokerMessage runs on the publisher's goroutine: the publishing
+// hub holds at most a presence stripe of its own then, which delivery
+// never takes, so two hubs publishing to each other cannot deadlock.
 type Broker struct {
 	c    *Cluster
 	recv atomic.Pointer[receiver]
