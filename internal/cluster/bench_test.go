@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-ws/herald/internal/cluster/statetest"
+	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/redis/go-redis/v9"
@@ -64,7 +64,7 @@ func BenchmarkStateSubscribe(b *testing.B) {
 				if !presence {
 					return nil
 				}
-				return statetest.Member(fmt.Sprint(i % 50))
+				return enginetest.Member(fmt.Sprint(i % 50))
 			}
 			for i := range 100 { // a populated channel, 50 users
 				if _, err := s.Subscribe(ctx, "app", ch, fmt.Sprintf("0.%d", i), member(i), 0); err != nil {

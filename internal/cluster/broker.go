@@ -21,11 +21,6 @@ type BrokerOptions struct {
 	// default: NodeName and a random suffix. It need not equal the Node's
 	// id, which changes when the lease is lost.
 	NodeID string
-	// Deliver receives every message another node published on a channel
-	// or user this node has interest in, one at a time, in the order Redis
-	// delivered them (the server passes hub.HandleBrokerMessage). It must
-	// not block.
-	Deliver func(hub.BrokerMessage)
 	// PublishShards is the number of publishing queues (default 4). Each
 	// (app, channel) or (app, user) always goes through the same queue, so
 	// its messages keep their order; each queue writes its backlog as one
@@ -49,6 +44,10 @@ type Broker struct {
 
 	mu       sync.RWMutex
 	interest map[string]*interest // Redis channel → local interest
+
+	// recv is the hub (Attach); messages that arrive before are dropped
+	// (there is no interest before the hub exists).
+	recv atomic.Pointer[receiver]
 
 	up      atomic.Bool
 	downErr atomic.Pointer[error]
@@ -82,9 +81,6 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	if o.Redis == nil {
 		return nil, errors.New("cluster: Options.Redis is required")
 	}
-	if o.Deliver == nil {
-		return nil, errors.New("cluster: BrokerOptions.Deliver is required")
-	}
 	o.Options = o.Options.withDefaults()
 	if o.NodeID == "" {
 		o.NodeID = o.NodeName + "-" + randomSuffix()
@@ -117,13 +113,21 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	return b, nil
 }
 
+// Attach implements hub.Broker: the broker delivers every message another
+// node published on a channel or user this node has interest in to r, one
+// at a time, in the order Redis delivered them.
+func (b *Broker) Attach(r hub.Receiver) { b.recv.Store(&receiver{r}) }
+
 // NodeID returns the id this broker stamps on its messages.
 func (b *Broker) NodeID() string { return b.o.NodeID }
 
 // Publish implements hub.Broker. It returns once Redis accepted the
-// message, or with an error (Redis unreachable, ctx done); when ctx ends
-// first the message may still go out, in order.
+// message, or with an error (Redis unreachable, ctx done, or OpTimeout
+// passed when ctx has no deadline); when ctx ends first the message may
+// still go out, in order.
 func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	var ch, key string
 	switch {
 	case m.TerminateUser != "":
@@ -225,7 +229,8 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 // subscribes waits until Redis confirmed the subscription (or ctx ends), so
 // that an event published after the client's subscription_succeeded
 // reaches it. The interest is kept even when the call fails: it is
-// restored when Redis comes back.
+// restored when Redis comes back. A ctx without a deadline is given one of
+// OpTimeout.
 func (b *Broker) Interest(ctx context.Context, appID, channel string, on bool) error {
 	return b.setInterest(ctx, b.k.pubChannel(appID, channel), on)
 }
@@ -237,7 +242,17 @@ func (b *Broker) UserInterest(ctx context.Context, appID, userID string, on bool
 	return b.setInterest(ctx, b.k.pubUser(appID, userID), on)
 }
 
+// bound gives a ctx without a deadline one of OpTimeout.
+func (b *Broker) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, b.o.OpTimeout)
+}
+
 func (b *Broker) setInterest(ctx context.Context, ch string, on bool) error {
+	ctx, cancel := b.bound(ctx)
+	defer cancel()
 	select {
 	case <-b.done:
 		return ErrBrokerClosed
@@ -403,8 +418,10 @@ func (b *Broker) receiveLoop() {
 			if origin == b.o.NodeID {
 				continue
 			}
-			b.received.Add(1)
-			b.o.Deliver(m)
+			if r := b.recv.Load(); r != nil {
+				b.received.Add(1)
+				r.HandleBrokerMessage(m)
+			}
 		}
 	}
 }
@@ -432,4 +449,58 @@ func (b *Broker) Close() error {
 		}
 	})
 	return err
+}
+
+// Engine is the Redis engine of one node: its Node (the shared State, the
+// lease and the reaper) and its Broker. It is the hub.Broker the hub is
+// given, so that Attach registers the hub with both. The caller starts and
+// closes Node and Broker.
+type Engine struct {
+	Node   *Node
+	Broker *Broker
+}
+
+var _ hub.Broker = (*Engine)(nil)
+
+// NewEngine builds a node and its broker (BrokerOptions.NodeID defaults to
+// the node's first id). Nothing contacts Redis before Node.Start.
+func NewEngine(o BrokerOptions) (*Engine, error) {
+	n, err := NewNode(o.Options)
+	if err != nil {
+		return nil, err
+	}
+	if o.NodeID == "" {
+		o.NodeID = n.ID()
+	}
+	b, err := NewBroker(o)
+	if err != nil {
+		_ = n.rdb.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	return &Engine{Node: n, Broker: b}, nil
+}
+
+// State returns the node's shared State.
+func (e *Engine) State() *State { return e.Node.State() }
+
+// Attach implements hub.Broker: the hub receives the other nodes' messages
+// and the node's departures and rejoins.
+func (e *Engine) Attach(r hub.Receiver) {
+	e.Node.Attach(r)
+	e.Broker.Attach(r)
+}
+
+// Publish implements hub.Broker.
+func (e *Engine) Publish(ctx context.Context, m hub.BrokerMessage) error {
+	return e.Broker.Publish(ctx, m)
+}
+
+// Interest implements hub.Broker.
+func (e *Engine) Interest(ctx context.Context, appID, channel string, on bool) error {
+	return e.Broker.Interest(ctx, appID, channel, on)
+}
+
+// UserInterest implements hub.Broker.
+func (e *Engine) UserInterest(ctx context.Context, appID, userID string, on bool) error {
+	return e.Broker.UserInterest(ctx, appID, userID, on)
 }

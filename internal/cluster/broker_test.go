@@ -177,7 +177,7 @@ func TestBrokerOrder(t *testing.T) {
 // closed broker refuses.
 func TestBrokerClose(t *testing.T) {
 	o := testOptions(testRedis, testPrefix(t))
-	a, err := NewBroker(BrokerOptions{Options: o, NodeID: "A", Deliver: func(hub.BrokerMessage) {}})
+	a, err := NewBroker(BrokerOptions{Options: o, NodeID: "A"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestBrokerClose(t *testing.T) {
 		t.Fatalf("interest after close: %v", err)
 	}
 	a.Close()
-	if _, err := NewBroker(BrokerOptions{Options: o}); err == nil {
-		t.Fatal("no Deliver accepted")
+	if _, err := NewBroker(BrokerOptions{}); err == nil {
+		t.Fatal("no Redis accepted")
 	}
 }

@@ -1,7 +1,10 @@
 // Package cluster shares a Herald node's state and messages with the other
 // nodes of a cluster through Redis: a hub.State (Node.State), a hub.Broker
 // (Broker) and the node leases that let the survivors clean up after a node
-// that died.
+// that died; Engine joins a Node and its Broker as the one hub.Broker the
+// hub registers with. The engine kept in memory (one node, or several hubs
+// of one process) is internal/cluster/memory; the conformance suite both
+// pass is internal/cluster/enginetest.
 //
 // # Key layout
 //

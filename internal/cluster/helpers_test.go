@@ -68,12 +68,41 @@ func testOptions(addr, prefix string) Options {
 	}
 }
 
-// startNode starts a node and closes it when t ends.
-func startNode(t testing.TB, o Options) *Node {
+// recv is a hub.Receiver made of funcs; a nil one ignores its call.
+type recv struct {
+	msg    func(hub.BrokerMessage)
+	depart func(hub.Departure)
+	rejoin func(context.Context)
+}
+
+func (r recv) HandleBrokerMessage(m hub.BrokerMessage) {
+	if r.msg != nil {
+		r.msg(m)
+	}
+}
+
+func (r recv) HandleDeparture(d hub.Departure) {
+	if r.depart != nil {
+		r.depart(d)
+	}
+}
+
+func (r recv) Reregister(ctx context.Context) {
+	if r.rejoin != nil {
+		r.rejoin(ctx)
+	}
+}
+
+// startNode starts a node and closes it when t ends; r, when given, is
+// attached before the start.
+func startNode(t testing.TB, o Options, r ...hub.Receiver) *Node {
 	t.Helper()
 	n, err := NewNode(o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, r := range r {
+		n.Attach(r)
 	}
 	if err := n.Start(); err != nil {
 		t.Fatalf("start: %v", err)
@@ -146,10 +175,11 @@ func (c *collector) waitPayload(t testing.TB, payload string, d time.Duration) [
 
 func startBroker(t testing.TB, o Options, id string, deliver func(hub.BrokerMessage)) *Broker {
 	t.Helper()
-	b, err := NewBroker(BrokerOptions{Options: o, NodeID: id, Deliver: deliver})
+	b, err := NewBroker(BrokerOptions{Options: o, NodeID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Attach(recv{msg: deliver})
 	t.Cleanup(func() { b.Close() })
 	testwait.For(t, 3*time.Second, "broker up", func() bool { return b.Healthy() == nil })
 	return b

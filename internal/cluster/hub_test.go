@@ -72,9 +72,9 @@ func (c *recConn) count(sub string) int {
 	return n
 }
 
-// clusterNode is one hub wired to the Redis State and Broker the way the
-// server will wire them. The hub does not call Broker.Interest yet: the
-// test declares the interest itself (see the report).
+// clusterNode is one hub wired to the Redis engine the way the server
+// wires it: the hub registers itself with the engine (messages, departures
+// and rejoins).
 type clusterNode struct {
 	node   *Node
 	broker *Broker
@@ -82,19 +82,24 @@ type clusterNode struct {
 }
 
 func newClusterNode(t *testing.T, o Options, app *apps.App) *clusterNode {
-	cn := &clusterNode{}
-	o.OnReap = func(r Reaped) {
-		// What Hub.HandleReaped will do: member_removed once, cluster-wide.
-		for _, c := range r.Channels {
-			for _, m := range c.Gone {
-				data := `{"user_id":` + string(m.RawID) + `}`
-				cn.hub.Publish(context.Background(), app, hub.PublishRequest{Name: protocol.EventMemberRemoved, Channels: []string{c.Channel}, Data: data})
-			}
-		}
+	eng, err := NewEngine(BrokerOptions{Options: o})
+	if err != nil {
+		t.Fatal(err)
 	}
-	cn.node = startNode(t, o)
-	cn.broker = startBroker(t, o, "", func(m hub.BrokerMessage) { cn.hub.HandleBrokerMessage(m) })
-	cn.hub = hub.New(hub.Options{State: cn.node.State(), Broker: cn.broker, Apps: oneApp{app}})
+	store, err := apps.NewStatic([]apps.App{*app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &clusterNode{node: eng.Node, broker: eng.Broker}
+	cn.hub = hub.New(hub.Options{State: eng.State(), Broker: eng, Apps: store})
+	if err := cn.node.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		cn.broker.Close()
+		cn.node.Close()
+	})
+	testwait.For(t, 3*time.Second, "broker up", func() bool { return cn.broker.Healthy() == nil })
 	return cn
 }
 

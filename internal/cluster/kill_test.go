@@ -19,8 +19,7 @@ func TestKillNineProcess(t *testing.T) {
 	ctx := context.Background()
 	var log reapLog
 	o := testOptions(testRedis, p)
-	o.OnReap = log.add
-	survivor := startNode(t, o)
+	survivor := startNode(t, o, recv{depart: log.add})
 	if _, err := survivor.State().Subscribe(ctx, "app", "room", "1.1", nil, 0); err != nil {
 		t.Fatal(err)
 	}

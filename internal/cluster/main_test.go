@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/herald-ws/herald/internal/cluster/statetest"
+	"github.com/herald-ws/herald/internal/cluster/enginetest"
 )
 
 func TestMain(m *testing.M) {
@@ -29,7 +29,7 @@ func childNode() int {
 	}
 	ctx := context.Background()
 	if err == nil {
-		_, err = n.State().Subscribe(ctx, "app", "presence-k", "9.1", statetest.Member("child-user"), 0)
+		_, err = n.State().Subscribe(ctx, "app", "presence-k", "9.1", enginetest.Member("child-user"), 0)
 	}
 	if err == nil {
 		_, err = n.State().Subscribe(ctx, "app", "room", "9.2", nil, 0)

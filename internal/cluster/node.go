@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/hub"
 )
 
 // Node is this process's membership of the cluster: its id, its lease in
@@ -38,35 +38,19 @@ type Node struct {
 	wg     sync.WaitGroup
 	rejoin chan struct{}
 	once   sync.Once
+
+	// recv is the hub (Attach): told of departures and rejoins.
+	recv atomic.Pointer[receiver]
 }
 
-// Reaped is what the reaper removed for one dead node.
-type Reaped struct {
-	// Node is the dead node's id.
-	Node     string
-	Channels []ReapedChannel
-	// Offline are the users (State.UserOnline) left with no socket.
-	Offline []ReapedUser
-}
+// receiver boxes a hub.Receiver for an atomic.Pointer.
+type receiver struct{ hub.Receiver }
 
-// ReapedUser is a user the reaper left without a signed-in socket.
-type ReapedUser struct{ AppID, UserID string }
-
-// ReapedChannel is what the reaper changed on one channel. The hub sends
-// member_removed for each of Gone (on every node, through the Broker),
-// channel_vacated when Vacated, and the new subscription_count.
-type ReapedChannel struct {
-	AppID   string
-	Channel string
-	// Removed is the number of the dead node's sockets removed.
-	Removed int
-	// Count is the channel's subscription count after the removal.
-	Count int
-	// Gone are the presence users who had no socket left.
-	Gone []protocol.Member
-	// Vacated is set when the channel became empty.
-	Vacated bool
-}
+// Attach registers the hub: the reaper reports each dead node it cleaned
+// up to it (HandleDeparture, from the reaper's goroutine), and a node that
+// lost its lease has it record its sockets again (Reregister). Until then
+// both are only logged.
+func (n *Node) Attach(r hub.Receiver) { n.recv.Store(&receiver{r}) }
 
 // ErrNotRegistered is returned by State writes while the node holds no
 // lease (Redis unreachable since the start, or a lost lease being renewed).
@@ -110,10 +94,8 @@ func (n *Node) Start() error {
 	n.wg.Add(2)
 	go n.every(n.o.Heartbeat, n.beat)
 	go n.every(n.o.ReapInterval, n.reapIfHealthy)
-	if n.o.OnRejoin != nil {
-		n.wg.Add(1)
-		go n.rejoinLoop()
-	}
+	n.wg.Add(1)
+	go n.rejoinLoop()
 	return n.Healthy()
 }
 
@@ -237,7 +219,11 @@ func (n *Node) rejoinLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-n.rejoin:
-			n.o.OnRejoin(n.ctx)
+			// State.Subscribe is idempotent and re-owns sockets that are
+			// still recorded.
+			if r := n.recv.Load(); r != nil {
+				r.Reregister(n.ctx)
+			}
 		}
 	}
 }
@@ -287,8 +273,8 @@ func (n *Node) reapOnce(ctx context.Context) {
 			return
 		}
 		rep, err := n.reap(ctx, dead)
-		if (len(rep.Channels) > 0 || len(rep.Offline) > 0) && n.o.OnReap != nil {
-			n.o.OnReap(rep)
+		if r := n.recv.Load(); r != nil && (len(rep.Channels) > 0 || len(rep.Offline) > 0) {
+			r.HandleDeparture(rep)
 		}
 		if err != nil {
 			// The claim runs out and a reaper (maybe this one) resumes.
@@ -302,8 +288,8 @@ func (n *Node) reapOnce(ctx context.Context) {
 // reap removes what node dead recorded. Each removal is an unsubscribe
 // script that checks the socket still belongs to dead, so a resumed or
 // concurrent reap never reports a removal twice.
-func (n *Node) reap(ctx context.Context, dead string) (Reaped, error) {
-	rep := Reaped{Node: dead}
+func (n *Node) reap(ctx context.Context, dead string) (hub.Departure, error) {
+	rep := hub.Departure{Node: dead}
 	idx := make(map[[2]string]int)
 	cctx, cancel := n.opCtx(ctx)
 	apps, err := n.rdb.SMembers(cctx, n.k.nodeApps(dead)).Result()
@@ -348,7 +334,7 @@ func (n *Node) reap(ctx context.Context, dead string) (Reaped, error) {
 				ch, _, _ := strings.Cut(entries[i], "\n")
 				if user, ok := strings.CutPrefix(ch, userMark); ok {
 					if r.Count == 0 {
-						rep.Offline = append(rep.Offline, ReapedUser{AppID: app, UserID: user})
+						rep.Offline = append(rep.Offline, hub.DepartedUser{AppID: app, UserID: user})
 					}
 					continue
 				}
@@ -357,7 +343,7 @@ func (n *Node) reap(ctx context.Context, dead string) (Reaped, error) {
 				if !ok {
 					j = len(rep.Channels)
 					idx[key] = j
-					rep.Channels = append(rep.Channels, ReapedChannel{AppID: app, Channel: ch})
+					rep.Channels = append(rep.Channels, hub.DepartedChannel{AppID: app, Channel: ch})
 				}
 				rc := &rep.Channels[j]
 				rc.Removed++

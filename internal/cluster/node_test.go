@@ -6,25 +6,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-ws/herald/internal/cluster/statetest"
+	"github.com/herald-ws/herald/internal/cluster/enginetest"
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
 type reapLog struct {
 	mu   sync.Mutex
-	reps []Reaped
+	reps []hub.Departure
 }
 
-func (l *reapLog) add(r Reaped) {
+func (l *reapLog) add(r hub.Departure) {
 	l.mu.Lock()
 	l.reps = append(l.reps, r)
 	l.mu.Unlock()
 }
 
-func (l *reapLog) all() []Reaped {
+func (l *reapLog) all() []hub.Departure {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Reaped(nil), l.reps...)
+	return append([]hub.Departure(nil), l.reps...)
 }
 
 // A node that dies (no heartbeat, no cleanup) is cleaned up by the
@@ -36,9 +37,8 @@ func TestReaperCleansUpDeadNode(t *testing.T) {
 	oa := testOptions(testRedis, p)
 	a := startNode(t, oa)
 	ob, oc := testOptions(testRedis, p), testOptions(testRedis, p)
-	ob.OnReap, oc.OnReap = logB.add, logC.add
-	b := startNode(t, ob)
-	c := startNode(t, oc)
+	b := startNode(t, ob, recv{depart: logB.add})
+	c := startNode(t, oc, recv{depart: logC.add})
 
 	sa, sb := a.State(), b.State()
 	for _, s := range []struct {
@@ -57,7 +57,7 @@ func TestReaperCleansUpDeadNode(t *testing.T) {
 		{sb, "presence-p", "b.2", "u2", 0},
 		{sb, "presence-p", "b.3", "u3", 0},
 	} {
-		var m = statetest.Member(s.user)
+		var m = enginetest.Member(s.user)
 		if s.user == "" {
 			m = nil
 		}
@@ -131,11 +131,11 @@ func TestReaperCleansUpDeadNode(t *testing.T) {
 	if reports != 1 {
 		t.Fatalf("%d reports for one dead node", reports)
 	}
-	var offline []ReapedUser
+	var offline []hub.DepartedUser
 	for _, r := range append(logB.all(), logC.all()...) {
 		offline = append(offline, r.Offline...)
 	}
-	if len(offline) != 1 || offline[0] != (ReapedUser{AppID: "app", UserID: "alice"}) {
+	if len(offline) != 1 || offline[0] != (hub.DepartedUser{AppID: "app", UserID: "alice"}) {
 		t.Fatalf("offline %+v", offline)
 	}
 	if n, _ := sb.UserSockets(ctx, "app", "bob"); n != 1 {
@@ -186,22 +186,21 @@ func TestNodeRejoin(t *testing.T) {
 	var log reapLog
 	rejoined := make(chan string, 4)
 	o := testOptions(testRedis, p)
-	o.OnReap = log.add
 	var n *Node
-	o.OnRejoin = func(ctx context.Context) {
+	rejoin := func(ctx context.Context) {
 		s := n.State()
 		s.Subscribe(ctx, "app", "room", "1.1", nil, 0)
-		s.Subscribe(ctx, "app", "presence-p", "1.3", statetest.Member("u1"), 0)
+		s.Subscribe(ctx, "app", "presence-p", "1.3", enginetest.Member("u1"), 0)
 		rejoined <- n.ID()
 	}
-	n = startNode(t, o)
+	n = startNode(t, o, recv{depart: log.add, rejoin: rejoin})
 	s := n.State()
 	for _, id := range []string{"1.1", "1.2"} {
 		if _, err := s.Subscribe(ctx, "app", "room", id, nil, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Subscribe(ctx, "app", "presence-p", "1.3", statetest.Member("u1"), 0); err != nil {
+	if _, err := s.Subscribe(ctx, "app", "presence-p", "1.3", enginetest.Member("u1"), 0); err != nil {
 		t.Fatal(err)
 	}
 	old := n.ID()

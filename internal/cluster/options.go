@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -49,16 +48,6 @@ type Options struct {
 	OpTimeout time.Duration
 	// Logger receives connection losses and recoveries (default: none).
 	Logger *slog.Logger
-	// OnReap is called, from the reaper's goroutine, once per dead node this
-	// node cleaned up, with what was removed. It must not block for long.
-	OnReap func(Reaped)
-	// OnRejoin is called, from a goroutine of the Node, after the node lost
-	// its lease (Redis lost its data, or the node was cut off long enough to
-	// be reaped) and registered again under a new id: the hub must record
-	// its local subscriptions again (State.Subscribe is idempotent and
-	// re-owns sockets that are still recorded). ctx ends when the Node
-	// closes.
-	OnRejoin func(ctx context.Context)
 	// RedisHook, when set, is added to every Redis client of the Node and
 	// the Broker (metrics: round trips and their errors).
 	RedisHook redis.Hook

@@ -22,23 +22,24 @@ func TestRedisRestart(t *testing.T) {
 	o := testOptions(srv.addr(), "herald:")
 	o.OpTimeout = 500 * time.Millisecond
 	rejoined := make(chan struct{}, 4)
-	o.OnRejoin = func(context.Context) { rejoined <- struct{}{} }
 	n, err := NewNode(o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.Attach(recv{rejoin: func(context.Context) { rejoined <- struct{}{} }})
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
 	cb := newCollector()
-	a, err := NewBroker(BrokerOptions{Options: o, NodeID: "A", Deliver: func(hub.BrokerMessage) {}})
+	a, err := NewBroker(BrokerOptions{Options: o, NodeID: "A"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBroker(BrokerOptions{Options: o, NodeID: "B", Deliver: cb.deliver})
+	b, err := NewBroker(BrokerOptions{Options: o, NodeID: "B"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Attach(recv{msg: cb.deliver})
 	for _, x := range []*Broker{a, b} {
 		testwait.For(t, 3*time.Second, "broker up", func() bool { return x.Healthy() == nil })
 	}
@@ -165,7 +166,7 @@ func TestStartWithoutRedis(t *testing.T) {
 	if _, err := n.State().Subscribe(context.Background(), "a", "c", "1.1", nil, 0); err == nil {
 		t.Fatal("subscribe without Redis")
 	}
-	b, err := NewBroker(BrokerOptions{Options: o, Deliver: func(hub.BrokerMessage) {}})
+	b, err := NewBroker(BrokerOptions{Options: o})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,32 +2,30 @@ package cluster
 
 import (
 	"testing"
+	"time"
 
-	"github.com/herald-ws/herald/internal/cluster/statetest"
-	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/cluster/enginetest"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
-func TestMemoryStateContract(t *testing.T) {
-	statetest.Run(t, func(t *testing.T) hub.State { return hub.NewMemoryState(nil) })
-	statetest.RunCluster(t, func(t *testing.T, n int) []hub.State {
-		s := hub.NewMemoryState(nil)
-		out := make([]hub.State, n)
-		for i := range out {
-			out[i] = s
-		}
-		return out
-	})
-}
-
-func TestRedisStateContract(t *testing.T) {
-	statetest.Run(t, func(t *testing.T) hub.State {
-		return startNode(t, testOptions(testRedis, testPrefix(t))).State()
-	})
-	statetest.RunCluster(t, func(t *testing.T, n int) []hub.State {
+func TestRedisEngineContract(t *testing.T) {
+	enginetest.Run(t, func(t *testing.T, n int) []enginetest.Node {
 		p := testPrefix(t)
-		out := make([]hub.State, n)
+		out := make([]enginetest.Node, n)
 		for i := range out {
-			out[i] = startNode(t, testOptions(testRedis, p)).State()
+			e, err := NewEngine(BrokerOptions{Options: testOptions(testRedis, p)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Node.Start(); err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			t.Cleanup(func() {
+				e.Broker.Close()
+				e.Node.Close()
+			})
+			testwait.For(t, 3*time.Second, "broker up", func() bool { return e.Broker.Healthy() == nil })
+			out[i] = enginetest.Node{State: e.State(), Broker: e}
 		}
 		return out
 	})

@@ -75,10 +75,11 @@ type ConnInfo struct {
 	ClientIP netip.Addr
 }
 
-// AppLookup finds an app by its key; apps.Store satisfies it. It returns an
-// error matching apps.ErrNotFound (errors.Is) for an unknown key.
+// AppLookup finds an app by its key or id; apps.Store satisfies it. It
+// returns an error matching apps.ErrNotFound (errors.Is) for an unknown one.
 type AppLookup interface {
 	ByKey(ctx context.Context, key string) (*apps.App, error)
+	ByID(ctx context.Context, id string) (*apps.App, error)
 }
 
 // NodeLimits are the limits of the whole node that Admit applies before

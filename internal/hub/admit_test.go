@@ -24,6 +24,15 @@ func (k keyApps) ByKey(_ context.Context, key string) (*apps.App, error) {
 	return nil, apps.ErrNotFound
 }
 
+func (k keyApps) ByID(_ context.Context, id string) (*apps.App, error) {
+	for _, a := range k {
+		if a.ID == id {
+			return a, nil
+		}
+	}
+	return nil, apps.ErrNotFound
+}
+
 func admitApps() keyApps {
 	mk := func(key string, mod func(*apps.App)) *apps.App {
 		a := apps.Defaults()
@@ -54,7 +63,7 @@ func wantRefused(t *testing.T, err error, code int, msg string) {
 // and refusal counts the transport used to produce itself.
 func TestAdmitRefusals(t *testing.T) {
 	ref := &recRefusals{}
-	h := New(Options{Apps: admitApps(), Refusals: ref})
+	h := New(withMemoryEngine(Options{Apps: admitApps(), Refusals: ref}))
 	cases := []struct {
 		name  string
 		info  ConnInfo
@@ -121,7 +130,7 @@ func TestAdmitRefusals(t *testing.T) {
 // gives its slot back, a closed one too.
 func TestAdmitNodeLimits(t *testing.T) {
 	ref := &recRefusals{}
-	h := New(Options{Apps: admitApps(), Refusals: ref, NodeLimits: NodeLimits{MaxConnections: 2, IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 1}})
+	h := New(withMemoryEngine(Options{Apps: admitApps(), Refusals: ref, NodeLimits: NodeLimits{MaxConnections: 2, IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 1}}))
 	ctx := context.Background()
 	pub := netip.MustParseAddr("198.51.100.1")
 	s1, err := h.Admit(ctx, &fakeConn{}, ConnInfo{Key: "key", ClientIP: pub})
@@ -150,7 +159,7 @@ func TestAdmitNodeLimits(t *testing.T) {
 		t.Fatalf("after a close: %v", err)
 	}
 
-	m := New(Options{Apps: admitApps(), Refusals: ref, NodeLimits: NodeLimits{MemoryLimit: 1 << 20, MemoryGuardPercent: 90}})
+	m := New(withMemoryEngine(Options{Apps: admitApps(), Refusals: ref, NodeLimits: NodeLimits{MemoryLimit: 1 << 20, MemoryGuardPercent: 90}}))
 	_, err = m.Admit(ctx, &fakeConn{}, ConnInfo{Key: "key"})
 	wantRefused(t, err, 4100, "Over capacity")
 	if ref.get("/"+LimitMemory) != 1 {
@@ -159,7 +168,7 @@ func TestAdmitNodeLimits(t *testing.T) {
 }
 
 func TestAdmitDraining(t *testing.T) {
-	h := New(Options{Apps: admitApps()})
+	h := New(withMemoryEngine(Options{Apps: admitApps()}))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := h.Drain(ctx, 0); err != nil {

@@ -15,7 +15,7 @@ import (
 func benchHub(b *testing.B, mut func(*apps.App)) (*Hub, *apps.App) {
 	b.Helper()
 	app := testApp(mut)
-	return New(Options{Now: time.Now}), app
+	return New(withMemoryEngine(Options{Now: time.Now})), app
 }
 
 func benchClient(b *testing.B, h *Hub, app *apps.App) *Client {
@@ -70,11 +70,11 @@ func BenchmarkPublish(b *testing.B) {
 // framer that copies (as a WebSocket framer must) and an observer.
 func BenchmarkPublishFramed(b *testing.B) {
 	app := testApp(nil)
-	h := New(Options{Now: time.Now, Observer: nopObserver{}, Framer: func(p []byte) []byte {
+	h := New(withMemoryEngine(Options{Now: time.Now, Observer: nopObserver{}, Framer: func(p []byte) []byte {
 		f := make([]byte, 0, len(p)+4)
 		f = append(f, 0x81, byte(len(p)))
 		return append(f, p...)
-	}})
+	}}))
 	for range 100 {
 		c := benchClient(b, h, app)
 		c.HandleMessage(benchSubscribe(h, app, c, "room", ""))

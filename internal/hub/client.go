@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -608,41 +609,34 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 	}
 }
 
-// userInterest tells the broker and a UserState that a socket of user
+// userInterest tells the broker and the State that a socket of user
 // signed in (on) or left (off).
 func (h *Hub) userInterest(c *Client, userID string, on bool) {
-	if b := h.opt.Broker; b != nil {
-		ctx, cancel := h.stateCtx()
-		if err := b.UserInterest(ctx, c.app.Load().ID, userID, on); err != nil {
-			h.log.Warn("broker: user interest", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
-		}
-		cancel()
+	// The Broker bounds its own calls (see publishInternal).
+	if err := h.opt.Broker.UserInterest(context.Background(), c.app.Load().ID, userID, on); err != nil {
+		h.log.Warn("broker: user interest", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 	}
-	if us, ok := h.state.(UserState); ok {
-		ctx, cancel := h.stateCtx()
-		var err error
-		if on {
-			_, _, err = us.UserOnline(ctx, c.app.Load().ID, userID, c.id)
-		} else {
-			_, _, err = us.UserOffline(ctx, c.app.Load().ID, userID, c.id)
-		}
-		cancel()
-		if err != nil {
-			h.log.Warn("state: user sockets", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
-		}
+	ctx, cancel := h.stateCtx()
+	var err error
+	if on {
+		_, _, err = h.state.UserOnline(ctx, c.app.Load().ID, userID, c.id)
+	} else {
+		_, _, err = h.state.UserOffline(ctx, c.app.Load().ID, userID, c.id)
+	}
+	cancel()
+	if err != nil {
+		h.log.Warn("state: user sockets", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 	}
 }
 
 // channelInterest tells the broker that this node gained or lost a local
 // subscriber of a channel. Server-to-user channels are routed by user.
 func (h *Hub) channelInterest(appID, channel string, kind protocol.Kind, on bool) {
-	b := h.opt.Broker
-	if b == nil || kind == protocol.ServerToUser {
+	if kind == protocol.ServerToUser {
 		return
 	}
-	ctx, cancel := h.stateCtx()
-	defer cancel()
-	if err := b.Interest(ctx, appID, channel, on); err != nil {
+	// The Broker bounds its own calls (see publishInternal).
+	if err := h.opt.Broker.Interest(context.Background(), appID, channel, on); err != nil {
 		h.log.Warn("broker: channel interest", "app_id", appID, "channel", channel, "on", on, "err", err)
 	}
 }

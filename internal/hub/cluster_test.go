@@ -81,7 +81,7 @@ func TestHandleDeparture(t *testing.T) {
 	e.sub(c, fc, "news", "")
 	b.take()
 	gone := protocol.Member{ID: "7", RawID: []byte(`7`)}
-	e.h.HandleDeparture(e.app, Departure{Channel: "presence-room", Count: 1, Gone: []protocol.Member{gone}})
+	e.h.HandleDeparture(Departure{Node: "dead", Channels: []DepartedChannel{{AppID: "1", Channel: "presence-room", Count: 1, Gone: []protocol.Member{gone}}}})
 	f := fc.next(t)
 	if f.Event != protocol.EventMemberRemoved || f.str(t) != `{"user_id":7}` {
 		t.Fatalf("member_removed: %s", f.raw)
@@ -89,11 +89,15 @@ func TestHandleDeparture(t *testing.T) {
 	if e.obs.count("member_removed 1 presence-room 7") != 1 {
 		t.Fatalf("observer: %v", e.obs.calls)
 	}
-	e.h.HandleDeparture(e.app, Departure{Channel: "news", Count: 3})
+	e.h.HandleDeparture(Departure{Node: "dead", Channels: []DepartedChannel{
+		{AppID: "1", Channel: "news", Count: 3},
+		{AppID: "gone-app", Channel: "news", Count: 5}, // an app no longer configured: skipped
+	}})
 	if f := fc.next(t); f.Event != protocol.EventSubscriptionCount || f.str(t) != `{"subscription_count":3}` {
 		t.Fatalf("subscription_count: %s", f.raw)
 	}
-	e.h.HandleDeparture(e.app, Departure{Channel: "gone-channel", Vacated: true})
+	e.h.HandleDeparture(Departure{Node: "dead", Channels: []DepartedChannel{{AppID: "1", Channel: "gone-channel", Vacated: true}}})
+	fc.none(t)
 	if e.obs.count("vacated 1 gone-channel") != 1 {
 		t.Fatalf("observer: %v", e.obs.calls)
 	}
@@ -106,7 +110,7 @@ func TestHandleDeparture(t *testing.T) {
 // After the State lost this node's records, Reregister records them again
 // and announces the users who had been removed.
 func TestReregisterRestoresState(t *testing.T) {
-	st := NewMemoryState(nil)
+	st := newMemoryState(nil)
 	e := newEnv(t, nil, func(o *Options) { o.State = st })
 	a, fa := e.connect()
 	bcl, fb := e.connect()

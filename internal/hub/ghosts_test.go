@@ -44,7 +44,7 @@ func (s *flakyState) Unsubscribe(ctx context.Context, appID, channel, socketID s
 func TestGhostsAreRepairedOnce(t *testing.T) {
 	var fs *flakyState
 	e := newEnv(t, nil, func(o *Options) {
-		fs = &flakyState{State: NewMemoryState(o.Now)}
+		fs = &flakyState{State: newMemoryState(o.Now)}
 		o.State = fs
 	})
 	const ch = "presence-room"
@@ -92,7 +92,7 @@ func TestGhostsAreRepairedOnce(t *testing.T) {
 func TestFailedSubscribeThatAppliedIsRepaired(t *testing.T) {
 	var fs *flakyState
 	e := newEnv(t, nil, func(o *Options) {
-		fs = &flakyState{State: NewMemoryState(o.Now)}
+		fs = &flakyState{State: newMemoryState(o.Now)}
 		o.State = fs
 	})
 	a, fa := e.connect()

@@ -80,16 +80,6 @@ func (nopConn) Send([]byte, int64) bool { return true }
 func (nopConn) Close(int, string)       {}
 func (nopConn) Bind(string)             {}
 
-// oneApp is an AppLookup that knows one app.
-type oneApp struct{ app *apps.App }
-
-func (o oneApp) ByKey(_ context.Context, key string) (*apps.App, error) {
-	if key != o.app.Key {
-		return nil, apps.ErrNotFound
-	}
-	return o.app, nil
-}
-
 // connectApp admits conn for app through admit, the one admission path.
 func (h *Hub) connectApp(app *apps.App, conn Conn) (*Client, error) {
 	return h.admit(context.Background(), conn, ConnInfo{Key: app.Key}, oneApp{app})
@@ -337,6 +327,8 @@ func (b *recBroker) interests() map[string]int {
 	return out
 }
 
+func (b *recBroker) Attach(Receiver) {}
+
 func (b *recBroker) Publish(_ context.Context, m BrokerMessage) error {
 	b.mu.Lock()
 	b.msgs = append(b.msgs, m)
@@ -379,11 +371,11 @@ type env struct {
 func newEnv(t testing.TB, mut func(*apps.App), opts ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, clk: newClock(), app: testApp(mut), obs: newObserver()}
-	o := Options{Now: e.clk.Now, Observer: e.obs, CacheTTL: time.Minute}
+	o := Options{Now: e.clk.Now, Observer: e.obs, CacheTTL: time.Minute, Apps: oneApp{e.app}}
 	for _, f := range opts {
 		f(&o)
 	}
-	e.h = New(o)
+	e.h = New(withMemoryEngine(o))
 	return e
 }
 
@@ -518,3 +510,22 @@ func wantClosed(t testing.TB, fc *fakeConn, code int) {
 		t.Fatalf("closed=%v code=%d, want closed with %d", closed, got, code)
 	}
 }
+
+// oneApp is an AppLookup that knows one app.
+type oneApp struct{ app *apps.App }
+
+func (s oneApp) ByID(_ context.Context, id string) (*apps.App, error) {
+	if id != s.app.ID {
+		return nil, apps.ErrNotFound
+	}
+	return s.app, nil
+}
+
+func (s oneApp) ByKey(_ context.Context, key string) (*apps.App, error) {
+	if key != s.app.Key {
+		return nil, apps.ErrNotFound
+	}
+	return s.app, nil
+}
+
+func (s oneApp) All(context.Context) ([]*apps.App, error) { return []*apps.App{s.app}, nil }

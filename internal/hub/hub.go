@@ -24,10 +24,15 @@ import (
 type Options struct {
 	// Framer builds the wire frame of a message once for all recipients.
 	Framer Framer
-	// State is where counts, rosters and cache events live (default: memory).
-	State State
-	// Broker carries messages to other nodes (default: none).
+	// State is where counts, rosters and cache events live; Broker
+	// carries messages to and from the other nodes. Both are required:
+	// internal/cluster/memory has the single-node ones.
+	State  State
 	Broker Broker
+	// Apps finds apps: by key for a connection's admission (Admit,
+	// admit.go), by id for what the engine reports on (HandleDeparture;
+	// without it departures are only logged).
+	Apps AppLookup
 	// Observer is told of connections, channels and events (default: none).
 	Observer Observer
 	// Metrics counts fanouts and refusals (default: none).
@@ -55,8 +60,6 @@ type Options struct {
 	StateTimeout time.Duration
 	// Refusals, when set, is told of every request a limit refused.
 	Refusals Refusals
-	// Apps finds the app of a connection by its key (Admit, admit.go).
-	Apps AppLookup
 	// NodeLimits are the node's own admission limits (default: none).
 	NodeLimits NodeLimits
 }
@@ -128,8 +131,10 @@ func New(o Options) *Hub {
 	if o.Framer == nil {
 		o.Framer = func(p []byte) []byte { return p }
 	}
-	if o.State == nil {
-		o.State = NewMemoryState(o.Now)
+	if o.State == nil || o.Broker == nil {
+		// The hub cannot import the engines (they import it): the caller
+		// picks one, memory.New for a single node.
+		panic("hub: Options.State and Options.Broker are required")
 	}
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = 30 * time.Minute
@@ -159,6 +164,7 @@ func New(o Options) *Hub {
 		h.channels[i].m = make(map[chanKey]*localChannel)
 		h.clients[i].m = make(map[string]*Client)
 	}
+	o.Broker.Attach(h)
 	return h
 }
 

@@ -246,7 +246,7 @@ func TestDataAsString(t *testing.T) {
 
 // Run drives sweep and flushCounts on its tickers and stops with ctx.
 func TestRun(t *testing.T) {
-	h := New(Options{SubscriptionCountInterval: 5 * time.Millisecond})
+	h := New(withMemoryEngine(Options{SubscriptionCountInterval: 5 * time.Millisecond}))
 	app := testApp(func(a *apps.App) { a.EnableSubscriptionCount = true })
 	fc := &fakeConn{}
 	c, err := h.connectApp(app, fc)

@@ -48,33 +48,62 @@ type Framer func(payload []byte) []byte
 var ErrNotPresence = errors.New("the channel must be a presence channel")
 
 // State keeps what must agree across every node: subscription counts,
-// presence rosters and cache-channel events. The hub has an in-memory State
-// for a single node; the cluster package provides one shared over Redis.
+// presence rosters, the signed-in sockets of each user and cache-channel
+// events. internal/cluster/memory keeps it in this process (one node, or
+// several hubs of one process); internal/cluster keeps it in Redis. Every
+// implementation passes internal/cluster/enginetest.
 //
-// Every method is atomic with respect to the others for the same app and
-// channel: two concurrent Subscribe calls for the same user on different
-// nodes yield exactly one FirstForUser. Counts are in sockets; a socket id
-// is unique in the cluster. Calls must honour ctx and return promptly when
-// the backing store is unreachable (the hub then answers the client with an
-// error and goes on).
+// Atomicity: every method is atomic with respect to the others for the
+// same app and channel (or user), across every node sharing the State: two
+// concurrent Subscribe calls for the same user on different nodes yield
+// exactly one FirstForUser, and the last of their Unsubscribe calls exactly
+// one LastForUser. Apps are separate: nothing of one app is visible in
+// another.
+//
+// Counts are in sockets; a socket id is unique in the cluster, and a
+// socket is recorded at most once per channel (calls are idempotent).
+// Zero values mean "nothing there": an unoccupied channel has zero counts,
+// no members and no cache entry, never an error.
+//
+// Errors: a non-nil error means the backing store could not be reached or
+// answered garbage (implementations wrap ErrUnavailable or a transport
+// error); the call may or may not have taken effect, and the hub answers
+// the client with an error and goes on (ghosts.go repairs what may be
+// left). ErrPresenceFull is the only refusal. Every call honours ctx and
+// returns promptly when the store is unreachable.
 type State interface {
 	// Subscribe records socketID on channel. For presence channels member is
 	// set and maxMembers (> 0) caps the number of distinct users; a new user
-	// over the cap gets ErrPresenceFull and nothing is recorded.
+	// over the cap gets ErrPresenceFull and nothing is recorded. A socket
+	// already recorded changes nothing (Added false, the counts and roster
+	// as they are).
 	Subscribe(ctx context.Context, appID, channel, socketID string, member *protocol.Member, maxMembers int) (SubscribeResult, error)
-	// Unsubscribe removes socketID from channel; it is a no-op (zero result)
-	// when the socket was not subscribed.
+	// Unsubscribe removes socketID from channel; it is a no-op (Removed
+	// false, the current Count) when the socket was not subscribed.
 	Unsubscribe(ctx context.Context, appID, channel, socketID string) (UnsubscribeResult, error)
 	// Channel returns the counts of one channel (zero when unoccupied).
 	Channel(ctx context.Context, appID, channel string) (ChannelCounts, error)
-	// Channels lists occupied channels whose name starts with prefix.
+	// Channels lists the occupied channels whose name starts with prefix
+	// ("" for all), never an empty one; an empty map when none.
 	Channels(ctx context.Context, appID, prefix string) (map[string]ChannelCounts, error)
-	// Members lists the distinct users of a presence channel, in join order.
+	// Members lists the distinct users of a presence channel, in join order
+	// (nil when none).
 	Members(ctx context.Context, appID, channel string) ([]protocol.Member, error)
-	// SetCache remembers the last API event of a cache channel for ttl.
+	// SetCache remembers ev as the last event of a cache channel for ttl,
+	// replacing the previous one.
 	SetCache(ctx context.Context, appID, channel string, ev CachedEvent, ttl time.Duration) error
-	// Cache returns the cached event and its remaining lifetime.
+	// Cache returns the cached event and its remaining lifetime (> 0); ok
+	// is false when there is none or it expired.
 	Cache(ctx context.Context, appID, channel string) (ev CachedEvent, ttl time.Duration, ok bool, err error)
+	// UserOnline records that socketID signed in as userID. first is set
+	// when it is the user's first socket in the cluster (watchlist online
+	// events); count is the user's socket count after the call. Calling it
+	// again for the same socket changes nothing (first false).
+	UserOnline(ctx context.Context, appID, userID, socketID string) (first bool, count int, err error)
+	// UserOffline records that socketID, signed in as userID, is gone. last
+	// is set when the user has no socket left in the cluster; a socket not
+	// recorded changes nothing (last false).
+	UserOffline(ctx context.Context, appID, userID, socketID string) (last bool, count int, err error)
 }
 
 // ErrUnavailable wraps the errors of a State or Broker that cannot be
@@ -121,40 +150,90 @@ type CachedEvent struct {
 	Data  string
 }
 
-// Broker carries messages between nodes. Nil (a single node) means there
-// are no other nodes. Publish must deliver each message to every other
-// node at most once and in order per publisher and channel; the node that
-// publishes delivers to its own connections itself.
+// Broker carries messages between the nodes of a cluster. Every hub has
+// one: alone, the memory Broker (internal/cluster/memory) has no other
+// node to deliver to and costs next to nothing, so one node and many run
+// the same code. Every implementation passes internal/cluster/enginetest.
+//
+// Attach registers the hub once it exists (hub.New calls it, before any
+// other method); the broker delivers to it from then on.
+//
+// Publish delivers m to every other node that has interest in m's channel
+// (or user, for ToUser and TerminateUser) when the message arrives there,
+// by calling that node's Receiver.HandleBrokerMessage: at most once (never
+// duplicated, never back to the publishing node, which delivers to its own
+// connections itself) and in order per publisher and channel or user
+// (messages one node publishes one after another on a channel arrive in
+// that order everywhere). Nothing is promised across channels or
+// publishers. A nil error means the message is on its way; an error means
+// it may or may not reach the other nodes (the hub reports ErrUnavailable).
+// A message without AppID, or without Channel, ToUser and TerminateUser,
+// is an error.
 //
 // Interest and UserInterest tell the broker that this node has one more
 // (on) or one less (off) local subscriber of a channel, or signed-in socket
-// of a user; calls are counted, and the node receives a channel's or user's
+// of a user. Calls are counted: the node receives a channel's or user's
 // messages only while its count is above zero. An "on" returns once the
-// broker can deliver; the interest is kept, and restored after an outage,
-// even when it returns an error. The hub never calls them with a lock held.
+// broker can deliver (an event published after it returns reaches this
+// node); the count is kept, and the interest restored after an outage,
+// even when the call returns an error. The hub never calls them with a
+// lock held.
+//
+// Every call honours ctx; given a ctx without a deadline (the hub's own
+// messages and interest), the Broker bounds the call itself and returns
+// an error rather than wait for an unreachable store for ever.
 type Broker interface {
+	Attach(r Receiver)
 	Publish(ctx context.Context, m BrokerMessage) error
 	Interest(ctx context.Context, appID, channel string, on bool) error
 	UserInterest(ctx context.Context, appID, userID string, on bool) error
 }
 
-// UserState is implemented by a State that also counts the signed-in
-// sockets of each user across the cluster (for watchlists and cluster-wide
-// queries). The hub records sign-ins in it when the State has it.
-type UserState interface {
-	UserOnline(ctx context.Context, appID, userID, socketID string) (first bool, count int, err error)
-	UserOffline(ctx context.Context, appID, userID, socketID string) (last bool, count int, err error)
+// Receiver is the hub as its engine sees it: where the Broker delivers the
+// other nodes' messages, and the engine reports what it did on its own.
+// The Hub implements it. Its methods may be called from any goroutine.
+type Receiver interface {
+	// HandleBrokerMessage delivers a message another node published to
+	// this node's connections. It does not block.
+	HandleBrokerMessage(m BrokerMessage)
+	// HandleDeparture announces what the engine removed when another node
+	// died (member_removed, channel_vacated, subscription counts). The
+	// engine reports each removal once, on one surviving node (a cleanup
+	// cut short and resumed reports the rest in a second Departure).
+	HandleDeparture(d Departure)
+	// Reregister records every local subscription and sign-in in the State
+	// again, after the engine lost this node's records (its lease expired,
+	// or Redis lost its data). ctx ends when the engine closes.
+	Reregister(ctx context.Context)
 }
 
-// Departure is what the cluster removed from one channel when a node died:
-// the channel's count afterwards, the presence members who are gone
-// everywhere, and whether the channel is now empty.
+// Departure is what the engine removed when a node died.
 type Departure struct {
+	// Node is the dead node's id.
+	Node     string
+	Channels []DepartedChannel
+	// Offline are the users (State.UserOnline) left with no socket.
+	Offline []DepartedUser
+}
+
+// DepartedChannel is what a departure changed on one channel: the channel's
+// count afterwards, the presence members who are gone everywhere, and
+// whether the channel is now empty.
+type DepartedChannel struct {
+	AppID   string
 	Channel string
-	Count   int
-	Gone    []protocol.Member
+	// Removed is the number of the dead node's sockets removed.
+	Removed int
+	// Count is the channel's subscription count after the removal.
+	Count int
+	// Gone are the presence users who had no socket left.
+	Gone []protocol.Member
+	// Vacated is set when the channel became empty.
 	Vacated bool
 }
+
+// DepartedUser is a user a departure left without a signed-in socket.
+type DepartedUser struct{ AppID, UserID string }
 
 // BrokerMessage is one message for the other nodes.
 type BrokerMessage struct {

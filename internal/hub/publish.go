@@ -28,7 +28,9 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 	brokerErrs := make([]error, len(req.Channels))
 	sem := make(chan struct{}, brokerParallel)
 	toBroker := func(i int, m BrokerMessage) {
-		if h.opt.Broker == nil {
+		if len(req.Channels) == 1 {
+			// The common case needs no goroutine.
+			brokerErrs[i] = h.toBroker(ctx, m)
 			return
 		}
 		sem <- struct{}{}
@@ -82,24 +84,18 @@ func (h *Hub) publishInternal(app *apps.App, channel string, payload []byte, exc
 	start := h.fanoutStart()
 	n := h.broadcast(chanKey{app.ID, channel}, h.frame(payload), start, except)
 	h.fanoutDone(app.ID, src, n, start)
-	if h.opt.Broker == nil {
-		return
-	}
 	exceptID := ""
 	if except != nil {
 		exceptID = except.id
 	}
-	ctx, cancel := h.stateCtx()
-	defer cancel()
-	if err := h.toBroker(ctx, BrokerMessage{AppID: app.ID, Channel: channel, Payload: payload, ExceptSocketID: exceptID}); err != nil {
+	// No deadline of ours: the Broker bounds its own calls (a timer per
+	// client event would cost a single node more than its Broker does).
+	if err := h.toBroker(context.Background(), BrokerMessage{AppID: app.ID, Channel: channel, Payload: payload, ExceptSocketID: exceptID}); err != nil {
 		h.log.Warn("broker publish failed", "app_id", app.ID, "channel", channel, "err", err)
 	}
 }
 
 func (h *Hub) toBroker(ctx context.Context, m BrokerMessage) error {
-	if h.opt.Broker == nil {
-		return nil
-	}
 	if err := h.opt.Broker.Publish(ctx, m); err != nil {
 		return fmt.Errorf("%w: broker: %w", ErrUnavailable, err)
 	}
@@ -121,8 +117,8 @@ func (h *Hub) deliverToUser(appID, user string, frame []byte, at int64, except *
 	return n
 }
 
-// HandleBrokerMessage delivers a message that another node published to
-// this node's connections.
+// HandleBrokerMessage implements Receiver: it delivers a message that
+// another node published to this node's connections.
 func (h *Hub) HandleBrokerMessage(m BrokerMessage) {
 	start := h.fanoutStart()
 	switch {
@@ -243,11 +239,26 @@ func (h *Hub) flushCounts() {
 	}
 }
 
-// HandleDeparture sends what follows when the cluster removed a dead node's
-// sockets from a channel: member_removed for the users now gone everywhere,
-// the vacated channel and the new subscription count. The cluster calls it
-// once per channel, on one node.
-func (h *Hub) HandleDeparture(app *apps.App, d Departure) {
+// HandleDeparture implements Receiver: it sends what follows when the
+// engine removed a dead node's sockets: member_removed for the users now
+// gone everywhere, channel_vacated and the new subscription count of each
+// channel. The engine reports a dead node once, on one node; the events
+// reach every node through the Broker.
+func (h *Hub) HandleDeparture(d Departure) {
+	for _, ch := range d.Channels {
+		if h.opt.Apps == nil {
+			break
+		}
+		app, err := h.opt.Apps.ByID(context.Background(), ch.AppID)
+		if err != nil {
+			continue // an app that is no longer configured
+		}
+		h.departed(app, ch)
+	}
+	h.log.Info("cleaned up a dead node", "node", d.Node, "channels", len(d.Channels), "users_offline", len(d.Offline))
+}
+
+func (h *Hub) departed(app *apps.App, d DepartedChannel) {
 	kind := protocol.Classify(d.Channel)
 	obs := h.opt.Observer
 	if kind.IsPresence() && len(d.Gone) > 0 {
@@ -268,8 +279,8 @@ func (h *Hub) HandleDeparture(app *apps.App, d Departure) {
 	}
 }
 
-// Reregister records every local subscription and sign-in in the State
-// again, after the cluster lost this node's records (its lease expired, or
+// Reregister implements Receiver: it records every local subscription and
+// sign-in in the State again, after the cluster lost this node's records (its lease expired, or
 // Redis lost its data). Users who had been removed meanwhile are announced
 // again with member_added.
 func (h *Hub) Reregister(ctx context.Context) {
@@ -313,19 +324,19 @@ func (h *Hub) Reregister(ctx context.Context) {
 			unlock()
 		}
 	}
-	if us, ok := h.state.(UserState); ok {
-		for _, c := range users {
-			c.mu.Lock()
-			u := c.user
-			c.mu.Unlock()
-			if u == nil {
-				continue
-			}
-			sctx, cancel := context.WithTimeout(ctx, h.opt.StateTimeout)
-			if _, _, err := us.UserOnline(sctx, c.app.Load().ID, u.ID, c.id); err != nil {
-				h.log.Warn("reregister: user sockets", "app_id", c.app.Load().ID, "user", u.ID, "err", err)
-			}
-			cancel()
+	for _, c := range users {
+		c.mu.Lock()
+		u := c.user
+		c.mu.Unlock()
+		if u == nil {
+			continue
 		}
+		sctx, cancel := context.WithTimeout(ctx, h.opt.StateTimeout)
+		if _, _, err := h.state.UserOnline(sctx, c.app.Load().ID, u.ID, c.id); err != nil {
+			h.log.Warn("reregister: user sockets", "app_id", c.app.Load().ID, "user", u.ID, "err", err)
+		}
+		cancel()
 	}
 }
+
+var _ Receiver = (*Hub)(nil)

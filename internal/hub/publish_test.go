@@ -219,6 +219,8 @@ func TestPublishBrokerError(t *testing.T) {
 
 type failBroker struct{}
 
+func (failBroker) Attach(Receiver) {}
+
 func (failBroker) Publish(context.Context, BrokerMessage) error { return fmt.Errorf("down") }
 
 func (failBroker) Interest(context.Context, string, string, bool) error { return fmt.Errorf("down") }

@@ -33,7 +33,7 @@ func (s *hungState) Channel(ctx context.Context, appID, channel string) (Channel
 func TestHungStateDoesNotStopTheTimers(t *testing.T) {
 	var hs *hungState
 	e := newEnv(t, func(a *apps.App) { a.EnableSubscriptionCount = true }, func(o *Options) {
-		hs = &hungState{State: NewMemoryState(o.Now), entered: make(chan struct{}), release: make(chan struct{})}
+		hs = &hungState{State: newMemoryState(o.Now), entered: make(chan struct{}), release: make(chan struct{})}
 		o.State = hs
 		o.SubscriptionCountInterval = 10 * time.Millisecond
 	})

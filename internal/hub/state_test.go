@@ -44,7 +44,7 @@ func (s *hookState) Channel(ctx context.Context, appID, channel string) (Channel
 
 func hookEnv(t *testing.T) (*env, *hookState) {
 	clk := newClock()
-	hs := &hookState{State: NewMemoryState(clk.Now)}
+	hs := &hookState{State: newMemoryState(clk.Now)}
 	e := newEnv(t, nil, func(o *Options) { o.State = hs; o.Now = clk.Now })
 	e.clk = clk
 	return e, hs

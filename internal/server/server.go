@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/cluster"
+	"github.com/herald-ws/herald/internal/cluster/memory"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/dashboard"
 	"github.com/herald-ws/herald/internal/httpapi"
@@ -120,10 +121,8 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		CacheTTL:                  cfg.CacheTTL,
 		SubscriptionCountInterval: cfg.SubscriptionCountInterval,
 	}
-	if cfg.RedisURL != "" {
-		if err := s.buildCluster(&hopt); err != nil {
-			return nil, err
-		}
+	if err := s.buildEngine(&hopt); err != nil {
+		return nil, err
 	}
 	if err := s.buildWebhooks(store, &hopt); err != nil {
 		return nil, err
@@ -191,9 +190,16 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	return s, nil
 }
 
-// buildCluster sets up the Redis engine: shared state with node leases and
-// the broker that carries messages between nodes.
-func (s *Server) buildCluster(hopt *hub.Options) error {
+// buildEngine sets up where the hub's shared state and messages go: the
+// memory engine on a single node, the Redis engine (shared state with node
+// leases, the broker that carries messages between nodes) in a cluster.
+// The hub registers itself with the engine when it is built.
+func (s *Server) buildEngine(hopt *hub.Options) error {
+	hopt.Apps = s.apps
+	if s.cfg.RedisURL == "" {
+		hopt.State, hopt.Broker = memory.New(nil)
+		return nil
+	}
 	ro, err := redis.ParseURL(s.cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("redis_url: %w", err)
@@ -205,26 +211,15 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 		Prefix: s.cfg.RedisPrefix,
 		Lease:  s.cfg.RedisLease,
 		Logger: clog,
-		OnReap: s.onReap,
 		// Round trips and errors for the metrics.
 		RedisHook: s.metrics.RedisHook(),
-		// The hub is built right after; neither callback runs before Start.
-		OnRejoin: func(ctx context.Context) { s.hub.Reregister(ctx) },
 	}
-	s.node, err = cluster.NewNode(copt)
+	eng, err := cluster.NewEngine(cluster.BrokerOptions{Options: copt})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
-	s.broker, err = cluster.NewBroker(cluster.BrokerOptions{
-		Options: copt,
-		NodeID:  s.node.ID(),
-		Deliver: func(m hub.BrokerMessage) { s.hub.HandleBrokerMessage(m) },
-	})
-	if err != nil {
-		return fmt.Errorf("cluster broker: %w", err)
-	}
-	hopt.State = s.node.State()
-	hopt.Broker = s.broker
+	s.node, s.broker = eng.Node, eng.Broker
+	hopt.State, hopt.Broker = eng.State(), eng
 	return nil
 }
 
@@ -331,18 +326,6 @@ func webhookLease(cfg *config.Config) time.Duration {
 		}
 	}
 	return 2*longest + 5*time.Second
-}
-
-// onReap announces what the cluster removed when another node died.
-func (s *Server) onReap(r cluster.Reaped) {
-	for _, ch := range r.Channels {
-		app, err := s.apps.ByID(context.Background(), ch.AppID)
-		if err != nil {
-			continue // an app that is no longer configured
-		}
-		s.hub.HandleDeparture(app, hub.Departure{Channel: ch.Channel, Count: ch.Count, Gone: ch.Gone, Vacated: ch.Vacated})
-	}
-	s.log.Info("cleaned up a dead node", "node", r.Node, "channels", len(r.Channels), "users_offline", len(r.Offline))
 }
 
 func (s *Server) readiness() error {

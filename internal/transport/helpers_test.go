@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/cluster/memory"
 	"github.com/herald-ws/herald/internal/hub"
 )
 
@@ -28,6 +29,15 @@ type fakeApps map[string]*apps.App
 func (f fakeApps) ByKey(_ context.Context, key string) (*apps.App, error) {
 	if a, ok := f[key]; ok {
 		return a, nil
+	}
+	return nil, apps.ErrNotFound
+}
+
+func (f fakeApps) ByID(_ context.Context, id string) (*apps.App, error) {
+	for _, a := range f {
+		if a.ID == id {
+			return a, nil
+		}
 	}
 	return nil, apps.ErrNotFound
 }
@@ -126,6 +136,9 @@ func newFakeSessions() *fakeSessions { return newFakeSessionsWith(hub.Options{})
 func newFakeSessionsWith(o hub.Options) *fakeSessions {
 	if o.Apps == nil {
 		o.Apps = testApps()
+	}
+	if o.State == nil {
+		o.State, o.Broker = memory.New(nil)
 	}
 	o.Framer = TextFrame
 	return &fakeSessions{hub: hub.New(o), opened: make(chan *fakeSession, 20000), msgCap: 1024}

@@ -1,4 +1,4 @@
-package hub
+package memory
 
 import (
 	"context"
@@ -6,13 +6,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
-// memState is the single-node State: plain maps under one mutex per app.
-// It is only touched on subscribe/unsubscribe and queries, never on the
-// delivery path.
-type memState struct {
+// State is the hub.State kept in this process: plain maps under one
+// mutex. It is only touched on subscribe/unsubscribe and queries, never on
+// the delivery path. The hubs sharing one State see one cluster.
+type State struct {
 	now  func() time.Time
 	mu   sync.Mutex
 	apps map[string]*memApp
@@ -21,6 +22,7 @@ type memState struct {
 type memApp struct {
 	channels map[string]*memChannel
 	cache    map[string]memCached
+	users    map[string]map[string]struct{} // user id → signed-in socket ids
 }
 
 type memChannel struct {
@@ -35,28 +37,30 @@ type memUser struct {
 }
 
 type memCached struct {
-	ev      CachedEvent
+	ev      hub.CachedEvent
 	expires time.Time
 }
 
-// NewMemoryState returns the in-memory State of a single node.
-func NewMemoryState(now func() time.Time) State {
+var _ hub.State = (*State)(nil)
+
+// NewState returns an empty State on clock now (nil: time.Now).
+func NewState(now func() time.Time) *State {
 	if now == nil {
 		now = time.Now
 	}
-	return &memState{now: now, apps: make(map[string]*memApp)}
+	return &State{now: now, apps: make(map[string]*memApp)}
 }
 
-func (s *memState) app(id string) *memApp {
+func (s *State) app(id string) *memApp {
 	a := s.apps[id]
 	if a == nil {
-		a = &memApp{channels: make(map[string]*memChannel), cache: make(map[string]memCached)}
+		a = &memApp{channels: make(map[string]*memChannel), cache: make(map[string]memCached), users: make(map[string]map[string]struct{})}
 		s.apps[id] = a
 	}
 	return a
 }
 
-func (s *memState) Subscribe(_ context.Context, appID, channel, socketID string, member *protocol.Member, maxMembers int) (SubscribeResult, error) {
+func (s *State) Subscribe(_ context.Context, appID, channel, socketID string, member *protocol.Member, maxMembers int) (hub.SubscribeResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.app(appID)
@@ -65,7 +69,7 @@ func (s *memState) Subscribe(_ context.Context, appID, channel, socketID string,
 		ch = &memChannel{sockets: make(map[string]string)}
 		a.channels[channel] = ch
 	}
-	var res SubscribeResult
+	var res hub.SubscribeResult
 	if _, ok := ch.sockets[socketID]; ok {
 		res.Count = len(ch.sockets)
 		if member != nil {
@@ -83,7 +87,7 @@ func (s *memState) Subscribe(_ context.Context, appID, channel, socketID string,
 				if len(ch.sockets) == 0 {
 					delete(a.channels, channel)
 				}
-				return SubscribeResult{}, ErrPresenceFull
+				return hub.SubscribeResult{}, hub.ErrPresenceFull
 			}
 			u = &memUser{member: *member}
 			ch.users[member.ID] = u
@@ -111,20 +115,20 @@ func (ch *memChannel) members() []protocol.Member {
 	return out
 }
 
-func (s *memState) Unsubscribe(_ context.Context, appID, channel, socketID string) (UnsubscribeResult, error) {
+func (s *State) Unsubscribe(_ context.Context, appID, channel, socketID string) (hub.UnsubscribeResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.app(appID)
 	ch := a.channels[channel]
 	if ch == nil {
-		return UnsubscribeResult{}, nil
+		return hub.UnsubscribeResult{}, nil
 	}
 	uid, ok := ch.sockets[socketID]
 	if !ok {
-		return UnsubscribeResult{Count: len(ch.sockets)}, nil
+		return hub.UnsubscribeResult{Count: len(ch.sockets)}, nil
 	}
 	delete(ch.sockets, socketID)
-	res := UnsubscribeResult{Removed: true, Count: len(ch.sockets)}
+	res := hub.UnsubscribeResult{Removed: true, Count: len(ch.sockets)}
 	if u := ch.users[uid]; u != nil {
 		u.sockets--
 		if u.sockets <= 0 {
@@ -145,29 +149,29 @@ func (s *memState) Unsubscribe(_ context.Context, appID, channel, socketID strin
 	return res, nil
 }
 
-func (s *memState) Channel(_ context.Context, appID, channel string) (ChannelCounts, error) {
+func (s *State) Channel(_ context.Context, appID, channel string) (hub.ChannelCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.app(appID).channels[channel]
 	if ch == nil {
-		return ChannelCounts{}, nil
+		return hub.ChannelCounts{}, nil
 	}
-	return ChannelCounts{SubscriptionCount: len(ch.sockets), UserCount: len(ch.users)}, nil
+	return hub.ChannelCounts{SubscriptionCount: len(ch.sockets), UserCount: len(ch.users)}, nil
 }
 
-func (s *memState) Channels(_ context.Context, appID, prefix string) (map[string]ChannelCounts, error) {
+func (s *State) Channels(_ context.Context, appID, prefix string) (map[string]hub.ChannelCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]ChannelCounts)
+	out := make(map[string]hub.ChannelCounts)
 	for name, ch := range s.app(appID).channels {
 		if strings.HasPrefix(name, prefix) {
-			out[name] = ChannelCounts{SubscriptionCount: len(ch.sockets), UserCount: len(ch.users)}
+			out[name] = hub.ChannelCounts{SubscriptionCount: len(ch.sockets), UserCount: len(ch.users)}
 		}
 	}
 	return out, nil
 }
 
-func (s *memState) Members(_ context.Context, appID, channel string) ([]protocol.Member, error) {
+func (s *State) Members(_ context.Context, appID, channel string) ([]protocol.Member, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ch := s.app(appID).channels[channel]
@@ -177,14 +181,14 @@ func (s *memState) Members(_ context.Context, appID, channel string) ([]protocol
 	return ch.members(), nil
 }
 
-func (s *memState) SetCache(_ context.Context, appID, channel string, ev CachedEvent, ttl time.Duration) error {
+func (s *State) SetCache(_ context.Context, appID, channel string, ev hub.CachedEvent, ttl time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.app(appID)
 	now := s.now()
 	// Drop expired entries now and then so that a stream of one-off cache
 	// channels cannot grow the map for ever.
-	if len(a.cache) > 0 && len(a.cache)%1024 == 0 {
+	if len(a.cache) > 0 && len(a.cache)%cacheSweepEvery == 0 {
 		for k, c := range a.cache {
 			if !now.Before(c.expires) {
 				delete(a.cache, k)
@@ -195,18 +199,56 @@ func (s *memState) SetCache(_ context.Context, appID, channel string, ev CachedE
 	return nil
 }
 
-func (s *memState) Cache(_ context.Context, appID, channel string) (CachedEvent, time.Duration, bool, error) {
+func (s *State) Cache(_ context.Context, appID, channel string) (hub.CachedEvent, time.Duration, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.app(appID)
 	c, ok := a.cache[channel]
 	if !ok {
-		return CachedEvent{}, 0, false, nil
+		return hub.CachedEvent{}, 0, false, nil
 	}
 	left := c.expires.Sub(s.now())
 	if left <= 0 {
 		delete(a.cache, channel)
-		return CachedEvent{}, 0, false, nil
+		return hub.CachedEvent{}, 0, false, nil
 	}
 	return c.ev, left, true, nil
+}
+
+// cacheSweepEvery: SetCache drops the expired cache entries of an app
+// whenever it holds a multiple of this many.
+const cacheSweepEvery = 1024
+
+// UserOnline implements hub.State.
+func (s *State) UserOnline(_ context.Context, appID, userID, socketID string) (bool, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.app(appID)
+	socks := a.users[userID]
+	if socks == nil {
+		socks = make(map[string]struct{})
+		a.users[userID] = socks
+	}
+	if _, ok := socks[socketID]; ok {
+		return false, len(socks), nil
+	}
+	socks[socketID] = struct{}{}
+	return len(socks) == 1, len(socks), nil
+}
+
+// UserOffline implements hub.State.
+func (s *State) UserOffline(_ context.Context, appID, userID, socketID string) (bool, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.app(appID)
+	socks := a.users[userID]
+	if _, ok := socks[socketID]; !ok {
+		return false, len(socks), nil
+	}
+	delete(socks, socketID)
+	if len(socks) == 0 {
+		delete(a.users, userID)
+		return true, 0, nil
+	}
+	return false, len(socks), nil
 }

@@ -1,6 +1,4 @@
-// Package statetest is the conformance suite of hub.State, run against
-// every engine (memory, Redis) so that they keep one behaviour.
-package statetest
+package enginetest
 
 import (
 	"context"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // Member returns a presence member with user id id and info {"n":id}.
@@ -39,9 +38,9 @@ func eq(a []string, b ...string) bool {
 	return true
 }
 
-// Run checks the State contract of hub/interfaces.go. newState returns a
-// new, empty State on each call, on the real clock.
-func Run(t *testing.T, newState func(t *testing.T) hub.State) {
+// runState checks the State contract of one node. newState returns a new,
+// empty State on each call, on the real clock.
+func runState(t *testing.T, newState func(t *testing.T) hub.State) {
 	ctx := context.Background()
 
 	t.Run("counts", func(t *testing.T) {
@@ -256,10 +255,18 @@ func Run(t *testing.T, newState func(t *testing.T) hub.State) {
 		if ev, _, _, _ := s.Cache(ctx, "a", "cache-x"); ev.Event != "e2" || ev.Data != "" {
 			t.Fatalf("overwrite %+v", ev)
 		}
+		// An entry ends with its TTL.
 		s.SetCache(ctx, "a", "cache-y", hub.CachedEvent{Event: "e"}, 100*time.Millisecond)
-		time.Sleep(150 * time.Millisecond)
-		if _, _, ok, _ := s.Cache(ctx, "a", "cache-y"); ok {
-			t.Fatal("not expired")
+		set := time.Now()
+		if _, ttl, ok, _ := s.Cache(ctx, "a", "cache-y"); ok && (ttl <= 0 || ttl > 100*time.Millisecond) {
+			t.Fatalf("ttl %v", ttl)
+		}
+		testwait.For(t, 5*time.Second, "cache entry expired", func() bool {
+			_, _, ok, _ := s.Cache(ctx, "a", "cache-y")
+			return !ok
+		})
+		if gone := time.Since(set); gone < 100*time.Millisecond {
+			t.Fatalf("expired after %v, ttl 100ms", gone)
 		}
 	})
 
@@ -269,9 +276,9 @@ func Run(t *testing.T, newState func(t *testing.T) hub.State) {
 	})
 }
 
-// RunCluster checks what must hold across nodes: newNodes returns n States
-// (n nodes) over one shared, empty store.
-func RunCluster(t *testing.T, newNodes func(t *testing.T, n int) []hub.State) {
+// runStateCluster checks what must hold across nodes: newNodes returns n
+// States (n nodes) over one shared, empty store.
+func runStateCluster(t *testing.T, newNodes func(t *testing.T, n int) []hub.State) {
 	ctx := context.Background()
 	t.Run("cluster shared", func(t *testing.T) {
 		ns := newNodes(t, 2)
@@ -421,4 +428,56 @@ func mustUnsub(t *testing.T, s hub.State, app, ch, sock string) hub.UnsubscribeR
 		t.Fatalf("unsubscribe %s %s: %v", ch, sock, err)
 	}
 	return r
+}
+
+// runUsersConcurrent signs the same users in from every node at once, then
+// out: exactly one first and one last per user.
+func runUsersConcurrent(t *testing.T, nodes []hub.State) {
+	ctx := context.Background()
+	const users, perNode = 20, 3
+	var mu sync.Mutex
+	first, last := map[string]int{}, map[string]int{}
+	var wg sync.WaitGroup
+	each := func(f func(ni, k, u int)) {
+		for ni := range nodes {
+			for k := range perNode {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for u := range users {
+						f(ni, k, u)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+	}
+	each(func(ni, k, u int) {
+		f, _, err := nodes[ni].UserOnline(ctx, "a", fmt.Sprintf("u%d", u), fmt.Sprintf("%d.%d.%d", ni, k, u))
+		if err != nil {
+			t.Error(err)
+		}
+		if f {
+			mu.Lock()
+			first[fmt.Sprintf("u%d", u)]++
+			mu.Unlock()
+		}
+	})
+	each(func(ni, k, u int) {
+		l, _, err := nodes[ni].UserOffline(ctx, "a", fmt.Sprintf("u%d", u), fmt.Sprintf("%d.%d.%d", ni, k, u))
+		if err != nil {
+			t.Error(err)
+		}
+		if l {
+			mu.Lock()
+			last[fmt.Sprintf("u%d", u)]++
+			mu.Unlock()
+		}
+	})
+	for u := range users {
+		id := fmt.Sprintf("u%d", u)
+		if first[id] != 1 || last[id] != 1 {
+			t.Fatalf("%s: %d first, %d last", id, first[id], last[id])
+		}
+	}
 }
