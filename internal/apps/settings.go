@@ -110,36 +110,13 @@ func laravelRedisSettings() []settings.Setting {
 // Tables binds the per-app tables to App and the structs within it, App's
 // first. A walker of an app looks a key up in the table of the struct it
 // is in.
-func Tables() []*settings.Table {
-	return []*settings.Table{
+func Tables() settings.Tables {
+	return settings.Tables{
 		settings.MustBind[App](AppSettings()),
 		settings.MustBind[Webhook](WebhookSettings()),
 		settings.MustBind[WebhookFilter](webhookFilterSettings()),
 		settings.MustBind[LaravelRedis](laravelRedisSettings()),
 	}
-}
-
-// tables are the per-app tables of one walk over an app.
-type tables []*settings.Table
-
-// of returns the table of struct type t, if it is one of an app's.
-func (ts tables) of(t reflect.Type) *settings.Table {
-	for _, tb := range ts {
-		if tb.Type() == t {
-			return tb
-		}
-	}
-	return nil
-}
-
-// rule is the rule of key in struct type t (the zero Rule when none).
-func (ts tables) rule(t reflect.Type, key string) settings.Rule {
-	if tb := ts.of(t); tb != nil {
-		if s, ok := tb.Lookup(key); ok {
-			return s.Rule
-		}
-	}
-	return settings.Rule{}
 }
 
 // expectation describes the values a field takes, for errors; a block is
@@ -261,7 +238,7 @@ func jsonProblem(err error) string {
 }
 
 type decoder struct {
-	tables tables
+	tables settings.Tables
 	errs   []FieldError
 }
 
@@ -289,7 +266,7 @@ func (d *decoder) object(m map[string]json.RawMessage, v reflect.Value, path str
 			d.add(joinPath(path, SafeKey(k)), "is not a per-app setting (known: %s)", strings.Join(known, ", "))
 			continue
 		}
-		d.value(m[k], v.Field(fields[i].Index), joinPath(path, k), d.tables.rule(v.Type(), k))
+		d.value(m[k], v.Field(fields[i].Index), joinPath(path, k), d.tables.Rule(v.Type(), k))
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // Validation is the one owner of the per-app rules: the YAML loader
@@ -187,7 +189,7 @@ func validRedisDB(p string) bool {
 
 // checker collects the problems of one app.
 type checker struct {
-	tables tables
+	tables settings.Tables
 	errs   []FieldError
 }
 
@@ -197,7 +199,7 @@ func (v *checker) add(path, format string, args ...any) {
 
 // rules checks every field of struct s (of an app) against its rule.
 func (v *checker) rules(s reflect.Value, path string) {
-	tb := v.tables.of(s.Type())
+	tb := v.tables.Of(s.Type())
 	tb.Problems(s, func(key, msg string) { v.add(joinPath(path, key), "%s", msg) })
 }
 

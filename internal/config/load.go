@@ -72,7 +72,7 @@ func NewSource(flags map[string]string, env func(string) (string, bool)) Source 
 // first app's settings. So a loaded Config always has at least one app.
 func Load(src Source) (*Config, error) {
 	cfg := defaultServer()
-	l := loader{origins: origins{}, failed: map[string]bool{}, env: src.Env, tables: newTables()}
+	l := loader{origins: origins{}, failed: map[string]bool{}, env: src.Env, tables: tables()}
 	if l.env == nil {
 		l.env = func(string) (string, bool) { return "", false }
 	}
@@ -105,7 +105,7 @@ func Load(src Source) (*Config, error) {
 
 // loader carries the state of one Load.
 type loader struct {
-	tables  tables
+	tables  settings.Tables
 	env     func(string) (string, bool)
 	origins origins
 	failed  map[string]bool
@@ -147,13 +147,13 @@ func (l *loader) applyScalarEnv(tb *settings.Table, v reflect.Value, path, prefi
 
 // applyEnv applies HERALD_<KEY> for every top-level scalar key.
 func (l *loader) applyEnv(cfg *Config) {
-	l.applyScalarEnv(l.tables.of(reflect.TypeFor[Config]()), reflect.ValueOf(cfg).Elem(), "", envPrefix)
+	l.applyScalarEnv(l.tables.Of(reflect.TypeFor[Config]()), reflect.ValueOf(cfg).Elem(), "", envPrefix)
 }
 
 // applyFlags applies the explicitly set flags, in a stable order.
 func (l *loader) applyFlags(cfg *Config, flags map[string]string) {
 	rv := reflect.ValueOf(cfg).Elem()
-	tb := l.tables.of(rv.Type())
+	tb := l.tables.Of(rv.Type())
 	names := make([]string, 0, len(flags))
 	for k := range flags {
 		names = append(names, k)
@@ -216,11 +216,11 @@ func (l *loader) applyAppEnv(cfg *Config) {
 	}
 
 	rv := reflect.ValueOf(&cfg.Apps[0]).Elem()
-	l.applyScalarEnv(l.tables.of(rv.Type()), rv, first, envAppPrefix)
+	l.applyScalarEnv(l.tables.Of(rv.Type()), rv, first, envAppPrefix)
 	// A block of settings (laravel_redis) has a variable per scalar key:
 	// HERALD_APP_LARAVEL_REDIS_URL.
-	l.tables.of(rv.Type()).Each(rv, func(s settings.Setting, f reflect.Value) {
-		if tb := l.tables.of(f.Type()); tb != nil && f.Kind() == reflect.Struct {
+	l.tables.Of(rv.Type()).Each(rv, func(s settings.Setting, f reflect.Value) {
+		if tb := l.tables.Of(f.Type()); tb != nil && f.Kind() == reflect.Struct {
 			l.applyScalarEnv(tb, f, joinPath(first, s.Key), s.EnvVar(envAppPrefix)+"_")
 		}
 	})

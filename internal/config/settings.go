@@ -2,7 +2,6 @@ package config
 
 import (
 	"math"
-	"reflect"
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
@@ -60,31 +59,8 @@ func unlimitedOr() settings.Rule {
 func serverTable() *settings.Table { return settings.MustBind[Config](serverSettings()) }
 
 // tables are the settings tables one walk over a Config uses: the
-// server's and the per-app ones (apps.Tables), each found by the type of
-// the struct a key is in.
-type tables []*settings.Table
-
-func newTables() tables { return append(tables{serverTable()}, apps.Tables()...) }
-
-// of returns the table of struct type t, or nil.
-func (ts tables) of(t reflect.Type) *settings.Table {
-	for _, tb := range ts {
-		if tb.Type() == t {
-			return tb
-		}
-	}
-	return nil
-}
-
-// rule is the rule of key in struct type t (the zero Rule when none).
-func (ts tables) rule(t reflect.Type, key string) settings.Rule {
-	if tb := ts.of(t); tb != nil {
-		if s, ok := tb.Lookup(key); ok {
-			return s.Rule
-		}
-	}
-	return settings.Rule{}
-}
+// server's and the per-app ones (apps.Tables).
+func tables() settings.Tables { return append(settings.Tables{serverTable()}, apps.Tables()...) }
 
 // serverSettings is the table of the server's keys (see above).
 func serverSettings() []settings.Setting {

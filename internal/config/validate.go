@@ -10,20 +10,21 @@ import (
 	"strings"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // Validate checks a Config built in code the way Load checks a loaded one,
 // and returns every problem at once (errors.Join). It reads the TLS files to
 // check that they exist.
 func (c *Config) Validate() error {
-	v := validator{tables: newTables()}
+	v := validator{tables: tables()}
 	v.config(c)
 	return errors.Join(v.errs...)
 }
 
 // validator collects the problems of one Config.
 type validator struct {
-	tables  tables
+	tables  settings.Tables
 	origins origins         // nil when validating a Config built in code
 	failed  map[string]bool // paths that already have a decoding error
 	errs    []error
@@ -46,7 +47,7 @@ func (v *validator) add(path, format string, args ...any) {
 func (v *validator) config(c *Config) {
 	// Every range and enum of the server's table; the apps' are checked
 	// by apps.Validate.
-	v.tables.of(reflect.TypeFor[Config]()).Problems(reflect.ValueOf(c).Elem(), func(key, msg string) {
+	v.tables.Of(reflect.TypeFor[Config]()).Problems(reflect.ValueOf(c).Elem(), func(key, msg string) {
 		v.add(key, "%s", msg)
 	})
 

@@ -38,7 +38,7 @@ type fileDecoder struct {
 	budget  int
 	depth   int
 	fields  map[reflect.Type]structInfo // yamlFields, cached for merge-heavy files
-	tables  tables                      // the rule of each key, by struct type
+	tables  settings.Tables             // the rule of each key, by struct type
 }
 
 type structInfo struct {
@@ -377,7 +377,7 @@ func (d *fileDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.report(k, path, "%s", msg)
 			continue
 		}
-		d.decode(n.Content[i+1], v.Field(fi), joinPath(path, name), d.tables.rule(v.Type(), name))
+		d.decode(n.Content[i+1], v.Field(fi), joinPath(path, name), d.tables.Rule(v.Type(), name))
 	}
 }
 

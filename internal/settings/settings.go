@@ -225,6 +225,31 @@ func (s Setting) Usage(t reflect.Type, env string) string {
 	return u
 }
 
+// Tables are the tables of a walk over nested structs (a Config and its
+// apps), each found by the type of the struct a key is in: keys are only
+// unique within their struct.
+type Tables []*Table
+
+// Of returns the table of struct type t, or nil.
+func (ts Tables) Of(t reflect.Type) *Table {
+	for _, tb := range ts {
+		if tb.Type() == t {
+			return tb
+		}
+	}
+	return nil
+}
+
+// Rule is the rule of key in struct type t (the zero Rule when none).
+func (ts Tables) Rule(t reflect.Type, key string) Rule {
+	if tb := ts.Of(t); tb != nil {
+		if s, ok := tb.Lookup(key); ok {
+			return s.Rule
+		}
+	}
+	return Rule{}
+}
+
 // Field is one settable field of a struct: its yaml key and index.
 type Field struct {
 	Key   string
