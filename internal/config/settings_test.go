@@ -2,7 +2,10 @@ package config
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -110,4 +113,30 @@ func TestFlagsAreDerivedFromTheTable(t *testing.T) {
 			t.Errorf("--%s is not in the table", f.Name)
 		}
 	})
+}
+
+// Every key of the tables is named in the guides (docs/*.md or the
+// README), so that a new key comes with its documentation; the e2e docs
+// test checks the other way round (every key the guides name exists).
+func TestEveryKeyIsDocumented(t *testing.T) {
+	files, err := filepath.Glob("../../docs/*.md")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no docs found: %v", err)
+	}
+	var text strings.Builder
+	for _, f := range append(files, "../../README.md") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.Write(b)
+	}
+	docs := text.String()
+	for _, tb := range tables() {
+		for _, s := range tb.Settings() {
+			if !regexp.MustCompile(`\b` + s.Key + `\b`).MatchString(docs) {
+				t.Errorf("%s (%s) is named in no guide", s.Key, tb.Type())
+			}
+		}
+	}
 }
