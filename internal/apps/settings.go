@@ -205,14 +205,17 @@ func encodeValue(v reflect.Value) any {
 // Defaults()). Unknown keys, values of the wrong type and JSON that does
 // not parse are returned as FieldErrors naming the key; the values are
 // not range checked here (Validate does that).
-func DecodeSettings(data []byte, a *App) []FieldError {
+func DecodeSettings(data []byte, a *App) []FieldError { return decodeSettings(data, a, Tables()) }
+
+// decodeSettings is DecodeSettings with the tables bound already.
+func decodeSettings(data []byte, a *App, ts settings.Tables) []FieldError {
 	if len(data) > MaxSettingsBytes {
 		return []FieldError{{Path: "settings", Msg: fmt.Sprintf("must be at most %d bytes of JSON, got %d", MaxSettingsBytes, len(data))}}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil // NULL or '': every default
 	}
-	d := decoder{tables: Tables()}
+	d := decoder{tables: ts}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		return []FieldError{{Path: "settings", Msg: "must be a JSON object of per-app settings: " + jsonProblem(err)}}
@@ -471,14 +474,18 @@ func View(a *App) map[string]any {
 // DecodeRow builds an App from a store row: the identity columns and the
 // settings JSON, over Defaults(), then Validate. A row that does not
 // decode or validate gives an *InvalidError naming the app and the fields.
-func DecodeRow(id, key, secret string, enabled bool, settings []byte) (*App, error) {
-	a := Defaults()
+func DecodeRow(id, key, secret string, enabled bool, settingsJSON []byte) (*App, error) {
+	// One binding of the tables for the whole row: a store decodes every
+	// row it reads.
+	ts := Tables()
+	var a App
+	ts.Of(reflect.TypeFor[App]()).SetDefaults(&a)
 	a.ID, a.Key, a.Secret, a.Enabled = id, key, secret, enabled
-	if errs := DecodeSettings(settings, &a); len(errs) > 0 {
+	if errs := decodeSettings(settingsJSON, &a, ts); len(errs) > 0 {
 		return nil, &InvalidError{App: clipID(id), Fields: errs}
 	}
-	if err := Check(&a); err != nil {
-		return nil, err
+	if errs := validate(&a, ts); len(errs) > 0 {
+		return nil, &InvalidError{App: clipID(a.ID), Fields: errs}
 	}
 	return &a, nil
 }

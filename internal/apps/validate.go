@@ -97,8 +97,11 @@ func clipID(s string) string {
 
 // Validate checks one app and returns every problem. The secret is only
 // checked for emptiness and length so that it cannot leak into a message.
-func Validate(a *App) []FieldError {
-	v := checker{tables: Tables()}
+func Validate(a *App) []FieldError { return validate(a, Tables()) }
+
+// validate is Validate with the tables bound already.
+func validate(a *App, ts settings.Tables) []FieldError {
+	v := checker{tables: ts}
 	for _, f := range []struct{ key, val string }{{"id", a.ID}, {"key", a.Key}} {
 		switch {
 		case f.val == "":

@@ -109,6 +109,10 @@ type Table struct {
 func Bind[T any](list []Setting) (*Table, error) {
 	t := reflect.TypeFor[T]()
 	fields := Fields(t)
+	fieldOf := make(map[string]int, len(fields)) // key -> field index
+	for _, f := range fields {
+		fieldOf[f.Key] = f.Index
+	}
 	tb := &Table{typ: t, list: list, index: make([]int, len(list)), byKey: make(map[string]int, len(list))}
 	var problems []string
 	for i, s := range list {
@@ -117,14 +121,14 @@ func Bind[T any](list []Setting) (*Table, error) {
 			continue
 		}
 		tb.byKey[s.Key] = i
-		j := slices.IndexFunc(fields, func(f Field) bool { return f.Key == s.Key })
-		if j < 0 {
+		fi, ok := fieldOf[s.Key]
+		if !ok {
 			problems = append(problems, fmt.Sprintf("%s: no field of %s has this yaml key", s.Key, t))
 			continue
 		}
-		tb.index[i] = fields[j].Index
-		if s.Default != nil && reflect.TypeOf(s.Default) != t.Field(fields[j].Index).Type {
-			problems = append(problems, fmt.Sprintf("%s: default %#v is a %T, the field a %s", s.Key, s.Default, s.Default, t.Field(fields[j].Index).Type))
+		tb.index[i] = fi
+		if ft := t.Field(fi).Type; s.Default != nil && reflect.TypeOf(s.Default) != ft {
+			problems = append(problems, fmt.Sprintf("%s: default %#v is a %T, the field a %s", s.Key, s.Default, s.Default, ft))
 		}
 	}
 	for i := 1; i < len(list) && len(problems) == 0; i++ {
