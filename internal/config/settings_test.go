@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/settings"
 )
 
@@ -63,21 +62,6 @@ func TestSettingsTableCoversConfig(t *testing.T) {
 			t.Errorf("%s: a rule without Expect checks nothing", s.Key)
 		}
 	})
-}
-
-// The per-app tables cover App and the structs within it.
-func TestSettingsTablesCoverApps(t *testing.T) {
-	for _, bind := range []func() error{
-		func() error { _, err := settings.Bind[apps.App](apps.AppSettings()); return err },
-		func() error { _, err := settings.Bind[apps.Webhook](apps.WebhookSettings()); return err },
-	} {
-		if err := bind(); err != nil {
-			t.Error(err)
-		}
-	}
-	if n := len(apps.Tables()); n != 4 {
-		t.Errorf("%d per-app tables, want App, Webhook, WebhookFilter and LaravelRedis", n)
-	}
 }
 
 // The flags are the table's: one per scalar key (and --config), named,
