@@ -20,6 +20,7 @@ import (
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/apps/sqlstore"
 	"github.com/herald-ws/herald/internal/config"
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // Exit codes of `herald apps`, for scripts (docs/apps.md).
@@ -130,7 +131,7 @@ func (c *appsCmd) run(args []string) int {
 		})
 		for _, s := range apps.Settings() {
 			fs.Var(&settingFlag{key: s.Key, isBool: s.Type.Kind() == reflect.Bool, c: c},
-				strings.ReplaceAll(s.Key, "_", "-"), "per-app "+s.Key+": "+s.Expect)
+				settings.FlagName(s.Key), "per-app "+s.Key+": "+s.Expect)
 		}
 	}
 	fs.Usage = func() {
@@ -316,7 +317,7 @@ func (c *appsCmd) apply(a *apps.App) int {
 			continue
 		}
 		if err := apps.SetSetting(a, s.key, s.raw); err != nil {
-			return c.fail(exitUsage, "--%s: %v", strings.ReplaceAll(s.key, "_", "-"), err)
+			return c.fail(exitUsage, "--%s: %v", settings.FlagName(s.key), err)
 		}
 	}
 	if errs := apps.Validate(a); len(errs) > 0 {

@@ -124,10 +124,10 @@ func (c cli) serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), `Usage: herald serve [flags]
 
 Starts a Herald node. With no configuration it serves one development app
-(id app-id, key app-key, secret app-secret) on port 6001 from memory.
+(id app-id, key app-key, secret app-secret) on port %d from memory.
 
 Flags (each also HERALD_<NAME> in the environment, or <name> in the YAML file):
-`)
+`, config.Default().Port)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

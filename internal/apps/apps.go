@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // App is one tenant: its credentials and its limits. An App is immutable once
@@ -113,29 +115,12 @@ type WebhookFilter struct {
 	ChannelNameEndsWith   string `yaml:"channel_name_ends_with" json:"channel_name_ends_with,omitempty"`
 }
 
-// Defaults returns an App with every setting at Herald's default; callers
-// fill in the identity.
+// Defaults returns an App with every setting at Herald's default (the
+// AppSettings table's); callers fill in the identity.
 func Defaults() App {
-	return App{
-		Enabled:                   true,
-		MaxConnections:            -1,
-		EnableClientMessages:      false,
-		ClientEventsPerSecond:     10,
-		MaxBackendEventsPerSecond: -1,
-		MaxReadRequestsPerSecond:  -1,
-		MaxChannelsPerConnection:  200,
-		MaxPresenceMembers:        100,
-		MaxPresenceMemberSizeKB:   2,
-		MaxChannelNameLength:      200,
-		MaxEventChannelsAtOnce:    100,
-		MaxEventNameLength:        200,
-		MaxEventPayloadKB:         100,
-		MaxEventBatchSize:         10,
-		UserAuthenticationTimeout: 30 * time.Second,
-		AllowedOrigins:            []string{"*"},
-		ActivityTimeout:           120 * time.Second,
-		LaravelRedis:              LaravelRedis{Prefix: DefaultLaravelRedisPrefix},
-	}
+	var a App
+	settings.MustBind[App](AppSettings()).SetDefaults(&a)
+	return a
 }
 
 // MaxEventPayloadBytes is the largest accepted event data, in bytes.

@@ -11,7 +11,122 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-ws/herald/internal/settings"
 )
+
+// The per-app settings: one table per struct of an app (App, Webhook,
+// WebhookFilter, LaravelRedis), one entry per yaml field in the field's
+// order. Defaults (Defaults), the range checks (Validate), the settings
+// JSON codec, the HERALD_APP_* variables of the YAML loader, the
+// 'herald apps' flags and the dashboard's form are derived from them.
+// A new per-app setting is a field of App with a yaml tag and an entry
+// here; what a range cannot check lives in Validate.
+
+// positive, unlimited and kbSize are the words of the common rules.
+const (
+	positive  = "a positive number"
+	unlimited = "-1 (unlimited) or a positive number"
+	kbSize    = "a size in KB between 1 and 1048576"
+	durHint   = ` (e.g. "30s", "2m", or 30 for seconds)`
+	whHint    = ` (e.g. "4s", "500ms", or 4 for seconds)`
+)
+
+func unlimitedOr(zeroHint string) settings.Rule {
+	return settings.Rule{Expect: unlimited, Min: 1, Max: math.MaxInt, MinusOne: true, ZeroHint: zeroHint}
+}
+
+func atLeastOne() settings.Rule { return settings.Rule{Expect: positive, Min: 1, Max: math.MaxInt} }
+
+// AppSettings is the table of App's keys.
+func AppSettings() []settings.Setting {
+	kb := settings.Rule{Expect: kbSize, Min: 1, Max: 1 << 20}
+	upToHour := settings.Rule{Expect: "a duration between 1s and 1h" + durHint, Min: int64(time.Second), Max: int64(time.Hour)}
+	return []settings.Setting{
+		// The identity: columns of their own in the SQL stores.
+		{Key: "id"},
+		{Key: "key"},
+		{Key: "secret"},
+		{Key: "enabled", Default: true},
+
+		{Key: "max_connections", Default: -1, Rule: unlimitedOr("")},
+		{Key: "enable_client_messages", Default: false},
+		{Key: "client_events_per_second", Default: 10,
+			Rule: unlimitedOr(" (to turn client events off, set enable_client_messages: false)")},
+		{Key: "max_backend_events_per_second", Default: -1, Rule: unlimitedOr("")},
+		{Key: "max_read_requests_per_second", Default: -1, Rule: unlimitedOr("")},
+		{Key: "max_channels_per_connection", Default: 200, Rule: unlimitedOr("")},
+		{Key: "max_presence_members", Default: 100, Rule: atLeastOne()},
+		{Key: "max_presence_member_size_kb", Default: 2, Rule: kb},
+		{Key: "max_channel_name_length", Default: 200, Rule: atLeastOne()},
+		{Key: "max_event_channels_at_once", Default: 100, Rule: atLeastOne()},
+		{Key: "max_event_name_length", Default: 200, Rule: atLeastOne()},
+		{Key: "max_event_payload_kb", Default: 100, Rule: kb},
+		{Key: "max_event_batch_size", Default: 10, Rule: atLeastOne()},
+		{Key: "enable_user_authentication", Default: false},
+		{Key: "user_authentication_timeout", Default: 30 * time.Second, Rule: upToHour},
+		{Key: "enable_subscription_count", Default: false},
+		{Key: "enable_watchlist_events", Default: false},
+		{Key: "require_tls", Default: false},
+		// "*" allows any origin; Validate checks each entry.
+		{Key: "allowed_origins", Default: []string{"*"}},
+		{Key: "activity_timeout", Default: 120 * time.Second, Rule: upToHour},
+		// A list of targets, each checked with WebhookSettings.
+		{Key: "webhooks"},
+		// Ingestion off (no URL), Laravel's default prefix.
+		{Key: "laravel_redis", Default: LaravelRedis{Prefix: DefaultLaravelRedisPrefix}},
+	}
+}
+
+// WebhookSettings is the table of a webhook target's keys. batch_size,
+// timeout and retry_for override the server's webhook_* keys (0 keeps the
+// server's; the ranges are the server's).
+func WebhookSettings() []settings.Setting {
+	return []settings.Setting{
+		{Key: "url"},
+		{Key: "event_types"},
+		{Key: "headers"},
+		{Key: "filter"},
+		{Key: "batch_size", Rule: settings.Rule{Expect: "0 (webhook_batch_size) or a number of events between 1 and 1000",
+			Min: 1, Max: WebhookMaxBatch, Zero: true}},
+		{Key: "timeout", Rule: settings.Rule{Expect: "0 (webhook_timeout) or a duration between 100ms and 5m" + whHint,
+			Min: int64(WebhookMinTimeout), Max: int64(WebhookMaxTimeout), Zero: true}},
+		{Key: "retry_for", Rule: settings.Rule{Expect: "0 (webhook_retry_for) or a duration between 1s and 24h" + whHint,
+			Min: int64(time.Second), Max: int64(WebhookMaxRetry), Zero: true}},
+	}
+}
+
+// webhookFilterSettings is the table of a webhook's filter.
+func webhookFilterSettings() []settings.Setting {
+	return []settings.Setting{{Key: "channel_name_starts_with"}, {Key: "channel_name_ends_with"}}
+}
+
+// laravelRedisSettings is the table of laravel_redis (its default is the
+// laravel_redis entry's).
+func laravelRedisSettings() []settings.Setting {
+	return []settings.Setting{{Key: "url"}, {Key: "prefix"}}
+}
+
+// Tables binds the per-app tables to App and the structs within it, App's
+// first. A walker of an app looks a key up in the table of the struct it
+// is in.
+func Tables() settings.Tables {
+	return settings.Tables{
+		settings.MustBind[App](AppSettings()),
+		settings.MustBind[Webhook](WebhookSettings()),
+		settings.MustBind[WebhookFilter](webhookFilterSettings()),
+		settings.MustBind[LaravelRedis](laravelRedisSettings()),
+	}
+}
+
+// expectation describes the values a field takes, for errors; a block is
+// a JSON object here.
+func expectation(r settings.Rule, t reflect.Type) string {
+	if r.Expect == "" && t.Kind() == reflect.Struct {
+		return "an object"
+	}
+	return settings.Expectation(r, t)
+}
 
 // The settings codec: an app's per-app settings (every yaml key of App but
 // the identity columns id, key, secret and enabled) as one JSON object,
@@ -33,9 +148,9 @@ var identityKeys = []string{"id", "key", "secret", "enabled"}
 // in App's declaration order.
 func SettingKeys() []string {
 	var out []string
-	for _, f := range Fields(reflect.TypeFor[App]()) {
-		if !slices.Contains(identityKeys, f.Key) {
-			out = append(out, f.Key)
+	for _, s := range AppSettings() {
+		if !slices.Contains(identityKeys, s.Key) {
+			out = append(out, s.Key)
 		}
 	}
 	return out
@@ -47,7 +162,7 @@ func EncodeSettings(a *App) ([]byte, error) {
 	def := reflect.ValueOf(Defaults())
 	v := reflect.ValueOf(a).Elem()
 	out := make(map[string]any)
-	for _, f := range Fields(v.Type()) {
+	for _, f := range settings.Fields(v.Type()) {
 		if slices.Contains(identityKeys, f.Key) {
 			continue
 		}
@@ -64,11 +179,11 @@ func EncodeSettings(a *App) ([]byte, error) {
 // strings and structs by their yaml keys.
 func encodeValue(v reflect.Value) any {
 	switch {
-	case v.Type() == durationType:
+	case v.Type() == settings.DurationType:
 		return time.Duration(v.Int()).String()
 	case v.Kind() == reflect.Struct:
 		m := make(map[string]any)
-		for _, f := range Fields(v.Type()) {
+		for _, f := range settings.Fields(v.Type()) {
 			fv := v.Field(f.Index)
 			if fv.IsZero() {
 				continue
@@ -90,14 +205,17 @@ func encodeValue(v reflect.Value) any {
 // Defaults()). Unknown keys, values of the wrong type and JSON that does
 // not parse are returned as FieldErrors naming the key; the values are
 // not range checked here (Validate does that).
-func DecodeSettings(data []byte, a *App) []FieldError {
+func DecodeSettings(data []byte, a *App) []FieldError { return decodeSettings(data, a, Tables()) }
+
+// decodeSettings is DecodeSettings with the tables bound already.
+func decodeSettings(data []byte, a *App, ts settings.Tables) []FieldError {
 	if len(data) > MaxSettingsBytes {
 		return []FieldError{{Path: "settings", Msg: fmt.Sprintf("must be at most %d bytes of JSON, got %d", MaxSettingsBytes, len(data))}}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil // NULL or '': every default
 	}
-	var d decoder
+	d := decoder{tables: ts}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		return []FieldError{{Path: "settings", Msg: "must be a JSON object of per-app settings: " + jsonProblem(err)}}
@@ -122,7 +240,10 @@ func jsonProblem(err error) string {
 	return "invalid JSON"
 }
 
-type decoder struct{ errs []FieldError }
+type decoder struct {
+	tables settings.Tables
+	errs   []FieldError
+}
 
 func (d *decoder) add(path, format string, args ...any) {
 	d.errs = append(d.errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -130,7 +251,7 @@ func (d *decoder) add(path, format string, args ...any) {
 
 // object sets the fields of struct v from m; keys in skip are not settable.
 func (d *decoder) object(m map[string]json.RawMessage, v reflect.Value, path string, skip []string) {
-	fields := Fields(v.Type())
+	fields := settings.Fields(v.Type())
 	known := make([]string, 0, len(fields))
 	for _, f := range fields {
 		if !slices.Contains(skip, f.Key) {
@@ -143,28 +264,29 @@ func (d *decoder) object(m map[string]json.RawMessage, v reflect.Value, path str
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		i := slices.IndexFunc(fields, func(f Field) bool { return f.Key == k })
+		i := slices.IndexFunc(fields, func(f settings.Field) bool { return f.Key == k })
 		if i < 0 || slices.Contains(skip, k) {
 			d.add(joinPath(path, SafeKey(k)), "is not a per-app setting (known: %s)", strings.Join(known, ", "))
 			continue
 		}
-		d.value(m[k], v.Field(fields[i].Index), joinPath(path, k))
+		d.value(m[k], v.Field(fields[i].Index), joinPath(path, k), d.tables.Rule(v.Type(), k))
 	}
 }
 
-// value decodes raw into v, which is a field of App or Webhook.
-func (d *decoder) value(raw json.RawMessage, v reflect.Value, path string) {
+// value decodes raw into v, which is a field of App or Webhook (with rule
+// r) or an entry of a list.
+func (d *decoder) value(raw json.RawMessage, v reflect.Value, path string, r settings.Rule) {
 	t := v.Type()
-	want := Expectation(leafKey(path), t)
+	want := expectation(r, t)
 	bad := func() { d.add(path, "must be %s, got %s", want, describeJSON(raw)) }
 	if string(bytes.TrimSpace(raw)) == "null" {
 		return // SQL NULL copied into the object: the default
 	}
 	switch {
-	case t == durationType:
+	case t == settings.DurationType:
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
-			dur, err := ParseDuration(s)
+			dur, err := settings.ParseDuration(s)
 			if err != nil {
 				bad()
 				return
@@ -177,7 +299,7 @@ func (d *decoder) value(raw json.RawMessage, v reflect.Value, path string) {
 			bad()
 			return
 		}
-		dur, err := ParseDuration(n.String())
+		dur, err := settings.ParseDuration(n.String())
 		if err != nil {
 			bad()
 			return
@@ -245,7 +367,7 @@ func (d *decoder) value(raw json.RawMessage, v reflect.Value, path string) {
 		}
 		out := reflect.MakeSlice(t, len(list), len(list))
 		for i, item := range list {
-			d.value(item, out.Index(i), indexPath(path, i))
+			d.value(item, out.Index(i), indexPath(path, i), settings.Rule{})
 		}
 		v.Set(out)
 	case t.Kind() == reflect.Struct:
@@ -277,65 +399,6 @@ func describeJSON(raw json.RawMessage) string {
 	return s
 }
 
-// leafKey is the last key of path without indexes.
-func leafKey(path string) string {
-	if i := strings.LastIndexByte(path, '.'); i >= 0 {
-		path = path[i+1:]
-	}
-	if i := strings.IndexByte(path, '['); i >= 0 {
-		path = path[:i]
-	}
-	return path
-}
-
-// Expectation describes the values a per-app key accepts, for errors.
-func Expectation(key string, t reflect.Type) string {
-	if r, ok := RuleFor(key); ok {
-		return r.Expect
-	}
-	switch {
-	case t == durationType:
-		return `a duration (e.g. "30s", "2m", or 30 for seconds)`
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
-		return "a list of strings"
-	}
-	switch t.Kind() {
-	case reflect.Int:
-		return "a whole number"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.String:
-		return "a string"
-	case reflect.Map:
-		return "a mapping of names to strings"
-	case reflect.Struct:
-		return "an object"
-	case reflect.Slice:
-		return "a list"
-	}
-	return "a " + t.String()
-}
-
-// errBadValue means a raw value does not parse as the field's type.
-var errBadValue = errors.New("bad value")
-
-// ParseDuration accepts a whole number of seconds or a Go duration string,
-// as the YAML loader does.
-func ParseDuration(raw string) (time.Duration, error) {
-	s := strings.TrimSpace(raw)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
-			return 0, errBadValue
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, errBadValue
-	}
-	return d, nil
-}
-
 // Setting describes one per-app setting for a command-line flag or a form.
 type Setting struct {
 	Key    string       // yaml key, e.g. "max_connections"
@@ -345,19 +408,20 @@ type Setting struct {
 
 // Settings lists the per-app settings in App's declaration order.
 func Settings() []Setting {
-	t := reflect.TypeFor[App]()
+	tb := settings.MustBind[App](AppSettings())
 	var out []Setting
-	for _, f := range Fields(t) {
-		if slices.Contains(identityKeys, f.Key) {
-			continue
+	var a App
+	tb.Each(reflect.ValueOf(&a).Elem(), func(s settings.Setting, f reflect.Value) {
+		if slices.Contains(identityKeys, s.Key) {
+			return
 		}
-		ft := t.Field(f.Index).Type
-		exp := Expectation(f.Key, ft)
+		ft := f.Type()
+		exp := expectation(s.Rule, ft)
 		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
 			exp = "a JSON list of objects, as in the YAML file"
 		}
-		out = append(out, Setting{Key: f.Key, Type: ft, Expect: exp})
-	}
+		out = append(out, Setting{Key: s.Key, Type: ft, Expect: exp})
+	})
 	return out
 }
 
@@ -366,65 +430,26 @@ func Settings() []Setting {
 // seconds), comma separated lists, JSON for webhooks. The value is not
 // range checked (Validate does that).
 func SetSetting(a *App, key, raw string) error {
-	v := reflect.ValueOf(a).Elem()
-	i := slices.IndexFunc(Fields(v.Type()), func(f Field) bool { return f.Key == key })
-	if i < 0 || slices.Contains(identityKeys, key) {
+	tb := settings.MustBind[App](AppSettings())
+	s, ok := tb.Lookup(key)
+	if !ok || slices.Contains(identityKeys, key) {
 		return fmt.Errorf("%q is not a per-app setting", SafeKey(key))
 	}
-	fv := v.Field(Fields(v.Type())[i].Index)
-	t := fv.Type()
-	fail := func() error { return fmt.Errorf("%s: must be %s, got %q", key, Expectation(key, t), clipID(raw)) }
-	switch {
-	case t == durationType:
-		d, err := ParseDuration(raw)
-		if err != nil {
-			return fail()
+	fv, _ := tb.Field(reflect.ValueOf(a).Elem(), key)
+	if settings.IsScalar(fv.Type()) {
+		if settings.SetScalar(fv, raw) != nil {
+			return fmt.Errorf("%s: must be %s, got %q", key, expectation(s.Rule, fv.Type()), clipID(raw))
 		}
-		fv.SetInt(int64(d))
-	case t.Kind() == reflect.Bool:
-		b, ok := parseBool(raw)
-		if !ok {
-			return fail()
-		}
-		fv.SetBool(b)
-	case t.Kind() == reflect.Int:
-		n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, strconv.IntSize)
-		if err != nil {
-			return fail()
-		}
-		fv.SetInt(n)
-	case t.Kind() == reflect.String:
-		fv.SetString(raw)
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
-		list := []string{}
-		for s := range strings.SplitSeq(raw, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				list = append(list, s)
-			}
-		}
-		fv.Set(reflect.ValueOf(list))
-	default:
-		// Structured settings (webhooks) take JSON, decoded as in a row.
-		var d decoder
-		d.value(json.RawMessage(raw), fv, key)
-		if len(d.errs) > 0 {
-			return d.errs[0]
-		}
+		return nil
+	}
+	// Structured settings (webhooks, laravel_redis) take JSON, decoded as
+	// in a row.
+	d := decoder{tables: Tables()}
+	d.value(json.RawMessage(raw), fv, key, s.Rule)
+	if len(d.errs) > 0 {
+		return d.errs[0]
 	}
 	return nil
-}
-
-// parseBool accepts what strconv.ParseBool does plus yes/no/on/off.
-func parseBool(raw string) (bool, bool) {
-	s := strings.TrimSpace(raw)
-	switch strings.ToLower(s) {
-	case "yes", "on", "y":
-		return true, true
-	case "no", "off", "n":
-		return false, true
-	}
-	b, err := strconv.ParseBool(s)
-	return b, err == nil
 }
 
 // View is the app as one JSON object for the CLI and the admin API: id,
@@ -432,7 +457,7 @@ func parseBool(raw string) (bool, bool) {
 func View(a *App) map[string]any {
 	v := reflect.ValueOf(a).Elem()
 	out := make(map[string]any)
-	for _, f := range Fields(v.Type()) {
+	for _, f := range settings.Fields(v.Type()) {
 		if f.Key == "secret" {
 			continue
 		}
@@ -449,14 +474,18 @@ func View(a *App) map[string]any {
 // DecodeRow builds an App from a store row: the identity columns and the
 // settings JSON, over Defaults(), then Validate. A row that does not
 // decode or validate gives an *InvalidError naming the app and the fields.
-func DecodeRow(id, key, secret string, enabled bool, settings []byte) (*App, error) {
-	a := Defaults()
+func DecodeRow(id, key, secret string, enabled bool, settingsJSON []byte) (*App, error) {
+	// One binding of the tables for the whole row: a store decodes every
+	// row it reads.
+	ts := Tables()
+	var a App
+	ts.Of(reflect.TypeFor[App]()).SetDefaults(&a)
 	a.ID, a.Key, a.Secret, a.Enabled = id, key, secret, enabled
-	if errs := DecodeSettings(settings, &a); len(errs) > 0 {
+	if errs := decodeSettings(settingsJSON, &a, ts); len(errs) > 0 {
 		return nil, &InvalidError{App: clipID(id), Fields: errs}
 	}
-	if err := Check(&a); err != nil {
-		return nil, err
+	if errs := validate(&a, ts); len(errs) > 0 {
+		return nil, &InvalidError{App: clipID(a.ID), Fields: errs}
 	}
 	return &a, nil
 }

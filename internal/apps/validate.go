@@ -2,7 +2,6 @@ package apps
 
 import (
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // Validation is the one owner of the per-app rules: the YAML loader
@@ -32,60 +33,15 @@ const (
 	MaxWebhooks = 64
 )
 
-// Rule is the range check of one scalar per-app key. Expect is used both
-// when a value does not parse and when it is out of range, so the operator
-// reads the same sentence either way.
-type Rule struct {
-	Expect   string
-	Min, Max int64    // inclusive; nanoseconds for durations
-	MinusOne bool     // -1 is allowed too and means unlimited
-	ZeroHint string   // appended when the value is 0
-	OneOf    []string // for strings: the allowed values
-}
-
 // Webhook limits: wide enough for any sane deployment, narrow enough to
 // catch a missing unit or an extra digit. The server-wide webhook_* keys
-// (internal/config) share them.
+// (internal/config) share them; WebhookSettings holds the per-target rules.
 const (
 	WebhookMaxBatch   = 1000
 	WebhookMinTimeout = 100 * time.Millisecond
 	WebhookMaxTimeout = 5 * time.Minute
 	WebhookMaxRetry   = 24 * time.Hour
 )
-
-// RuleFor returns the rule of a per-app key (the last segment of its path,
-// including the per-webhook batch_size, timeout and retry_for), if any.
-func RuleFor(key string) (Rule, bool) {
-	const (
-		durHint  = ` (e.g. "30s", "2m", or 30 for seconds)`
-		whHint   = ` (e.g. "4s", "500ms", or 4 for seconds)`
-		maxInt   = math.MaxInt
-		positive = "a positive number"
-		minusOne = "-1 (unlimited) or a positive number"
-	)
-	switch key {
-	case "max_channels_per_connection", "max_connections", "max_backend_events_per_second", "max_read_requests_per_second":
-		return Rule{Expect: minusOne, Min: 1, Max: maxInt, MinusOne: true}, true
-	case "client_events_per_second":
-		return Rule{Expect: minusOne, Min: 1, Max: maxInt, MinusOne: true,
-			ZeroHint: " (to turn client events off, set enable_client_messages: false)"}, true
-	case "activity_timeout", "user_authentication_timeout":
-		return Rule{Expect: "a duration between 1s and 1h" + durHint, Min: int64(time.Second), Max: int64(time.Hour)}, true
-	case "max_presence_member_size_kb", "max_event_payload_kb":
-		return Rule{Expect: "a size in KB between 1 and 1048576", Min: 1, Max: 1 << 20}, true
-	case "max_presence_members", "max_channel_name_length", "max_event_channels_at_once",
-		"max_event_name_length", "max_event_batch_size":
-		return Rule{Expect: positive, Min: 1, Max: maxInt}, true
-	// Per webhook target: 0 keeps the server's setting.
-	case "batch_size":
-		return Rule{Expect: "0 (webhook_batch_size) or a number of events between 1 and 1000", Min: 0, Max: WebhookMaxBatch}, true
-	case "timeout":
-		return Rule{Expect: "0 (webhook_timeout) or a duration between 100ms and 5m" + whHint, Min: 0, Max: int64(WebhookMaxTimeout)}, true
-	case "retry_for":
-		return Rule{Expect: "0 (webhook_retry_for) or a duration between 1s and 24h" + whHint, Min: 0, Max: int64(WebhookMaxRetry)}, true
-	}
-	return Rule{}, false
-}
 
 // WebhookEventTypes are the event types a webhook may subscribe to.
 func WebhookEventTypes() []string {
@@ -141,8 +97,11 @@ func clipID(s string) string {
 
 // Validate checks one app and returns every problem. The secret is only
 // checked for emptiness and length so that it cannot leak into a message.
-func Validate(a *App) []FieldError {
-	var v checker
+func Validate(a *App) []FieldError { return validate(a, Tables()) }
+
+// validate is Validate with the tables bound already.
+func validate(a *App, ts settings.Tables) []FieldError {
+	v := checker{tables: ts}
 	for _, f := range []struct{ key, val string }{{"id", a.ID}, {"key", a.Key}} {
 		switch {
 		case f.val == "":
@@ -232,44 +191,19 @@ func validRedisDB(p string) bool {
 }
 
 // checker collects the problems of one app.
-type checker struct{ errs []FieldError }
+type checker struct {
+	tables settings.Tables
+	errs   []FieldError
+}
 
 func (v *checker) add(path, format string, args ...any) {
 	v.errs = append(v.errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
-
-// rules applies RuleFor to every field of struct s that has a rule.
+// rules checks every field of struct s (of an app) against its rule.
 func (v *checker) rules(s reflect.Value, path string) {
-	for _, f := range Fields(s.Type()) {
-		r, ok := RuleFor(f.Key)
-		if !ok {
-			continue
-		}
-		fv := s.Field(f.Index)
-		p := joinPath(path, f.Key)
-		switch {
-		case fv.Kind() == reflect.String:
-			if !slices.Contains(r.OneOf, fv.String()) {
-				v.add(p, "must be %s, got %q", r.Expect, fv.String())
-			}
-		case fv.CanInt():
-			n := fv.Int()
-			if (r.MinusOne && n == -1) || (n >= r.Min && n <= r.Max) {
-				continue
-			}
-			got := strconv.FormatInt(n, 10)
-			if fv.Type() == durationType {
-				got = time.Duration(n).String()
-			}
-			hint := ""
-			if n == 0 {
-				hint = r.ZeroHint
-			}
-			v.add(p, "must be %s, got %s%s", r.Expect, got, hint)
-		}
-	}
+	tb := v.tables.Of(s.Type())
+	tb.Problems(s, func(key, msg string) { v.add(joinPath(path, key), "%s", msg) })
 }
 
 // webhook checks one webhook. The URL and header values are not echoed:
@@ -298,15 +232,8 @@ func (v *checker) webhook(w *Webhook, path string) {
 		}
 	}
 
-	check := func(key string, n, lo int64, show string) {
-		r, _ := RuleFor(key)
-		if n != 0 && (n < lo || n > r.Max) {
-			v.add(joinPath(path, key), "must be %s, got %s", r.Expect, show)
-		}
-	}
-	check("batch_size", int64(w.BatchSize), 1, strconv.Itoa(w.BatchSize))
-	check("timeout", int64(w.Timeout), int64(WebhookMinTimeout), w.Timeout.String())
-	check("retry_for", int64(w.RetryFor), int64(time.Second), w.RetryFor.String())
+	// batch_size, timeout, retry_for.
+	v.rules(reflect.ValueOf(w).Elem(), path)
 
 	hp := joinPath(path, "headers")
 	names := make([]string, 0, len(w.Headers))
@@ -379,26 +306,3 @@ func joinPath(path, key string) string {
 }
 
 func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
-
-// Field is one settable field of a struct: its yaml key and index.
-type Field struct {
-	Key   string
-	Index int
-}
-
-// Fields lists the fields of struct type t that have a yaml key, in
-// declaration order. The YAML loader, the settings codec, the CLI flags
-// and validation all walk the struct through it, so a new per-app setting
-// is one field with a yaml tag (and, if it has a range, one RuleFor case).
-func Fields(t reflect.Type) []Field {
-	out := make([]Field, 0, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || name == "-" || name == "" {
-			continue
-		}
-		out = append(out, Field{Key: name, Index: i})
-	}
-	return out
-}

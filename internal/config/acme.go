@@ -17,23 +17,6 @@ const DefaultACMEDirectoryURL = "https://acme-v02.api.letsencrypt.org/directory"
 // (acme_domains is set).
 func (c *Config) ACMEEnabled() bool { return len(c.ACMEDomains) > 0 }
 
-// acmeFlagHelp is the usage line of an acme_* key's flag.
-func acmeFlagHelp(key string) (string, bool) {
-	switch key {
-	case "acme_domains":
-		return "comma separated host `names` to obtain TLS certificates for through ACME (turns ACME on)", true
-	case "acme_email":
-		return "contact `address` of the ACME account (optional; the CA may send notices about the account there)", true
-	case "acme_cache_dir":
-		return "`directory` that keeps the ACME account key and certificates across restarts (required with ACME)", true
-	case "acme_directory_url":
-		return "ACME directory `URL` (Let's Encrypt production by default; use its staging URL to try things out)", true
-	case "acme_http_addr":
-		return "answer ACME HTTP-01 challenges and redirect plain HTTP to https on this `host:port` (e.g. :80); empty: TLS-ALPN-01 on the main port only", true
-	}
-	return "", false
-}
-
 // acme checks the ACME keys: host names autocert can obtain a certificate
 // for, a cache directory, a usable directory URL, and no mix with
 // tls_cert/tls_key.

@@ -103,8 +103,7 @@ func TestACMEValidation(t *testing.T) {
 }
 
 func TestACMEFlagsRegistered(t *testing.T) {
-	c := Default()
-	keys, _ := scalarFields(reflect.TypeOf(*c))
+	keys := scalarKeys()
 	for _, k := range []string{"acme_domains", "acme_email", "acme_cache_dir", "acme_directory_url", "acme_http_addr"} {
 		found := false
 		for _, have := range keys {
@@ -113,8 +112,8 @@ func TestACMEFlagsRegistered(t *testing.T) {
 		if !found {
 			t.Errorf("%s is not a scalar key (no env variable or flag)", k)
 		}
-		if h := flagHelp(k); strings.HasPrefix(h, "set ") {
-			t.Errorf("%s has no flag help", k)
+		if h := flagUsage(t, k); !strings.Contains(h, "`") {
+			t.Errorf("%s has no flag help naming its value: %q", k, h)
 		}
 	}
 }

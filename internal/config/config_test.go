@@ -288,7 +288,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		AppsStore: "sqlite:///var/lib/herald/apps.db", AppsCacheTTL: 2 * time.Second,
 		PIDFile: pidFile, RestartTimeout: 20 * time.Second,
 	}
-	keys, _ := scalarFields(reflect.TypeFor[Config]())
+	keys := scalarKeys()
 	if len(keys) != len(values) {
 		t.Fatalf("test covers %d keys, Config has %d scalar keys: %v", len(values), len(keys), keys)
 	}

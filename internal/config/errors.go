@@ -98,18 +98,6 @@ func joinPath(path, key string) string {
 // indexPath appends [i] to path.
 func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
-// leafKey is the last key of path without indexes: "apps[1].webhooks[0].url"
-// -> "url", "apps[1]" -> "apps".
-func leafKey(path string) string {
-	if i := strings.LastIndexByte(path, '.'); i >= 0 {
-		path = path[i+1:]
-	}
-	if i := strings.IndexByte(path, '['); i >= 0 {
-		path = path[:i]
-	}
-	return path
-}
-
 // safeKey shortens a key for a message. A key with a space in it is most
 // likely "key value" with the colon missing, and the value may be a secret,
 // so only the first word is shown.

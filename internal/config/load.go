@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // EnvConfig is the env variable that names the config file when --config
@@ -70,14 +72,14 @@ func NewSource(flags map[string]string, env func(string) (string, bool)) Source 
 // first app's settings. So a loaded Config always has at least one app.
 func Load(src Source) (*Config, error) {
 	cfg := defaultServer()
-	l := loader{origins: origins{}, failed: map[string]bool{}, env: src.Env}
+	l := loader{origins: origins{}, failed: map[string]bool{}, env: src.Env, tables: tables()}
 	if l.env == nil {
 		l.env = func(string) (string, bool) { return "", false }
 	}
 
 	if src.File != "" {
 		l.origins[""] = origin{kind: fromFile, name: src.File}
-		d := fileDecoder{file: src.File, origins: l.origins, failed: l.failed}
+		d := fileDecoder{file: src.File, origins: l.origins, failed: l.failed, tables: l.tables}
 		if err := d.readFile(cfg); err != nil {
 			return nil, err
 		}
@@ -93,7 +95,7 @@ func Load(src Source) (*Config, error) {
 		cfg.Host = "127.0.0.1"
 	}
 
-	v := validator{origins: l.origins, failed: l.failed}
+	v := validator{origins: l.origins, failed: l.failed, tables: l.tables}
 	v.config(cfg)
 	if errs := append(l.errs, v.errs...); len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -103,6 +105,7 @@ func Load(src Source) (*Config, error) {
 
 // loader carries the state of one Load.
 type loader struct {
+	tables  settings.Tables
 	env     func(string) (string, bool)
 	origins origins
 	failed  map[string]bool
@@ -115,11 +118,12 @@ func (l *loader) lookup(name string) (string, bool) {
 	return v, ok && v != ""
 }
 
-// set parses raw into field v at path and records at as its origin.
-func (l *loader) set(v reflect.Value, path, raw string, at origin) {
-	if err := setScalar(v, raw); err != nil {
+// set parses raw into field v at path (its key's rule r words the error)
+// and records at as its origin.
+func (l *loader) set(v reflect.Value, path, raw string, r settings.Rule, at origin) {
+	if err := settings.SetScalar(v, raw); err != nil {
 		l.errs = append(l.errs, &fieldError{at: at, path: path,
-			msg: fmt.Sprintf("must be %s, got %q", expectation(leafKey(path), v.Type()), raw)})
+			msg: fmt.Sprintf("must be %s, got %q", settings.Expectation(r, v.Type()), raw)})
 		l.failed[path] = true
 		return
 	}
@@ -127,53 +131,48 @@ func (l *loader) set(v reflect.Value, path, raw string, at origin) {
 	delete(l.failed, path) // a later source fixed an earlier bad value
 }
 
-// scalarFields lists the yaml keys of the fields of struct type t that can
-// be set from one string, with their indexes, in declaration order.
-func scalarFields(t reflect.Type) (keys []string, index []int) {
-	idx, all := yamlFields(t)
-	for _, k := range all {
-		if isScalarField(t.Field(idx[k]).Type) {
-			keys = append(keys, k)
-			index = append(index, idx[k])
+// applyScalarEnv applies, to struct value v (of tb's type), the variable
+// of every key that can be set from one string: prefix + UPPER_KEY.
+func (l *loader) applyScalarEnv(tb *settings.Table, v reflect.Value, path, prefix string) {
+	tb.Each(v, func(s settings.Setting, f reflect.Value) {
+		if !settings.IsScalar(f.Type()) {
+			return
 		}
-	}
-	return keys, index
+		name := s.EnvVar(prefix)
+		if raw, ok := l.lookup(name); ok {
+			l.set(f, joinPath(path, s.Key), raw, s.Rule, origin{kind: fromEnv, name: name})
+		}
+	})
 }
 
 // applyEnv applies HERALD_<KEY> for every top-level scalar key.
 func (l *loader) applyEnv(cfg *Config) {
-	rv := reflect.ValueOf(cfg).Elem()
-	keys, index := scalarFields(rv.Type())
-	for i, key := range keys {
-		name := envPrefix + upperSnake(key)
-		if raw, ok := l.lookup(name); ok {
-			l.set(rv.Field(index[i]), key, raw, origin{kind: fromEnv, name: name})
-		}
-	}
+	l.applyScalarEnv(l.tables.Of(reflect.TypeFor[Config]()), reflect.ValueOf(cfg).Elem(), "", envPrefix)
 }
 
 // applyFlags applies the explicitly set flags, in a stable order.
 func (l *loader) applyFlags(cfg *Config, flags map[string]string) {
 	rv := reflect.ValueOf(cfg).Elem()
-	keys, index := scalarFields(rv.Type())
+	tb := l.tables.Of(rv.Type())
 	names := make([]string, 0, len(flags))
 	for k := range flags {
 		names = append(names, k)
 	}
 	slices.Sort(names)
 	for _, key := range names {
-		at := origin{kind: fromFlag, name: flagName(key)}
+		at := origin{kind: fromFlag, name: settings.FlagName(key)}
 		if key == FlagConfig {
 			l.errs = append(l.errs, &fieldError{at: at,
 				msg: "the config file path belongs in Source.File (build the Source with config.NewSource)"})
 			continue
 		}
-		i := slices.Index(keys, key)
-		if i < 0 {
+		s, ok := tb.Lookup(key)
+		f, _ := tb.Field(rv, key)
+		if !ok || !settings.IsScalar(f.Type()) {
 			l.errs = append(l.errs, &fieldError{at: at, msg: fmt.Sprintf("%q is not a config key", key)})
 			continue
 		}
-		l.set(rv.Field(index[i]), key, flags[key], at)
+		l.set(f, key, flags[key], s.Rule, at)
 	}
 }
 
@@ -189,8 +188,8 @@ func (l *loader) applyAppEnv(cfg *Config) {
 				msg: "must not be set when apps_store is a database; manage those apps with 'herald apps' (docs/apps.md)"})
 		}
 		for _, k := range []string{"id", "key", "secret"} {
-			if _, ok := l.lookup(envAppPrefix + upperSnake(k)); ok {
-				l.errs = append(l.errs, &fieldError{at: origin{kind: fromEnv, name: envAppPrefix + upperSnake(k)},
+			if _, ok := l.lookup(envAppPrefix + strings.ToUpper(k)); ok {
+				l.errs = append(l.errs, &fieldError{at: origin{kind: fromEnv, name: envAppPrefix + strings.ToUpper(k)},
 					msg: "must not be set when apps_store is a database; manage apps with 'herald apps' (docs/apps.md)"})
 			}
 		}
@@ -200,7 +199,7 @@ func (l *loader) applyAppEnv(cfg *Config) {
 	if len(cfg.Apps) == 0 {
 		identity := false
 		for _, k := range []string{"id", "key", "secret"} {
-			if _, ok := l.lookup(envAppPrefix + upperSnake(k)); ok {
+			if _, ok := l.lookup(envAppPrefix + strings.ToUpper(k)); ok {
 				identity = true
 			}
 		}
@@ -208,7 +207,7 @@ func (l *loader) applyAppEnv(cfg *Config) {
 			// Blame a missing id, key or secret on the variable to set.
 			cfg.Apps = []apps.App{apps.Defaults()}
 			for _, k := range []string{"id", "key", "secret"} {
-				l.origins[joinPath(first, k)] = origin{kind: fromEnv, name: envAppPrefix + upperSnake(k)}
+				l.origins[joinPath(first, k)] = origin{kind: fromEnv, name: envAppPrefix + strings.ToUpper(k)}
 			}
 		} else {
 			cfg.Apps = []apps.App{DevApp()}
@@ -217,29 +216,14 @@ func (l *loader) applyAppEnv(cfg *Config) {
 	}
 
 	rv := reflect.ValueOf(&cfg.Apps[0]).Elem()
-	keys, index := scalarFields(rv.Type())
-	for i, key := range keys {
-		name := envAppPrefix + upperSnake(key)
-		if raw, ok := l.lookup(name); ok {
-			l.set(rv.Field(index[i]), joinPath(first, key), raw, origin{kind: fromEnv, name: name})
-		}
-	}
+	l.applyScalarEnv(l.tables.Of(rv.Type()), rv, first, envAppPrefix)
 	// A block of settings (laravel_redis) has a variable per scalar key:
 	// HERALD_APP_LARAVEL_REDIS_URL.
-	idx, all := yamlFields(rv.Type())
-	for _, block := range all {
-		f := rv.Field(idx[block])
-		if f.Kind() != reflect.Struct || isScalarField(f.Type()) {
-			continue
+	l.tables.Of(rv.Type()).Each(rv, func(s settings.Setting, f reflect.Value) {
+		if tb := l.tables.Of(f.Type()); tb != nil && f.Kind() == reflect.Struct {
+			l.applyScalarEnv(tb, f, joinPath(first, s.Key), s.EnvVar(envAppPrefix)+"_")
 		}
-		bkeys, bindex := scalarFields(f.Type())
-		for i, key := range bkeys {
-			name := envAppPrefix + upperSnake(block) + "_" + upperSnake(key)
-			if raw, ok := l.lookup(name); ok {
-				l.set(f.Field(bindex[i]), joinPath(joinPath(first, block), key), raw, origin{kind: fromEnv, name: name})
-			}
-		}
-	}
+	})
 	if _, ok := l.lookup(envAppPrefix + "WEBHOOKS"); ok {
 		l.errs = append(l.errs, &fieldError{at: origin{kind: fromEnv, name: envAppPrefix + "WEBHOOKS"},
 			msg: "webhooks can only be set in the config file (apps[].webhooks)"})

@@ -10,25 +10,6 @@ import (
 // DefaultRestartTimeout is the default of restart_timeout.
 const DefaultRestartTimeout = time.Minute
 
-// restartRule is the range of a key of restarts in place (docs/restarts.md).
-func restartRule(key string) (rule, bool) {
-	if key == "restart_timeout" {
-		return rule{expect: `a duration between 1s and 10m (e.g. "30s", "2m", or 30 for seconds)`, min: int64(time.Second), max: int64(10 * time.Minute)}, true
-	}
-	return rule{}, false
-}
-
-// restartFlagHelp is the usage line of a restart key's flag.
-func restartFlagHelp(key string) (string, bool) {
-	switch key {
-	case "pid_file":
-		return "write the `file` with the PID of the process that serves (after a restart with SIGHUP, the new one's); removed at exit", true
-	case "restart_timeout":
-		return "on SIGHUP, keep serving if the new process is not ready within this `duration` (e.g. 30s, 2m, or 30 for seconds)", true
-	}
-	return "", false
-}
-
 // restart checks pid_file: a file name in a directory that exists.
 func (v *validator) restart(c *Config) {
 	if c.PIDFile == "" {

@@ -39,7 +39,7 @@ func TestPIDFileAndRestartTimeout(t *testing.T) {
 		}
 	}
 	// The flag's help names the env variable.
-	if h := flagHelp("pid_file"); !strings.Contains(h, "`file`") {
+	if h := flagUsage(t, "pid_file"); !strings.Contains(h, "`file`") {
 		t.Errorf("pid_file help: %q", h)
 	}
 }

@@ -6,25 +6,25 @@ import (
 	"net"
 	"os"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // Validate checks a Config built in code the way Load checks a loaded one,
 // and returns every problem at once (errors.Join). It reads the TLS files to
 // check that they exist.
 func (c *Config) Validate() error {
-	v := validator{}
+	v := validator{tables: tables()}
 	v.config(c)
 	return errors.Join(v.errs...)
 }
 
 // validator collects the problems of one Config.
 type validator struct {
+	tables  settings.Tables
 	origins origins         // nil when validating a Config built in code
 	failed  map[string]bool // paths that already have a decoding error
 	errs    []error
@@ -45,7 +45,11 @@ func (v *validator) add(path, format string, args ...any) {
 }
 
 func (v *validator) config(c *Config) {
-	v.rules(reflect.ValueOf(c).Elem(), "")
+	// Every range and enum of the server's table; the apps' are checked
+	// by apps.Validate.
+	v.tables.Of(reflect.TypeFor[Config]()).Problems(reflect.ValueOf(c).Elem(), func(key, msg string) {
+		v.add(key, "%s", msg)
+	})
 
 	if c.Host != "" && (strings.ContainsAny(c.Host, " \t/[]") || (strings.Contains(c.Host, ":") && net.ParseIP(c.Host) == nil)) {
 		v.add("host", "must be a host name or IP address without a port (e.g. 0.0.0.0 or ::), got %q", c.Host)
@@ -92,39 +96,6 @@ func (v *validator) config(c *Config) {
 			v.add(joinPath(path, "key"), "%q is already the key of apps[%d]; keys must be unique", a.Key, j)
 		} else {
 			keys[a.Key] = i
-		}
-	}
-}
-
-// rules applies ruleFor to every field of struct s that has a rule.
-func (v *validator) rules(s reflect.Value, path string) {
-	idx, keys := yamlFields(s.Type())
-	for _, key := range keys {
-		r, ok := ruleFor(key)
-		if !ok {
-			continue
-		}
-		f := s.Field(idx[key])
-		p := joinPath(path, key)
-		switch {
-		case f.Kind() == reflect.String:
-			if !slices.Contains(r.oneOf, f.String()) {
-				v.add(p, "must be %s, got %q", r.expect, f.String())
-			}
-		case f.CanInt():
-			n := f.Int()
-			if (r.minusOne && n == -1) || (n >= r.min && n <= r.max) {
-				continue
-			}
-			got := strconv.FormatInt(n, 10)
-			if f.Type() == durationType {
-				got = time.Duration(n).String()
-			}
-			hint := ""
-			if n == 0 {
-				hint = r.zeroHint
-			}
-			v.add(p, "must be %s, got %s%s", r.expect, got, hint)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/settings"
 )
 
 // maxNodes bounds the work of walking one file, aliases expanded, so that a
@@ -37,6 +38,7 @@ type fileDecoder struct {
 	budget  int
 	depth   int
 	fields  map[reflect.Type]structInfo // yamlFields, cached for merge-heavy files
+	tables  settings.Tables             // the rule of each key, by struct type
 }
 
 type structInfo struct {
@@ -64,7 +66,7 @@ func (d *fileDecoder) readFile(cfg *Config) error {
 		return nil
 	}
 	d.budget = maxNodes
-	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
+	d.decode(root, reflect.ValueOf(cfg).Elem(), "", settings.Rule{})
 	return nil
 }
 
@@ -185,28 +187,28 @@ func describe(n *yaml.Node) string {
 	return strconv.Quote(v)
 }
 
-// decode sets v, of any type found in Config, from n.
-func (d *fileDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
+// decode sets v, of any type found in Config, from n; r is the rule of
+// v's key (the zero Rule for an entry of a list or a mapping).
+func (d *fileDecoder) decode(n *yaml.Node, v reflect.Value, path string, r settings.Rule) {
 	if n = d.resolve(n); n == nil || !d.enter(n, path) {
 		return
 	}
 	defer d.leave()
 	t := v.Type()
-	key := leafKey(path)
-	bad := func() { d.fail(n, path, "must be %s, got %s", expectation(key, t), describe(n)) }
+	bad := func() { d.fail(n, path, "must be %s, got %s", settings.Expectation(r, t), describe(n)) }
 
 	switch {
-	case t == stringsType && n.Kind == yaml.SequenceNode:
+	case t == settings.StringsType && n.Kind == yaml.SequenceNode:
 		list := make([]string, 0, len(n.Content))
 		d.origins[path] = d.at(n)
 		for i, item := range n.Content {
 			var s string
-			d.decode(item, reflect.ValueOf(&s).Elem(), indexPath(path, i))
+			d.decode(item, reflect.ValueOf(&s).Elem(), indexPath(path, i), settings.Rule{})
 			list = append(list, s)
 		}
 		v.Set(reflect.ValueOf(list))
 		return
-	case t == stringsType && isNull(n):
+	case t == settings.StringsType && isNull(n):
 		v.Set(reflect.ValueOf([]string{}))
 		d.origins[path] = d.at(n)
 		return
@@ -214,9 +216,9 @@ func (d *fileDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.SetString("")
 		d.origins[path] = d.at(n)
 		return
-	case isScalarField(t):
+	case settings.IsScalar(t):
 		// A scalar for a []string is a comma separated list, as in env.
-		if n.Kind != yaml.ScalarNode || isNull(n) || setScalar(v, n.Value) != nil {
+		if n.Kind != yaml.ScalarNode || isNull(n) || settings.SetScalar(v, n.Value) != nil {
 			bad()
 			return
 		}
@@ -254,13 +256,13 @@ func (d *fileDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				// An app entry overrides only the keys it sets.
 				elem.Set(reflect.ValueOf(apps.Defaults()))
 			}
-			d.decode(item, elem, indexPath(path, i))
+			d.decode(item, elem, indexPath(path, i), settings.Rule{})
 			out = reflect.Append(out, elem)
 		}
 		v.Set(out)
 	case reflect.Map:
 		if t.Key().Kind() != reflect.String {
-			d.decodeOther(n, v, path)
+			d.decodeOther(n, v, path, r)
 			return
 		}
 		if isNull(n) {
@@ -290,20 +292,20 @@ func (d *fileDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			}
 			seen[k.Value] = k.Line
 			elem := reflect.New(t.Elem()).Elem()
-			d.decode(n.Content[i+1], elem, joinPath(path, safeKey(k.Value)))
+			d.decode(n.Content[i+1], elem, joinPath(path, safeKey(k.Value)), settings.Rule{})
 			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(t.Key()), elem)
 		}
 		v.Set(m)
 	default:
-		d.decodeOther(n, v, path)
+		d.decodeOther(n, v, path, r)
 	}
 }
 
 // decodeOther leaves a type this walker does not know (a field added to
 // apps.App later, say) to yaml.v3.
-func (d *fileDecoder) decodeOther(n *yaml.Node, v reflect.Value, path string) {
+func (d *fileDecoder) decodeOther(n *yaml.Node, v reflect.Value, path string, r settings.Rule) {
 	if err := n.Decode(v.Addr().Interface()); err != nil {
-		d.fail(n, path, "must be %s: %s", expectation(leafKey(path), v.Type()), strings.TrimPrefix(err.Error(), "yaml: "))
+		d.fail(n, path, "must be %s: %s", settings.Expectation(r, v.Type()), strings.TrimPrefix(err.Error(), "yaml: "))
 		return
 	}
 	d.origins[path] = d.at(n)
@@ -312,16 +314,12 @@ func (d *fileDecoder) decodeOther(n *yaml.Node, v reflect.Value, path string) {
 // yamlFields maps the yaml keys of struct type t to field indexes, and lists
 // the keys in declaration order for suggestions.
 func yamlFields(t reflect.Type) (map[string]int, []string) {
-	idx := make(map[string]int, t.NumField())
-	keys := make([]string, 0, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if !f.IsExported() || name == "-" || name == "" {
-			continue
-		}
-		idx[name] = i
-		keys = append(keys, name)
+	fields := settings.Fields(t)
+	idx := make(map[string]int, len(fields))
+	keys := make([]string, 0, len(fields))
+	for _, f := range fields {
+		idx[f.Key] = f.Index
+		keys = append(keys, f.Key)
 	}
 	return idx, keys
 }
@@ -379,7 +377,7 @@ func (d *fileDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.report(k, path, "%s", msg)
 			continue
 		}
-		d.decode(n.Content[i+1], v.Field(fi), joinPath(path, name))
+		d.decode(n.Content[i+1], v.Field(fi), joinPath(path, name), d.tables.Rule(v.Type(), name))
 	}
 }
 
