@@ -149,6 +149,20 @@ func (c *Cache) RefreshID(ctx context.Context, id string) (*App, error) {
 	}
 }
 
+// fresh returns the cached entry for k when it is within its TTL.
+func (c *Cache) fresh(byID bool, k string) *entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.byKey[k]
+	if byID {
+		e = c.byID[k]
+	}
+	if e != nil && c.opt.Now().Sub(e.fetched) < c.opt.TTL {
+		return e
+	}
+	return nil
+}
+
 func (c *Cache) lookup(ctx context.Context, byID bool, k string) (*App, error) {
 	now := c.opt.Now()
 	c.mu.Lock()
@@ -164,7 +178,14 @@ func (c *Cache) lookup(ctx context.Context, byID bool, k string) (*App, error) {
 	if byID {
 		flight = "i" + k
 	}
-	ch := c.sf.DoChan(flight, func() (any, error) { return c.fetch(byID, k, e), nil })
+	ch := c.sf.DoChan(flight, func() (any, error) {
+		// A flight that ended between this caller's miss and now has
+		// stored a fresh answer: use it instead of querying again.
+		if f := c.fresh(byID, k); f != nil {
+			return f, nil
+		}
+		return c.fetch(byID, k, e), nil
+	})
 	var stale <-chan time.Time
 	if e != nil && e.app != nil {
 		t := time.NewTimer(c.opt.StaleAfter)
