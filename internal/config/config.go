@@ -149,6 +149,11 @@ type Config struct {
 	// 503 and Retry-After. 0: a quarter of the memory limit (512 MB when
 	// none is known); -1: no budget.
 	OutboundBudgetMB int `yaml:"outbound_budget_mb"`
+	// SaturationDelay: while more than 1% of the recent socket writes
+	// came later than this after their event's fanout started, the HTTP
+	// API answers publishes with 503 and Retry-After and ingestion waits,
+	// then drops (docs/security.md). 0s: the delay is not watched.
+	SaturationDelay time.Duration `yaml:"saturation_delay"`
 	// ConnectionMessagesPerSecond limits every message one connection
 	// sends (subscribe, unsubscribe, sign-in, pings, client events...),
 	// with bursts of ConnectionMessagesBurst: a message over the rate is
@@ -232,6 +237,7 @@ func defaultServer() *Config {
 		IPConnectionsBurst:        100,
 		TrustedProxies:            []string{},
 		MemoryGuardPercent:        90,
+		SaturationDelay:           50 * time.Millisecond,
 		AppsStore:                 "config",
 		AppsCacheTTL:              5 * time.Second,
 		RestartTimeout:            DefaultRestartTimeout,

@@ -147,6 +147,8 @@ func flagHelp(key string) string {
 		return "refuse new connections above this `percent` of the memory limit (-1: off)"
 	case "outbound_budget_mb":
 		return "bytes queued for all connections, in `MB`, past which the slowest are closed and publishes get 503 from half of it (0: a quarter of the memory limit; -1: none)"
+	case "saturation_delay":
+		return "answer publishes with 503 while the p99 of recent deliveries (fanout to socket write) is over this `duration` (0s: not watched)" + dur
 	case "connection_messages_per_second":
 		return "messages (any kind) one connection may send per second (`rate`; -1: no limit)"
 	case "connection_messages_burst":

@@ -75,6 +75,8 @@ func ruleFor(key string) (rule, bool) {
 		return rule{expect: "0 (GOMEMLIMIT, else the cgroup limit) or a size in MB", min: 0, max: maxKB}, true
 	case "outbound_budget_mb":
 		return rule{expect: "-1 (no budget), 0 (a quarter of the memory limit) or a size in MB", min: 0, max: maxKB, minusOne: true}, true
+	case "saturation_delay":
+		return rule{expect: "0s (not watched) or a duration up to 1m" + durHint, min: 0, max: int64(time.Minute)}, true
 	case "connection_messages_per_second":
 		return rule{expect: "-1 (unlimited) or a positive number", min: 1, max: maxInt, minusOne: true}, true
 	case "connection_messages_burst", "connection_pending_messages", "max_workers":

@@ -16,7 +16,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/herald-ws/herald/internal/config"
-	"github.com/herald-ws/herald/internal/httpapi"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
 	"github.com/herald-ws/herald/internal/transport"
@@ -251,7 +250,7 @@ func TestSaturatedNodeRefusesPublishes(t *testing.T) {
 	if status != 503 || json.Unmarshal(resp, &e) != nil || e.Code != 503 || !strings.Contains(e.Error, "saturated") {
 		t.Fatalf("got %d %s, want 503 with a JSON error", status, resp)
 	}
-	if srv.Refusals().Count("app-id", httpapi.LimitOutboundBudget) == 0 {
+	if srv.Refusals().Count("app-id", transport.LimitOutboundBudget) == 0 {
 		t.Fatal("refusal not counted")
 	}
 	metrics := get(t, addr, "/metrics")

@@ -112,6 +112,7 @@ func transportLimits(cfg *config.Config, tc *transport.Config, log *slog.Logger)
 	if tc.OutboundBudget > 0 {
 		log.Info("outbound budget", "budget_mb", tc.OutboundBudget>>20, "publishes_refused_above_mb", tc.OutboundBudget>>21)
 	}
+	tc.SaturationDelay = cfg.SaturationDelay
 	return nil
 }
 
