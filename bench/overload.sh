@@ -20,7 +20,7 @@ SERVE_ARGS=()
 start_server() {
   stop_server
   "$BIN" serve --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s \
-    --memory-limit-mb 1024 "${SERVE_ARGS[@]}" >>"$OUT.server.log" 2>&1 &
+    --memory-limit-mb 1024 --saturation-delay 50ms "${SERVE_ARGS[@]}" >>"$OUT.server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi

@@ -152,7 +152,9 @@ type Config struct {
 	// SaturationDelay: while more than 1% of the recent socket writes
 	// came later than this after their event's fanout started, the HTTP
 	// API answers publishes with 503 and Retry-After and ingestion waits,
-	// then drops (docs/security.md). 0s: the delay is not watched.
+	// then drops (docs/security.md). 0s (the default): not watched, as
+	// a passing stall of a loaded machine would refuse publishers that do
+	// not retry, and lose their events.
 	SaturationDelay time.Duration `yaml:"saturation_delay"`
 	// ConnectionMessagesPerSecond limits every message one connection
 	// sends (subscribe, unsubscribe, sign-in, pings, client events...),
@@ -237,7 +239,6 @@ func defaultServer() *Config {
 		IPConnectionsBurst:        100,
 		TrustedProxies:            []string{},
 		MemoryGuardPercent:        90,
-		SaturationDelay:           50 * time.Millisecond,
 		AppsStore:                 "config",
 		AppsCacheTTL:              5 * time.Second,
 		RestartTimeout:            DefaultRestartTimeout,

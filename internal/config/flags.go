@@ -148,7 +148,7 @@ func flagHelp(key string) string {
 	case "outbound_budget_mb":
 		return "bytes queued for all connections, in `MB`, past which the slowest are closed and publishes get 503 from half of it (0: a quarter of the memory limit; -1: none)"
 	case "saturation_delay":
-		return "answer publishes with 503 while the p99 of recent deliveries (fanout to socket write) is over this `duration` (0s: not watched)" + dur
+		return "answer publishes with 503 while the p99 of recent deliveries (fanout to socket write) is over this `duration` (0s, the default: not watched)" + dur
 	case "connection_messages_per_second":
 		return "messages (any kind) one connection may send per second (`rate`; -1: no limit)"
 	case "connection_messages_burst":
