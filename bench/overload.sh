@@ -5,8 +5,9 @@
 # subscribers quiet, then beside hostile clients. RUNS (default 3) of each;
 # the JSON lines go to $OUT (default bench/results/<commit>-overload.jsonl),
 # the server's refusal and saturation counters after each run to
-# $OUT.metrics. BIN (default bin/herald), PORT (default 16700) and
-# BENCH_ARGS (extra load-tool flags) adjust it.
+# $OUT.metrics. (a) runs with saturation_delay 50 ms, (b) with the
+# defaults. BIN (default bin/herald), PORT (default 16700), ONLY (a or b)
+# and BENCH_ARGS (extra load-tool flags) adjust it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/herald}
@@ -20,7 +21,7 @@ SERVE_ARGS=()
 start_server() {
   stop_server
   "$BIN" serve --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s \
-    --memory-limit-mb 1024 --saturation-delay 50ms "${SERVE_ARGS[@]}" >>"$OUT.server.log" 2>&1 &
+    --memory-limit-mb 1024 "${SERVE_ARGS[@]}" >>"$OUT.server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
@@ -39,19 +40,24 @@ bench() {
     grep -E '^herald_(refusals_total[{]|shed_connections_total |outbound_bytes )'; } >>"$OUT.metrics" || true
 }
 BENCH_ARGS=${BENCH_ARGS:-}
+ONLY=${ONLY:-ab}
 for i in $(seq 1 "$RUNS"); do
-  echo "run $i/$RUNS: (a) fanout flood" >&2
-  SERVE_ARGS=(--outbound-budget-mb 8)
-  start_server
-  bench --subscribers 10000 --channels 100 --publishers 8 --rate 0 --duration 20s --warmup 3s
-  SERVE_ARGS=()
-  echo "run $i/$RUNS: (b) quiet" >&2
-  start_server
-  bench --subscribers 1000 --channels 10 --publishers 2 --rate 200 --duration 15s --warmup 3s
-  echo "run $i/$RUNS: (b) mixed" >&2
-  start_server
-  bench --subscribers 1000 --channels 10 --publishers 2 --rate 200 --duration 15s --warmup 3s \
-    --hostile-pingers 20 --hostile-stormers 20 --hostile-stalled 50 --hostile-rate 500
+  if [[ $ONLY == *a* ]]; then
+    echo "run $i/$RUNS: (a) fanout flood" >&2
+    SERVE_ARGS=(--outbound-budget-mb 8 --saturation-delay 50ms)
+    start_server
+    bench --subscribers 10000 --channels 100 --publishers 8 --rate 0 --duration 20s --warmup 3s
+  fi
+  if [[ $ONLY == *b* ]]; then
+    SERVE_ARGS=()
+    echo "run $i/$RUNS: (b) quiet" >&2
+    start_server
+    bench --subscribers 1000 --channels 10 --publishers 2 --rate 200 --duration 15s --warmup 3s
+    echo "run $i/$RUNS: (b) mixed" >&2
+    start_server
+    bench --subscribers 1000 --channels 10 --publishers 2 --rate 200 --duration 15s --warmup 3s \
+      --hostile-pingers 20 --hostile-stormers 20 --hostile-stalled 50 --hostile-rate 500
+  fi
 done
 stop_server
 echo "results in $OUT" >&2
