@@ -14,6 +14,9 @@ BIN=${BIN:-bin/herald}
 PORT=${PORT:-16700}
 RUNS=${RUNS:-3}
 OUT=${OUT:-bench/results/$(git rev-parse --short HEAD)-overload.jsonl}
+# The servers' logs (with the banner's one-off admin token) stay out of
+# bench/results.
+SERVER_LOG=${SERVER_LOG:-$(mktemp -t herald-overload-XXXXXX.log)}
 [ -x "$BIN" ] || make build
 # shellcheck source=bench/server.sh
 . bench/server.sh
@@ -21,7 +24,7 @@ SERVE_ARGS=()
 start_server() {
   stop_server
   "$BIN" serve --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s \
-    --memory-limit-mb 1024 "${SERVE_ARGS[@]}" >>"$OUT.server.log" 2>&1 &
+    --memory-limit-mb 1024 "${SERVE_ARGS[@]}" >>"$SERVER_LOG" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
@@ -29,7 +32,7 @@ start_server() {
     sleep 0.1
   done
   echo "server did not start; its log:" >&2
-  cat "$OUT.server.log" >&2
+  cat "$SERVER_LOG" >&2
   exit 1
 }
 bench() {
@@ -60,4 +63,4 @@ for i in $(seq 1 "$RUNS"); do
   fi
 done
 stop_server
-echo "results in $OUT" >&2
+echo "results in $OUT, server logs in $SERVER_LOG" >&2
