@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +17,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/config"
 	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
@@ -155,4 +160,101 @@ func TestPublishFloodShedsByDeliveryDelay(t *testing.T) {
 	// The flood is over: the signal clears and publishes pass.
 	testwait.For(t, 10*time.Second, "the signal to clear", func() bool { return srv.ws.Saturation() == "" })
 	trigger(t, addr, "flood", "after", "ok")
+}
+
+// Events ingested from Laravel's redis broadcaster obey the same signal as
+// the HTTP API: while the node is saturated (here by bytes held for
+// subscribers that do not read) a message waits up to a second, then is
+// dropped, counted as result="saturated" and under the limit; once the
+// node drains, messages are published again.
+func TestIngestDropsWhileSaturated(t *testing.T) {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	lp := "laravel_" + hex.EncodeToString(b) + "_database_"
+	srv, addr, _ := startNode(t, func(c *config.Config) {
+		c.OutboundBudgetMB = 4
+		c.WriteQueueKB = 64 << 10 // only the budget applies
+		app := config.DevApp()
+		app.LaravelRedis = apps.LaravelRedis{URL: "redis://127.0.0.1:6379/0", Prefix: lp}
+		c.Apps = []apps.App{app}
+	})
+	testwait.For(t, 10*time.Second, "ingesting", func() bool {
+		return metricValue(t, addr, `herald_ingest_active{app="app-id"}`) == "1"
+	})
+	// Subscribers that do not read, with small receive buffers, and big
+	// events until the node holds more than half its budget.
+	d := websocket.Dialer{NetDial: func(network, a string) (net.Conn, error) {
+		nc, err := net.Dial(network, a)
+		if err == nil {
+			_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return nc, err
+	}}
+	var stalled []*websocket.Conn
+	for range 4 {
+		c, _, err := d.Dial("ws://"+addr+"/app/app-key?protocol=7", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, _, err := established(c); err != nil {
+			t.Fatal(err)
+		}
+		if err := subscribeTo(c, "firehose", ""); err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+	}
+	testwait.For(t, 10*time.Second, "the subscriptions", func() bool {
+		n := 0
+		srv.hub.EachLocalChannel(func(_, ch string, subs int) {
+			if ch == "firehose" {
+				n = subs
+			}
+		})
+		return n == 4
+	})
+	big, _ := json.Marshal(map[string]any{"name": "big", "channel": "firehose", "data": strings.Repeat("x", 60<<10)})
+	for i := 0; srv.ws.Saturation() == ""; i++ {
+		if i > 5000 {
+			t.Fatalf("never saturated (%d bytes queued)", srv.ws.OutboundBytes())
+		}
+		if status, resp, err := apiPostRetry(addr, "/apps/app-id/events", string(big)); err != nil || (status != 200 && status != 503) {
+			t.Fatalf("publish: %d %s %v", status, resp, err)
+		}
+	}
+	if got := srv.ws.Saturation(); got != transport.LimitOutboundBudget {
+		t.Fatalf("saturated by %q, want %q", got, transport.LimitOutboundBudget)
+	}
+	before := srv.Refusals().Count("app-id", transport.LimitOutboundBudget)
+
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	send := func(event string) {
+		payload := fmt.Sprintf(`{"event":%q,"data":{"n":1,"socket":null},"socket":null}`, event)
+		if err := rdb.Publish(context.Background(), lp+"news", payload).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("dropped")
+	testwait.For(t, 10*time.Second, "the message dropped as saturated", func() bool {
+		return metricValue(t, addr, `herald_ingest_messages_total{app="app-id",result="saturated"}`) == "1"
+	})
+	if n := srv.Refusals().Count("app-id", transport.LimitOutboundBudget); n != before+1 {
+		t.Fatalf("%d refusals under outbound_budget_mb, want %d", n, before+1)
+	}
+
+	// The stalled clients go, and their bytes with them: messages pass.
+	for _, c := range stalled {
+		c.Close()
+	}
+	testwait.For(t, 10*time.Second, "the queues to drain", func() bool { return srv.ws.Saturation() == "" })
+	reader := dial(t, addr, "app-key")
+	subscribe(t, reader, "news", "", "")
+	readUntil(t, reader, protocol.EventSubscriptionSucceeded)
+	send("passes")
+	readUntil(t, reader, "passes")
+	if v := metricValue(t, addr, `herald_ingest_messages_total{app="app-id",result="published"}`); v != "1" {
+		t.Fatalf("published %q, want 1", v)
+	}
 }
