@@ -220,13 +220,14 @@ func (w *worker) process(ctx context.Context, channel, payload string) (string, 
 		}
 		return ResultInvalid, pe
 	}
-	if ok, _, _ := o.RateLimits.Take(app.ID, hub.RateBackend, app.MaxBackendEventsPerSecond, len(req.Channels), o.Now()); !ok {
-		w.refused(hub.LimitBackendEvents)
-		return ResultRateLimited, errors.New("over max_backend_events_per_second")
-	}
+	// Like the HTTP API: a message refused for saturation spends no token.
 	if limit := w.awaitCapacity(ctx); limit != "" {
 		w.refused(limit)
 		return ResultSaturated, fmt.Errorf("the node stayed saturated (%s) for %v; message dropped", limit, o.SaturatedWait)
+	}
+	if ok, _, _ := o.RateLimits.Take(app.ID, hub.RateBackend, app.MaxBackendEventsPerSecond, len(req.Channels), o.Now()); !ok {
+		w.refused(hub.LimitBackendEvents)
+		return ResultRateLimited, errors.New("over max_backend_events_per_second")
 	}
 	pctx, cancel := context.WithTimeout(ctx, o.PublishTimeout)
 	defer cancel()
