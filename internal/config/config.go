@@ -81,6 +81,7 @@ type Config struct {
 	ConnectionMessagesBurst     int           `yaml:"connection_messages_burst"`
 	ConnectionPendingMessages   int           `yaml:"connection_pending_messages"`
 	MaxWorkers                  int           `yaml:"max_workers"`
+	SaturationDelay             time.Duration `yaml:"saturation_delay"`
 
 	// Restarts in place (docs/restarts.md).
 	PIDFile        string        `yaml:"pid_file"`

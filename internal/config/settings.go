@@ -291,6 +291,15 @@ func serverSettings() []settings.Setting {
 		{Key: "max_workers", Default: 1024,
 			Rule: count(1, math.MaxInt, positive),
 			Help: "goroutines handling messages and HTTP requests at once (`number`)"},
+		// While more than 1% of the recent socket writes came later than
+		// this after their event's fanout started, the HTTP API answers
+		// publishes with 503 and Retry-After and ingestion waits, then
+		// drops (docs/security.md). 0s (the default): not watched, as a
+		// passing stall of a loaded machine would refuse publishers that
+		// do not retry, and lose their events.
+		{Key: "saturation_delay", Default: time.Duration(0),
+			Rule: between(0, time.Minute, "0s (not watched) or a duration up to 1m", durHint),
+			Help: "answer publishes with 503 while the p99 of recent deliveries (fanout to socket write) is over this `duration` (0s, the default: not watched)"},
 
 		// Restarts in place (docs/restarts.md). pid_file, when set, holds
 		// the PID of the process that serves: written once it is ready, by

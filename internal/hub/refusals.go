@@ -20,6 +20,8 @@ const (
 	LimitMessages        = "connection_messages_per_second"
 	LimitPendingMessages = "connection_pending_messages"
 	LimitOutboundBudget  = "outbound_budget_mb"
+	LimitSaturationDelay = "saturation_delay"
+	LimitWorkers         = "max_workers"
 	LimitRequestBody     = "max_request_body_kb"
 
 	// The app's limits.

@@ -31,4 +31,9 @@
 // bad names, rate limited) are counted per app and result through
 // Recorder and logged at most once per LogEvery per app with the number
 // left out; they never stop the subscription.
+//
+// The node's saturation signal (Options.Saturation, the one the HTTP API
+// answers 503 by) holds a message for at most Options.SaturatedWait per
+// saturated spell; what still finds the node saturated is dropped and
+// counted as ResultSaturated.
 package ingest

@@ -44,11 +44,14 @@ const (
 	ResultRateLimited = "rate_limited"
 	ResultDisabled    = "disabled"
 	ResultFailed      = "failed"
+	// ResultSaturated: the node stayed saturated (Options.Saturation) for
+	// longer than Options.SaturatedWait, so the message was dropped.
+	ResultSaturated = "saturated"
 )
 
 // Results lists every result, for metrics and docs.
 func Results() []string {
-	return []string{ResultPublished, ResultNotJSON, ResultBadPayload, ResultTooLarge, ResultInvalid, ResultRateLimited, ResultDisabled, ResultFailed}
+	return []string{ResultPublished, ResultNotJSON, ResultBadPayload, ResultTooLarge, ResultInvalid, ResultRateLimited, ResultDisabled, ResultFailed, ResultSaturated}
 }
 
 // Options configure New. Apps and Publisher are required.
@@ -79,6 +82,19 @@ type Options struct {
 	PublishTimeout time.Duration
 	// Now is the clock of the rate limits (default time.Now).
 	Now func() time.Time
+	// Saturation, when set, is the node's saturation signal, the one the
+	// HTTP API answers 503 by (transport.Server.Saturation): the name of
+	// the limit that saturates the node, "" when none does. While it
+	// names one a worker holds its message, looking again every
+	// saturatedPoll, for at most SaturatedWait per saturated spell; past
+	// that, messages are dropped with ResultSaturated until the node is
+	// no longer saturated. Laravel's Redis keeps nothing for a
+	// subscriber, so holding longer would only move the queue there (and
+	// get the subscription cut by its output buffer limit).
+	Saturation func() string
+	// SaturatedWait bounds the time a worker holds messages for a
+	// saturated node (default 1 s, the HTTP API's Retry-After).
+	SaturatedWait time.Duration
 }
 
 // Ingester runs one subscription per ingested app. Start it once; Close
@@ -115,6 +131,9 @@ func New(o Options) (*Ingester, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.SaturatedWait <= 0 {
+		o.SaturatedWait = time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Ingester{o: o, ctx: ctx, cancel: cancel, workers: make(map[string]*worker)}, nil

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,9 @@ type worker struct {
 	// Sampled logging of bad messages (worker goroutine only).
 	lastLog    time.Time
 	suppressed int
+	// waitUntil ends the current saturated spell's wait (zero: the node
+	// was not saturated at the last message; worker goroutine only).
+	waitUntil time.Time
 }
 
 func (in *Ingester) newWorker(appID string, cfg apps.LaravelRedis) (*worker, error) {
@@ -217,6 +221,11 @@ func (w *worker) process(ctx context.Context, channel, payload string) (string, 
 		}
 		return ResultInvalid, pe
 	}
+	// Like the HTTP API: a message refused for saturation spends no token.
+	if limit := w.awaitCapacity(ctx); limit != "" {
+		w.refused(limit)
+		return ResultSaturated, fmt.Errorf("the node stayed saturated (%s) for %v; message dropped", limit, o.SaturatedWait)
+	}
 	if ok, _, _ := o.RateLimits.Take(app.ID, hub.RateBackend, app.MaxBackendEventsPerSecond, len(req.Channels), o.Now()); !ok {
 		w.refused(hub.LimitBackendEvents)
 		return ResultRateLimited, errors.New("over max_backend_events_per_second")
@@ -227,6 +236,44 @@ func (w *worker) process(ctx context.Context, channel, payload string) (string, 
 		return ResultFailed, err
 	}
 	return ResultPublished, nil
+}
+
+// saturatedPoll is how often a held message looks at the signal again.
+const saturatedPoll = 20 * time.Millisecond
+
+// awaitCapacity waits while the node is saturated, for what is left of
+// the current spell's SaturatedWait. It returns the limit that still
+// saturates the node then (or when the worker stops), "" when the message
+// may go. The first message of a spell waits up to SaturatedWait, later
+// ones only for the rest of it, so a long spell costs one wait, not one
+// per message.
+func (w *worker) awaitCapacity(ctx context.Context) string {
+	sat := w.in.o.Saturation
+	if sat == nil {
+		return ""
+	}
+	limit := sat()
+	if limit == "" {
+		w.waitUntil = time.Time{}
+		return ""
+	}
+	if w.waitUntil.IsZero() {
+		w.waitUntil = time.Now().Add(w.in.o.SaturatedWait)
+	}
+	t := time.NewTicker(saturatedPoll)
+	defer t.Stop()
+	for time.Now().Before(w.waitUntil) {
+		select {
+		case <-ctx.Done():
+			return limit
+		case <-t.C:
+		}
+		if limit = sat(); limit == "" {
+			w.waitUntil = time.Time{}
+			return ""
+		}
+	}
+	return limit
 }
 
 func (w *worker) refused(limit string) {

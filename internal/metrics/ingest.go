@@ -12,7 +12,7 @@ type ingestMetrics struct {
 func newIngestMetrics(reg prometheus.Registerer) ingestMetrics {
 	im := ingestMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "ingest_messages_total",
-			Help: "Messages received from Laravel's redis broadcaster, by result (published, not_json, bad_payload, too_large, invalid, rate_limited, disabled, failed)."}, []string{"app", "result"}),
+			Help: "Messages received from Laravel's redis broadcaster, by result (published, not_json, bad_payload, too_large, invalid, rate_limited, disabled, saturated, failed)."}, []string{"app", "result"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "ingest_active",
 			Help: "1 while this node is subscribed to the app's Laravel Redis (in a cluster, the node holding the app's ingest lease), else 0."}, []string{"app"}),
 	}

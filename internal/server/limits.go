@@ -122,6 +122,7 @@ func transportLimits(cfg *config.Config, tc *transport.Config, memLimit int64, l
 	if tc.OutboundBudget > 0 {
 		log.Info("outbound budget", "budget_mb", tc.OutboundBudget>>20, "publishes_refused_above_mb", tc.OutboundBudget>>21)
 	}
+	tc.SaturationDelay = cfg.SaturationDelay
 	return nil
 }
 

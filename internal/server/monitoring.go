@@ -65,10 +65,13 @@ func (o outboundSource) ShedConnections() int64 {
 	return 0
 }
 
-// Saturated implements httpapi.Backpressure.
-func (o outboundSource) Saturated() bool {
-	ws := o.s.ws
-	return ws != nil && ws.Saturated()
+// Saturation implements httpapi.Backpressure, and is ingestion's signal
+// too: the transport's, once it exists.
+func (o outboundSource) Saturation() string {
+	if ws := o.s.ws; ws != nil {
+		return ws.Saturation()
+	}
+	return ""
 }
 
 // channelSource lets the metrics read the hub's channels once it exists.

@@ -294,6 +294,9 @@ func (s *Server) buildIngest(store apps.Store, pub ingest.Publisher, limits *hub
 		Recorder:   s.metrics,
 		Refusals:   s.refusals,
 		Logger:     s.log.With("component", "ingest"),
+		// The HTTP API's signal: ingested events wait, then drop, while
+		// the node is saturated.
+		Saturation: outboundSource{s}.Saturation,
 	}
 	if s.node != nil {
 		l, err := ingest.NewLeases(ingest.LeaseOptions{Client: s.node.Client(), Prefix: s.cfg.RedisPrefix, TTL: s.cfg.RedisLease})

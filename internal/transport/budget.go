@@ -3,6 +3,7 @@ package transport
 import (
 	"cmp"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,11 +59,109 @@ func (s *Server) ShedConnections() int64 { return s.outbound.shed.Load() }
 // OutboundBudget returns the node's outbound budget in bytes (0: none).
 func (s *Server) OutboundBudget() int64 { return s.outbound.limit }
 
-// Saturated reports whether the node holds more than half its outbound
-// budget: publishers should then retry later instead of adding to it.
-func (s *Server) Saturated() bool {
+// Saturated reports whether publishers should retry later instead of
+// adding to what the node holds (Saturation says why).
+func (s *Server) Saturated() bool { return s.Saturation() != "" }
+
+// Saturation is the node's one saturation signal, which the HTTP API (503)
+// and ingestion (wait, then drop) obey. It returns the config key of the
+// limit that makes the node saturated, "" when none does; each covers a
+// stage where accepted publishes can wait:
+//   - hub.LimitOutboundBudget: the connections' queues hold more than half
+//     the outbound budget (frames queued, not yet taken by the kernel);
+//   - hub.LimitSaturationDelay: a connection has waited for a flusher longer
+//     than half of Config.SaturationDelay (the frames behind it wait
+//     about as long again: a leading measure), or more than 1% of the
+//     recent socket writes came later than Config.SaturationDelay after
+//     their event's fanout started (fanout, flush queue, flushers' CPU;
+//     see delayWatch: the outcome);
+//   - hub.LimitWorkers: HTTP requests or messages wait for a worker (all
+//     MaxWorkers are busy), so a publish accepted now would wait too.
+//
+// Below every threshold it is always "": a quiet node never refuses.
+func (s *Server) Saturation() string {
 	b := s.outbound
-	return b.limit > 0 && b.bytes.Load() > b.saturateAt
+	switch {
+	case b.limit > 0 && b.bytes.Load() > b.saturateAt:
+		return hub.LimitOutboundBudget
+	case s.delays.bound > 0 && (s.flushq.waited(s.clock()) > s.delays.bound/2 || s.delays.late(s.clock())):
+		return hub.LimitSaturationDelay
+	case s.pool.waitingLen() > 0:
+		return hub.LimitWorkers
+	}
+	return ""
+}
+
+// clock reads the monotonic clock the hub stamps frames with
+// (nanoseconds since Config.Epoch).
+func (s *Server) clock() int64 { return int64(time.Since(s.cfg.Epoch)) }
+
+// delayWatch measures the delivery delay of recent socket writes: the time
+// from the start of the fanout of the oldest frame a write carries (the
+// hub's stamp) until the write returned. That time covers every stage a
+// published event waits in on this node after the HTTP API accepted it:
+// the fanout over the channel's other subscribers, the flush queue, the
+// flushers' share of the CPU and a socket's backlog. It counts, for the
+// current and the previous window, the writes and those later than bound;
+// the node is late while at least minLate writes, and more than 1% of
+// them, were later than bound (the recent p99 is over the bound).
+type delayWatch struct {
+	bound int64 // nanoseconds; 0: not watched
+
+	mu     sync.Mutex
+	window int64 // the window cur counts (clock / delayWindow)
+	cur    delayCount
+	prev   delayCount
+}
+
+type delayCount struct{ writes, late int64 }
+
+const (
+	// delayWindow is the length of a counting window: the signal looks at
+	// the last one to two windows, so it clears within half a second of
+	// the delays going down, before a refused publisher's Retry-After.
+	delayWindow = int64(250 * time.Millisecond)
+	// minLate late writes before the node is late: a few slow writes (a
+	// GC pause, one descheduled flusher) are no overload.
+	minLate = 10
+)
+
+// observe counts a write that took d, at now (both in nanoseconds).
+func (w *delayWatch) observe(now, d int64) {
+	if w.bound <= 0 {
+		return
+	}
+	w.mu.Lock()
+	w.rotateLocked(now)
+	w.cur.writes++
+	if d > w.bound {
+		w.cur.late++
+	}
+	w.mu.Unlock()
+}
+
+// late reports whether the recent writes' p99 is over the bound, at now.
+func (w *delayWatch) late(now int64) bool {
+	if w.bound <= 0 {
+		return false
+	}
+	w.mu.Lock()
+	w.rotateLocked(now)
+	writes, late := w.cur.writes+w.prev.writes, w.cur.late+w.prev.late
+	w.mu.Unlock()
+	return late >= minLate && late*100 > writes
+}
+
+func (w *delayWatch) rotateLocked(now int64) {
+	i := now / delayWindow
+	switch {
+	case i <= w.window:
+	case i == w.window+1:
+		w.prev, w.cur = w.cur, delayCount{}
+	default:
+		w.prev, w.cur = delayCount{}, delayCount{}
+	}
+	w.window = max(w.window, i)
 }
 
 // shedder closes the largest queues whenever the budget is spent, until

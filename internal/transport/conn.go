@@ -113,7 +113,7 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 	sched := c.scheduleLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.flushq.push(c)
+		c.srv.flushq.push(c, c.srv.clock())
 	}
 	return true
 }
@@ -165,7 +165,7 @@ func (c *wsConn) startCloseLocked(code int, reason string) {
 	}
 	if c.scheduleLocked() {
 		// Pushing under c.mu is safe: the flush queue lock is a leaf.
-		c.srv.flushq.push(c)
+		c.srv.flushq.push(c, c.srv.clock())
 	}
 }
 
@@ -205,7 +205,7 @@ func (c *wsConn) drained() {
 	sched := c.scheduleLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.flushq.push(c)
+		c.srv.flushq.push(c, c.srv.clock())
 	}
 }
 
@@ -245,10 +245,15 @@ func (c *wsConn) flush(scratch *[]byte) {
 
 		err := c.writeBatch(batch, scratch)
 		clear(batch)
-		if at != 0 && err == nil && c.metrics != nil {
+		if at != 0 && err == nil {
 			// One clock read per write, and only for stamped frames
 			// (never when metrics are off: the hub then stamps nothing).
-			c.metrics.DeliveryLatency(c.srv.since(at))
+			now := c.srv.clock()
+			d := max(now-at, 0)
+			c.srv.delays.observe(now, d)
+			if c.metrics != nil {
+				c.metrics.DeliveryLatency(time.Duration(d))
+			}
 		}
 
 		c.mu.Lock()

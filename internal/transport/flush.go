@@ -7,13 +7,20 @@ import (
 
 // flushQueue is the unbounded FIFO of connections that have frames to
 // write. push never blocks (it may be called from the event loop); the
-// flusher goroutines take connections in small batches.
+// flusher goroutines take connections in small batches. Each entry keeps
+// the time it was queued, so that the wait of the oldest (waited) is a
+// leading measure of the flushers' backlog.
 type flushQueue struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	items  []*wsConn
+	items  []flushItem
 	head   int
 	closed bool
+}
+
+type flushItem struct {
+	c  *wsConn
+	at int64 // when queued, on Server.clock
 }
 
 func newFlushQueue() *flushQueue {
@@ -22,11 +29,23 @@ func newFlushQueue() *flushQueue {
 	return q
 }
 
-func (q *flushQueue) push(c *wsConn) {
+// push queues c at now (Server.clock).
+func (q *flushQueue) push(c *wsConn, now int64) {
 	q.mu.Lock()
-	q.items = append(q.items, c)
+	q.items = append(q.items, flushItem{c, now})
 	q.mu.Unlock()
 	q.cond.Signal()
+}
+
+// waited returns how long the oldest connection in the queue has waited
+// for a flusher at now (0: the queue is empty).
+func (q *flushQueue) waited(now int64) int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return 0
+	}
+	return now - q.items[q.head].at
 }
 
 // pop waits for work and moves up to max connections into batch. It
@@ -41,7 +60,10 @@ func (q *flushQueue) pop(batch []*wsConn, max int) ([]*wsConn, bool) {
 		return batch[:0], false
 	}
 	n := min(max, len(q.items)-q.head)
-	batch = append(batch[:0], q.items[q.head:q.head+n]...)
+	batch = batch[:0]
+	for _, it := range q.items[q.head : q.head+n] {
+		batch = append(batch, it.c)
+	}
 	clear(q.items[q.head : q.head+n])
 	q.head += n
 	if q.head == len(q.items) {

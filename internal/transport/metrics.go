@@ -36,9 +36,3 @@ type AppMetrics interface {
 	// of the write (Conn.Send's at) until the write call returned.
 	DeliveryLatency(d time.Duration)
 }
-
-// since is the time from at (nanoseconds since Config.Epoch) until now,
-// never negative.
-func (s *Server) since(at int64) time.Duration {
-	return max(time.Since(s.cfg.Epoch)-time.Duration(at), 0)
-}

@@ -116,6 +116,12 @@ type Config struct {
 	// with 4100 until the total is at 3/4 of it, and from half of it on
 	// Saturated reports true.
 	OutboundBudget int64
+	// SaturationDelay is the bound on the delivery delay (from the start
+	// of an event's fanout until a socket write carrying it returned):
+	// while more than 1% of the recent writes take longer, Saturated
+	// reports true (0: the delay is not watched). It needs stamped frames
+	// (the hub stamps them when it has Metrics).
+	SaturationDelay time.Duration
 }
 
 // Defaults of the inbound bounds.
@@ -159,6 +165,7 @@ type Server struct {
 
 	pool     jobPool
 	outbound *outboundBudget
+	delays   delayWatch
 
 	slowConsumers atomic.Int64
 	handedOff     atomic.Bool  // StopAccepting was called
@@ -225,6 +232,7 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 		workersQuit:      make(chan struct{}),
 		conns:            make(map[*wsConn]struct{}),
 		outbound:         newOutboundBudget(cfg.OutboundBudget),
+		delays:           delayWatch{bound: int64(cfg.SaturationDelay)},
 		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
 	}
 	s.pool.max = cfg.MaxWorkers

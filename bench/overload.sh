@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The overload runs of bench/README.md ("Overload and hostile clients"),
+# each on a fresh server: (a) publishing as fast as possible to 10,000
+# subscribers on 100 channels with an 8 MB outbound budget; (b) 1,000 good
+# subscribers quiet, then beside hostile clients. RUNS (default 3) of each;
+# the JSON lines go to $OUT (default bench/results/<commit>-overload.jsonl),
+# the server's refusal and saturation counters after each run to
+# $OUT.metrics. (a) runs with saturation_delay 50 ms, (b) with the
+# defaults. BIN (default bin/herald), PORT (default 16700), ONLY (a or b)
+# and BENCH_ARGS (extra load-tool flags) adjust it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin/herald}
+PORT=${PORT:-16700}
+RUNS=${RUNS:-3}
+OUT=${OUT:-bench/results/$(git rev-parse --short HEAD)-overload.jsonl}
+# The servers' logs (with the banner's one-off admin token) stay out of
+# bench/results.
+SERVER_LOG=${SERVER_LOG:-$(mktemp -t herald-overload-XXXXXX.log)}
+[ -x "$BIN" ] || make build
+# shellcheck source=bench/server.sh
+. bench/server.sh
+SERVE_ARGS=()
+start_server() {
+  stop_server
+  "$BIN" serve --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s \
+    --memory-limit-mb 1024 "${SERVE_ARGS[@]}" >>"$SERVER_LOG" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server did not start; its log:" >&2
+  cat "$SERVER_LOG" >&2
+  exit 1
+}
+bench() {
+  # shellcheck disable=SC2086
+  "$BIN" bench fanout --url "ws://127.0.0.1:$PORT" --api "http://127.0.0.1:$PORT" \
+    --server-pid "$server_pid" --json $BENCH_ARGS "$@" >>"$OUT"
+  { echo "# $*"; curl -s "http://127.0.0.1:$PORT/metrics" |
+    grep -E '^herald_(refusals_total[{]|shed_connections_total |outbound_bytes )'; } >>"$OUT.metrics" || true
+}
+BENCH_ARGS=${BENCH_ARGS:-}
+ONLY=${ONLY:-ab}
+for i in $(seq 1 "$RUNS"); do
+  if [[ $ONLY == *a* ]]; then
+    echo "run $i/$RUNS: (a) fanout flood" >&2
+    SERVE_ARGS=(--outbound-budget-mb 8 --saturation-delay 50ms)
+    start_server
+    bench --subscribers 10000 --channels 100 --publishers 8 --rate 0 --duration 20s --warmup 3s
+  fi
+  if [[ $ONLY == *b* ]]; then
+    SERVE_ARGS=()
+    echo "run $i/$RUNS: (b) quiet" >&2
+    start_server
+    bench --subscribers 1000 --channels 10 --publishers 2 --rate 200 --duration 15s --warmup 3s
+    echo "run $i/$RUNS: (b) mixed" >&2
+    start_server
+    bench --subscribers 1000 --channels 10 --publishers 2 --rate 200 --duration 15s --warmup 3s \
+      --hostile-pingers 20 --hostile-stormers 20 --hostile-stalled 50 --hostile-rate 500
+  fi
+done
+stop_server
+echo "results in $OUT, server logs in $SERVER_LOG" >&2
