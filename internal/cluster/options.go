@@ -59,6 +59,12 @@ type Options struct {
 	// re-owns sockets that are still recorded). ctx ends when the Node
 	// closes.
 	OnRejoin func(ctx context.Context)
+	// OnLeaseTick is called, from a goroutine of the Node (never the
+	// heartbeat's), after each lease renewal, for the hub to reconcile its
+	// local state with what Redis holds under the node's id
+	// (hub.Hub.Reconcile). Renewals that come while a call is running are
+	// folded into one later call. ctx ends when the Node closes.
+	OnLeaseTick func(ctx context.Context)
 	// RedisHook, when set, is added to every Redis client of the Node and
 	// the Broker (metrics: round trips and their errors).
 	RedisHook redis.Hook

@@ -79,6 +79,10 @@ type Hub struct {
 	// of them (ghosts.go).
 	ghostMu sync.Mutex
 	ghosts  map[ghostKey]ghost
+	ops     atomic.Uint64 // names leaves (newOp)
+	repairs repairCounters
+	// recon is where the lease tick's reconciliation resumes (Reconcile).
+	recon reconcileCursor
 
 	usersMu  sync.Mutex
 	users    map[userKey]map[*Client]struct{}

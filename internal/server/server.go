@@ -207,6 +207,8 @@ func (s *Server) buildCluster(hopt *hub.Options) error {
 		RedisHook: s.metrics.RedisHook(),
 		// The hub is built right after; neither callback runs before Start.
 		OnRejoin: func(ctx context.Context) { s.hub.Reregister(ctx) },
+		// Each lease tick: ghosts and lost records repaired both ways.
+		OnLeaseTick: func(ctx context.Context) { s.hub.Reconcile(ctx, s.apps.ByID) },
 	}
 	s.node, err = cluster.NewNode(copt)
 	if err != nil {
