@@ -139,6 +139,8 @@ func (h *Hub) repairGhosts() {
 // repairGhost retries one ghost's removal; it reports whether the ghost is
 // settled (removed, or found live).
 func (h *Hub) repairGhost(k ghostKey) bool {
+	h.repairMu.Lock()
+	defer h.repairMu.Unlock()
 	// Serialised with the socket's own messages: a socket that subscribed
 	// again meanwhile holds a live subscription, and that is the truth.
 	if c := h.client(k.socket); c != nil {
