@@ -168,7 +168,7 @@ func TestReconcileRestoresLostState(t *testing.T) {
 	n2 := repairNode(t, o, app)
 	const ch = "presence-lost"
 	n1.join(t, app, ch, "u1")
-	n1.join(t, app, "room", "x")
+	roomClient, _ := n1.join(t, app, "room", "x")
 	_, watcher := n2.join(t, app, ch, "u2")
 	ctx := context.Background()
 	rdb := n1.node.Client()
@@ -210,6 +210,17 @@ func TestReconcileRestoresLostState(t *testing.T) {
 	if ok, err := rdb.SIsMember(ctx, k.nodeApps(n1.node.ID()), app.ID).Result(); err != nil || !ok {
 		t.Fatalf("node 1's app index not restored: %v %v", ok, err)
 	}
+
+	// Only the node's index of its entries lost one: put back, so that a
+	// reaper would find it.
+	entry := "room\n" + roomClient.SocketID()
+	if err := rdb.SRem(ctx, k.nodeSet(app.ID, n1.node.ID()), entry).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, "the node set entry back", func() bool {
+		ok, err := rdb.SIsMember(ctx, k.nodeSet(app.ID, n1.node.ID()), entry).Result()
+		return err == nil && ok
+	})
 
 	// Everything lost.
 	if err := rdb.FlushAll(ctx).Err(); err != nil {

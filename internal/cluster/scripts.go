@@ -28,7 +28,8 @@ end
 // ARGV: socket, node, presence ("1" or ""), user, member, max members, channel.
 // Reply: {added, count, first, [user, member]...}; {-1} when the presence
 // channel is full. A socket already present is re-owned by node (a node
-// that registers its sockets again after losing its lease).
+// that registers its sockets again after losing its lease) and put back in
+// the node's set.
 var subscribeScript = redis.NewScript(rosterLua + `
 local sock, node, pres, user, chan = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[7]
 local res
@@ -37,8 +38,10 @@ if cur then
   local nl = string.find(cur, '\n', 1, true) or (#cur + 1)
   if string.sub(cur, 1, nl - 1) ~= node then
     redis.call('HSET', KEYS[1], sock, node .. string.sub(cur, nl))
-    redis.call('SADD', KEYS[6], chan .. '\n' .. sock)
   end
+  -- Also when the owner is unchanged: a node set that lost the entry
+  -- (Hub.Reconcile records it again) gets it back.
+  redis.call('SADD', KEYS[6], chan .. '\n' .. sock)
   res = {0, redis.call('HLEN', KEYS[1]), 0}
 else
   local first = 0
