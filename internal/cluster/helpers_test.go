@@ -93,6 +93,8 @@ func (r recv) Reregister(ctx context.Context) {
 	}
 }
 
+func (recv) Reconcile(context.Context) {}
+
 // startNode starts a node and closes it when t ends; r, when given, is
 // attached before the start.
 func startNode(t testing.TB, o Options, r ...hub.Receiver) *Node {

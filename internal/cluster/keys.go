@@ -17,6 +17,7 @@ func (k keys) sockets(appID, channel string) string { return k.app(appID) + "s:"
 func (k keys) members(appID, channel string) string { return k.app(appID) + "m:" + channel }
 func (k keys) order(appID, channel string) string   { return k.app(appID) + "o:" + channel }
 func (k keys) told(appID, channel string) string    { return k.app(appID) + "wh:" + channel }
+func (k keys) left(appID, op string) string         { return k.app(appID) + "left:" + op }
 func (k keys) cache(appID, channel string) string   { return k.app(appID) + "c:" + channel }
 func (k keys) chans(appID string) string            { return k.app(appID) + "chans" }
 func (k keys) nodeSet(appID, node string) string    { return k.app(appID) + "node:" + node }

@@ -37,6 +37,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	rejoin chan struct{}
+	ticked chan struct{} // a lease renewal for the reconcile loop
 	once   sync.Once
 
 	// recv is the hub (Attach): told of departures and rejoins.
@@ -69,6 +70,7 @@ func NewNode(o Options) (*Node, error) {
 		k:      keys{o.Prefix},
 		apps:   make(map[string]struct{}),
 		rejoin: make(chan struct{}, 1),
+		ticked: make(chan struct{}, 1),
 	}
 	id := o.NodeName + "-" + randomSuffix()
 	n.id.Store(&id)
@@ -96,6 +98,8 @@ func (n *Node) Start() error {
 	go n.every(n.o.ReapInterval, n.reapIfHealthy)
 	n.wg.Add(1)
 	go n.rejoinLoop()
+	n.wg.Add(1)
+	go n.reconcileLoop()
 	return n.Healthy()
 }
 
@@ -199,6 +203,10 @@ func (n *Node) beat() {
 		n.healthErr = err
 		return
 	}
+	select {
+	case n.ticked <- struct{}{}:
+	default: // a reconciliation is due already
+	}
 	now := time.Now()
 	if n.healthErr != nil {
 		if !n.lastBeat.IsZero() {
@@ -225,6 +233,46 @@ func (n *Node) rejoinLoop() {
 				r.Reregister(n.ctx)
 			}
 		}
+	}
+}
+
+// reconcileLoop repairs, after each lease renewal, what Redis lost of the
+// node's own records (its apps index) and has the hub compare its sockets
+// with what Redis holds under the node's id (the attached hub.Receiver's Reconcile). It runs
+// off the heartbeat, so a long pass never delays a renewal.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.ticked:
+			n.restoreApps(n.ctx)
+			if r := n.recv.Load(); r != nil {
+				r.Reconcile(n.ctx)
+			}
+		}
+	}
+}
+
+// restoreApps records again the apps this node has entries in (a Redis
+// that lost its data while the lease survived, or an eviction), so that a
+// reaper still finds the entries if the node dies.
+func (n *Node) restoreApps(ctx context.Context) {
+	n.appsMu.Lock()
+	node := n.ID()
+	ids := make([]any, 0, len(n.apps))
+	for id := range n.apps {
+		ids = append(ids, id)
+	}
+	n.appsMu.Unlock()
+	if len(ids) == 0 || !n.registered.Load() {
+		return
+	}
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	if err := n.rdb.SAdd(ctx, n.k.nodeApps(node), ids...).Err(); err != nil && ctx.Err() == nil {
+		n.o.Logger.Warn("recording the node's apps again failed", "node", node, "err", err)
 	}
 }
 

@@ -28,7 +28,8 @@ end
 // ARGV: socket, node, presence ("1" or ""), user, member, max members, channel.
 // Reply: {added, count, first, [user, member]...}; {-1} when the presence
 // channel is full. A socket already present is re-owned by node (a node
-// that registers its sockets again after losing its lease).
+// that registers its sockets again after losing its lease) and put back in
+// the node's set.
 var subscribeScript = redis.NewScript(rosterLua + `
 local sock, node, pres, user, chan = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[7]
 local res
@@ -37,8 +38,10 @@ if cur then
   local nl = string.find(cur, '\n', 1, true) or (#cur + 1)
   if string.sub(cur, 1, nl - 1) ~= node then
     redis.call('HSET', KEYS[1], sock, node .. string.sub(cur, nl))
-    redis.call('SADD', KEYS[6], chan .. '\n' .. sock)
   end
+  -- Also when the owner is unchanged: a node set that lost the entry
+  -- (Hub.Reconcile records it again) gets it back.
+  redis.call('SADD', KEYS[6], chan .. '\n' .. sock)
   res = {0, redis.call('HLEN', KEYS[1]), 0}
 else
   local first = 0
@@ -72,15 +75,35 @@ return res
 
 // unsubscribeScript removes a socket from a channel.
 // KEYS: as subscribeScript (the node set is the one the entry is removed
-// from). ARGV: socket, channel, expected owner ("" for any: the reaper
-// passes the dead node so that a socket its node registered again under a
-// new id is left alone).
+// from), then optionally the outcome key of the leave (State.Leave).
+// ARGV: socket, channel, expected owner ("" for any: the reaper passes the
+// dead node so that a socket its node registered again under a new id is
+// left alone), how long to keep the outcome (ms, with KEYS[7]).
 // Reply: {removed, count, last, user, member}.
+//
+// With KEYS[7], a removal that ends the user's presence or empties the
+// channel keeps its outcome there, and a call that finds the socket gone
+// returns the kept outcome (removed = 1; last only while the user is still
+// absent; the count as it is now): a retry so learns what an attempt whose
+// reply was lost did.
 var unsubscribeScript = redis.NewScript(`
 local sock, chan, want = ARGV[1], ARGV[2], ARGV[3]
+local keep = KEYS[7]
 redis.call('SREM', KEYS[6], chan .. '\n' .. sock)
 local cur = redis.call('HGET', KEYS[1], sock)
-if not cur then return {0, redis.call('HLEN', KEYS[1])} end
+if not cur then
+  local count = redis.call('HLEN', KEYS[1])
+  if keep then
+    local t = redis.call('HMGET', keep, 'l', 'u', 'b')
+    if t[1] then
+      if t[1] == '1' and redis.call('HEXISTS', KEYS[2], t[2]) == 0 then
+        return {1, count, 1, t[2], t[3]}
+      end
+      return {1, count}
+    end
+  end
+  return {0, count}
+end
 local nl = string.find(cur, '\n', 1, true) or (#cur + 1)
 if want ~= '' and string.sub(cur, 1, nl - 1) ~= want then
   return {0, redis.call('HLEN', KEYS[1])}
@@ -99,6 +122,14 @@ if string.sub(cur, nl + 1, nl + 1) == 'p' then
   end
 end
 if count == 0 then redis.call('ZREM', KEYS[5], chan) end
+if keep and (res[3] == 1 or count == 0) then
+  if res[3] == 1 then
+    redis.call('HSET', keep, 'l', '1', 'u', res[4], 'b', res[5])
+  else
+    redis.call('HSET', keep, 'l', '0')
+  end
+  redis.call('PEXPIRE', keep, ARGV[4])
+end
 return res
 `)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/herald-ws/herald/internal/hub"
@@ -63,6 +64,92 @@ func (s *State) Unsubscribe(ctx context.Context, appID, channel, socketID string
 		return hub.UnsubscribeResult{}, fmt.Errorf("unsubscribe: %w", err)
 	}
 	return parseUnsubscribe(v), nil
+}
+
+// leaveMemory is how long Leave keeps the outcome of a removal that ended
+// a user's presence or emptied a channel, for a retry whose earlier attempt
+// lost its reply. The hub retries every second once Redis answers; the
+// cost is one small hash per such leave for this long.
+const leaveMemory = 2 * time.Minute
+
+var _ hub.RepairState = (*State)(nil)
+
+// Leave implements hub.RepairState: Unsubscribe, keeping the outcome of a
+// transition under op (one script, so a retry sees either the socket or
+// the outcome).
+func (s *State) Leave(ctx context.Context, appID, channel, socketID, op string) (hub.UnsubscribeResult, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	ks := append(n.k.channel(appID, channel, n.ID()), n.k.left(appID, op))
+	v, err := unsubscribeScript.Run(ctx, n.rdb, ks, socketID, channel, "", leaveMemory.Milliseconds()).Slice()
+	if err != nil {
+		return hub.UnsubscribeResult{}, fmt.Errorf("leave: %w", err)
+	}
+	return parseUnsubscribe(v), nil
+}
+
+// HeldApps implements hub.RepairState.
+func (s *State) HeldApps(ctx context.Context) ([]string, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	ids, err := n.rdb.SMembers(ctx, n.k.nodeApps(n.ID())).Result()
+	if err != nil {
+		return nil, fmt.Errorf("held apps: %w", err)
+	}
+	return ids, nil
+}
+
+// heldPage is how many entries Held asks SSCAN for per call.
+const heldPage = 500
+
+// Held implements hub.RepairState over the node's set of entries in the
+// app (SSCAN, so a page costs the same however large the set).
+func (s *State) Held(ctx context.Context, appID string, cursor uint64) ([]hub.HeldEntry, uint64, error) {
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	raw, next, err := n.rdb.SScan(ctx, n.k.nodeSet(appID, n.ID()), cursor, "", heldPage).Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("held: %w", err)
+	}
+	out := make([]hub.HeldEntry, 0, len(raw))
+	for _, e := range raw {
+		ch, sock, ok := strings.Cut(e, "\n")
+		if !ok {
+			continue
+		}
+		if user, isUser := strings.CutPrefix(ch, userMark); isUser {
+			out = append(out, hub.HeldEntry{User: user, Socket: sock})
+		} else {
+			out = append(out, hub.HeldEntry{Channel: ch, Socket: sock})
+		}
+	}
+	return out, next, nil
+}
+
+// Holds implements hub.RepairState (one SMISMEMBER).
+func (s *State) Holds(ctx context.Context, appID string, entries []hub.HeldEntry) ([]bool, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	n := s.n
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	members := make([]any, len(entries))
+	for i, e := range entries {
+		ch := e.Channel
+		if e.User != "" {
+			ch = userMark + e.User
+		}
+		members[i] = ch + "\n" + e.Socket
+	}
+	got, err := n.rdb.SMIsMember(ctx, n.k.nodeSet(appID, n.ID()), members...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("holds: %w", err)
+	}
+	return got, nil
 }
 
 // Channel implements hub.State.

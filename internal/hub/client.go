@@ -267,7 +267,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		h.log.Warn("subscribe: state unavailable", "app_id", app.ID, "channel", name, "err", err)
 		// The call may have been applied all the same (a timeout): make
 		// sure the State does not keep it.
-		h.addGhost(c, name, kind)
+		h.addGhost(app, name, c.id, kind, "")
 		c.subscriptionError(name, "ServerError", "The server could not record the subscription, try again", 503)
 		return
 	}
@@ -277,11 +277,10 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		// The socket closed while the state call was in flight: undo.
 		c.mu.Unlock()
 		h.channelInterest(app.ID, name, kind, false)
-		ctx, cancel := h.stateCtx()
-		res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
-		cancel()
+		op := h.newOp(c.id)
+		res, err := h.stateLeave(app.ID, name, c.id, op)
 		if err != nil {
-			h.addGhost(c, name, kind)
+			h.addGhost(app, name, c.id, kind, op)
 		} else {
 			h.afterLeave(app, name, kind, res)
 		}
@@ -355,12 +354,13 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	}
 	h.removeLocal(k, c)
 	h.channelInterest(app.ID, name, sub.kind, false)
-	ctx, cancel := h.stateCtx()
-	res, err := h.state.Unsubscribe(ctx, app.ID, name, c.id)
-	cancel()
+	op := h.newOp(c.id)
+	res, err := h.stateLeave(app.ID, name, c.id, op)
 	if err != nil {
 		h.log.Warn("unsubscribe: state unavailable, will retry", "app_id", app.ID, "channel", name, "err", err)
-		h.addGhost(c, name, sub.kind)
+		// The same op on every retry: one that finds the socket gone
+		// learns what this call did if it was applied after all.
+		h.addGhost(app, name, c.id, sub.kind, op)
 		return
 	}
 	h.afterLeave(app, name, sub.kind, res)

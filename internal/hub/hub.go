@@ -86,6 +86,14 @@ type Hub struct {
 	// of them (ghosts.go).
 	ghostMu sync.Mutex
 	ghosts  map[ghostKey]ghost
+	// repairMu makes ghost repairs take turns (the retry loop and
+	// Reconcile): two attempts at one leave in flight at once could both
+	// report its outcome.
+	repairMu sync.Mutex
+	ops      atomic.Uint64 // names leaves (newOp)
+	repairs  repairCounters
+	// recon is where the lease tick's reconciliation resumes (Reconcile).
+	recon reconcileCursor
 
 	usersMu  sync.Mutex
 	users    map[userKey]map[*Client]struct{}

@@ -205,6 +205,12 @@ type Receiver interface {
 	// again, after the engine lost this node's records (its lease expired,
 	// or Redis lost its data). ctx ends when the engine closes.
 	Reregister(ctx context.Context)
+	// Reconcile compares, after each renewal of this node's lease, the
+	// node's own connections with what the State holds for it and repairs
+	// both ways (ghosts left by calls that timed out, records the State
+	// lost). An engine whose writes are never lost or applied late need
+	// not call it. ctx ends when the engine closes.
+	Reconcile(ctx context.Context)
 }
 
 // Departure is what the engine removed when a node died.
@@ -268,4 +274,40 @@ type Observer interface {
 	// Published is called once per channel an API event was published on,
 	// with the number of local deliveries.
 	Published(appID, channel, event string, deliveries int)
+}
+
+// RepairState is implemented by a State whose calls can time out after the
+// backing store applied them (Redis), and which records every socket under
+// the node that holds it. The hub uses it to repair what such calls leave
+// behind: ghosts (ghosts.go) and, on each lease tick, the differences
+// between its own connections and what the State holds for this node
+// (Hub.Reconcile).
+type RepairState interface {
+	// Leave is Unsubscribe made safe to retry after a timeout. op names one
+	// leave: every attempt at it passes the same op, and no other leave
+	// uses it. When the call that removes the socket makes the user's last
+	// socket go (member_removed) or empties the channel, the State keeps
+	// that outcome under op for a while (minutes); a later attempt that
+	// finds the socket gone returns it, with Removed set, so the follow-up
+	// events are sent although the reply of the call that did the removal
+	// was lost. The kept outcome is reported only while it is still true:
+	// LastForUser only while the user is still absent, Count as it is now.
+	Leave(ctx context.Context, appID, channel, socketID, op string) (UnsubscribeResult, error)
+	// HeldApps lists the apps the State holds entries of this node for.
+	HeldApps(ctx context.Context) ([]string, error)
+	// Held lists the entries of this node in appID a page at a time:
+	// cursor 0 starts, a returned cursor of 0 ends. A page may repeat an
+	// entry of an earlier one.
+	Held(ctx context.Context, appID string, cursor uint64) ([]HeldEntry, uint64, error)
+	// Holds reports, for each entry, whether the State holds it for this
+	// node.
+	Holds(ctx context.Context, appID string, entries []HeldEntry) ([]bool, error)
+}
+
+// HeldEntry is one socket the State records for this node: a channel
+// subscription (Channel set) or a signed-in user (User set, see UserState).
+type HeldEntry struct {
+	Channel string
+	User    string
+	Socket  string
 }

@@ -14,7 +14,7 @@ import (
 // so that it is gathered.
 func allFamilies(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(Options{Channels: fakeChannels{{"a", "orders", 1}}, RedisHealthy: func() error { return nil }, Outbound: fakeOutbound{}})
+	m := New(Options{Channels: fakeChannels{{"a", "orders", 1}}, RedisHealthy: func() error { return nil }, Outbound: fakeOutbound{}, Repairs: func() hub.RepairCounts { return hub.RepairCounts{} }})
 	s := m.App("a")
 	s.Opened()
 	s.Closed(1000)

@@ -38,6 +38,9 @@ type Options struct {
 	// RedisHealthy feeds herald_redis_up (registered only when set): nil
 	// means the Redis engine is reachable.
 	RedisHealthy func() error
+	// Repairs feeds herald_state_repairs_total (registered only when set:
+	// cluster nodes).
+	Repairs func() hub.RepairCounts
 	// Outbound feeds herald_outbound_bytes, herald_outbound_budget_bytes
 	// and herald_shed_connections_total (registered only when set).
 	Outbound OutboundSource
@@ -151,6 +154,22 @@ func New(o Options) *Metrics {
 				Help: "Connections closed with 4100 because the node's outbound budget was spent (largest queues first)."},
 				func() float64 { return float64(src.ShedConnections()) }),
 		)
+	}
+	if o.Repairs != nil {
+		kinds := []struct {
+			kind string
+			get  func(hub.RepairCounts) uint64
+		}{
+			{"ghost", func(r hub.RepairCounts) uint64 { return r.Ghosts }},
+			{"stale", func(r hub.RepairCounts) uint64 { return r.Stale }},
+			{"restored", func(r hub.RepairCounts) uint64 { return r.Restored }},
+		}
+		for _, k := range kinds {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "state_repairs_total",
+				Help:        "Entries of the shared state repaired by this node, by kind: ghost (left by a failed or timed-out call, removed by a retry), stale (held under the node's id without a local socket, removed at a lease tick), restored (a local subscription or sign-in Redis had lost, recorded again).",
+				ConstLabels: prometheus.Labels{"kind": k.kind}},
+				func() float64 { return float64(k.get(o.Repairs())) }))
+		}
 	}
 	if o.RedisHealthy != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "redis_up",

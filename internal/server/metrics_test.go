@@ -352,6 +352,11 @@ func TestClusterMetrics(t *testing.T) {
 		t.Errorf("node b: api messages out %v, want 0", got)
 	}
 	for name, m := range map[string]map[string]float64{"a": ma, "b": mb} {
+		for _, kind := range []string{"ghost", "stale", "restored"} {
+			if got, ok := m[series("herald_state_repairs_total", "kind", kind)]; !ok || got != 0 {
+				t.Errorf("node %s: herald_state_repairs_total{kind=%q} = %v (present %v), want 0", name, kind, got, ok)
+			}
+		}
 		if m["herald_redis_up"] != 1 {
 			t.Errorf("node %s: herald_redis_up = %v", name, m["herald_redis_up"])
 		}

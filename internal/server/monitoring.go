@@ -36,6 +36,12 @@ func (s *Server) buildMetrics() {
 			}
 			return s.broker.Healthy()
 		}
+		o.Repairs = func() hub.RepairCounts {
+			if s.hub == nil {
+				return hub.RepairCounts{}
+			}
+			return s.hub.Repairs()
+		}
 	}
 	s.metrics = metrics.New(o)
 }

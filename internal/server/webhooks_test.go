@@ -118,8 +118,14 @@ func TestWebhookMetricsOnMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	readUntil(t, c, protocol.EventSubscriptionSucceeded)
-	m := waitMetric(t, "http://"+addr+"/metrics", series("herald_webhook_requests_total", "app", "app-id", "result", "sent"), 1)
-	if n := m[series("herald_webhook_delivery_seconds_count", "app", "app-id")]; n != 1 {
-		t.Errorf("herald_webhook_delivery_seconds_count = %v, want 1", n)
+	// The delivery counts the request, then observes its latency, and a
+	// scrape gathers the two families concurrently: one scrape may see the
+	// first and not yet the second. Both end at 1; wait for a scrape that
+	// has both.
+	sent := series("herald_webhook_requests_total", "app", "app-id", "result", "sent")
+	timed := series("herald_webhook_delivery_seconds_count", "app", "app-id")
+	var m map[string]float64
+	if !testwait.Until(10*time.Second, func() bool { m = scrape(t, "http://"+addr+"/metrics"); return m[sent] == 1 && m[timed] == 1 }) {
+		t.Fatalf("%s = %v, %s = %v, want 1 each", sent, m[sent], timed, m[timed])
 	}
 }

@@ -31,6 +31,7 @@ func (r *inbox) HandleBrokerMessage(m hub.BrokerMessage) {
 func (*inbox) HandleDeparture(hub.Departure) {}
 
 func (*inbox) Reregister(context.Context) {}
+func (*inbox) Reconcile(context.Context)  {}
 
 func (r *inbox) all() []hub.BrokerMessage {
 	r.mu.Lock()
