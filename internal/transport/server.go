@@ -524,12 +524,15 @@ func (s *Server) execute(f func()) {
 	default:
 		s.spawnOrWait(f)
 	}
-	// No yield here: the engine's pollers park in Go's netpoller instead
-	// of blocking in epoll_wait (third_party/README.md), so a job handed
-	// to a worker runs as soon as the poller parks, and the poller is not
-	// sent to the back of the global run queue once per job (measured at
-	// a 2,000/s connection ramp: it spent about a third of its time
-	// there, delaying every socket's reads; docs/benchmarks.md, issue 13).
+	// Yield, so that the job runs now: otherwise it waits in this P's run
+	// queue while the poller blocks in epoll_wait (a raw syscall that keeps
+	// the P until sysmon takes it back), up to 10 ms when the flushers keep
+	// the other Ps busy. Without it, deliveries per server CPU-second of a
+	// saturated fanout halve (0.8-1.0M against 1.6-1.9M, 1,000 subscribers
+	// on one channel). Parking the pollers in Go's netpoller instead (an
+	// nbio patch, tried for issue 13) gave back only a quarter of that and
+	// bettered setup p99 at a 2,000/s ramp by a fifth (docs/benchmarks.md).
+	runtime.Gosched()
 }
 
 // executorWorkers is the number of warm workers: enough for the HTTP API

@@ -69,64 +69,6 @@ type poller struct {
 
 	// herald: the last generation given to a connection of this poller.
 	connGen uint32
-
-	// herald: epfd as a non-blocking file in Go's netpoller (nil when the
-	// poller is locked to its thread); it owns epfd and closes it.
-	epFile *os.File
-	epRaw  syscall.RawConn
-}
-
-// herald: park, do not block. A poller that blocks in epoll_wait(-1) is a
-// goroutine in a raw syscall: it keeps its P until sysmon takes it back
-// (up to 10 ms later), so whatever it readied before the call (the
-// executor job it just handed to a worker, in its P's runnext) waits that
-// long; and sysmon keeps polling for it. Instead the poller asks the
-// kernel without waiting (epoll_wait with timeout 0) and, when nothing is
-// ready, parks in Go's netpoller on the readability of the epoll fd
-// itself (an epoll fd is readable while its ready list is not empty): the
-// P goes at once to the runnable goroutines, and the poller is woken by
-// the runtime like any network goroutine.
-//
-//go:norace
-func (p *poller) parkable() {
-	if p.g.LockPoller {
-		return
-	}
-	if err := syscall.SetNonblock(p.epfd, true); err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(p.epfd), "nbio-epoll")
-	p.epFile = f // owns epfd from now on, whatever follows
-	rc, err := f.SyscallConn()
-	if err != nil {
-		// Not pollable: block in epoll_wait as upstream does.
-		_ = syscall.SetNonblock(p.epfd, false)
-		return
-	}
-	p.epRaw = rc
-}
-
-// herald: wait returns the next batch of events, parking in Go's
-// netpoller while there is none (see parkable).
-//
-//go:norace
-func (p *poller) wait(events []syscall.EpollEvent, msec int) (n int, err error) {
-	if p.epRaw == nil {
-		return syscall.EpollWait(p.epfd, events, msec)
-	}
-	rerr := p.epRaw.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.EpollWait(int(fd), events, 0)
-			if !errors.Is(err, syscall.EINTR) {
-				break
-			}
-		}
-		return n > 0 || err != nil // false: park until epfd is readable
-	})
-	if rerr != nil && err == nil {
-		err = rerr
-	}
-	return n, err
 }
 
 // herald: an fd closed by another goroutine while its event waits in a
@@ -232,11 +174,7 @@ func (p *poller) start() {
 		p.acceptorLoop()
 	} else {
 		defer func() {
-			if p.epFile != nil {
-				_ = p.epFile.Close() // herald: the file owns epfd
-			} else {
-				_ = syscall.Close(p.epfd)
-			}
+			_ = syscall.Close(p.epfd)
 			_ = syscall.Close(p.evtfd)
 		}()
 		p.readWriteLoop()
@@ -305,7 +243,6 @@ func (p *poller) readWriteLoop() {
 
 	msec := -1
 	events := make([]syscall.EpollEvent, 1024)
-	p.parkable() // herald
 
 	if p.g.onRead == nil && p.g.EpollMod == EPOLLET {
 		p.g.MaxConnReadTimesPerEventLoop = 1<<31 - 1
@@ -316,7 +253,7 @@ func (p *poller) readWriteLoop() {
 	isOneshot := g.isOneshot
 	asyncReadEnabled := g.AsyncReadInPoller && (g.EpollMod == EPOLLET)
 	for !p.shutdown {
-		n, err := p.wait(events, msec) // herald: was syscall.EpollWait(p.epfd, events, msec)
+		n, err := syscall.EpollWait(p.epfd, events, msec)
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			logging.Error("NBIO[%v][%v_%v] EpollWait failed: %v, exit...",
 				p.g.Name,
