@@ -6,18 +6,20 @@
 # the JSON lines go to $OUT (default bench/results/<commit>-overload.jsonl),
 # the server's refusal and saturation counters after each run to
 # $OUT.metrics. (a) runs with saturation_delay 50 ms, (b) with the
-# defaults. BIN (default bin/herald), PORT (default 16700), ONLY (a or b)
+# defaults. BIN (default bin/herald), HERALD_BENCH_BIN (default
+# bin/herald-bench), PORT (default 16700), ONLY (a or b)
 # and BENCH_ARGS (extra load-tool flags) adjust it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/herald}
+BENCH_BIN=${HERALD_BENCH_BIN:-bin/herald-bench}
 PORT=${PORT:-16700}
 RUNS=${RUNS:-3}
 OUT=${OUT:-bench/results/$(git rev-parse --short HEAD)-overload.jsonl}
 # The servers' logs (with the banner's one-off admin token) stay out of
 # bench/results.
 SERVER_LOG=${SERVER_LOG:-$(mktemp -t herald-overload-XXXXXX.log)}
-[ -x "$BIN" ] || make build
+{ [ -x "$BIN" ] && [ -x "$BENCH_BIN" ]; } || make build
 # shellcheck source=bench/server.sh
 . bench/server.sh
 SERVE_ARGS=()
@@ -37,7 +39,7 @@ start_server() {
 }
 bench() {
   # shellcheck disable=SC2086
-  "$BIN" bench fanout --url "ws://127.0.0.1:$PORT" --api "http://127.0.0.1:$PORT" \
+  "$BENCH_BIN" fanout --url "ws://127.0.0.1:$PORT" --api "http://127.0.0.1:$PORT" \
     --server-pid "$server_pid" --json $BENCH_ARGS "$@" >>"$OUT"
   { echo "# $*"; curl -s "http://127.0.0.1:$PORT/metrics" |
     grep -E '^herald_(refusals_total[{]|shed_connections_total |outbound_bytes )'; } >>"$OUT.metrics" || true
