@@ -27,27 +27,7 @@ func repairNode(t *testing.T, o Options, app *apps.App) *clusterNode {
 // idleRepairNode is repairNode with the hub's timers not running yet.
 func idleRepairNode(t *testing.T, o Options, app *apps.App) *clusterNode {
 	t.Helper()
-	eng, err := NewEngine(BrokerOptions{Options: o})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := apps.NewStatic([]apps.App{*app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cn := &clusterNode{node: eng.Node, broker: eng.Broker}
-	// hub.New attaches the hub to the engine: lease ticks reconcile, a
-	// lost lease re-registers, as on a server.
-	cn.hub = hub.New(hub.Options{State: eng.State(), Broker: eng, Apps: store, StateTimeout: o.OpTimeout})
-	if err := cn.node.Start(); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		cn.broker.Close()
-		cn.node.Close()
-	})
-	testwait.For(t, 3*time.Second, "broker up", func() bool { return cn.broker.Healthy() == nil })
-	return cn
+	return newClusterNodeWith(t, o, app, hub.Options{StateTimeout: o.OpTimeout})
 }
 
 // runHub runs the hub's timers until the test ends.

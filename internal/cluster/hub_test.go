@@ -82,6 +82,15 @@ type clusterNode struct {
 }
 
 func newClusterNode(t *testing.T, o Options, app *apps.App) *clusterNode {
+	return newClusterNodeWith(t, o, app, hub.Options{})
+}
+
+// newClusterNodeWith is newClusterNode with hub options of the test's
+// (the engine and the app are set here). hub.New attaches the hub to the
+// engine: lease ticks reconcile and a lost lease re-registers, as on a
+// server.
+func newClusterNodeWith(t *testing.T, o Options, app *apps.App, ho hub.Options) *clusterNode {
+	t.Helper()
 	eng, err := NewEngine(BrokerOptions{Options: o})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +100,8 @@ func newClusterNode(t *testing.T, o Options, app *apps.App) *clusterNode {
 		t.Fatal(err)
 	}
 	cn := &clusterNode{node: eng.Node, broker: eng.Broker}
-	cn.hub = hub.New(hub.Options{State: eng.State(), Broker: eng, Apps: store})
+	ho.State, ho.Broker, ho.Apps = eng.State(), eng, store
+	cn.hub = hub.New(ho)
 	if err := cn.node.Start(); err != nil {
 		t.Fatalf("start: %v", err)
 	}
