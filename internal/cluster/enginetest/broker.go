@@ -127,6 +127,16 @@ func barrier(t *testing.T, nodes []Node, boxes []*inbox, pub int) {
 	}
 }
 
+// arrived waits until the inbox holds at least n messages of app. A
+// barrier proves that nothing more is coming only on its own channel's
+// path: a Broker keeps order per publisher and channel, not across
+// channels (the Redis one spreads channels over ordered queues), so what
+// must arrive is waited for, and the barrier guards only what must not.
+func arrived(t *testing.T, b *inbox, app string, n int) {
+	t.Helper()
+	testwait.For(t, deliveryWait, fmt.Sprintf("%d messages of %s", n, app), func() bool { return len(b.of(app)) >= n })
+}
+
 // count returns how many of the inbox's messages of app carry payload p.
 func count(b *inbox, app, p string) int {
 	n := 0
@@ -150,6 +160,7 @@ func runBroker(t *testing.T, newCluster NewCluster) {
 		must(t, nodes[0].Broker.Publish(ctx, m))
 		must(t, nodes[0].Broker.Publish(ctx, msg("b", "room", "other app")))
 		must(t, nodes[0].Broker.Publish(ctx, msg("a", "hall", "other channel")))
+		arrived(t, boxes[1], "a", 1)
 		barrier(t, nodes, boxes, 0)
 		barrier(t, nodes, boxes, 1) // reaches node 0 after anything of its own
 		got := boxes[1].of("a")
@@ -175,6 +186,9 @@ func runBroker(t *testing.T, newCluster NewCluster) {
 		must(t, nodes[0].Broker.Publish(ctx, msg("a", "room", "two ons")))
 		must(t, b.Interest(ctx, "a", "room", false))
 		must(t, nodes[0].Broker.Publish(ctx, msg("a", "room", "one on")))
+		// Publish may return before the message left the node: it is owed
+		// only to the interest it meets, so the last off waits for it.
+		arrived(t, boxes[1], "a", 2)
 		must(t, b.Interest(ctx, "a", "room", false))
 		must(t, nodes[0].Broker.Publish(ctx, msg("a", "room", "none")))
 		barrier(t, nodes, boxes, 0)
@@ -200,6 +214,7 @@ func runBroker(t *testing.T, newCluster NewCluster) {
 		must(t, nodes[0].Broker.Publish(ctx, hub.BrokerMessage{AppID: "a", ToUser: "u2", Payload: []byte("to u2")}))
 		// A channel named like the user is another thing.
 		must(t, nodes[0].Broker.Publish(ctx, msg("a", "u1", "channel u1")))
+		arrived(t, boxes[1], "a", 2)
 		barrier(t, nodes, boxes, 0)
 		got := boxes[1].of("a")
 		if len(got) != 2 || got[0].ToUser != "u1" || string(got[0].Payload) != "to u1" || got[1].TerminateUser != "u1" {
