@@ -30,16 +30,6 @@ func (c *recConn) Send(f []byte, _ int64) bool {
 func (c *recConn) Close(int, string) {}
 func (c *recConn) Bind(string)       {}
 
-// oneApp is a hub.AppLookup that knows one app.
-type oneApp struct{ app *apps.App }
-
-func (o oneApp) ByKey(_ context.Context, key string) (*apps.App, error) {
-	if key != o.app.Key {
-		return nil, apps.ErrNotFound
-	}
-	return o.app, nil
-}
-
 // events returns the events received so far as "event channel data".
 func (c *recConn) events() []string {
 	c.mu.Lock()
