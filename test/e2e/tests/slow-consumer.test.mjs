@@ -24,6 +24,11 @@ describe('slow consumers', () => {
       const batch = Array.from({ length: 10 }, (_, i) => ({ channel: 'firehose', name: 'blob', data: `${b * 10 + i}:${payload}` }));
       const res = await h.api().triggerBatch(batch);
       assert.equal(res.status, 200);
+      // A subscriber that keeps up: at most two batches (180 KB, under
+      // write_queue_kb) ahead of it. The API answers once the events are
+      // queued, so an unpaced loop in this process could outrun its own
+      // reader and have the server cut it too (as it should).
+      if (b > 0) await waitUntil(() => fastCount >= (b - 1) * 10, { timeout: 10_000, what: `fast subscriber at batch ${b - 1}` });
     }
     await waitUntil(() => fastCount >= BATCHES * 10, { timeout: 10_000, what: `fast subscriber to get ${BATCHES * 10} events (has ${fastCount})` });
     const elapsed = Date.now() - t0;
