@@ -196,37 +196,7 @@ func TestSaturatedNodeRefusesPublishes(t *testing.T) {
 	})
 	// Subscribers that do not read, with small receive buffers so that
 	// what they do not read stays on the server.
-	d := websocket.Dialer{NetDial: func(network, a string) (net.Conn, error) {
-		nc, err := net.Dial(network, a)
-		if err == nil {
-			_ = nc.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return nc, err
-	}}
-	var stalled []*websocket.Conn
-	for range 4 {
-		c, _, err := d.Dial("ws://"+addr+"/app/app-key?protocol=7", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, _, err := established(c); err != nil {
-			t.Fatal(err)
-		}
-		if err := subscribeTo(c, "firehose", ""); err != nil {
-			t.Fatal(err)
-		}
-		stalled = append(stalled, c)
-	}
-	testwait.For(t, 10*time.Second, "the subscriptions", func() bool {
-		n := 0
-		srv.hub.EachLocalChannel(func(_, ch string, subs int) {
-			if ch == "firehose" {
-				n = subs
-			}
-		})
-		return n == 4
-	})
+	stalled := stalledSubscribers(t, srv, addr, "firehose", 4)
 	body, _ := json.Marshal(map[string]any{"name": "big", "channel": "firehose", "data": strings.Repeat("x", 60<<10)})
 	var status int
 	var resp []byte
@@ -301,4 +271,44 @@ func TestSetGoMemLimit(t *testing.T) {
 	if got := SetGoMemLimit(cfg, env, log); got != 0 || debug.SetMemoryLimit(-1) != old {
 		t.Fatalf("GOMEMLIMIT from the environment was overridden: %d", got)
 	}
+}
+
+// stalledSubscribers subscribes n clients of the dev app to channel that
+// never read, with small receive buffers so that what they do not read
+// stays on the server, and waits until the node has them all. They are
+// closed when the test ends (or earlier by the test).
+func stalledSubscribers(t *testing.T, srv *Server, addr, channel string, n int) []*websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{NetDial: func(network, a string) (net.Conn, error) {
+		nc, err := net.Dial(network, a)
+		if err == nil {
+			_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return nc, err
+	}}
+	var stalled []*websocket.Conn
+	for range n {
+		c, _, err := d.Dial("ws://"+addr+"/app/app-key?protocol=7", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if _, _, err := established(c); err != nil {
+			t.Fatal(err)
+		}
+		if err := subscribeTo(c, channel, ""); err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+	}
+	testwait.For(t, 10*time.Second, "the subscriptions", func() bool {
+		subs := 0
+		srv.hub.EachLocalChannel(func(_, ch string, k int) {
+			if ch == channel {
+				subs = k
+			}
+		})
+		return subs == n
+	})
+	return stalled
 }

@@ -2,8 +2,9 @@ package server
 
 import (
 	"net"
-	"sync"
 	"time"
+
+	"github.com/herald-ws/herald/internal/transport"
 )
 
 // handOffSettle is how long a node that handed over waits before it
@@ -25,11 +26,11 @@ func (s *Server) handOff() {
 	// Scrapes and ACME challenges go to the new process from now on.
 	if s.metricsSrv != nil {
 		s.metricsSrv.SetKeepAlivesEnabled(false)
-		s.metricsLn.(*handOffListener).stop()
+		s.metricsLn.(*transport.StoppableListener).Stop()
 	}
 	if s.acme.srv != nil {
 		s.acme.srv.SetKeepAlivesEnabled(false)
-		s.acme.ln.(*handOffListener).stop()
+		s.acme.ln.(*transport.StoppableListener).Stop()
 	}
 	t := time.NewTimer(handOffSettle)
 	defer t.Stop()
@@ -44,42 +45,5 @@ func (s *Server) listen(addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &handOffListener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{})}, nil
-}
-
-// handOffListener can stop accepting (its socket is closed in this
-// process; the next process holds it) while an http.Server keeps serving
-// the connections it has: Accept then blocks until Close, which
-// http.Server.Shutdown calls. (Shutting the server down at the hand-over
-// instead would drop a request read after it began, with no answer.)
-type handOffListener struct {
-	net.Listener
-	stopOnce, closeOnce sync.Once
-	stopped, closed     chan struct{}
-}
-
-func (l *handOffListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		select {
-		case <-l.stopped:
-			<-l.closed
-			return nil, net.ErrClosed
-		default:
-		}
-	}
-	return c, err
-}
-
-func (l *handOffListener) stop() {
-	l.stopOnce.Do(func() {
-		close(l.stopped)
-		_ = l.Listener.Close()
-	})
-}
-
-func (l *handOffListener) Close() error {
-	l.stop()
-	l.closeOnce.Do(func() { close(l.closed) })
-	return nil
+	return transport.NewStoppableListener(ln), nil
 }

@@ -183,37 +183,7 @@ func TestIngestDropsWhileSaturated(t *testing.T) {
 	})
 	// Subscribers that do not read, with small receive buffers, and big
 	// events until the node holds more than half its budget.
-	d := websocket.Dialer{NetDial: func(network, a string) (net.Conn, error) {
-		nc, err := net.Dial(network, a)
-		if err == nil {
-			_ = nc.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return nc, err
-	}}
-	var stalled []*websocket.Conn
-	for range 4 {
-		c, _, err := d.Dial("ws://"+addr+"/app/app-key?protocol=7", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, _, err := established(c); err != nil {
-			t.Fatal(err)
-		}
-		if err := subscribeTo(c, "firehose", ""); err != nil {
-			t.Fatal(err)
-		}
-		stalled = append(stalled, c)
-	}
-	testwait.For(t, 10*time.Second, "the subscriptions", func() bool {
-		n := 0
-		srv.hub.EachLocalChannel(func(_, ch string, subs int) {
-			if ch == "firehose" {
-				n = subs
-			}
-		})
-		return n == 4
-	})
+	stalled := stalledSubscribers(t, srv, addr, "firehose", 4)
 	big, _ := json.Marshal(map[string]any{"name": "big", "channel": "firehose", "data": strings.Repeat("x", 60<<10)})
 	for i := 0; srv.ws.Saturation() == ""; i++ {
 		if i > 5000 {

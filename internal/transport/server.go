@@ -334,7 +334,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{Listener: ln, gate: make(chan struct{}), stopped: make(chan struct{}), closed: make(chan struct{}), onAccept: s.acceptLoopIdle,
+	s.ln = &listener{StoppableListener: NewStoppableListener(ln), gate: make(chan struct{}), onAccept: s.acceptLoopIdle,
 		setKeepAlive: s.cfg.Listen != nil}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
@@ -445,7 +445,7 @@ func (s *Server) StopAccepting() {
 	ln := s.ln
 	s.mu.Unlock()
 	if ln != nil {
-		ln.stop()
+		ln.Stop()
 	}
 }
 
@@ -469,7 +469,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 
 	if ln != nil {
-		ln.stop()
+		ln.Stop()
 	}
 	for _, c := range conns {
 		c.Close(protocol.CodeReconnect, "Server is shutting down")
@@ -915,36 +915,28 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// listener wraps the engine's listener so that it can stop accepting
-// before the engine shuts down: the engine's accept loop retries on errors
-// until the engine is stopping, so a stopped listener blocks in Accept
-// until the engine closes it.
-type listener struct {
+// StoppableListener can stop accepting (Stop closes its socket: in a
+// restart in place the next process holds it, and the kernel queues for
+// that one) while its owner keeps serving what it accepted: Accept then
+// blocks until Close instead of failing, since an accept loop that sees
+// an error either retries at once (nbio's engine, until it is stopping)
+// or ends its server (http.Server, which would drop a request read after
+// it began, with no answer).
+type StoppableListener struct {
 	net.Listener
-	gate     chan struct{} // closed once Start has probed the pollers
-	onAccept func()        // called each time the engine's accept loop asks for a socket
-	// setKeepAlive applies keepAlive to each accepted socket, for a
-	// listener the server did not make (its own has it in its config).
-	setKeepAlive bool
-	stopOnce     sync.Once
-	closeOnce    sync.Once
-	stopped      chan struct{}
-	closed       chan struct{}
+	stopOnce, closeOnce sync.Once
+	stopped, closed     chan struct{}
 }
 
-func (l *listener) Accept() (net.Conn, error) {
-	select {
-	case <-l.gate:
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-	if l.onAccept != nil {
-		l.onAccept()
-	}
+// NewStoppableListener wraps ln.
+func NewStoppableListener(ln net.Listener) *StoppableListener {
+	return &StoppableListener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{})}
+}
+
+// Accept returns the next connection; once Stop was called, it blocks
+// until Close and returns net.ErrClosed.
+func (l *StoppableListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
-		_ = tc.SetKeepAliveConfig(keepAlive())
-	}
 	if err != nil {
 		select {
 		case <-l.stopped:
@@ -956,19 +948,48 @@ func (l *listener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// stop closes the socket (new connections are refused) but leaves Accept
-// blocked until Close.
-func (l *listener) stop() {
+// Stop closes the socket (new connections are refused, or go to the
+// process that holds it too) but leaves Accept blocked until Close.
+func (l *StoppableListener) Stop() {
 	l.stopOnce.Do(func() {
 		close(l.stopped)
 		_ = l.Listener.Close()
 	})
 }
 
-func (l *listener) Close() error {
-	l.stop()
+// Close stops the listener and releases Accept.
+func (l *StoppableListener) Close() error {
+	l.Stop()
 	l.closeOnce.Do(func() { close(l.closed) })
 	return nil
+}
+
+// listener is the engine's StoppableListener: the engine's accept loop
+// retries on errors until the engine is stopping, so a stopped listener
+// blocks in Accept until the engine closes it.
+type listener struct {
+	*StoppableListener
+	gate     chan struct{} // closed once Start has probed the pollers
+	onAccept func()        // called each time the engine's accept loop asks for a socket
+	// setKeepAlive applies keepAlive to each accepted socket, for a
+	// listener the server did not make (its own has it in its config).
+	setKeepAlive bool
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case <-l.gate:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+	if l.onAccept != nil {
+		l.onAccept()
+	}
+	c, err := l.StoppableListener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
+		_ = tc.SetKeepAliveConfig(keepAlive())
+	}
+	return c, err
 }
 
 // listen hands the engine the listener bound by Start.
