@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http/httptrace"
 	"os"
 	"sort"
 	"strconv"
@@ -60,6 +61,12 @@ type runStats struct {
 	pusherErrs  atomic.Int64 // pusher:error frames after subscribing
 	pingsAnswer atomic.Int64 // pusher:ping frames answered
 	setup       Histogram    // connect+subscribe time of each connection, ns
+	// stages splits setup (see setupStageNames), to tell where a slow
+	// connection waited; launchLag is how late the tool itself started a
+	// connection against the --connect-rate schedule (its own stall, not
+	// the server's).
+	stages    [numSetupStages]Histogram
+	launchLag Histogram
 
 	errs errorCounter
 }
@@ -347,10 +354,31 @@ var (
 
 // connectSubscribe dials, completes the Pusher handshake and subscribes,
 // all within the timeout. stage tells where it failed.
-func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel string, timeout time.Duration) (ws *websocket.Conn, socketID string, activity time.Duration, stage string, err error) {
+func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel string, timeout time.Duration, stages *[numSetupStages]Histogram) (ws *websocket.Conn, socketID string, activity time.Duration, stage string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var marks [numSetupStages]time.Time
+	t0 := time.Now()
+	if stages != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			GotConn: func(httptrace.GotConnInfo) { marks[stageTCP] = time.Now() },
+		})
+		defer func() {
+			if err != nil {
+				return
+			}
+			prev := t0
+			for i := range marks {
+				if marks[i].IsZero() {
+					return
+				}
+				stages[i].Record(int64(marks[i].Sub(prev)))
+				prev = marks[i]
+			}
+		}()
+	}
 	ws, resp, err := d.DialContext(ctx, url, nil)
+	marks[stageUpgrade] = time.Now()
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
@@ -367,10 +395,12 @@ func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel str
 		ws.Close()
 		return nil, "", 0, "handshake", err
 	}
+	marks[stageEstablished] = time.Now()
 	if err = subscribe(ws, channel); err != nil {
 		ws.Close()
 		return nil, "", 0, "subscribe", err
 	}
+	marks[stageSubscribed] = time.Now()
 	_ = ws.SetReadDeadline(time.Time{})
 	_ = ws.SetWriteDeadline(time.Time{})
 	return ws, socketID, activity, "", nil
@@ -558,7 +588,10 @@ launch:
 			// Connection i goes to node i%nodes, so every channel has
 			// subscribers on every node (when channels divide evenly).
 			t0 := time.Now()
-			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, urls[i%len(urls)], channelName(o.ChannelBase, ch), o.Timeout)
+			if interval > 0 {
+				st.launchLag.Record(int64(t0.Sub(start.Add(time.Duration(i) * interval))))
+			}
+			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, urls[i%len(urls)], channelName(o.ChannelBase, ch), o.Timeout, &st.stages)
 			if err == nil {
 				st.setup.Record(int64(time.Since(t0)))
 			}

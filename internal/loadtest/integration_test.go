@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -155,6 +156,24 @@ func TestIdleAgainstFakeServer(t *testing.T) {
 	}
 	if !strings.Contains(out, "server RSS per conn") || !strings.Contains(out, `"scenario":"idle"`) {
 		t.Errorf("summary table or JSON line missing:\n%s", out)
+	}
+	// Every stage of setup is timed for every connection, and their sum is
+	// the connect+subscribe time.
+	var sum float64
+	for _, name := range []string{"tcp", "upgrade", "established", "subscribed", "launch_lag"} {
+		l, ok := res.ConnectStages[name]
+		if !ok || l.Count != 50 {
+			t.Errorf("stage %s: %+v (present %v), want 50 connections", name, l, ok)
+		}
+		if name != "launch_lag" {
+			sum += l.Mean
+		}
+		if !strings.Contains(out, "  "+name+" ms") {
+			t.Errorf("stage %s missing from the table:\n%s", name, out)
+		}
+	}
+	if lat := res.ConnectLatency; lat == nil || math.Abs(sum-lat.Mean) > 0.05*lat.Mean+0.01 {
+		t.Errorf("stage means sum to %.3f ms, connect+subscribe mean %+v", sum, lat)
 	}
 }
 

@@ -209,7 +209,7 @@ func startNoise(ctx context.Context, o *Options) *noise {
 		var seq atomic.Int64
 		n.every(ctx, "bg_churn", interval, func(ctx context.Context) error {
 			ch := "noise-" + strconv.FormatInt(seq.Add(1)%10, 10)
-			ws, _, _, stage, err := connectSubscribe(ctx, dialer, wsURL, ch, o.Timeout)
+			ws, _, _, stage, err := connectSubscribe(ctx, dialer, wsURL, ch, o.Timeout, nil)
 			if err != nil {
 				return fmt.Errorf("%s: %w", stage, err)
 			}
@@ -357,4 +357,38 @@ func (st *runStats) setupLatency() LatencyMS {
 	var s Snapshot
 	s.Merge(&st.setup)
 	return s.LatencyMS()
+}
+
+// The stages of a connection's setup, in order; each is timed from the end
+// of the one before (the first from the dial).
+const (
+	stageTCP         = iota // TCP connect (the kernel's handshake and the server's accept queue)
+	stageUpgrade            // HTTP upgrade request to its 101 response
+	stageEstablished        // 101 to pusher:connection_established
+	stageSubscribed         // pusher:subscribe to subscription_succeeded
+	numSetupStages
+)
+
+var setupStageNames = [numSetupStages]string{"tcp", "upgrade", "established", "subscribed"}
+
+// setupStages is the latency of each stage of setup, and the tool's own
+// lateness against its connect schedule (launch_lag), when measured.
+func (st *runStats) setupStages() map[string]LatencyMS {
+	out := map[string]LatencyMS{}
+	for i := range st.stages {
+		var s Snapshot
+		s.Merge(&st.stages[i])
+		if l := s.LatencyMS(); l.Count > 0 {
+			out[setupStageNames[i]] = l
+		}
+	}
+	var s Snapshot
+	s.Merge(&st.launchLag)
+	if l := s.LatencyMS(); l.Count > 0 {
+		out["launch_lag"] = l
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

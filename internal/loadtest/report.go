@@ -31,8 +31,14 @@ type Result struct {
 	// ConnectLatency is the time of each connection's connect (TCP,
 	// upgrade, connection_established) and subscribe, from its dial.
 	ConnectLatency *LatencyMS `json:"connect_latency_ms,omitempty"`
-	Dropped        int64      `json:"dropped"`
-	SourceIPs      int        `json:"source_ips,omitempty"`
+	// ConnectStages splits ConnectLatency by stage (tcp, upgrade,
+	// established, subscribed) and adds launch_lag, the tool's own delay
+	// against its --connect-rate schedule: a slow stage points at the
+	// kernel's accept queue, the server's HTTP path or its hub, and a
+	// large launch_lag at the tool.
+	ConnectStages map[string]LatencyMS `json:"connect_stages_ms,omitempty"`
+	Dropped       int64                `json:"dropped"`
+	SourceIPs     int                  `json:"source_ips,omitempty"`
 
 	RSSBeforeBytes  *int64   `json:"rss_before_bytes"`
 	RSSBytes        *int64   `json:"rss_bytes"`
@@ -115,6 +121,11 @@ func (r *Result) writeTable(w io.Writer) {
 	}
 	if l := r.ConnectLatency; l != nil && l.Count > 0 {
 		row("connect+subscribe ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f", l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	for _, name := range append(setupStageNames[:], "launch_lag") {
+		if l, ok := r.ConnectStages[name]; ok {
+			row("  "+name+" ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f", l.P50, l.P90, l.P99, l.P999, l.Max)
+		}
 	}
 	if r.SourceIPs > 1 {
 		row("source addresses", "%d", r.SourceIPs)

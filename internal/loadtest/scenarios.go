@@ -24,6 +24,7 @@ func (r *runner) openPhase(ctx context.Context, res *Result, st *runStats, cs *c
 	if lat := st.setupLatency(); lat.Count > 0 {
 		res.ConnectLatency = &lat
 	}
+	res.ConnectStages = st.setupStages()
 	if elapsed > 0 {
 		res.ConnectRate = roundTo(float64(connected)/elapsed.Seconds(), 1)
 	}
@@ -345,7 +346,7 @@ func (r *runner) churn(ctx context.Context) *Result {
 			for wctx.Err() == nil {
 				t1 := time.Now()
 				attempts.Add(1)
-				ws, _, _, stage, err := connectSubscribe(wctx, dialer, urls[w%len(urls)], channel, o.Timeout)
+				ws, _, _, stage, err := connectSubscribe(wctx, dialer, urls[w%len(urls)], channel, o.Timeout, nil)
 				if err != nil {
 					// A deadline set from wctx can fire just before wctx
 					// reports done: failures at the end are not errors.
