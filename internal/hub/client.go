@@ -531,8 +531,9 @@ func (h *Hub) userOnline(c *Client, u *protocol.UserData, success []byte) {
 		// Sent under usersMu (Send never blocks) so that no notice reaches
 		// a watcher after userOffline has removed it.
 		f := h.frame(protocol.Watchlist([]protocol.WatchlistEvent{{Name: "online", UserIDs: []string{u.ID}}}))
+		at := h.clock()
 		for w := range h.watchers[k] {
-			w.conn.Send(f, 0)
+			w.conn.Send(f, at)
 		}
 	}
 	var online, offline []string
@@ -588,9 +589,10 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 	if last && c.app.Load().EnableWatchlistEvents && len(h.watchers[k]) > 0 {
 		// Under usersMu, as in userOnline.
 		f := h.frame(protocol.Watchlist([]protocol.WatchlistEvent{{Name: "offline", UserIDs: []string{u.ID}}}))
+		at := h.clock()
 		for w := range h.watchers[k] {
 			if w != c {
-				w.conn.Send(f, 0)
+				w.conn.Send(f, at)
 			}
 		}
 	}

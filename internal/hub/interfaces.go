@@ -24,8 +24,12 @@ import (
 //
 // at is when the hub took the message the frame carries, in nanoseconds
 // since Options.Epoch (a monotonic clock shared with the transport), for
-// the delivery-latency histogram; 0 means "not measured" (replies to the
-// client's own requests, or metrics are off).
+// the delivery-latency histogram and the saturation delay; every fanout
+// frame (events, member_added, subscription_count, watchlist notices) is
+// stamped. 0 marks a reply to the connection's own request or admission
+// (connection_established, subscription_succeeded, pong, errors): the
+// transport writes replies before the fanout frames of other connections,
+// so that a connection's handshake does not wait behind a fanout.
 type Conn interface {
 	Send(frame []byte, at int64) bool
 	// Close writes what is queued, then a close frame with code and reason,

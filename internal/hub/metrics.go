@@ -43,8 +43,7 @@ type Metrics interface {
 	Fanout(appID string, src Source, deliveries int, elapsed time.Duration)
 }
 
-// fanoutDone reports a fanout that started at at (see Metrics.Fanout);
-// at is 0 when nobody measures.
+// fanoutDone reports a fanout that started at at (see Metrics.Fanout).
 func (h *Hub) fanoutDone(appID string, src Source, deliveries int, at int64) {
 	if m := h.opt.Metrics; m != nil {
 		m.Fanout(appID, src, deliveries, time.Duration(h.clock()-at))
@@ -52,13 +51,13 @@ func (h *Hub) fanoutDone(appID string, src Source, deliveries int, at int64) {
 }
 
 // fanoutStart is the start of a fanout on the shared monotonic clock (see
-// Options.Epoch), or 0 when nobody measures. It is also the timestamp the
+// Options.Epoch). It is also the timestamp the
 // fanout's frames carry to Conn.Send, so that the transport can measure
 // delivery up to the socket write.
 func (h *Hub) fanoutStart() int64 {
-	if h.opt.Metrics == nil {
-		return 0
-	}
+	// Always stamped, metrics or not: the stamp is also what tells the
+	// transport a fanout frame from a reply (Conn.Send), and what its
+	// saturation delay is measured on.
 	return h.clock()
 }
 

@@ -113,7 +113,9 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 	sched := c.scheduleLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.flushq.push(c, c.srv.clock())
+		// An unstamped frame is a reply to the client's own request (see
+		// hub.Conn): the flushers serve it before the bulk of a fanout.
+		c.srv.flushq.push(c, c.srv.clock(), at == 0)
 	}
 	return true
 }
@@ -165,7 +167,7 @@ func (c *wsConn) startCloseLocked(code int, reason string) {
 	}
 	if c.scheduleLocked() {
 		// Pushing under c.mu is safe: the flush queue lock is a leaf.
-		c.srv.flushq.push(c, c.srv.clock())
+		c.srv.flushq.push(c, c.srv.clock(), true)
 	}
 }
 
@@ -205,7 +207,7 @@ func (c *wsConn) drained() {
 	sched := c.scheduleLocked()
 	c.mu.Unlock()
 	if sched {
-		c.srv.flushq.push(c, c.srv.clock())
+		c.srv.flushq.push(c, c.srv.clock(), false)
 	}
 }
 
@@ -246,8 +248,8 @@ func (c *wsConn) flush(scratch *[]byte) {
 		err := c.writeBatch(batch, scratch)
 		clear(batch)
 		if at != 0 && err == nil {
-			// One clock read per write, and only for stamped frames
-			// (never when metrics are off: the hub then stamps nothing).
+			// One clock read per write, and only for stamped (fanout)
+			// frames: replies are not measured.
 			now := c.srv.clock()
 			d := max(now-at, 0)
 			c.srv.delays.observe(now, d)

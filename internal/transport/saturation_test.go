@@ -68,8 +68,8 @@ func TestFlushQueueWaited(t *testing.T) {
 		t.Fatal("an empty queue waited")
 	}
 	a, b := &wsConn{}, &wsConn{}
-	q.push(a, 1000)
-	q.push(b, 3000)
+	q.push(a, 1000, false)
+	q.push(b, 3000, false)
 	if got := q.waited(5000); got != 4000 {
 		t.Fatalf("waited %d, want 4000 (the oldest)", got)
 	}
@@ -83,6 +83,49 @@ func TestFlushQueueWaited(t *testing.T) {
 	_, _ = q.pop(nil, 8)
 	if q.waited(5000) != 0 {
 		t.Fatal("a drained queue waited")
+	}
+}
+
+// Replies are served before the bulk of a fanout, and the bulk lane gets a
+// batch at least every replyRun reply batches, so neither starves.
+func TestFlushQueueServesRepliesFirst(t *testing.T) {
+	q := newFlushQueue()
+	bulk := make([]*wsConn, 4*flushBatch)
+	for i := range bulk {
+		bulk[i] = &wsConn{}
+		q.push(bulk[i], int64(i), false)
+	}
+	r := &wsConn{}
+	q.push(r, 100, true)
+	batch, ok := q.pop(nil, flushBatch)
+	if !ok || len(batch) != 1 || batch[0] != r {
+		t.Fatalf("first batch %v, want the reply alone", batch)
+	}
+	batch, _ = q.pop(batch, flushBatch)
+	if len(batch) != flushBatch || batch[0] != bulk[0] {
+		t.Fatalf("second batch %d long, want the first %d bulk connections in order", len(batch), flushBatch)
+	}
+	// A steady stream of replies: the bulk lane still gets every
+	// (replyRun+1)th batch, in order.
+	for range 2 * replyRun {
+		q.push(&wsConn{}, 200, true)
+	}
+	next := flushBatch
+	for round := range 2 {
+		for i := range replyRun {
+			batch, _ = q.pop(batch, 1)
+			if batch[0] == bulk[next] {
+				t.Fatalf("round %d: bulk served after %d replies, want %d", round, i, replyRun)
+			}
+		}
+		batch, _ = q.pop(batch, flushBatch)
+		if batch[0] != bulk[next] {
+			t.Fatalf("round %d: bulk not served after %d replies in a row", round, replyRun)
+		}
+		next += len(batch)
+	}
+	if got := q.waited(300); got != 300-int64(next) {
+		t.Fatalf("waited %d, want the oldest bulk entry's %d", got, 300-int64(next))
 	}
 }
 
@@ -100,7 +143,7 @@ func TestSaturationNamesTheLimit(t *testing.T) {
 		t.Fatalf("got %q with a job waiting, want %q", got, hub.LimitWorkers)
 	}
 	// Queued an hour ago (on the server's clock): far over half the bound.
-	s.flushq.push(&wsConn{}, s.clock()-time.Hour.Nanoseconds())
+	s.flushq.push(&wsConn{}, s.clock()-time.Hour.Nanoseconds(), false)
 	if got := s.Saturation(); got != hub.LimitSaturationDelay {
 		t.Fatalf("got %q with a stale flush queue, want %q", got, hub.LimitSaturationDelay)
 	}
