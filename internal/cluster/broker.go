@@ -26,6 +26,15 @@ type BrokerOptions struct {
 	// its messages keep their order; each queue writes its backlog as one
 	// pipeline.
 	PublishShards int
+	// ResubscribeGrace is how long, after one of its subscriber
+	// connections came back from a loss (a Redis restart or failover),
+	// the broker still refuses to publish (default 2 s: go-redis's and the
+	// receive loop's reconnect backoff, at most 1 s, plus a ping
+	// interval). A failover cuts every node's subscriber; until the other
+	// nodes have subscribed again on the new primary, a message Redis
+	// accepts would reach none of their clients. Refusing it gives the
+	// publisher an error (HTTP 503) instead of a silent loss.
+	ResubscribeGrace time.Duration
 }
 
 // Broker is the hub.Broker over Redis pub/sub. A node subscribes only to
@@ -73,6 +82,10 @@ type subConn struct {
 	up      atomic.Bool
 	downErr atomic.Pointer[error]
 	closed  atomic.Bool // dropped by the broker: its errors mean nothing
+	// lost is set when the connection goes down after having been up;
+	// back is when it came up again after that (unix ns), for the grace.
+	lost atomic.Bool
+	back atomic.Int64
 }
 
 type pubReq struct {
@@ -82,6 +95,15 @@ type pubReq struct {
 }
 
 var _ hub.Broker = (*Broker)(nil)
+
+// DefaultResubscribeGrace is BrokerOptions.ResubscribeGrace's default.
+const DefaultResubscribeGrace = 2 * time.Second
+
+// ErrPubSubDown is returned by Publish while a subscriber connection of
+// the broker is down or was back for less than ResubscribeGrace: the
+// other nodes may not be subscribed yet either, so the message could be
+// lost without anyone knowing.
+var ErrPubSubDown = errors.New("cluster: Redis pub/sub down or resubscribing after a failover")
 
 // ErrBrokerClosed is returned by calls after Close.
 var ErrBrokerClosed = errors.New("cluster: broker closed")
@@ -102,6 +124,9 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	}
 	if o.PublishShards <= 0 {
 		o.PublishShards = 4
+	}
+	if o.ResubscribeGrace <= 0 {
+		o.ResubscribeGrace = DefaultResubscribeGrace
 	}
 	b := &Broker{
 		o:        o,
@@ -187,6 +212,9 @@ func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
 		ch, key = b.k.pubChannel(m.AppID, m.Channel), m.AppID+"\x00c"+m.Channel
 	default:
 		return errors.New("cluster: broker message without channel or user")
+	}
+	if err := b.fence(); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	r := &pubReq{channel: ch, msg: EncodeMessage(nil, b.o.NodeID, m), err: make(chan error, 1)}
 	q := b.shards[maphash.String(b.seed, key)%uint64(len(b.shards))]
@@ -411,10 +439,14 @@ func (b *Broker) Interests() int {
 	return n
 }
 
-// Healthy returns nil while every subscriber connection is up, or why
-// not (for /ready).
+// Healthy returns nil while every subscriber connection is up and, after
+// a loss, past its ResubscribeGrace (publishes are refused until then), or
+// why not (for /ready).
 func (b *Broker) Healthy() error {
 	if err := b.anchor.healthy(); err != nil {
+		return err
+	}
+	if err := b.fence(); err != nil {
 		return err
 	}
 	b.mu.RLock()
@@ -425,6 +457,32 @@ func (b *Broker) Healthy() error {
 		}
 	}
 	return nil
+}
+
+// fence returns ErrPubSubDown while a subscriber connection is down or
+// within ResubscribeGrace of coming back from a loss.
+func (b *Broker) fence() error {
+	if !b.anchor.settled(b.o.ResubscribeGrace) {
+		return ErrPubSubDown
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, sc := range b.subs {
+		if !sc.settled(b.o.ResubscribeGrace) {
+			return ErrPubSubDown
+		}
+	}
+	return nil
+}
+
+// settled reports whether the connection is up and, if it was lost
+// before, has been back for grace.
+func (sc *subConn) settled(grace time.Duration) bool {
+	if !sc.up.Load() {
+		return false
+	}
+	back := sc.back.Load()
+	return back == 0 || time.Since(time.Unix(0, back)) >= grace
 }
 
 func (sc *subConn) healthy() error {
@@ -440,12 +498,16 @@ func (sc *subConn) healthy() error {
 func (b *Broker) setDown(sc *subConn, err error) {
 	sc.downErr.Store(&err)
 	if sc.up.Swap(false) && !sc.closed.Load() {
+		sc.lost.Store(true)
 		b.o.Logger.Error("Redis pub/sub lost, serving local clients only", "node", b.o.NodeID, "tag", sc.tag, "err", err)
 	}
 }
 
 func (b *Broker) setUp(sc *subConn) {
 	if !sc.up.Swap(true) {
+		if sc.lost.Load() {
+			sc.back.Store(time.Now().UnixNano())
+		}
 		b.o.Logger.Info("Redis pub/sub connected", "node", b.o.NodeID, "tag", sc.tag, "channels", b.Interests())
 	}
 }
