@@ -213,15 +213,15 @@ func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
 	default:
 		return errors.New("cluster: broker message without channel or user")
 	}
-	if err := b.fence(); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
 	r := &pubReq{channel: ch, msg: EncodeMessage(nil, b.o.NodeID, m), err: make(chan error, 1)}
 	q := b.shards[maphash.String(b.seed, key)%uint64(len(b.shards))]
 	select {
 	case <-b.done:
 		return ErrBrokerClosed
 	default:
+	}
+	if err := b.fence(); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	select {
 	case q <- r:

@@ -119,7 +119,7 @@ func serverSettings() []settings.Setting {
 			Help: "Redis `URL` (redis:// or rediss://) to run as a cluster; empty runs alone"},
 		{Key: "redis_mode", Default: redisurl.Single,
 			Rule: settings.Rule{Expect: "one of single, sentinel, cluster", OneOf: redisurl.Modes},
-			Help: "how redis_url is read: single (one Redis), sentinel (Redis Sentinel addresses and ?master_name=) or cluster (Redis Cluster nodes)"},
+			Help: "`mode` redis_url is read in: single (one Redis), sentinel (Redis Sentinel addresses and ?master_name=) or cluster (Redis Cluster nodes)"},
 		// Starts every Redis key so deployments can share a Redis.
 		{Key: "redis_prefix", Default: "herald:",
 			Help: "`prefix` of every Redis key"},

@@ -59,7 +59,10 @@ func (v *validator) config(c *Config) {
 	if c.PathPrefix != "" && !validPathPrefix(c.PathPrefix) {
 		v.add("path_prefix", `must start with "/", not end with "/", and use only letters, digits and "._~-" between slashes (e.g. "/ws"), got %q`, c.PathPrefix)
 	}
-	if c.RedisURL != "" && slices.Contains(redisurl.Modes, c.RedisMode) {
+	if p := apps.RedisURLProblem(c.RedisURL); c.RedisURL != "" && c.RedisMode == redisurl.Single && p != "" {
+		// The message every single-Redis setup has known.
+		v.add("redis_url", "%s", p)
+	} else if c.RedisURL != "" && slices.Contains(redisurl.Modes, c.RedisMode) {
 		if _, err := redisurl.Parse(c.RedisMode, c.RedisURL); err != nil {
 			v.add("redis_url", "must be a Redis URL for redis_mode %s (docs/scaling.md): %v", c.RedisMode, err)
 		}
