@@ -21,7 +21,9 @@ func TestReaperOnEverySetup(t *testing.T) {
 		opts func(t *testing.T) (*redis.UniversalOptions, string)
 	}{
 		{"single", func(t *testing.T) (*redis.UniversalOptions, string) { return redisOpts(testRedis), testPrefix(t) }},
-		{"sentinel", func(t *testing.T) (*redis.UniversalOptions, string) { return sharedSentinel(t).Options(), freshPrefix() }},
+		{"sentinel", func(t *testing.T) (*redis.UniversalOptions, string) {
+			return sharedSentinel(t).Options(), freshPrefix()
+		}},
 		{"cluster", func(t *testing.T) (*redis.UniversalOptions, string) { return sharedCluster(t).Options(), freshPrefix() }},
 	} {
 		t.Run(setup.name, func(t *testing.T) {
