@@ -156,7 +156,7 @@ func BenchmarkBrokerPublish(b *testing.B) {
 
 // BenchmarkRedisPublishBaseline is a bare go-redis PUBLISH, to compare.
 func BenchmarkRedisPublishBaseline(b *testing.B) {
-	c := redis.NewClient(redisOpts(testRedis))
+	c := redis.NewClient(&redis.Options{Addr: testRedis})
 	defer c.Close()
 	ctx := context.Background()
 	p := make([]byte, 100)

@@ -26,6 +26,15 @@ type BrokerOptions struct {
 	// its messages keep their order; each queue writes its backlog as one
 	// pipeline.
 	PublishShards int
+	// ResubscribeGrace is how long, after one of its subscriber
+	// connections came back from a loss (a Redis restart or failover),
+	// the broker still refuses to publish (default 2 s: go-redis's and the
+	// receive loop's reconnect backoff, at most 1 s, plus a ping
+	// interval). A failover cuts every node's subscriber; until the other
+	// nodes have subscribed again on the new primary, a message Redis
+	// accepts would reach none of their clients. Refusing it gives the
+	// publisher an error (HTTP 503) instead of a silent loss.
+	ResubscribeGrace time.Duration
 }
 
 // Broker is the hub.Broker over Redis pub/sub. A node subscribes only to
@@ -34,8 +43,7 @@ type BrokerOptions struct {
 type Broker struct {
 	o       BrokerOptions
 	k       keys
-	rdb     *redis.Client
-	ps      *redis.PubSub
+	rdb     redis.UniversalClient
 	seed    maphash.Seed
 	shards  []chan *pubReq
 	done    chan struct{}
@@ -44,13 +52,16 @@ type Broker struct {
 
 	mu       sync.RWMutex
 	interest map[string]*interest // Redis channel → local interest
+	// anchor is the subscriber connection of the node's own channel; alone
+	// or with Sentinel it carries every channel. In a Redis Cluster each
+	// hash tag (app) with local interest has a connection of its own in
+	// subs, to the shard that owns the tag's slot (sharded pub/sub).
+	anchor *subConn
+	subs   map[string]*subConn
 
 	// recv is the hub (Attach); messages that arrive before are dropped
 	// (there is no interest before the hub exists).
 	recv atomic.Pointer[receiver]
-
-	up      atomic.Bool
-	downErr atomic.Pointer[error]
 
 	published, received, dropped atomic.Uint64
 }
@@ -60,6 +71,23 @@ type interest struct {
 	ready chan struct{} // closed when Redis confirmed the SUBSCRIBE
 }
 
+// subConn is one subscriber connection and the goroutine reading it.
+type subConn struct {
+	ps  *redis.PubSub
+	tag string // the hash tag of its channels (Redis Cluster), or ""
+	n   int    // channels subscribed on it for interest (under Broker.mu)
+	// up is false from an error until the connection answers again; a
+	// tag's connection starts up (nothing failed yet), the anchor down
+	// (Redis not reached yet).
+	up      atomic.Bool
+	downErr atomic.Pointer[error]
+	closed  atomic.Bool // dropped by the broker: its errors mean nothing
+	// lost is set when the connection goes down after having been up;
+	// back is when it came up again after that (unix ns), for the grace.
+	lost atomic.Bool
+	back atomic.Int64
+}
+
 type pubReq struct {
 	channel string
 	msg     []byte
@@ -67,6 +95,15 @@ type pubReq struct {
 }
 
 var _ hub.Broker = (*Broker)(nil)
+
+// DefaultResubscribeGrace is BrokerOptions.ResubscribeGrace's default.
+const DefaultResubscribeGrace = 2 * time.Second
+
+// ErrPubSubDown is returned by Publish while a subscriber connection of
+// the broker is down or was back for less than ResubscribeGrace: the
+// other nodes may not be subscribed yet either, so the message could be
+// lost without anyone knowing.
+var ErrPubSubDown = errors.New("cluster: Redis pub/sub down or resubscribing after a failover")
 
 // ErrBrokerClosed is returned by calls after Close.
 var ErrBrokerClosed = errors.New("cluster: broker closed")
@@ -88,29 +125,66 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	if o.PublishShards <= 0 {
 		o.PublishShards = 4
 	}
+	if o.ResubscribeGrace <= 0 {
+		o.ResubscribeGrace = DefaultResubscribeGrace
+	}
 	b := &Broker{
 		o:        o,
-		k:        keys{o.Prefix},
+		k:        keys{o.Prefix, o.sharded()},
 		rdb:      o.newClient(),
 		seed:     maphash.MakeSeed(),
 		done:     make(chan struct{}),
 		interest: make(map[string]*interest),
+		subs:     make(map[string]*subConn),
 	}
-	down := error(errors.New("not connected to Redis yet"))
-	b.downErr.Store(&down)
 	// The node's own channel keeps the connection in subscribed mode, and
 	// its confirmation after a reconnect tells the receiver Redis is back.
-	b.ps = b.rdb.Subscribe(context.Background())
-	_ = b.ps.Subscribe(context.Background(), b.k.pubNode(o.NodeID))
+	b.anchor = b.newSub(b.k.pubNode(o.NodeID), false)
 	b.shards = make([]chan *pubReq, o.PublishShards)
 	for i := range b.shards {
 		b.shards[i] = make(chan *pubReq, 1024)
 		b.wg.Add(1)
 		go b.publishLoop(b.shards[i])
 	}
-	b.wg.Add(1)
-	go b.receiveLoop()
 	return b, nil
+}
+
+// newSub opens a subscriber connection for the tag of ch, subscribes ch on
+// it and starts its reader. up says whether it counts as healthy before
+// Redis answered.
+func (b *Broker) newSub(ch string, up bool) *subConn {
+	sc := &subConn{tag: b.k.pubTag(ch)}
+	sc.up.Store(up)
+	down := error(errors.New("not connected to Redis yet"))
+	sc.downErr.Store(&down)
+	ctx := context.Background()
+	if b.k.sharded {
+		// go-redis's cluster PubSub dials the master of its first
+		// channel's slot, at every reconnection too.
+		sc.ps = b.rdb.SSubscribe(ctx)
+		_ = sc.ps.SSubscribe(ctx, ch)
+	} else {
+		sc.ps = b.rdb.Subscribe(ctx)
+		_ = sc.ps.Subscribe(ctx, ch)
+	}
+	b.wg.Add(1)
+	go b.receiveLoop(sc)
+	return sc
+}
+
+// subFor returns the connection ch is subscribed on, opening one for its
+// tag in a Redis Cluster. The caller holds b.mu.
+func (b *Broker) subFor(ch string, open bool) (sc *subConn, opened bool) {
+	if !b.k.sharded {
+		return b.anchor, false
+	}
+	tag := b.k.pubTag(ch)
+	if sc = b.subs[tag]; sc != nil || !open {
+		return sc, false
+	}
+	sc = b.newSub(ch, true)
+	b.subs[tag] = sc
+	return sc, true
 }
 
 // Attach implements hub.Broker: the broker delivers every message another
@@ -145,6 +219,9 @@ func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
 	case <-b.done:
 		return ErrBrokerClosed
 	default:
+	}
+	if err := b.fence(); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	select {
 	case q <- r:
@@ -200,11 +277,13 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 			ctx, cancel := context.WithTimeout(context.Background(), b.o.OpTimeout)
 			var err error
 			if len(batch) == 1 {
-				err = b.rdb.Publish(ctx, batch[0].channel, batch[0].msg).Err()
+				err = b.publish(ctx, b.rdb, batch[0]).Err()
 			} else {
+				// In a Redis Cluster, go-redis splits the pipeline by
+				// shard (SPUBLISH routes by its channel's slot).
 				pipe := b.rdb.Pipeline()
 				for _, r := range batch {
-					pipe.Publish(ctx, r.channel, r.msg)
+					b.publish(ctx, pipe, r)
 				}
 				_, err = pipe.Exec(ctx)
 			}
@@ -220,6 +299,16 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 			}
 		}
 	}
+}
+
+// publish is PUBLISH, or SPUBLISH in a Redis Cluster: a sharded message
+// goes to the shard of its channel's slot only, where a PUBLISH would be
+// passed on to every node of the cluster.
+func (b *Broker) publish(ctx context.Context, c redis.Cmdable, r *pubReq) *redis.IntCmd {
+	if b.k.sharded {
+		return c.SPublish(ctx, r.channel, r.msg)
+	}
+	return c.Publish(ctx, r.channel, r.msg)
 }
 
 // Interest records that this node has (on) or no longer has (off) a local
@@ -274,7 +363,15 @@ func (b *Broker) setInterest(ctx context.Context, ch string, on bool) error {
 	switch {
 	case prev <= 0 && in.n > 0:
 		in.ready = make(chan struct{})
-		err = b.ps.Subscribe(ctx, ch)
+		sc, opened := b.subFor(ch, true)
+		sc.n++
+		switch {
+		case opened: // newSub subscribed ch
+		case b.k.sharded:
+			err = sc.ps.SSubscribe(ctx, ch)
+		default:
+			err = sc.ps.Subscribe(ctx, ch)
+		}
 	case prev > 0 && in.n <= 0:
 		if in.ready != nil {
 			// Release anyone still waiting: the interest is gone.
@@ -285,7 +382,22 @@ func (b *Broker) setInterest(ctx context.Context, ch string, on bool) error {
 			}
 			in.ready = nil
 		}
-		err = b.ps.Unsubscribe(ctx, ch)
+		sc, _ := b.subFor(ch, false)
+		if sc == nil {
+			break
+		}
+		sc.n--
+		switch {
+		case b.k.sharded && sc.n <= 0:
+			// The tag's last channel: its connection goes.
+			delete(b.subs, sc.tag)
+			sc.closed.Store(true)
+			err = sc.ps.Close()
+		case b.k.sharded:
+			err = sc.ps.SUnsubscribe(ctx, ch)
+		default:
+			err = sc.ps.Unsubscribe(ctx, ch)
+		}
 	}
 	if in.n == 0 {
 		// An off that overtook its on leaves a negative count until the on
@@ -327,54 +439,112 @@ func (b *Broker) Interests() int {
 	return n
 }
 
-// Healthy returns nil while the subscriber connection is up, or why not
-// (for /ready).
+// Healthy returns nil while every subscriber connection is up and, after
+// a loss, past its ResubscribeGrace (publishes are refused until then), or
+// why not (for /ready).
 func (b *Broker) Healthy() error {
-	if b.up.Load() {
+	if err := b.anchor.healthy(); err != nil {
+		return err
+	}
+	if err := b.fence(); err != nil {
+		return err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, sc := range b.subs {
+		if err := sc.healthy(); err != nil {
+			return fmt.Errorf("%w (hash tag %q)", err, sc.tag)
+		}
+	}
+	return nil
+}
+
+// fence returns ErrPubSubDown while a subscriber connection is down or
+// within ResubscribeGrace of coming back from a loss.
+func (b *Broker) fence() error {
+	if !b.anchor.settled(b.o.ResubscribeGrace) {
+		return ErrPubSubDown
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, sc := range b.subs {
+		if !sc.settled(b.o.ResubscribeGrace) {
+			return ErrPubSubDown
+		}
+	}
+	return nil
+}
+
+// settled reports whether the connection is up and, if it was lost
+// before, has been back for grace.
+func (sc *subConn) settled(grace time.Duration) bool {
+	if !sc.up.Load() {
+		return false
+	}
+	back := sc.back.Load()
+	return back == 0 || time.Since(time.Unix(0, back)) >= grace
+}
+
+func (sc *subConn) healthy() error {
+	if sc.up.Load() {
 		return nil
 	}
-	if p := b.downErr.Load(); p != nil {
+	if p := sc.downErr.Load(); p != nil {
 		return fmt.Errorf("redis pub/sub: %w", *p)
 	}
 	return errors.New("redis pub/sub: down")
 }
 
-func (b *Broker) setDown(err error) {
-	b.downErr.Store(&err)
-	if b.up.Swap(false) {
-		b.o.Logger.Error("Redis pub/sub lost, serving local clients only", "err", err)
+func (b *Broker) setDown(sc *subConn, err error) {
+	sc.downErr.Store(&err)
+	if sc.up.Swap(false) && !sc.closed.Load() {
+		sc.lost.Store(true)
+		b.o.Logger.Error("Redis pub/sub lost, serving local clients only", "node", b.o.NodeID, "tag", sc.tag, "err", err)
 	}
 }
 
-func (b *Broker) setUp() {
-	if !b.up.Swap(true) {
-		b.o.Logger.Info("Redis pub/sub connected", "node", b.o.NodeID, "channels", b.Interests())
+func (b *Broker) setUp(sc *subConn) {
+	if !sc.up.Swap(true) {
+		if sc.lost.Load() {
+			sc.back.Store(time.Now().UnixNano())
+		}
+		b.o.Logger.Info("Redis pub/sub connected", "node", b.o.NodeID, "tag", sc.tag, "channels", b.Interests())
 	}
 }
 
-// receiveLoop reads the subscriber connection. go-redis reconnects it and
-// subscribes its channels again after an error; the loop only backs off,
-// pings an idle connection and tracks health.
-func (b *Broker) receiveLoop() {
+// receiveLoop reads one subscriber connection until the broker closes or
+// drops it. go-redis reconnects it and subscribes its channels again after
+// an error; the loop backs off, pings an idle connection, tracks health
+// and, in a Redis Cluster, has the slot map reloaded (a failover moves a
+// slot to a new master) and reopens a connection Redis refused channels
+// on (MOVED).
+func (b *Broker) receiveLoop(sc *subConn) {
 	defer b.wg.Done()
 	backoff := 50 * time.Millisecond
 	for {
-		msg, err := b.ps.ReceiveTimeout(context.Background(), pingEvery)
+		msg, err := sc.ps.ReceiveTimeout(context.Background(), pingEvery)
 		if err != nil {
-			if errors.Is(err, redis.ErrClosed) {
+			if errors.Is(err, redis.ErrClosed) || sc.closed.Load() {
 				return
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && b.up.Load() {
+			if errors.As(err, &ne) && ne.Timeout() && sc.up.Load() {
 				// Idle: check the connection; the PONG comes back here.
 				ctx, cancel := context.WithTimeout(context.Background(), b.o.OpTimeout)
-				if perr := b.ps.Ping(ctx); perr != nil {
-					b.setDown(perr)
+				if perr := sc.ps.Ping(ctx); perr != nil {
+					b.setDown(sc, perr)
 				}
 				cancel()
 				continue
 			}
-			b.setDown(err)
+			b.setDown(sc, err)
+			if cc, ok := b.rdb.(*redis.ClusterClient); ok {
+				cc.ReloadState(context.Background())
+				var rerr redis.Error
+				if errors.As(err, &rerr) {
+					b.reopen(sc)
+				}
+			}
 			select {
 			case <-b.done:
 				return
@@ -386,8 +556,8 @@ func (b *Broker) receiveLoop() {
 		backoff = 50 * time.Millisecond
 		switch msg := msg.(type) {
 		case *redis.Subscription:
-			b.setUp()
-			if msg.Kind == "subscribe" {
+			b.setUp(sc)
+			if msg.Kind == "subscribe" || msg.Kind == "ssubscribe" {
 				b.mu.Lock()
 				if in := b.interest[msg.Channel]; in != nil && in.ready != nil {
 					select {
@@ -399,9 +569,9 @@ func (b *Broker) receiveLoop() {
 				b.mu.Unlock()
 			}
 		case *redis.Pong:
-			b.setUp()
+			b.setUp(sc)
 		case *redis.Message:
-			b.setUp()
+			b.setUp(sc)
 			// Drop what arrives between an UNSUBSCRIBE and its effect.
 			b.mu.RLock()
 			in := b.interest[msg.Channel]
@@ -426,6 +596,33 @@ func (b *Broker) receiveLoop() {
 	}
 }
 
+// reopen replaces a Redis Cluster subscriber connection that Redis
+// answered with an error (a slot that moved: go-redis would keep the
+// connection to the old owner) by one to the slot's master now, with the
+// same channels. Only sc's own reader calls it.
+func (b *Broker) reopen(sc *subConn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sc.closed.Load() {
+		return
+	}
+	var chans []string
+	if sc == b.anchor {
+		chans = append(chans, b.k.pubNode(b.o.NodeID))
+	}
+	for ch, in := range b.interest {
+		if in.n > 0 && b.k.pubTag(ch) == sc.tag && sc != b.anchor {
+			chans = append(chans, ch)
+		}
+	}
+	_ = sc.ps.Close()
+	ctx := context.Background()
+	sc.ps = b.rdb.SSubscribe(ctx)
+	if len(chans) > 0 {
+		_ = sc.ps.SSubscribe(ctx, chans...)
+	}
+}
+
 // BrokerStats are counters for metrics.
 type BrokerStats struct {
 	Published, Received, Dropped uint64
@@ -442,7 +639,18 @@ func (b *Broker) Close() error {
 	var err error
 	b.closing.Do(func() {
 		close(b.done)
-		err = b.ps.Close()
+		b.mu.Lock()
+		subs := []*subConn{b.anchor}
+		for _, sc := range b.subs {
+			subs = append(subs, sc)
+		}
+		for _, sc := range subs {
+			sc.closed.Store(true)
+			if cerr := sc.ps.Close(); err == nil {
+				err = cerr
+			}
+		}
+		b.mu.Unlock()
 		b.wg.Wait()
 		if cerr := b.rdb.Close(); err == nil {
 			err = cerr

@@ -23,9 +23,27 @@
 //	P{nodes}          zset   node id scored by lease expiry (ms, Redis clock)
 //	P{nodes}:claims   hash   node id → the node reaping it
 //
-// Pub/sub channels (messages are encoded by EncodeMessage):
+// Pub/sub channels (messages are encoded by EncodeMessage), with one Redis
+// or Sentinel (PUBLISH/SUBSCRIBE, on one subscriber connection):
 //
 //	Pch:A:C           events of channel C of app A
 //	Puser:A:U         messages and terminations for user U of app A
 //	Pnode:N           a node's own control channel (kept subscribed)
+//
+// In a Redis Cluster (Options.Redis in cluster mode) pub/sub is sharded
+// (SPUBLISH/SSUBSCRIBE): a message goes to the shard of its channel's slot
+// only. The channels carry the app's hash tag, so an app's messages go
+// through the shard that holds its keys, and the broker keeps one
+// subscriber connection per tag (go-redis subscribes a connection's
+// channels again in one SSUBSCRIBE, which Redis refuses across slots):
+//
+//	P{A}:ch:C         events of channel C of app A
+//	P{A}:user:U       messages and terminations for user U of app A
+//	P{node:N}         a node's own control channel
+//
+// A Broker refuses to publish (ErrPubSubDown) while one of its subscriber
+// connections is down or came back from a loss less than
+// ResubscribeGrace ago: after a failover the other nodes may not be
+// subscribed on the new primary yet, and a message Redis accepted would be
+// lost without the publisher knowing.
 package cluster

@@ -209,7 +209,7 @@ func TestReconcileRestoresLostState(t *testing.T) {
 }
 
 // socketsOf lists the sockets of a channel hash owned by node.
-func socketsOf(t *testing.T, rdb *redis.Client, key, node string) []string {
+func socketsOf(t *testing.T, rdb redis.UniversalClient, key, node string) []string {
 	t.Helper()
 	all, err := rdb.HGetAll(context.Background(), key).Result()
 	if err != nil {

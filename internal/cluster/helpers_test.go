@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,19 +16,82 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/redistest"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // testRedis is the shared Redis every test uses, under its own prefix.
 const testRedis = "127.0.0.1:6379"
 
-func redisOpts(addr string) *redis.Options { return &redis.Options{Addr: addr} }
+func redisOpts(addr string) *redis.UniversalOptions {
+	return &redis.UniversalOptions{Addrs: []string{addr}}
+}
+
+// shared holds the Sentinel setup and the Redis Cluster the contract
+// suite runs against: started on first use (a targeted run that needs
+// neither pays nothing), stopped by TestMain.
+var shared struct {
+	dir                       string
+	sentinelOnce, clusterOnce sync.Once
+	sentinel                  *redistest.Sentinel
+	cluster                   *redistest.Cluster
+	sentinelErr, clusterErr   error
+}
+
+func sharedDir() string {
+	if shared.dir == "" {
+		shared.dir, _ = os.MkdirTemp("", "herald-cluster-test-")
+	}
+	return shared.dir
+}
+
+// sharedSentinel returns the package's Sentinel setup (1 primary, 1
+// replica, 3 sentinels).
+func sharedSentinel(t testing.TB) *redistest.Sentinel {
+	t.Helper()
+	shared.sentinelOnce.Do(func() {
+		shared.sentinel, shared.sentinelErr = redistest.StartSentinel(filepath.Join(sharedDir(), "sentinel"), time.Second)
+	})
+	if shared.sentinelErr != nil {
+		t.Fatalf("sentinel setup: %v", shared.sentinelErr)
+	}
+	return shared.sentinel
+}
+
+// sharedCluster returns the package's Redis Cluster (3 primaries).
+func sharedCluster(t testing.TB) *redistest.Cluster {
+	t.Helper()
+	shared.clusterOnce.Do(func() {
+		shared.cluster, shared.clusterErr = redistest.StartCluster(filepath.Join(sharedDir(), "cluster"), 3, 0, time.Second)
+	})
+	if shared.clusterErr != nil {
+		t.Fatalf("cluster setup: %v", shared.clusterErr)
+	}
+	return shared.cluster
+}
+
+// stopShared ends the shared setups (TestMain, after the tests).
+func stopShared() {
+	if shared.sentinel != nil {
+		shared.sentinel.Close()
+	}
+	if shared.cluster != nil {
+		shared.cluster.Close()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+}
+
+// freshPrefix is a key prefix of the test's own, for the shared setups
+// (their keys go with their processes).
+func freshPrefix() string { return fmt.Sprintf("herald-test:%08x:", rand.Uint32()) }
 
 // testPrefix returns a fresh key prefix and deletes its keys when t ends.
 func testPrefix(t testing.TB) string {
 	t.Helper()
 	p := fmt.Sprintf("herald-test:%08x:", rand.Uint32())
-	c := redis.NewClient(redisOpts(testRedis))
+	c := redis.NewClient(&redis.Options{Addr: testRedis})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -57,8 +121,13 @@ func testPrefix(t testing.TB) string {
 
 // testOptions are fast lease settings for tests.
 func testOptions(addr, prefix string) Options {
+	return testOptionsOn(redisOpts(addr), prefix)
+}
+
+// testOptionsOn is testOptions for any Redis setup.
+func testOptionsOn(ro *redis.UniversalOptions, prefix string) Options {
 	return Options{
-		Redis:        redisOpts(addr),
+		Redis:        ro,
 		Prefix:       prefix,
 		NodeName:     "t",
 		Lease:        600 * time.Millisecond,
@@ -214,7 +283,7 @@ func startRedis(t testing.TB, port int) *redisServer {
 	}
 	s := &redisServer{port: port, cmd: cmd}
 	t.Cleanup(s.kill)
-	c := redis.NewClient(redisOpts(s.addr()))
+	c := redis.NewClient(&redis.Options{Addr: s.addr()})
 	defer c.Close()
 	testwait.For(t, 5*time.Second, "redis-server", func() bool { return c.Ping(context.Background()).Err() == nil })
 	return s

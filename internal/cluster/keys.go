@@ -1,8 +1,16 @@
 package cluster
 
+import "strings"
+
 // keys builds the Redis key names of one deployment (see the package
-// documentation for the layout).
-type keys struct{ p string }
+// documentation for the layout). In a Redis Cluster (sharded) the pub/sub
+// channels carry the app's hash tag too, so that an app's messages go
+// through the shard that holds its keys (sharded pub/sub); elsewhere they
+// keep the names older nodes use, so that a rolling upgrade mixes them.
+type keys struct {
+	p       string
+	sharded bool
+}
 
 func (k keys) app(appID string) string { return k.p + "{" + appID + "}:" }
 
@@ -25,6 +33,43 @@ func (k keys) nodeApps(node string) string          { return k.p + "node:" + nod
 func (k keys) nodes() string                        { return k.p + "{nodes}" }
 func (k keys) claims() string                       { return k.p + "{nodes}:claims" }
 
-func (k keys) pubChannel(appID, channel string) string { return k.p + "ch:" + appID + ":" + channel }
-func (k keys) pubUser(appID, user string) string       { return k.p + "user:" + appID + ":" + user }
-func (k keys) pubNode(node string) string              { return k.p + "node:" + node }
+func (k keys) pubChannel(appID, channel string) string {
+	if k.sharded {
+		return k.app(appID) + "ch:" + channel
+	}
+	return k.p + "ch:" + appID + ":" + channel
+}
+
+func (k keys) pubUser(appID, user string) string {
+	if k.sharded {
+		return k.app(appID) + "user:" + user
+	}
+	return k.p + "user:" + appID + ":" + user
+}
+
+// pubNode is a node's own channel; in a Redis Cluster it is tagged with
+// the node, which spreads the nodes' channels over the shards.
+func (k keys) pubNode(node string) string {
+	if k.sharded {
+		return k.p + "{node:" + node + "}"
+	}
+	return k.p + "node:" + node
+}
+
+// pubTag returns what a pub/sub channel is routed by in a Redis Cluster:
+// its hash tag by Redis's rule (the text between the first "{" and the
+// next "}", when not empty; else the whole name), "" when not sharded. One
+// subscriber connection serves one tag, since go-redis subscribes a
+// connection's channels again in one SSUBSCRIBE, which Redis refuses
+// across slots.
+func (k keys) pubTag(ch string) string {
+	if !k.sharded {
+		return ""
+	}
+	if i := strings.IndexByte(ch, '{'); i >= 0 {
+		if j := strings.IndexByte(ch[i+1:], '}'); j > 0 {
+			return ch[i+1 : i+1+j]
+		}
+	}
+	return ch
+}

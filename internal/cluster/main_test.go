@@ -15,7 +15,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("HERALD_CLUSTER_CHILD") != "" {
 		os.Exit(childNode())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopShared()
+	os.Exit(code)
 }
 
 // childNode is a node in a process of its own (TestKillNineProcess): it

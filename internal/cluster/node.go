@@ -19,7 +19,7 @@ import (
 // nodes, and the shared State recorded under its id.
 type Node struct {
 	o   Options
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	k   keys
 
 	id         atomic.Pointer[string]
@@ -67,7 +67,7 @@ func NewNode(o Options) (*Node, error) {
 	n := &Node{
 		o:      o,
 		rdb:    o.newClient(),
-		k:      keys{o.Prefix},
+		k:      keys{o.Prefix, o.sharded()},
 		apps:   make(map[string]struct{}),
 		rejoin: make(chan struct{}, 1),
 		ticked: make(chan struct{}, 1),
@@ -86,7 +86,7 @@ func (n *Node) ID() string { return *n.id.Load() }
 func (n *Node) State() *State { return &State{n: n} }
 
 // Client returns the node's Redis client (queries, tests).
-func (n *Node) Client() *redis.Client { return n.rdb }
+func (n *Node) Client() redis.UniversalClient { return n.rdb }
 
 // Start registers the node's lease and starts the heartbeat and the reaper.
 // It returns after the first registration attempt; on failure the node

@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/herald-ws/herald/internal/redisurl"
 )
 
 // DefaultPrefix is the key prefix when none is configured.
@@ -22,12 +24,15 @@ const (
 
 // Options configure a Node and a Broker. Redis is the only required field.
 type Options struct {
-	// Redis addresses the server, typically redis.ParseURL(HERALD_REDIS_URL).
-	// The timeouts are tightened (dial 1 s, read/write OpTimeout) when
-	// unset, and retries are always off: a retried PUBLISH could deliver
-	// twice, and the hub would rather answer a client with an error than
-	// hang.
-	Redis *redis.Options
+	// Redis addresses one Redis, a primary behind Redis Sentinel or a
+	// Redis Cluster, typically redisurl.Parse(redis_mode, redis_url);
+	// go-redis's NewUniversalClient picks the client (a MasterName is
+	// Sentinel, IsClusterMode or several Addrs a Cluster). The timeouts are
+	// tightened (dial 1 s, read/write OpTimeout) when unset, and retries
+	// are off: a retried PUBLISH could deliver twice, and the hub would
+	// rather answer a client with an error than hang. (A Cluster client
+	// still follows MOVED/ASK redirections, up to MaxRedirects.)
+	Redis *redis.UniversalOptions
 	// Prefix starts every key and pub/sub channel (default "herald:"), so
 	// that several deployments can share one Redis.
 	Prefix string
@@ -53,9 +58,13 @@ type Options struct {
 	RedisHook redis.Hook
 }
 
+// sharded reports whether the options address a Redis Cluster: keys and
+// pub/sub channels then carry hash tags, and pub/sub is sharded.
+func (o Options) sharded() bool { return redisurl.Mode(o.Redis) == redisurl.Cluster }
+
 // newClient makes a Redis client with the options' timeouts and hook.
-func (o Options) newClient() *redis.Client {
-	c := redis.NewClient(redisOptions(o.Redis, o.OpTimeout))
+func (o Options) newClient() redis.UniversalClient {
+	c := redis.NewUniversalClient(redisOptions(o.Redis, o.OpTimeout))
 	if o.RedisHook != nil {
 		c.AddHook(o.RedisHook)
 	}
@@ -94,7 +103,7 @@ func (o Options) withDefaults() Options {
 const maxConcurrentDials = 4
 
 // redisOptions returns a copy of o tuned for Herald.
-func redisOptions(o *redis.Options, opTimeout time.Duration) *redis.Options {
+func redisOptions(o *redis.UniversalOptions, opTimeout time.Duration) *redis.UniversalOptions {
 	c := *o
 	c.MaxRetries = -1
 	if c.DialTimeout <= 0 {

@@ -4,16 +4,34 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
 func TestRedisEngineContract(t *testing.T) {
+	runContract(t, redisOpts(testRedis), testPrefix)
+}
+
+// The suite against a primary found through Redis Sentinel.
+func TestRedisEngineContractSentinel(t *testing.T) {
+	runContract(t, sharedSentinel(t).Options(), func(testing.TB) string { return freshPrefix() })
+}
+
+// The suite against a 3-shard Redis Cluster: every script and pipeline
+// stays within one slot (Redis answers CROSSSLOT otherwise) and pub/sub is
+// sharded.
+func TestRedisEngineContractCluster(t *testing.T) {
+	runContract(t, sharedCluster(t).Options(), func(testing.TB) string { return freshPrefix() })
+}
+
+func runContract(t *testing.T, ro *redis.UniversalOptions, prefix func(testing.TB) string) {
 	enginetest.Run(t, func(t *testing.T, n int) []enginetest.Node {
-		p := testPrefix(t)
+		p := prefix(t)
 		out := make([]enginetest.Node, n)
 		for i := range out {
-			e, err := NewEngine(BrokerOptions{Options: testOptions(testRedis, p)})
+			e, err := NewEngine(BrokerOptions{Options: testOptionsOn(ro, p)})
 			if err != nil {
 				t.Fatal(err)
 			}

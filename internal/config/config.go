@@ -37,6 +37,7 @@ type Config struct {
 	SubscriptionCountInterval time.Duration `yaml:"subscription_count_interval"`
 	APITimestampWindow        time.Duration `yaml:"api_timestamp_window"`
 	RedisURL                  string        `yaml:"redis_url"`
+	RedisMode                 string        `yaml:"redis_mode"`
 	RedisPrefix               string        `yaml:"redis_prefix"`
 	RedisLease                time.Duration `yaml:"redis_lease"`
 	AdminToken                string        `yaml:"admin_token"`

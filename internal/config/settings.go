@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/redisurl"
 	"github.com/herald-ws/herald/internal/settings"
 )
 
@@ -113,8 +114,12 @@ func serverSettings() []settings.Setting {
 			Rule: between(1, math.MaxInt64, "a positive duration", durHint),
 			Help: "accept HTTP API auth_timestamp within this `duration` of now"},
 		// redis:// or rediss://; set, it turns the cluster engine on.
+		// redis_mode says how go-redis reads it (internal/redisurl).
 		{Key: "redis_url",
 			Help: "Redis `URL` (redis:// or rediss://) to run as a cluster; empty runs alone"},
+		{Key: "redis_mode", Default: redisurl.Single,
+			Rule: settings.Rule{Expect: "one of single, sentinel, cluster", OneOf: redisurl.Modes},
+			Help: "`mode` redis_url is read in: single (one Redis), sentinel (Redis Sentinel addresses and ?master_name=) or cluster (Redis Cluster nodes)"},
 		// Starts every Redis key so deployments can share a Redis.
 		{Key: "redis_prefix", Default: "herald:",
 			Help: "`prefix` of every Redis key"},

@@ -6,10 +6,12 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/redisurl"
 	"github.com/herald-ws/herald/internal/settings"
 )
 
@@ -57,8 +59,13 @@ func (v *validator) config(c *Config) {
 	if c.PathPrefix != "" && !validPathPrefix(c.PathPrefix) {
 		v.add("path_prefix", `must start with "/", not end with "/", and use only letters, digits and "._~-" between slashes (e.g. "/ws"), got %q`, c.PathPrefix)
 	}
-	if c.RedisURL != "" {
-		v.redisURL("redis_url", c.RedisURL)
+	if p := apps.RedisURLProblem(c.RedisURL); c.RedisURL != "" && c.RedisMode == redisurl.Single && p != "" {
+		// The message every single-Redis setup has known.
+		v.add("redis_url", "%s", p)
+	} else if c.RedisURL != "" && slices.Contains(redisurl.Modes, c.RedisMode) {
+		if _, err := redisurl.Parse(c.RedisMode, c.RedisURL); err != nil {
+			v.add("redis_url", "must be a Redis URL for redis_mode %s (docs/scaling.md): %v", c.RedisMode, err)
+		}
 	}
 	if c.MetricsAddr != "" {
 		v.metricsAddr(c)
@@ -121,14 +128,6 @@ func validPathPrefix(p string) bool {
 // isIDChar reports whether r may appear in an app id or key: they are used
 // in URL paths unescaped.
 func isIDChar(r rune) bool { return apps.IsIDChar(r) }
-
-// redisURL checks the URL at path without ever echoing it: it may hold a
-// password.
-func (v *validator) redisURL(path, raw string) {
-	if p := apps.RedisURLProblem(raw); p != "" {
-		v.add(path, "%s", p)
-	}
-}
 
 // laravelRedis checks that a laravel_redis block written in the file names a
 // URL (apps.Validate checks the URL itself, for every store).

@@ -15,7 +15,7 @@ import (
 // app in the cluster's Redis, holding the token of the node that ingests,
 // with a TTL the holder renews at a third of it.
 type Leases struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	ttl    time.Duration
 	poll   time.Duration
@@ -25,7 +25,7 @@ type Leases struct {
 // LeaseOptions configure NewLeases.
 type LeaseOptions struct {
 	// Client is the cluster's Redis (the Node's client). Required.
-	Client *redis.Client
+	Client redis.UniversalClient
 	// Prefix is the cluster's key prefix (redis_prefix).
 	Prefix string
 	// TTL is how long a lease outlives its holder's last renewal (default

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/cluster"
 	"github.com/herald-ws/herald/internal/cluster/memory"
@@ -24,6 +22,7 @@ import (
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/ingest"
 	"github.com/herald-ws/herald/internal/metrics"
+	"github.com/herald-ws/herald/internal/redisurl"
 	"github.com/herald-ws/herald/internal/transport"
 	"github.com/herald-ws/herald/internal/webhooks"
 )
@@ -200,7 +199,7 @@ func (s *Server) buildEngine(hopt *hub.Options) error {
 		hopt.State, hopt.Broker = memory.New(nil)
 		return nil
 	}
-	ro, err := redis.ParseURL(s.cfg.RedisURL)
+	ro, err := redisurl.Parse(s.cfg.RedisMode, s.cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("redis_url: %w", err)
 	}
