@@ -54,11 +54,11 @@ type Options struct {
 	Reader          string // readerEpoll or readerGoroutine
 	Progress        time.Duration
 	CPUProfile      string
-	ReadyFile       string        // fanout: written once every connection is subscribed
-	StartFile       string        // fanout: waited for before publishing; holds the start time
-	StartWait       time.Duration // longest wait for StartFile
-	WatchPIDs       string        // name=pid,...: other processes measured in the window (Redis)
-	Noise           noiseOptions  // background noise (probes.go)
+	ReadyFile       string         // fanout: written once every connection is subscribed
+	StartFile       string         // fanout: waited for before publishing; holds the start time
+	StartWait       time.Duration  // longest wait for StartFile
+	WatchPIDs       string         // name=pid,...: other processes measured in the window (Redis)
+	Noise           noiseOptions   // background noise (probes.go)
 	Hostile         hostileOptions // fanout: hostile clients beside (hostile.go)
 
 	sources []netip.Addr
