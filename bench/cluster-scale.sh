@@ -152,10 +152,16 @@ wait_port() {
   tail -n 20 "$work"/*.log >&2 || true
   exit 1
 }
+# dur_ms 1.5s|500ms|2m: a duration in milliseconds.
+dur_ms() { awk -v d="$1" 'BEGIN { u = d; sub(/^[0-9.]+/, "", u); v = substr(d, 1, length(d) - length(u)); print int(v * (u == "ms" ? 1 : u == "m" ? 60000 : 1000)) }'; }
 proc_rss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
 proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"; }
 redis() { redis-cli -p "$redis_port" "$@"; }
 redis_info() { redis INFO "$1" | tr -d '\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
+# redis_cmdstats: "command calls" lines since Redis started.
+redis_cmdstats() {
+  redis INFO commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_/ { print substr($1, 9), $3 }'
+}
 # redis_calls [COMMAND...]: commands executed since Redis started (all, or
 # the named ones').
 redis_calls() {
@@ -206,7 +212,7 @@ for j in $(seq 0 $((loaders - 1))); do
   "$BENCH_BIN" fanout --url "$urls" --api "$apis" --server-pid "$pids" --watch-pid "redis=$redis_pid" \
     --subscribers "$n" --channels "$channels" --publishers "$pubs" --rate "$rate" --payload "$payload" \
     --duration "$duration" --warmup "$warmup" --drain 15s --timeout 60s --connect-rate "$connect_rate" \
-    --dial-concurrency 64 --source-ips "$src" --max-fail 0.001 \
+    --dial-concurrency 64 --source-ips "$src" --max-fail 0.005 \
     --ready-file "$work/ready$j" --start-file "$start_file" --start-wait 10m --progress 5s --json $EXTRA \
     >"$work/loader$j.out" 2>"$work/loader$j.err" &
   loader_pids+=($!)
@@ -243,10 +249,22 @@ redis_mem1=$(redis_info memory used_memory)
 redis_keys=$(redis DBSIZE | tr -d '\r')
 calls0=$(redis_calls)
 pub0=$(redis_calls publish spublish)
+redis_cmdstats >"$work/cmdstats0"
 rcpu0=$(proc_cpu "$redis_pid")
 # One start time for every process, a second from now.
-echo $(( $(date +%s%N) + 1000000000 )) >"$work/start.tmp"
+start_ns=$(( $(date +%s%N) + 1000000000 ))
+echo "$start_ns" >"$work/start.tmp"
 mv "$work/start.tmp" "$start_file"
+
+# Redis's counters once publishing has ended (the window's end plus
+# 300 ms), before the processes close their connections: what the
+# publishing cost, not the disconnects.
+end_ns=$(( start_ns + ($(dur_ms "$warmup") + $(dur_ms "$duration") + 300) * 1000000 ))
+sleep "$(awk -v d=$(( end_ns - $(date +%s%N) )) 'BEGIN { printf "%.3f", (d > 0 ? d / 1e9 : 0) }')"
+calls1=$(redis_calls)
+pub1=$(redis_calls publish spublish)
+rcpu1=$(proc_cpu "$redis_pid")
+redis_cmdstats >"$work/cmdstats1"
 
 failed=0
 for j in "${!loader_pids[@]}"; do
@@ -258,10 +276,10 @@ for j in "${!loader_pids[@]}"; do
 done
 loader_pids=()
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-calls1=$(redis_calls)
-pub1=$(redis_calls publish spublish)
-rcpu1=$(proc_cpu "$redis_pid")
-redis_cmds_total=$(redis INFO commandstats | tr -d '\r' | grep '^cmdstat_' | awk -F'[=,:]' '{ printf "%s%s=%s", sep, substr($1, 9), $3; sep = " " }')
+# Commands per kind from the start file to the end of publishing (those run
+# inside Lua scripts included), most first.
+redis_cmds_run=$(awk 'NR == FNR { a[$1] = $2; next } { d = $2 - a[$1]; if (d > 0) print d, $1 }' \
+  "$work/cmdstats0" "$work/cmdstats1" | sort -rn | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
 
 run="$commit-$(date -u +%Y%m%dT%H%M%SZ)"
 merged=$("$BENCH_BIN" merge --json --rss-before "$rss_before" "$work"/loader*.out) || failed=$((failed + 1))
@@ -278,12 +296,13 @@ fi
 mem_per_conn=$(awk -v a="$redis_mem0" -v b="$redis_mem1" -v n="$connected" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) / n : 0) }')
 rcpu=$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { printf "%.3f", b - a }')
 cat <<EOF
-  redis                      $((calls1 - calls0)) commands from the start to the end of the drain ($per_event per event, PUBLISH per event $pub_per_event), ${rcpu} CPU-s
+  redis                      $((calls1 - calls0)) commands from the start to the end of publishing ($per_event per event, PUBLISH per event $pub_per_event), ${rcpu} CPU-s
+  redis commands             $redis_cmds_run
   redis memory               $redis_mem0 -> $redis_mem1 bytes used for $connected connections ($mem_per_conn B per connection, $redis_keys keys)
   load average               $load_start at the start, $load_end at the end
 EOF
 
-extra="\"run\":\"$run\",\"commit\":\"$commit\",\"node_count\":$nodes,\"loaders\":$loaders,\"redis_commands\":$((calls1 - calls0)),\"redis_commands_per_event\":$per_event,\"redis_publish_per_event\":$pub_per_event,\"redis_cpu_seconds_run\":$rcpu,\"redis_used_memory_before\":$redis_mem0,\"redis_used_memory_connected\":$redis_mem1,\"redis_memory_per_conn_bytes\":$mem_per_conn,\"redis_keys\":$redis_keys,\"redis_commandstats\":\"$redis_cmds_total\",\"connect_wall_seconds\":$((t_ready - t_start)),\"loadavg_start\":\"$load_start\",\"loadavg_end\":\"$load_end\","
+extra="\"run\":\"$run\",\"commit\":\"$commit\",\"node_count\":$nodes,\"loaders\":$loaders,\"redis_commands\":$((calls1 - calls0)),\"redis_commands_per_event\":$per_event,\"redis_publish_per_event\":$pub_per_event,\"redis_cpu_seconds_run\":$rcpu,\"redis_used_memory_before\":$redis_mem0,\"redis_used_memory_connected\":$redis_mem1,\"redis_memory_per_conn_bytes\":$mem_per_conn,\"redis_keys\":$redis_keys,\"redis_commands_by_kind\":\"$redis_cmds_run\",\"connect_wall_seconds\":$((t_ready - t_start)),\"loadavg_start\":\"$load_start\",\"loadavg_end\":\"$load_end\","
 for j in $(seq 0 $((loaders - 1))); do
   grep '^{' "$work/loader$j.out" | tail -n 1 | sed "s/^{/{\"run\":\"$run\",\"role\":\"loader-$j\",/" >>"$out"
 done
