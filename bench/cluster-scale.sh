@@ -256,10 +256,10 @@ start_ns=$(( $(date +%s%N) + 1000000000 ))
 echo "$start_ns" >"$work/start.tmp"
 mv "$work/start.tmp" "$start_file"
 
-# Redis's counters once publishing has ended (the window's end plus
-# 300 ms), before the processes close their connections: what the
-# publishing cost, not the disconnects.
-end_ns=$(( start_ns + ($(dur_ms "$warmup") + $(dur_ms "$duration") + 300) * 1000000 ))
+# Redis's counters when publishing ends (the window's end), before the
+# publishing process, which may be done at once, closes its connections:
+# what the publishing cost, not the disconnects.
+end_ns=$(( start_ns + ($(dur_ms "$warmup") + $(dur_ms "$duration")) * 1000000 ))
 sleep "$(awk -v d=$(( end_ns - $(date +%s%N) )) 'BEGIN { printf "%.3f", (d > 0 ? d / 1e9 : 0) }')"
 calls1=$(redis_calls)
 pub1=$(redis_calls publish spublish)
