@@ -198,6 +198,7 @@ echo "    Redis on :$redis_port (pid $redis_pid), nodes on ${ports[*]} (pids ${n
 rss_before=""
 for p in "${node_pids[@]}"; do rss_before="$rss_before${rss_before:+,}$p=$(proc_rss "$p")"; done
 redis_mem0=$(redis_info memory used_memory)
+rcpu_idle=$(proc_cpu "$redis_pid")
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$(date +%s)
 
@@ -246,6 +247,7 @@ echo "    $connected connections subscribed in $((t_ready - t_start)) s; load av
 # Redis after connecting and before publishing: the state the connections
 # hold, and the command counters the publishing is measured from.
 redis_mem1=$(redis_info memory used_memory)
+rcpu_connected=$(proc_cpu "$redis_pid")
 redis_keys=$(redis DBSIZE | tr -d '\r')
 calls0=$(redis_calls)
 pub0=$(redis_calls publish spublish)
@@ -256,10 +258,11 @@ start_ns=$(( $(date +%s%N) + 1000000000 ))
 echo "$start_ns" >"$work/start.tmp"
 mv "$work/start.tmp" "$start_file"
 
-# Redis's counters when publishing ends (the window's end), before the
-# publishing process, which may be done at once, closes its connections:
-# what the publishing cost, not the disconnects.
-end_ns=$(( start_ns + ($(dur_ms "$warmup") + $(dur_ms "$duration")) * 1000000 ))
+# Redis's counters once publishing has ended (the window's end plus
+# 300 ms), before the processes close their connections (each waits for a
+# second without deliveries): what the publishing cost, not the
+# disconnects.
+end_ns=$(( start_ns + ($(dur_ms "$warmup") + $(dur_ms "$duration") + 300) * 1000000 ))
 sleep "$(awk -v d=$(( end_ns - $(date +%s%N) )) 'BEGIN { printf "%.3f", (d > 0 ? d / 1e9 : 0) }')"
 calls1=$(redis_calls)
 pub1=$(redis_calls publish spublish)
@@ -276,6 +279,16 @@ for j in "${!loader_pids[@]}"; do
 done
 loader_pids=()
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+# The nodes remove the closed connections' subscriptions from Redis (one
+# unsubscribe script each, as the reaper does for a dead node's sockets):
+# wait until Redis's CPU stops growing, at most 60 s.
+prev=-1 cur=$(proc_cpu "$redis_pid")
+for _ in $(seq 1 60); do
+  [ "$cur" = "$prev" ] && break
+  sleep 1
+  prev=$cur cur=$(proc_cpu "$redis_pid")
+done
+rcpu_closed=$cur
 # Commands per kind from the start file to the end of publishing (those run
 # inside Lua scripts included), most first.
 redis_cmds_run=$(awk 'NR == FNR { a[$1] = $2; next } { d = $2 - a[$1]; if (d > 0) print d, $1 }' \
@@ -293,16 +306,22 @@ if [ -n "$events" ] && [ "$events" -gt 0 ]; then
   per_event=$(awk -v c=$((calls1 - calls0)) -v e="$events" 'BEGIN { printf "%.3f", c / e }')
   pub_per_event=$(awk -v c=$((pub1 - pub0)) -v e="$events" 'BEGIN { printf "%.3f", c / e }')
 fi
+# Redis CPU per subscribe (connect phase: one subscribe script per
+# connection, plus the lease ticks meanwhile) and per unsubscribe (close
+# phase), in µs.
+sub_us=$(awk -v a="$rcpu_idle" -v b="$rcpu_connected" -v n="$connected" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')
+unsub_us=$(awk -v a="$rcpu1" -v b="$rcpu_closed" -v n="$connected" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')
 mem_per_conn=$(awk -v a="$redis_mem0" -v b="$redis_mem1" -v n="$connected" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) / n : 0) }')
 rcpu=$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { printf "%.3f", b - a }')
 cat <<EOF
   redis                      $((calls1 - calls0)) commands from the start to the end of publishing ($per_event per event, PUBLISH per event $pub_per_event), ${rcpu} CPU-s
   redis commands             $redis_cmds_run
+  redis per connection       ${sub_us} µs CPU to subscribe (connect phase), ${unsub_us} µs to unsubscribe (close phase)
   redis memory               $redis_mem0 -> $redis_mem1 bytes used for $connected connections ($mem_per_conn B per connection, $redis_keys keys)
   load average               $load_start at the start, $load_end at the end
 EOF
 
-extra="\"run\":\"$run\",\"commit\":\"$commit\",\"node_count\":$nodes,\"loaders\":$loaders,\"redis_commands\":$((calls1 - calls0)),\"redis_commands_per_event\":$per_event,\"redis_publish_per_event\":$pub_per_event,\"redis_cpu_seconds_run\":$rcpu,\"redis_used_memory_before\":$redis_mem0,\"redis_used_memory_connected\":$redis_mem1,\"redis_memory_per_conn_bytes\":$mem_per_conn,\"redis_keys\":$redis_keys,\"redis_commands_by_kind\":\"$redis_cmds_run\",\"connect_wall_seconds\":$((t_ready - t_start)),\"loadavg_start\":\"$load_start\",\"loadavg_end\":\"$load_end\","
+extra="\"run\":\"$run\",\"commit\":\"$commit\",\"node_count\":$nodes,\"loaders\":$loaders,\"redis_commands\":$((calls1 - calls0)),\"redis_commands_per_event\":$per_event,\"redis_publish_per_event\":$pub_per_event,\"redis_cpu_seconds_run\":$rcpu,\"redis_used_memory_before\":$redis_mem0,\"redis_used_memory_connected\":$redis_mem1,\"redis_memory_per_conn_bytes\":$mem_per_conn,\"redis_cpu_us_per_subscribe\":$sub_us,\"redis_cpu_us_per_unsubscribe\":$unsub_us,\"redis_keys\":$redis_keys,\"redis_commands_by_kind\":\"$redis_cmds_run\",\"connect_wall_seconds\":$((t_ready - t_start)),\"loadavg_start\":\"$load_start\",\"loadavg_end\":\"$load_end\","
 for j in $(seq 0 $((loaders - 1))); do
   grep '^{' "$work/loader$j.out" | tail -n 1 | sed "s/^{/{\"run\":\"$run\",\"role\":\"loader-$j\",/" >>"$out"
 done

@@ -279,18 +279,21 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	}
 	exp := expected()
 	drainEnd := time.Now().Add(o.Drain)
-	// A process that publishes knows what its own subscribers expect; one
-	// that only subscribes (--publishers 0) stops once no measured event
-	// has arrived for a second, the others' stragglers included.
+	// A process alone knows what its subscribers expect. The processes of
+	// one run (--start-file) receive each other's events and cannot know,
+	// so each stops once no measured event has arrived for a second: they
+	// end together, and none closes its connections (work for the
+	// servers) while the others still measure.
+	quietRule := o.StartFile != ""
 	lastM, quietSince := uint64(0), time.Now()
 	for time.Now().Before(drainEnd) && ctx.Err() == nil {
 		_, m, _ := st.totals()
-		if o.Publishers > 0 && m >= exp {
+		if !quietRule && m >= exp {
 			break
 		}
 		if m != lastM {
 			lastM, quietSince = m, time.Now()
-		} else if o.Publishers == 0 && time.Since(quietSince) >= time.Second {
+		} else if quietRule && time.Since(quietSince) >= time.Second {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
