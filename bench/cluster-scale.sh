@@ -19,8 +19,10 @@
 #   --duration D       measured window (default 60s)
 #   --warmup D         publishing before the window (default 5s)
 #   --payload BYTES    event data size (default 100)
-#   --connect-rate R   new connections per second per load-tool process
-#                      (default 1500)
+#   --connect-rate R   new connections per second in all, shared by the
+#                      load-tool processes (default 3000: a faster storm on
+#                      this shared 2-core box makes the nodes' Redis calls
+#                      time out and answer subscriptions with 503)
 #   --small            6 nodes x 1,000 connections over 3 processes, 10 s
 #                      (a quick check of the whole chain)
 #   --out FILE         where the JSON lines go (default
@@ -51,7 +53,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "bench/cluster-scale.sh: $*" >&2; exit 2; }
 
 nodes=6 conns=100000 loaders="" channels="" rate=500 publishers="" duration=60s warmup=5s payload=100
-connect_rate=1500 out="" small=0
+connect_rate=3000 out="" small=0
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_dur() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)$ ]]; }
 while [ $# -gt 0 ]; do
@@ -212,8 +214,8 @@ for j in $(seq 0 $((loaders - 1))); do
   # shellcheck disable=SC2086
   "$BENCH_BIN" fanout --url "$urls" --api "$apis" --server-pid "$pids" --watch-pid "redis=$redis_pid" \
     --subscribers "$n" --channels "$channels" --publishers "$pubs" --rate "$rate" --payload "$payload" \
-    --duration "$duration" --warmup "$warmup" --drain 15s --timeout 60s --connect-rate "$connect_rate" \
-    --dial-concurrency 64 --source-ips "$src" --max-fail 0.005 \
+    --duration "$duration" --warmup "$warmup" --drain 15s --timeout 60s --connect-rate "$(awk -v r="$connect_rate" -v n="$loaders" 'BEGIN { printf "%.1f", r / n }')" \
+    --dial-concurrency 16 --source-ips "$src" --max-fail 0.01 \
     --ready-file "$work/ready$j" --start-file "$start_file" --start-wait 10m --progress 5s --json $EXTRA \
     >"$work/loader$j.out" 2>"$work/loader$j.err" &
   loader_pids+=($!)
@@ -259,8 +261,8 @@ echo "$start_ns" >"$work/start.tmp"
 mv "$work/start.tmp" "$start_file"
 
 # Redis's counters once publishing has ended (the window's end plus
-# 300 ms), before the processes close their connections (each waits for a
-# second without deliveries): what the publishing cost, not the
+# 300 ms), before the processes close their connections (each waits for 3
+# s without deliveries): what the publishing cost, not the
 # disconnects.
 end_ns=$(( start_ns + ($(dur_ms "$warmup") + $(dur_ms "$duration") + 300) * 1000000 ))
 sleep "$(awk -v d=$(( end_ns - $(date +%s%N) )) 'BEGIN { printf "%.3f", (d > 0 ? d / 1e9 : 0) }')"
@@ -295,6 +297,14 @@ redis_cmds_run=$(awk 'NR == FNR { a[$1] = $2; next } { d = $2 - a[$1]; if (d > 0
   "$work/cmdstats0" "$work/cmdstats1" | sort -rn | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
 
 run="$commit-$(date -u +%Y%m%dT%H%M%SZ)"
+# Keep what explains a surprise: the nodes' logs and metrics (lease losses,
+# state repairs, Redis errors) and the load tools' stderr.
+logs="${TMPDIR:-/tmp}/herald-scale-logs-$run"
+mkdir -p "$logs"
+for i in "${!ports[@]}"; do
+  curl -s --max-time 10 "http://127.0.0.1:${ports[i]}/metrics" >"$logs/node$i.metrics" || true
+done
+cp "$work"/*.log "$work"/loader*.err "$logs/" 2>/dev/null || true
 merged=$("$BENCH_BIN" merge --json --rss-before "$rss_before" "$work"/loader*.out) || failed=$((failed + 1))
 line=$(printf '%s\n' "$merged" | grep '^{' | tail -n 1 || true)
 [ -n "$line" ] || { echo "no merged result" >&2; exit 1; }
@@ -327,7 +337,7 @@ for j in $(seq 0 $((loaders - 1))); do
 done
 printf '%s\n' "$line" | sed "s/^{/{$extra/" >>"$out"
 echo
-echo "JSON lines: $out (run $run)"
+echo "JSON lines: $out (run $run); node logs and metrics in $logs"
 if [ "$failed" -gt 0 ]; then
   echo "$failed process(es) failed; logs were in $work (removed)" >&2
   exit 1

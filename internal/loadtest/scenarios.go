@@ -107,6 +107,10 @@ func (r *runner) idle(ctx context.Context) *Result {
 	return res
 }
 
+// quietFor is how long the processes of one run (--start-file) wait
+// without a measured delivery before they stop.
+const quietFor = 3 * time.Second
+
 // fanout subscribes S clients over K channels and publishes through P
 // publishers.
 func (r *runner) fanout(ctx context.Context) *Result {
@@ -281,9 +285,10 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	drainEnd := time.Now().Add(o.Drain)
 	// A process alone knows what its subscribers expect. The processes of
 	// one run (--start-file) receive each other's events and cannot know,
-	// so each stops once no measured event has arrived for a second: they
+	// so each stops once no measured event has arrived for quietFor: they
 	// end together, and none closes its connections (work for the
-	// servers) while the others still measure.
+	// servers) while the others still measure. On a saturated box
+	// deliveries stall for seconds, so a second is not enough.
 	quietRule := o.StartFile != ""
 	lastM, quietSince := uint64(0), time.Now()
 	for time.Now().Before(drainEnd) && ctx.Err() == nil {
@@ -293,7 +298,7 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		}
 		if m != lastM {
 			lastM, quietSince = m, time.Now()
-		} else if quietRule && time.Since(quietSince) >= time.Second {
+		} else if quietRule && time.Since(quietSince) >= quietFor {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
