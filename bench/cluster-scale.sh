@@ -23,6 +23,10 @@
 #                      load-tool processes (default 3000: a faster storm on
 #                      this shared 2-core box makes the nodes' Redis calls
 #                      time out and answer subscriptions with 503)
+#   --subscription-count  the app sends subscription_count events (off by
+#                      default, as for any app but the development one:
+#                      the nodes serve app-id/app-key/app-secret from
+#                      HERALD_APP_*)
 #   --small            6 nodes x 1,000 connections over 3 processes, 10 s
 #                      (a quick check of the whole chain)
 #   --out FILE         where the JSON lines go (default
@@ -53,7 +57,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "bench/cluster-scale.sh: $*" >&2; exit 2; }
 
 nodes=6 conns=100000 loaders="" channels="" rate=500 publishers="" duration=60s warmup=5s payload=100
-connect_rate=3000 out="" small=0
+connect_rate=3000 out="" small=0 subcount=false
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_dur() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?(ms|s|m)$ ]]; }
 while [ $# -gt 0 ]; do
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
   case "$opt" in
     -h|--help) usage; exit 0 ;;
     --small) small=1; shift; continue ;;
+    --subscription-count) subcount=true; shift; continue ;;
     --nodes|--conns|--loaders|--channels|--rate|--publishers|--duration|--warmup|--payload|--connect-rate|--out)
       [ $# -ge 2 ] || die "$opt needs a value"
       val=$2; shift 2 ;;
@@ -183,6 +188,8 @@ for i in $(seq 0 $((nodes - 1))); do
   free_port $((redis_port + 1))
   p=$port
   # shellcheck disable=SC2086
+  HERALD_APP_ID=app-id HERALD_APP_KEY=app-key HERALD_APP_SECRET=app-secret \
+    HERALD_APP_ENABLE_SUBSCRIPTION_COUNT=$subcount HERALD_APP_ENABLE_CLIENT_MESSAGES=true \
   "$BIN" serve --host 127.0.0.1 --port "$p" --log-level warn --shutdown-timeout 2s \
     --redis-url "redis://127.0.0.1:$redis_port/0" --redis-prefix "scale:" $NODE_EXTRA >"$work/node$i.log" 2>&1 &
   node_pids+=($!)
@@ -193,7 +200,7 @@ done
 for p in "${ports[@]}"; do wait_port "$p"; done
 pids=$(IFS=,; echo "${node_pids[*]}")
 
-echo "=== cluster scale run: $nodes nodes, $conns connections over $loaders load-tool processes, $channels channels, $publishers publishers at ${rate} events/s, window $duration after $warmup"
+echo "=== cluster scale run: $nodes nodes, $conns connections over $loaders load-tool processes, $channels channels, $publishers publishers at ${rate} events/s, window $duration after $warmup, subscription counts $subcount"
 echo "    Redis on :$redis_port (pid $redis_pid), nodes on ${ports[*]} (pids ${node_pids[*]}), open-file limit $nofile, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Baselines before any client: each node's RSS, Redis's memory.
@@ -331,7 +338,7 @@ cat <<EOF
   load average               $load_start at the start, $load_end at the end
 EOF
 
-extra="\"run\":\"$run\",\"commit\":\"$commit\",\"node_count\":$nodes,\"loaders\":$loaders,\"redis_commands\":$((calls1 - calls0)),\"redis_commands_per_event\":$per_event,\"redis_publish_per_event\":$pub_per_event,\"redis_cpu_seconds_run\":$rcpu,\"redis_used_memory_before\":$redis_mem0,\"redis_used_memory_connected\":$redis_mem1,\"redis_memory_per_conn_bytes\":$mem_per_conn,\"redis_cpu_us_per_subscribe\":$sub_us,\"redis_cpu_us_per_unsubscribe\":$unsub_us,\"redis_keys\":$redis_keys,\"redis_commands_by_kind\":\"$redis_cmds_run\",\"connect_wall_seconds\":$((t_ready - t_start)),\"loadavg_start\":\"$load_start\",\"loadavg_end\":\"$load_end\","
+extra="\"run\":\"$run\",\"commit\":\"$commit\",\"subscription_count\":$subcount,\"node_count\":$nodes,\"loaders\":$loaders,\"redis_commands\":$((calls1 - calls0)),\"redis_commands_per_event\":$per_event,\"redis_publish_per_event\":$pub_per_event,\"redis_cpu_seconds_run\":$rcpu,\"redis_used_memory_before\":$redis_mem0,\"redis_used_memory_connected\":$redis_mem1,\"redis_memory_per_conn_bytes\":$mem_per_conn,\"redis_cpu_us_per_subscribe\":$sub_us,\"redis_cpu_us_per_unsubscribe\":$unsub_us,\"redis_keys\":$redis_keys,\"redis_commands_by_kind\":\"$redis_cmds_run\",\"connect_wall_seconds\":$((t_ready - t_start)),\"loadavg_start\":\"$load_start\",\"loadavg_end\":\"$load_end\","
 for j in $(seq 0 $((loaders - 1))); do
   grep '^{' "$work/loader$j.out" | tail -n 1 | sed "s/^{/{\"run\":\"$run\",\"role\":\"loader-$j\",/" >>"$out"
 done

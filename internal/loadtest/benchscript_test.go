@@ -37,7 +37,7 @@ func TestClusterScaleScriptArguments(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help: exit %d\n%s", code, out)
 	}
-	for _, flag := range []string{"--nodes", "--conns", "--loaders", "--channels", "--rate", "--publishers", "--duration", "--warmup", "--payload", "--connect-rate", "--small", "--out", "HERALD_BIN", "BENCH_PORT"} {
+	for _, flag := range []string{"--nodes", "--conns", "--loaders", "--channels", "--rate", "--publishers", "--duration", "--warmup", "--payload", "--connect-rate", "--subscription-count", "--small", "--out", "HERALD_BIN", "BENCH_PORT"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("--help does not mention %s", flag)
 		}
