@@ -525,12 +525,13 @@ type clientSet struct {
 	readers sync.WaitGroup
 
 	subsPerChannel []int64
+	perTarget      []int64 // subscribed connections per --url
 	activity       time.Duration
 }
 
 func newClientSet(o *Options, st *runStats) *clientSet {
 	pool := newSourcePool(o.sources, allLoopback(o.urls), o.Timeout)
-	cs := &clientSet{o: o, st: st, pool: pool, dialer: newWSDialer(o, pool), subsPerChannel: make([]int64, o.Channels)}
+	cs := &clientSet{o: o, st: st, pool: pool, dialer: newWSDialer(o, pool), subsPerChannel: make([]int64, o.Channels), perTarget: make([]int64, len(o.urls))}
 	if o.Reader == readerEpoll {
 		if r, err := newEpollReceiver(); err == nil {
 			cs.recv = r
@@ -612,6 +613,7 @@ launch:
 			cs.mu.Lock()
 			cs.clients = append(cs.clients, c)
 			cs.subsPerChannel[ch]++
+			cs.perTarget[i%len(urls)]++
 			if activity > 0 && (cs.activity == 0 || activity < cs.activity) {
 				cs.activity = activity
 			}

@@ -1,6 +1,8 @@
 package loadtest
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/bits"
 	"sync/atomic"
@@ -156,3 +158,68 @@ func (s *Snapshot) LatencyMS() LatencyMS {
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// HistJSON is a Snapshot in a form that survives a JSON line and can be
+// merged exactly with the snapshots of other processes (`herald-bench
+// merge`): quantiles of a run spread over several load-tool processes come
+// from the sum of their bucket counts, never from an average of their
+// percentiles. Buckets lists the non-empty buckets as [index, count] pairs
+// in index order; SubBits names the bucket layout, so that a reader with a
+// different layout refuses the histogram instead of misreading it.
+type HistJSON struct {
+	Unit    string      `json:"unit"` // always "ns"
+	SubBits int         `json:"sub_bits"`
+	Total   uint64      `json:"total"`
+	Sum     uint64      `json:"sum"`
+	Max     uint64      `json:"max"`
+	Buckets [][2]uint64 `json:"buckets"`
+}
+
+// Export returns the mergeable form of s.
+func (s *Snapshot) Export() *HistJSON {
+	h := &HistJSON{Unit: "ns", SubBits: subBits, Total: s.Total, Sum: s.Sum, Max: s.Max, Buckets: [][2]uint64{}}
+	for i, c := range s.Counts {
+		if c != 0 {
+			h.Buckets = append(h.Buckets, [2]uint64{uint64(i), c})
+		}
+	}
+	return h
+}
+
+// AddTo adds the counts of h to s. It refuses a histogram of another
+// layout, a bucket index out of range, a count total that does not match
+// Total, and a Max below the highest bucket's lowest value: input written
+// by another program or another version is checked, not trusted.
+func (h *HistJSON) AddTo(s *Snapshot) error {
+	if h.Unit != "ns" || h.SubBits != subBits {
+		return fmt.Errorf("histogram of unit %q and %d sub-bucket bits; this tool reads unit \"ns\" and %d", h.Unit, h.SubBits, subBits)
+	}
+	var n, top uint64
+	for _, b := range h.Buckets {
+		if b[0] >= numBuckets {
+			return fmt.Errorf("histogram bucket %d out of range (0..%d)", b[0], numBuckets-1)
+		}
+		if n+b[1] < n {
+			return errors.New("histogram counts overflow")
+		}
+		n += b[1]
+		if b[1] > 0 {
+			top = b[0]
+		}
+	}
+	if n != h.Total {
+		return fmt.Errorf("histogram buckets hold %d values but total says %d", n, h.Total)
+	}
+	if lo, _ := bucketRange(int(top)); n > 0 && h.Max < lo {
+		return fmt.Errorf("histogram max %d is below its highest bucket (%d)", h.Max, lo)
+	}
+	for _, b := range h.Buckets {
+		s.Counts[b[0]] += b[1]
+	}
+	s.Total += h.Total
+	s.Sum += h.Sum
+	if h.Max > s.Max {
+		s.Max = h.Max
+	}
+	return nil
+}

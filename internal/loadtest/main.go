@@ -40,6 +40,8 @@ Scenarios:
            CPU and deliveries per server CPU-second
   churn    C workers looping connect, subscribe, unsubscribe, disconnect;
            cycles/s and server CPU
+  merge    merges the JSON lines of one fanout run spread over several
+           processes (--ready-file/--start-file; bench/cluster-scale.sh)
   help     'herald-bench help <scenario>' lists a scenario's flags
 
 Progress goes to stderr every second; the summary table and one JSON line go
@@ -65,6 +67,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	scenario := args[0]
 	switch scenario {
+	case "merge":
+		return mergeMain(args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && isScenario(args[1]) {
 			fs, _ := newFlagSet(args[1], stdout)
@@ -274,6 +278,62 @@ func (r *runner) findServers() []int {
 		}
 	}
 	return pids
+}
+
+// procSample is one reading of a process's CPU seconds and RSS.
+type procSample struct {
+	cpu   float64
+	rss   int64
+	cpuOK bool
+	rssOK bool
+}
+
+// sampleProcs reads every server (when there are several) and every
+// watched process, in that order.
+func (r *runner) sampleProcs() []procSample {
+	var pids []int
+	if len(r.pids) > 1 {
+		pids = append(pids, r.pids...)
+	}
+	for _, w := range r.o.watch {
+		pids = append(pids, w.pid)
+	}
+	out := make([]procSample, len(pids))
+	for i, pid := range pids {
+		var err error
+		out[i].cpu, err = procCPUSeconds(pid)
+		out[i].cpuOK = err == nil
+		out[i].rss, err = procRSSBytes(pid)
+		out[i].rssOK = err == nil
+	}
+	return out
+}
+
+// procStats turns the samples at the window's edges into per-process
+// figures: the servers' (several only) and the watched processes'.
+func (r *runner) procStats(at0, at1 []procSample) (servers, watched []ProcStats) {
+	stat := func(i, pid int, name string) ProcStats {
+		ps := ProcStats{Name: name, PID: pid}
+		if i < len(at0) && i < len(at1) && at0[i].cpuOK && at1[i].cpuOK {
+			ps.CPUSeconds = f64(roundTo(at1[i].cpu-at0[i].cpu, 3))
+		}
+		if i < len(at0) && at0[i].rssOK {
+			ps.RSSBytes = i64(at0[i].rss)
+		}
+		return ps
+	}
+	i := 0
+	if len(r.pids) > 1 {
+		for _, pid := range r.pids {
+			servers = append(servers, stat(i, pid, ""))
+			i++
+		}
+	}
+	for _, w := range r.o.watch {
+		watched = append(watched, stat(i, w.pid, w.name))
+		i++
+	}
+	return servers, watched
 }
 
 // serverCPU returns the CPU seconds of every server process, summed.

@@ -54,6 +54,10 @@ type Options struct {
 	Reader          string // readerEpoll or readerGoroutine
 	Progress        time.Duration
 	CPUProfile      string
+	ReadyFile       string         // fanout: written once every connection is subscribed
+	StartFile       string         // fanout: waited for before publishing; holds the start time
+	StartWait       time.Duration  // longest wait for StartFile
+	WatchPIDs       string         // name=pid,...: other processes measured in the window (Redis)
 	Noise           noiseOptions   // background noise (probes.go)
 	Hostile         hostileOptions // fanout: hostile clients beside (hostile.go)
 
@@ -61,6 +65,14 @@ type Options struct {
 	urls    []string // URL split
 	apis    []string // API split
 	pids    []int    // ServerPIDs parsed
+	watch   []watchedPID
+}
+
+// watchedPID is a process measured beside the servers (--watch-pid), such
+// as the Redis of a cluster: its CPU in the window is reported on its own.
+type watchedPID struct {
+	name string
+	pid  int
 }
 
 func defaultOptions(scenario string) Options {
@@ -87,6 +99,7 @@ func defaultOptions(scenario string) Options {
 		DelayedAck:      true,
 		Reader:          readerEpoll,
 		Progress:        time.Second,
+		StartWait:       10 * time.Minute,
 	}
 	switch scenario {
 	case "idle":
@@ -124,6 +137,7 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 	fs.StringVar(&o.Reader, "reader", o.Reader, "how subscribed connections are read: `epoll` (a few pollers, Linux) or goroutine (one per connection)")
 	fs.BoolVar(&o.DelayedAck, "delayed-ack", o.DelayedAck, "delay the TCP ACKs of received events (Linux), so that the tool's ACKs do not run the server's TCP input path inside its own reads")
 	fs.DurationVar(&o.Progress, "progress", o.Progress, "progress line interval on stderr (0 = none)")
+	fs.StringVar(&o.WatchPIDs, "watch-pid", o.WatchPIDs, "other processes to measure in the window beside the servers, `name=pid,...` (e.g. redis=1234): their CPU seconds and RSS are reported under \"watched\"")
 	fs.StringVar(&o.CPUProfile, "cpu-profile", "", "write the load tool's own CPU profile to `file` (to check what the tool costs)")
 	o.Noise.register(fs)
 	switch scenario {
@@ -134,7 +148,10 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 	case "fanout":
 		fs.IntVar(&o.Conns, "subscribers", o.Conns, "subscribed connections (spread evenly over the channels)")
 		fs.IntVar(&o.Conns, "conns", o.Conns, "same as --subscribers")
-		fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent HTTP API publishers (each has one request in flight)")
+		fs.IntVar(&o.Publishers, "publishers", o.Publishers, "concurrent HTTP API publishers (each has one request in flight); 0 = subscribe only, another process publishes (see --start-file)")
+		fs.StringVar(&o.ReadyFile, "ready-file", o.ReadyFile, "once every connection is subscribed, write the number of subscribed connections to `file` (runs spread over several processes)")
+		fs.StringVar(&o.StartFile, "start-file", o.StartFile, "after connecting, wait until `file` exists and holds the start time (Unix ns; the warmup begins then), so that several processes measure the same window; their JSON lines merge with 'herald-bench merge'")
+		fs.DurationVar(&o.StartWait, "start-wait", o.StartWait, "longest wait for --start-file")
 		fs.Float64Var(&o.Rate, "rate", o.Rate, "events per second over all publishers (0 = as fast as possible)")
 		fs.DurationVar(&o.Duration, "duration", o.Duration, "measured window")
 		fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "publishing before the measured window (not counted)")
@@ -183,8 +200,14 @@ func (o *Options) validate(scenario string) error {
 		return err
 	}
 	if scenario == "fanout" {
-		if o.Publishers < 1 || o.Publishers > 1000 {
-			return errors.New("--publishers must be between 1 and 1000")
+		if o.Publishers < 0 || o.Publishers > 1000 {
+			return errors.New("--publishers must be between 0 and 1000")
+		}
+		if o.Publishers == 0 && o.StartFile == "" {
+			return errors.New("--publishers 0 (subscribe only) needs --start-file, so that the window is the publishing process's")
+		}
+		if o.StartFile != "" && o.StartWait <= 0 {
+			return errors.New("--start-wait must be positive")
 		}
 		if o.Rate < 0 {
 			return errors.New("--rate must not be negative")
@@ -223,6 +246,9 @@ func (o *Options) validate(scenario string) error {
 			return err
 		}
 	}
+	if o.watch, err = parseWatchPIDs(o.WatchPIDs); err != nil {
+		return err
+	}
 	o.pids = nil
 	for _, p := range splitList(o.ServerPIDs) {
 		n, err := strconv.Atoi(p)
@@ -232,6 +258,26 @@ func (o *Options) validate(scenario string) error {
 		o.pids = append(o.pids, n)
 	}
 	return nil
+}
+
+// parseWatchPIDs parses --watch-pid: name=pid pairs, comma-separated.
+func parseWatchPIDs(s string) ([]watchedPID, error) {
+	var out []watchedPID
+	seen := map[string]bool{}
+	for _, f := range splitList(s) {
+		name, p, ok := strings.Cut(f, "=")
+		name = strings.TrimSpace(name)
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if !ok || name == "" || err != nil || n <= 0 {
+			return nil, fmt.Errorf("--watch-pid %q: want name=pid", f)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("--watch-pid: %q named twice", name)
+		}
+		seen[name] = true
+		out = append(out, watchedPID{name: name, pid: n})
+	}
+	return out, nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

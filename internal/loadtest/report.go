@@ -55,6 +55,27 @@ type Result struct {
 	DeliveryRatio      *float64   `json:"delivery_ratio,omitempty"`
 	OrderViolations    uint64     `json:"order_violations"`
 	Latency            *LatencyMS `json:"latency_ms,omitempty"`
+	// LatencyHist and ConnectHist are the histograms behind latency_ms and
+	// connect_latency_ms as bucket counts, so that the lines of several
+	// processes merge exactly (herald-bench merge).
+	LatencyHist *HistJSON `json:"latency_hist,omitempty"`
+	ConnectHist *HistJSON `json:"connect_latency_hist,omitempty"`
+	// TargetConnections counts the subscribed connections per --url, in
+	// its order (several nodes only).
+	TargetConnections []int64 `json:"target_connections,omitempty"`
+	// WindowStartNS is the measured window's start (Unix ns); the lines of
+	// processes started from one --start-file share it.
+	WindowStartNS int64 `json:"window_start_unix_ns,omitempty"`
+	// ChannelSubscribers and ChannelEvents are this process's subscribers
+	// per channel and the events it published in the window per channel
+	// (with --start-file only): merged, they give the expected deliveries
+	// of the whole run.
+	ChannelSubscribers []int64  `json:"channel_subscribers,omitempty"`
+	ChannelEvents      []uint64 `json:"channel_events,omitempty"`
+	// Servers breaks the server figures down per process (several
+	// --server-pid); Watched has the --watch-pid processes.
+	Servers []ProcStats `json:"servers,omitempty"`
+	Watched []ProcStats `json:"watched,omitempty"`
 
 	Cycles       uint64     `json:"cycles,omitempty"`
 	CyclesPerSec float64    `json:"cycles_per_sec,omitempty"`
@@ -76,6 +97,15 @@ type Result struct {
 	ErrorDetail map[string]int64 `json:"error_detail,omitempty"`
 	LastAPIErr  string           `json:"last_api_error,omitempty"`
 	Notes       []string         `json:"notes,omitempty"`
+}
+
+// ProcStats is one process's cost in the measured window: CPU seconds
+// (utime+stime) between the window's edges and VmRSS at its start.
+type ProcStats struct {
+	Name       string   `json:"name,omitempty"`
+	PID        int      `json:"pid"`
+	CPUSeconds *float64 `json:"cpu_seconds"`
+	RSSBytes   *int64   `json:"rss_bytes"`
 }
 
 func f64(v float64) *float64 { return &v }

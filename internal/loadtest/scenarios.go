@@ -23,6 +23,11 @@ func (r *runner) openPhase(ctx context.Context, res *Result, st *runStats, cs *c
 	res.ConnectSeconds = roundTo(elapsed.Seconds(), 3)
 	if lat := st.setupLatency(); lat.Count > 0 {
 		res.ConnectLatency = &lat
+		if r.scenario == "fanout" {
+			var s Snapshot
+			s.Merge(&st.setup)
+			res.ConnectHist = s.Export()
+		}
 	}
 	res.ConnectStages = st.setupStages()
 	if elapsed > 0 {
@@ -103,6 +108,10 @@ func (r *runner) idle(ctx context.Context) *Result {
 	return res
 }
 
+// quietFor is how long the processes of one run (--start-file) wait
+// without a measured delivery before they stop.
+const quietFor = 3 * time.Second
+
 // fanout subscribes S clients over K channels and publishes through P
 // publishers.
 func (r *runner) fanout(ctx context.Context) *Result {
@@ -146,7 +155,33 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	}
 	cs.mu.Lock()
 	subs := append([]int64(nil), cs.subsPerChannel...)
+	if len(cs.perTarget) > 1 {
+		res.TargetConnections = append([]int64(nil), cs.perTarget...)
+	}
 	cs.mu.Unlock()
+	t0 := time.Now()
+	if o.ReadyFile != "" {
+		if err := writeFileAtomic(o.ReadyFile, strconv.FormatInt(st.connected.Load(), 10)+"\n"); err != nil {
+			res.OK, res.Verdict = false, fmt.Sprintf("--ready-file: %v", err)
+			return res
+		}
+	}
+	if o.StartFile != "" {
+		stop := r.progress(func() string {
+			return fmt.Sprintf("subscribed, waiting for %s: %d live, %d dropped", o.StartFile, st.live.Load(), st.dropped.Load())
+		})
+		at, err := waitStartFile(ctx, o.StartFile, o.StartWait)
+		stop()
+		if err != nil {
+			res.OK, res.Verdict = false, fmt.Sprintf("--start-file: %v", err)
+			return res
+		}
+		if late := time.Since(at); late > o.Warmup {
+			r.note("started %v after the start time in --start-file, past the warmup: the measured window began before this process was ready", late.Round(time.Millisecond))
+		}
+		t0 = at
+		res.ChannelSubscribers = subs
+	}
 
 	if o.Hostile.any() {
 		hr := startHostile(ctx, o, o.Hostile)
@@ -174,11 +209,11 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		// Each request carries Batch events; P publishers share the rate.
 		interval = time.Duration(float64(time.Second) * float64(o.Publishers*o.Batch) / o.Rate)
 	}
-	t0 := time.Now()
 	start := t0.Add(o.Warmup)
 	end := start.Add(o.Duration)
 	st.winStart.Store(start.UnixNano())
 	st.winEnd.Store(end.UnixNano())
+	res.WindowStartNS = start.UnixNano()
 
 	pubTotals := func() (req, ev, fail uint64) {
 		for _, p := range pubs {
@@ -224,14 +259,17 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	// measured window.
 	sleepCtx(ctx, time.Until(start))
 	cpu0, cpuOK := r.serverCPU()
+	procs0 := r.sampleProcs()
 	self0 := selfCPUSeconds()
 	d0, _, _ := st.totals()
 	w0 := time.Now()
 	sleepCtx(ctx, time.Until(end))
 	cpu1, cpu1OK := r.serverCPU()
+	procs1 := r.sampleProcs()
 	self1 := selfCPUSeconds()
 	d1, _, _ := st.totals()
 	window := time.Since(w0).Seconds()
+	res.Servers, res.Watched = r.procStats(procs0, procs1)
 	wg.Wait()
 
 	// Drain: wait for the deliveries still in flight.
@@ -246,13 +284,35 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	}
 	exp := expected()
 	drainEnd := time.Now().Add(o.Drain)
+	// A process alone knows what its subscribers expect. The processes of
+	// one run (--start-file) receive each other's events and cannot know,
+	// so each stops once no measured event has arrived for quietFor: they
+	// end together, and none closes its connections (work for the
+	// servers) while the others still measure. On a saturated box
+	// deliveries stall for seconds, so a second is not enough.
+	quietRule := o.StartFile != ""
+	lastM, quietSince := uint64(0), time.Now()
 	for time.Now().Before(drainEnd) && ctx.Err() == nil {
-		if _, m, _ := st.totals(); m >= exp {
+		_, m, _ := st.totals()
+		if !quietRule && m >= exp {
+			break
+		}
+		if m != lastM {
+			lastM, quietSince = m, time.Now()
+		} else if quietRule && time.Since(quietSince) >= quietFor {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	stop()
+	if o.StartFile != "" {
+		res.ChannelEvents = make([]uint64, o.Channels)
+		for _, p := range pubs {
+			for ch, n := range p.measured {
+				res.ChannelEvents[ch] += n
+			}
+		}
+	}
 
 	total, measured, _ := st.totals()
 	req, ev, fail := pubTotals()
@@ -276,8 +336,10 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	if exp > 0 {
 		res.DeliveryRatio = f64(roundTo(float64(measured)/float64(exp), 6))
 	}
-	lat := st.latency().LatencyMS()
+	snap := st.latency()
+	lat := snap.LatencyMS()
 	res.Latency = &lat
+	res.LatencyHist = snap.Export()
 	if cpuOK && cpu1OK {
 		c := roundTo(cpu1-cpu0, 3)
 		res.ServerCPUSeconds = f64(c)
