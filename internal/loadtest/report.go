@@ -38,17 +38,24 @@ type Result struct {
 	RSSBytes        *int64   `json:"rss_bytes"`
 	RSSPerConnBytes *float64 `json:"rss_per_conn_bytes"`
 
-	EventsPublished    uint64     `json:"events_published,omitempty"`
-	PublishRequests    uint64     `json:"publish_requests,omitempty"`
-	PublishRate        float64    `json:"publish_rate,omitempty"`
-	PublishErrors      uint64     `json:"publish_errors,omitempty"`
-	Deliveries         uint64     `json:"deliveries,omitempty"`
-	DeliveriesPerSec   float64    `json:"deliveries_per_sec,omitempty"`
-	ExpectedDeliveries uint64     `json:"expected_deliveries,omitempty"`
-	MeasuredDeliveries uint64     `json:"measured_deliveries,omitempty"`
-	DeliveryRatio      *float64   `json:"delivery_ratio,omitempty"`
-	OrderViolations    uint64     `json:"order_violations"`
-	Latency            *LatencyMS `json:"latency_ms,omitempty"`
+	EventsPublished uint64  `json:"events_published,omitempty"`
+	PublishRequests uint64  `json:"publish_requests,omitempty"`
+	PublishRate     float64 `json:"publish_rate,omitempty"`
+	PublishErrors   uint64  `json:"publish_errors,omitempty"`
+	// PublishAccepted counts the requests answered 200; PublishRefused
+	// those refused with 429 or 503 (a part of PublishErrors), and
+	// PublishBackoffSeconds the publishers' time spent honouring their
+	// Retry-After (summed over publishers; null when they ignore it).
+	PublishAccepted       uint64     `json:"publish_accepted,omitempty"`
+	PublishRefused        uint64     `json:"publish_refused,omitempty"`
+	PublishBackoffSeconds *float64   `json:"publish_backoff_seconds,omitempty"`
+	Deliveries            uint64     `json:"deliveries,omitempty"`
+	DeliveriesPerSec      float64    `json:"deliveries_per_sec,omitempty"`
+	ExpectedDeliveries    uint64     `json:"expected_deliveries,omitempty"`
+	MeasuredDeliveries    uint64     `json:"measured_deliveries,omitempty"`
+	DeliveryRatio         *float64   `json:"delivery_ratio,omitempty"`
+	OrderViolations       uint64     `json:"order_violations"`
+	Latency               *LatencyMS `json:"latency_ms,omitempty"`
 
 	Cycles       uint64     `json:"cycles,omitempty"`
 	CyclesPerSec float64    `json:"cycles_per_sec,omitempty"`
@@ -130,6 +137,13 @@ func (r *Result) writeTable(w io.Writer) {
 	}
 	if r.Scenario == "fanout" {
 		row("published", "%s events in %s requests (%s ev/s), %d failed", human(float64(r.EventsPublished)), human(float64(r.PublishRequests)), human(r.PublishRate), r.PublishErrors)
+		if r.PublishRefused > 0 {
+			backoff := "retried at once"
+			if r.PublishBackoffSeconds != nil && *r.PublishBackoffSeconds > 0 {
+				backoff = fmt.Sprintf("%.1f publisher-s waiting Retry-After", *r.PublishBackoffSeconds)
+			}
+			row("refused", "%s of %s requests accepted, %s refused (429/503; %s)", human(float64(r.PublishAccepted)), human(float64(r.PublishRequests)), human(float64(r.PublishRefused)), backoff)
+		}
 		row("deliveries", "%s (%s/s in the window)", human(float64(r.Deliveries)), human(r.DeliveriesPerSec))
 		if r.DeliveryRatio != nil {
 			row("delivery ratio", "%.6f (%s of %s expected)", *r.DeliveryRatio, human(float64(r.MeasuredDeliveries)), human(float64(r.ExpectedDeliveries)))
