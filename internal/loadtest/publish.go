@@ -144,6 +144,11 @@ type publisher struct {
 	failures atomic.Uint64
 	refused  atomic.Uint64 // failures that were 429 or 503
 	waited   atomic.Int64  // nanoseconds spent honouring Retry-After
+	// rtt is the round trip of the accepted requests sent in the measured
+	// window: the API answers once the events are queued for the local
+	// subscribers, so it is the server's ingress and fanout as a
+	// publisher sees them.
+	rtt Histogram
 }
 
 func quotedChannelNames(base string, n int) []string {
@@ -264,6 +269,7 @@ func (p *publisher) run(ctx context.Context, start, end time.Time, interval time
 			p.events.Add(uint64(len(chans) / p.perEvent))
 			ts := now.UnixNano()
 			if ts >= p.st.winStart.Load() && ts < p.st.winEnd.Load() {
+				p.rtt.Record(int64(time.Since(now)))
 				for _, ch := range chans {
 					p.measured[ch]++
 				}

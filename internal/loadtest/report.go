@@ -46,16 +46,19 @@ type Result struct {
 	// those refused with 429 or 503 (a part of PublishErrors), and
 	// PublishBackoffSeconds the publishers' time spent honouring their
 	// Retry-After (summed over publishers; null when they ignore it).
-	PublishAccepted       uint64     `json:"publish_accepted,omitempty"`
-	PublishRefused        uint64     `json:"publish_refused,omitempty"`
-	PublishBackoffSeconds *float64   `json:"publish_backoff_seconds,omitempty"`
-	Deliveries            uint64     `json:"deliveries,omitempty"`
-	DeliveriesPerSec      float64    `json:"deliveries_per_sec,omitempty"`
-	ExpectedDeliveries    uint64     `json:"expected_deliveries,omitempty"`
-	MeasuredDeliveries    uint64     `json:"measured_deliveries,omitempty"`
-	DeliveryRatio         *float64   `json:"delivery_ratio,omitempty"`
-	OrderViolations       uint64     `json:"order_violations"`
-	Latency               *LatencyMS `json:"latency_ms,omitempty"`
+	PublishAccepted       uint64   `json:"publish_accepted,omitempty"`
+	PublishRefused        uint64   `json:"publish_refused,omitempty"`
+	PublishBackoffSeconds *float64 `json:"publish_backoff_seconds,omitempty"`
+	// PublishLatency is the round trip of the accepted publish requests
+	// sent in the measured window.
+	PublishLatency     *LatencyMS `json:"publish_latency_ms,omitempty"`
+	Deliveries         uint64     `json:"deliveries,omitempty"`
+	DeliveriesPerSec   float64    `json:"deliveries_per_sec,omitempty"`
+	ExpectedDeliveries uint64     `json:"expected_deliveries,omitempty"`
+	MeasuredDeliveries uint64     `json:"measured_deliveries,omitempty"`
+	DeliveryRatio      *float64   `json:"delivery_ratio,omitempty"`
+	OrderViolations    uint64     `json:"order_violations"`
+	Latency            *LatencyMS `json:"latency_ms,omitempty"`
 
 	Cycles       uint64     `json:"cycles,omitempty"`
 	CyclesPerSec float64    `json:"cycles_per_sec,omitempty"`
@@ -143,6 +146,9 @@ func (r *Result) writeTable(w io.Writer) {
 				backoff = fmt.Sprintf("%.1f publisher-s waiting Retry-After", *r.PublishBackoffSeconds)
 			}
 			row("refused", "%s of %s requests accepted, %s refused (429/503; %s)", human(float64(r.PublishAccepted)), human(float64(r.PublishRequests)), human(float64(r.PublishRefused)), backoff)
+		}
+		if l := r.PublishLatency; l != nil {
+			row("publish round trip ms", "p50 %.3f  p99 %.3f  max %.3f", l.P50, l.P99, l.Max)
 		}
 		row("deliveries", "%s (%s/s in the window)", human(float64(r.Deliveries)), human(r.DeliveriesPerSec))
 		if r.DeliveryRatio != nil {

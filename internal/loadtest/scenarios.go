@@ -295,6 +295,14 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	}
 	lat := st.latency().LatencyMS()
 	res.Latency = &lat
+	var rtt Snapshot
+	for _, p := range pubs {
+		rtt.Merge(&p.rtt)
+	}
+	if rtt.Total > 0 {
+		l := rtt.LatencyMS()
+		res.PublishLatency = &l
+	}
 	if cpuOK && cpu1OK {
 		c := roundTo(cpu1-cpu0, 3)
 		res.ServerCPUSeconds = f64(c)
