@@ -34,32 +34,35 @@ type Options struct {
 	Channels    int
 	ChannelBase string
 
-	Publishers      int
-	Rate            float64 // events/s over all publishers; 0 = as fast as possible
-	Duration        time.Duration
-	Warmup          time.Duration
-	Drain           time.Duration
-	Payload         int
-	Batch           int // events per request (>1 uses batch_events)
-	ChannelsPerEvt  int // channels per event (the "channels" array)
-	Settle          time.Duration
-	Hold            time.Duration
-	ConnectRate     float64 // new connections per second; 0 = unlimited
-	DialConcurrency int
-	Timeout         time.Duration
-	MaxFail         float64 // share of failed connections that fails the run
-	SourceIPs       string
-	ReadBuffer      int
-	DelayedAck      bool
-	Reader          string // readerEpoll or readerGoroutine
-	Progress        time.Duration
-	CPUProfile      string
-	ReadyFile       string         // fanout: written once every connection is subscribed
-	StartFile       string         // fanout: waited for before publishing; holds the start time
-	StartWait       time.Duration  // longest wait for StartFile
-	WatchPIDs       string         // name=pid,...: other processes measured in the window (Redis)
-	Noise           noiseOptions   // background noise (probes.go)
-	Hostile         hostileOptions // fanout: hostile clients beside (hostile.go)
+	Publishers     int
+	Rate           float64 // events/s over all publishers; 0 = as fast as possible
+	Duration       time.Duration
+	Warmup         time.Duration
+	Drain          time.Duration
+	Payload        int
+	Batch          int // events per request (>1 uses batch_events)
+	ChannelsPerEvt int // channels per event (the "channels" array)
+	// IgnoreRetryAfter makes publishers retry a refused publish (429, 503)
+	// at once instead of waiting what its Retry-After states.
+	IgnoreRetryAfter bool
+	Settle           time.Duration
+	Hold             time.Duration
+	ConnectRate      float64 // new connections per second; 0 = unlimited
+	DialConcurrency  int
+	Timeout          time.Duration
+	MaxFail          float64 // share of failed connections that fails the run
+	SourceIPs        string
+	ReadBuffer       int
+	DelayedAck       bool
+	Reader           string // readerEpoll or readerGoroutine
+	Progress         time.Duration
+	CPUProfile       string
+	ReadyFile        string         // fanout: written once every connection is subscribed
+	StartFile        string         // fanout: waited for before publishing; holds the start time
+	StartWait        time.Duration  // longest wait for StartFile
+	WatchPIDs        string         // name=pid,...: other processes measured in the window (Redis)
+	Noise            noiseOptions   // background noise (probes.go)
+	Hostile          hostileOptions // fanout: hostile clients beside (hostile.go)
 
 	sources []netip.Addr
 	urls    []string // URL split
@@ -159,6 +162,7 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 		fs.IntVar(&o.Payload, "payload", o.Payload, "event data bytes")
 		fs.IntVar(&o.Batch, "batch", o.Batch, "events per HTTP request; above 1 uses POST /batch_events (max 10)")
 		fs.IntVar(&o.ChannelsPerEvt, "channels-per-event", o.ChannelsPerEvt, "channels named in each event's \"channels\" array (max 100)")
+		fs.BoolVar(&o.IgnoreRetryAfter, "ignore-retry-after", false, "retry a refused publish (HTTP 429 or 503) at once instead of waiting its Retry-After (a hostile publisher; by default each publisher waits what the server states)")
 		fs.DurationVar(&o.Settle, "settle", 0, "wait after the last subscription before publishing")
 		o.Settle = 0
 		o.Hostile.register(fs)

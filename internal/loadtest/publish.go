@@ -59,25 +59,61 @@ func (a *apiClient) signedURL(method, path string, body []byte) string {
 	return a.base + path + "?" + q.Encode()
 }
 
-// post sends a signed POST and returns the HTTP status.
-func (a *apiClient) post(ctx context.Context, path string, body []byte) (int, error) {
+// post sends a signed POST and returns the HTTP status and, for a
+// refusal (429 or 503), the wait its Retry-After states (see retryAfter).
+func (a *apiClient) post(ctx context.Context, path string, body []byte) (int, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.signedURL(http.MethodPost, path, body), bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
+	var wait time.Duration
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 		s := fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
 		a.lastBody.Store(&s)
+		if refusal(resp.StatusCode) {
+			wait = retryAfter(resp.Header.Get("Retry-After"), a.now())
+		}
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	return resp.StatusCode, wait, nil
+}
+
+// refusal reports whether status asks the publisher to come back later
+// (rate limited or saturated) rather than saying the request was wrong.
+func refusal(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+}
+
+// defaultRetryAfter is the wait after a refusal without a usable
+// Retry-After: the HTTP API's own value for a saturated node.
+const defaultRetryAfter = time.Second
+
+// maxRetryAfter caps what a server can make a publisher wait, so that a
+// wrong header cannot stall a run.
+const maxRetryAfter = time.Minute
+
+// retryAfter parses a Retry-After value (RFC 9110 10.2.3: delay-seconds or
+// an HTTP-date, relative to now). A missing or malformed value gives
+// defaultRetryAfter; 0 or a date in the past gives 0.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return defaultRetryAfter
+	}
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return min(time.Duration(secs)*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter)
+	}
+	return defaultRetryAfter
 }
 
 // publisher is one sequential publisher: one request in flight, so the
@@ -97,9 +133,22 @@ type publisher struct {
 	body     []byte
 	measured []uint64 // measured events per channel (delivered to every subscriber of it)
 
+	// honourRetryAfter makes the publisher wait what a refusal's
+	// Retry-After states before its next request, as a well-behaved
+	// backend does; without it a refused request is retried at once (a
+	// hostile publisher).
+	honourRetryAfter bool
+
 	requests atomic.Uint64
 	events   atomic.Uint64
 	failures atomic.Uint64
+	refused  atomic.Uint64 // failures that were 429 or 503
+	waited   atomic.Int64  // nanoseconds spent honouring Retry-After
+	// rtt is the round trip of the accepted requests sent in the measured
+	// window: the API answers once the events are queued for the local
+	// subscribers, so it is the server's ingress and fanout as a
+	// publisher sees them.
+	rtt Histogram
 }
 
 func quotedChannelNames(base string, n int) []string {
@@ -163,20 +212,19 @@ func (p *publisher) buildRequest(now time.Time, chans []int) (path string, _ []i
 
 // run publishes from start until end, paced at interval per request (0 =
 // back to back). Events whose send time falls in the run's measured window
-// are counted per channel.
+// are counted per channel. A refused request's events are not sent again
+// (the next request carries new ones); after honouring a Retry-After, a
+// paced publisher resumes its pace from then on, without catching up on
+// the slots it missed.
 func (p *publisher) run(ctx context.Context, start, end time.Time, interval time.Duration) {
 	var chans []int
-	for i := 0; ; i++ {
+	next := start
+	for {
 		if interval > 0 {
-			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return
-				}
+			if !sleepCtx(ctx, time.Until(next)) {
+				return
 			}
+			next = next.Add(interval)
 		}
 		if ctx.Err() != nil {
 			return
@@ -187,7 +235,7 @@ func (p *publisher) run(ctx context.Context, start, end time.Time, interval time
 		}
 		var path string
 		path, chans = p.buildRequest(now, chans[:0])
-		status, err := p.api.post(ctx, path, p.body)
+		status, wait, err := p.api.post(ctx, path, p.body)
 		p.requests.Add(1)
 		switch {
 		case err != nil:
@@ -199,10 +247,29 @@ func (p *publisher) run(ctx context.Context, start, end time.Time, interval time
 		case status != http.StatusOK:
 			p.failures.Add(1)
 			p.st.errs.add("publish: HTTP " + strconv.Itoa(status))
+			if !refusal(status) {
+				break
+			}
+			p.refused.Add(1)
+			if !p.honourRetryAfter {
+				break
+			}
+			// Never past the end of the run: the wait is the server's
+			// word, the run's length the tool's.
+			wait = min(wait, time.Until(end))
+			t0 := time.Now()
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+			p.waited.Add(int64(time.Since(t0)))
+			if interval > 0 && next.Before(time.Now()) {
+				next = time.Now()
+			}
 		default:
 			p.events.Add(uint64(len(chans) / p.perEvent))
 			ts := now.UnixNano()
 			if ts >= p.st.winStart.Load() && ts < p.st.winEnd.Load() {
+				p.rtt.Record(int64(time.Since(now)))
 				for _, ch := range chans {
 					p.measured[ch]++
 				}

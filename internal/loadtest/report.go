@@ -44,10 +44,20 @@ type Result struct {
 	RSSBytes        *int64   `json:"rss_bytes"`
 	RSSPerConnBytes *float64 `json:"rss_per_conn_bytes"`
 
-	EventsPublished    uint64     `json:"events_published,omitempty"`
-	PublishRequests    uint64     `json:"publish_requests,omitempty"`
-	PublishRate        float64    `json:"publish_rate,omitempty"`
-	PublishErrors      uint64     `json:"publish_errors,omitempty"`
+	EventsPublished uint64  `json:"events_published,omitempty"`
+	PublishRequests uint64  `json:"publish_requests,omitempty"`
+	PublishRate     float64 `json:"publish_rate,omitempty"`
+	PublishErrors   uint64  `json:"publish_errors,omitempty"`
+	// PublishAccepted counts the requests answered 200; PublishRefused
+	// those refused with 429 or 503 (a part of PublishErrors), and
+	// PublishBackoffSeconds the publishers' time spent honouring their
+	// Retry-After (summed over publishers; null when they ignore it).
+	PublishAccepted       uint64   `json:"publish_accepted,omitempty"`
+	PublishRefused        uint64   `json:"publish_refused,omitempty"`
+	PublishBackoffSeconds *float64 `json:"publish_backoff_seconds,omitempty"`
+	// PublishLatency is the round trip of the accepted publish requests
+	// sent in the measured window.
+	PublishLatency     *LatencyMS `json:"publish_latency_ms,omitempty"`
 	Deliveries         uint64     `json:"deliveries,omitempty"`
 	DeliveriesPerSec   float64    `json:"deliveries_per_sec,omitempty"`
 	ExpectedDeliveries uint64     `json:"expected_deliveries,omitempty"`
@@ -171,6 +181,16 @@ func (r *Result) writeTable(w io.Writer) {
 	}
 	if r.Scenario == "fanout" {
 		row("published", "%s events in %s requests (%s ev/s), %d failed", human(float64(r.EventsPublished)), human(float64(r.PublishRequests)), human(r.PublishRate), r.PublishErrors)
+		if r.PublishRefused > 0 {
+			backoff := "retried at once"
+			if r.PublishBackoffSeconds != nil && *r.PublishBackoffSeconds > 0 {
+				backoff = fmt.Sprintf("%.1f publisher-s waiting Retry-After", *r.PublishBackoffSeconds)
+			}
+			row("refused", "%s of %s requests accepted, %s refused (429/503; %s)", human(float64(r.PublishAccepted)), human(float64(r.PublishRequests)), human(float64(r.PublishRefused)), backoff)
+		}
+		if l := r.PublishLatency; l != nil {
+			row("publish round trip ms", "p50 %.3f  p99 %.3f  max %.3f", l.P50, l.P99, l.Max)
+		}
 		row("deliveries", "%s (%s/s in the window)", human(float64(r.Deliveries)), human(r.DeliveriesPerSec))
 		if r.DeliveryRatio != nil {
 			row("delivery ratio", "%.6f (%s of %s expected)", *r.DeliveryRatio, human(float64(r.MeasuredDeliveries)), human(float64(r.ExpectedDeliveries)))

@@ -130,6 +130,9 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	if o.ChannelsPerEvt > 1 {
 		res.Params["channels_per_event"] = o.ChannelsPerEvt
 	}
+	if o.IgnoreRetryAfter {
+		res.Params["ignore_retry_after"] = true
+	}
 	defer r.finish(res, st, cs)
 
 	rss0, rssOK := r.serverRSS()
@@ -202,7 +205,8 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		// events keep their order (per publisher, as a cluster promises).
 		api := apis[i%len(apis)]
 		pubs[i] = &publisher{id: i, nPub: o.Publishers, api: api, st: st, names: names, payload: o.Payload,
-			batch: o.Batch, perEvent: o.ChannelsPerEvt, measured: make([]uint64, o.Channels)}
+			batch: o.Batch, perEvent: o.ChannelsPerEvt, measured: make([]uint64, o.Channels),
+			honourRetryAfter: !o.IgnoreRetryAfter}
 	}
 	var interval time.Duration
 	if o.Rate > 0 {
@@ -223,6 +227,13 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		}
 		return
 	}
+	pubRefusals := func() (refused uint64, waited time.Duration) {
+		for _, p := range pubs {
+			refused += p.refused.Load()
+			waited += time.Duration(p.waited.Load())
+		}
+		return
+	}
 	var lastD, lastE uint64
 	lastT := t0
 	stop := r.progress(func() string {
@@ -237,8 +248,9 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		if now.After(end) {
 			phase = "draining"
 		}
-		s := fmt.Sprintf("%s: %s deliveries/s, %s events/s published, %d live, %d violations, %d publish errors, %d errors",
-			phase, human(float64(d-lastD)/dt), human(float64(e-lastE)/dt), st.live.Load(), v, f, st.errs.total())
+		rf, _ := pubRefusals()
+		s := fmt.Sprintf("%s: %s deliveries/s, %s events/s published, %d live, %d violations, %d publish errors (%d refused), %d errors",
+			phase, human(float64(d-lastD)/dt), human(float64(e-lastE)/dt), st.live.Load(), v, f, rf, st.errs.total())
 		lastD, lastE, lastT = d, e, now
 		return s
 	})
@@ -319,6 +331,12 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	res.EventsPublished = ev
 	res.PublishRequests = req
 	res.PublishErrors = fail
+	refused, waited := pubRefusals()
+	res.PublishRefused = refused
+	res.PublishAccepted = req - fail
+	if refused > 0 {
+		res.PublishBackoffSeconds = f64(roundTo(waited.Seconds(), 3))
+	}
 	res.PublishRate = roundTo(float64(ev)/(o.Warmup+o.Duration).Seconds(), 1)
 	for _, a := range apis {
 		if p := a.lastBody.Load(); p != nil {
@@ -340,6 +358,14 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	lat := snap.LatencyMS()
 	res.Latency = &lat
 	res.LatencyHist = snap.Export()
+	var rtt Snapshot
+	for _, p := range pubs {
+		rtt.Merge(&p.rtt)
+	}
+	if rtt.Total > 0 {
+		l := rtt.LatencyMS()
+		res.PublishLatency = &l
+	}
 	if cpuOK && cpu1OK {
 		c := roundTo(cpu1-cpu0, 3)
 		res.ServerCPUSeconds = f64(c)

@@ -70,8 +70,7 @@ func (s *Server) Saturated() bool { return s.Saturation() != "" }
 //   - hub.LimitOutboundBudget: the connections' queues hold more than half
 //     the outbound budget (frames queued, not yet taken by the kernel);
 //   - hub.LimitSaturationDelay: a connection has waited for a flusher longer
-//     than half of Config.SaturationDelay (the frames behind it wait
-//     about as long again: a leading measure), or more than 1% of the
+//     than a quarter of Config.SaturationDelay (flushWaitShare), or more than 1% of the
 //     recent socket writes came later than Config.SaturationDelay after
 //     their event's fanout started (fanout, flush queue, flushers' CPU;
 //     see delayWatch: the outcome);
@@ -84,13 +83,22 @@ func (s *Server) Saturation() string {
 	switch {
 	case b.limit > 0 && b.bytes.Load() > b.saturateAt:
 		return hub.LimitOutboundBudget
-	case s.delays.bound > 0 && (s.flushq.waited(s.clock()) > s.delays.bound/2 || s.delays.late(s.clock())):
+	case s.delays.bound > 0 && (s.flushq.waited(s.clock()) > s.delays.bound/flushWaitShare || s.delays.late(s.clock())):
 		return hub.LimitSaturationDelay
 	case s.pool.waitingLen() > 0:
 		return hub.LimitWorkers
 	}
 	return ""
 }
+
+// flushWaitShare: the node is saturated once a connection has waited for
+// a flusher longer than SaturationDelay/flushWaitShare. The wait of the
+// oldest is a leading measure, but what publishers add until they hear the
+// 503 (a request in flight each, then the events already accepted) waits
+// behind it: with half the bound, a fanout flood (10,000 subscribers, 8
+// publishers as fast as the API lets them) still had a p99 of 92-111 ms
+// against a bound of 50 ms (docs/benchmarks.md, "Session 5").
+const flushWaitShare = 4
 
 // clock reads the monotonic clock the hub stamps frames with
 // (nanoseconds since Config.Epoch).

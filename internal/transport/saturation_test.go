@@ -130,7 +130,7 @@ func TestFlushQueueServesRepliesFirst(t *testing.T) {
 }
 
 // Saturation names the limit: the outbound bytes first, then the delay
-// (a connection waiting for a flusher longer than half the bound), then
+// (a connection waiting for a flusher longer than a quarter of the bound), then
 // jobs waiting for a worker; "" below every threshold.
 func TestSaturationNamesTheLimit(t *testing.T) {
 	s := &Server{outbound: newOutboundBudget(1000), flushq: newFlushQueue(), delays: delayWatch{bound: int64(50 * time.Millisecond)}}
@@ -142,7 +142,15 @@ func TestSaturationNamesTheLimit(t *testing.T) {
 	if got := s.Saturation(); got != hub.LimitWorkers {
 		t.Fatalf("got %q with a job waiting, want %q", got, hub.LimitWorkers)
 	}
-	// Queued an hour ago (on the server's clock): far over half the bound.
+	// Waiting for 30% of the bound already counts: what publishers add
+	// before they hear the 503 waits behind it.
+	early := &Server{outbound: newOutboundBudget(1000), flushq: newFlushQueue(), delays: delayWatch{bound: int64(50 * time.Millisecond)}}
+	early.cfg.Epoch = s.cfg.Epoch
+	early.flushq.push(&wsConn{}, early.clock()-(15*time.Millisecond).Nanoseconds(), false)
+	if got := early.Saturation(); got != hub.LimitSaturationDelay {
+		t.Fatalf("got %q with a connection waiting 15 ms for a flusher (bound 50 ms), want %q", got, hub.LimitSaturationDelay)
+	}
+	// Queued an hour ago (on the server's clock): far over the bound.
 	s.flushq.push(&wsConn{}, s.clock()-time.Hour.Nanoseconds(), false)
 	if got := s.Saturation(); got != hub.LimitSaturationDelay {
 		t.Fatalf("got %q with a stale flush queue, want %q", got, hub.LimitSaturationDelay)

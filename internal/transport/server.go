@@ -270,6 +270,8 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 	// flushers and message handling through the executor.
 	ncfg.NPoller = min(max(runtime.NumCPU()/2, 1), 16)
 	s.engine = nbhttp.NewEngine(ncfg)
+	// Yield once per batch of events, before blocking again (see execute).
+	s.engine.YieldBeforeWait = true
 	s.allPollers = uint64(1)<<uint(s.engine.NPoller) - 1
 	// Text messages are checked here, to close with 1007 (nbio uses 1002).
 	s.engine.CheckUtf8 = func([]byte) bool { return true }
@@ -518,21 +520,26 @@ func (s *Server) waitConns(ctx context.Context) bool {
 // The workers keep their grown stacks, so a burst of HTTP API requests
 // does not pay for a new goroutine and its stack growth per request; a job
 // never waits for a busy worker.
+//
+// The jobs handed over while a poller works through a batch of events run
+// when it yields before blocking in epoll_wait again (YieldBeforeWait, set
+// in New): a job left in the poller's run queue while it blocks (a raw
+// syscall that keeps the P until sysmon takes it back) would wait up to
+// 10 ms when the flushers keep the other Ps busy; without that yield,
+// deliveries per server CPU-second of a saturated fanout halve (0.8-1.0M
+// against 1.6-1.9M, 1,000 subscribers on one channel). It was a yield
+// after every job: under a flood of small messages (pings, subscribes) the
+// poller then queued behind every runnable goroutine once per message, and
+// the requests and messages later in its batch (a publisher's HTTP request
+// among hostile clients' frames) waited for all of them (docs/benchmarks.md,
+// "Session 5"). Parking the pollers in Go's netpoller instead (an nbio
+// patch, tried for issue 13) gave back only a quarter of the fanout's loss.
 func (s *Server) execute(f func()) {
 	select {
 	case s.jobs <- f:
 	default:
 		s.spawnOrWait(f)
 	}
-	// Yield, so that the job runs now: otherwise it waits in this P's run
-	// queue while the poller blocks in epoll_wait (a raw syscall that keeps
-	// the P until sysmon takes it back), up to 10 ms when the flushers keep
-	// the other Ps busy. Without it, deliveries per server CPU-second of a
-	// saturated fanout halve (0.8-1.0M against 1.6-1.9M, 1,000 subscribers
-	// on one channel). Parking the pollers in Go's netpoller instead (an
-	// nbio patch, tried for issue 13) gave back only a quarter of that and
-	// bettered setup p99 at a 2,000/s ramp by a fifth (docs/benchmarks.md).
-	runtime.Gosched()
 }
 
 // executorWorkers is the number of warm workers: enough for the HTTP API

@@ -81,6 +81,12 @@ type Config struct {
 	// LockPoller represents whether to lock thread for poller's goroutine, false by default.
 	LockPoller bool
 
+	// herald: YieldBeforeWait makes a poller that handled events yield
+	// (runtime.Gosched) before it blocks in epoll_wait/kevent again, so
+	// that the jobs it handed to other goroutines run before it holds its
+	// P in the raw syscall; once per batch of events, not once per job.
+	YieldBeforeWait bool
+
 	// EpollMod sets the epoll mod, EPOLLLT by default.
 	EpollMod uint32
 

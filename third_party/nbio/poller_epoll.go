@@ -252,8 +252,14 @@ func (p *poller) readWriteLoop() {
 	p.shutdown = false
 	isOneshot := g.isOneshot
 	asyncReadEnabled := g.AsyncReadInPoller && (g.EpollMod == EPOLLET)
+	yield := g.YieldBeforeWait // herald: see Config.YieldBeforeWait
+	busy := false
 	for !p.shutdown {
+		if yield && busy {
+			runtime.Gosched()
+		}
 		n, err := syscall.EpollWait(p.epfd, events, msec)
+		busy = n > 0
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			logging.Error("NBIO[%v][%v_%v] EpollWait failed: %v, exit...",
 				p.g.Name,

@@ -328,6 +328,7 @@ func (p *poller) readWriteLoop() {
 	var changes []syscall.Kevent_t
 
 	p.shutdown = false
+	busy := false
 	for !p.shutdown {
 		p.mux.Lock()
 		changes = p.eventList
@@ -335,7 +336,11 @@ func (p *poller) readWriteLoop() {
 		p.batch++ // herald: see poller.batch
 		batch := p.batch
 		p.mux.Unlock()
+		if p.g.YieldBeforeWait && busy { // herald: see Config.YieldBeforeWait
+			runtime.Gosched()
+		}
 		n, err := syscall.Kevent(p.kfd, changes, events, nil)
+		busy = n > 0
 		if err != nil && !errors.Is(err, syscall.EINTR) && !errors.Is(err, syscall.EBADF) && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EINVAL) {
 			logging.Error("NBIO[%v][%v_%v] Kevent failed: %v, exit...", p.g.Name, p.pollType, p.index, err)
 			return
