@@ -394,7 +394,10 @@ func (s *Server) probePollers(timeout time.Duration) error {
 		// Keep the probes open so that the next one gets another fd
 		// (nbio assigns a socket to poller fd % NPoller).
 		if len(open) < 4*s.engine.NPoller {
-			c, err := net.DialTimeout("tcp", pl.Addr().String(), time.Second)
+			// The whole of the time left: on a loaded machine (a CPU hog,
+			// GOMAXPROCS=1) a loopback dial can take over a second, and a
+			// start that fails for it fails for nothing.
+			c, err := net.DialTimeout("tcp", pl.Addr().String(), time.Until(deadline))
 			if err != nil {
 				return fmt.Errorf("probe: %w", err)
 			}
