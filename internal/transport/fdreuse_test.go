@@ -320,7 +320,7 @@ func stopWithin(t *testing.T, g *nbio.Engine) {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Error("Engine.Stop hung: a connection the engine opened is out of its table")
 	}
 }
