@@ -1,7 +1,11 @@
 package guard
 
 import (
+	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -98,5 +102,69 @@ func TestParseCgroupLimit(t *testing.T) {
 		if got := parseCgroupLimit([]byte(in)); got != want {
 			t.Errorf("%q: got %d, want %d", in, got, want)
 		}
+	}
+}
+
+// The memory limit is the process's own cgroup's, found through
+// /proc/self/cgroup: under a systemd service (MemoryMax=) or a container
+// without a cgroup namespace the cgroup is below the top of
+// /sys/fs/cgroup, where only the machine's (absent) limit is; a cgroup
+// above with a smaller limit wins.
+func TestCgroupLimitOfTheProcessCgroup(t *testing.T) {
+	const mb = 1 << 20
+	// GOMEMLIMIT (from the environment) comes before physical memory.
+	old := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	for _, tc := range []struct {
+		name   string
+		files  map[string]string
+		want   int64
+		source string
+	}{
+		{"v2 systemd service", map[string]string{
+			"proc/self/cgroup": "0::/system.slice/herald.service\n",
+			"sys/fs/cgroup/system.slice/herald.service/memory.max": "536870912\n",
+			"sys/fs/cgroup/system.slice/memory.max":                "max\n",
+		}, 512 * mb, MemorySourceCgroup},
+		{"v2 namespace", map[string]string{
+			"proc/self/cgroup":         "0::/\n",
+			"sys/fs/cgroup/memory.max": "1073741824\n",
+			"proc/meminfo":             "MemTotal:       16384000 kB\n",
+		}, 1024 * mb, MemorySourceCgroup},
+		{"v2 smaller parent", map[string]string{
+			"proc/self/cgroup":                          "0::/kubepods/pod1/c1\n",
+			"sys/fs/cgroup/kubepods/pod1/c1/memory.max": "max\n",
+			"sys/fs/cgroup/kubepods/pod1/memory.max":    "268435456\n",
+			"sys/fs/cgroup/kubepods/memory.max":         "1073741824\n",
+		}, 256 * mb, MemorySourceCgroup},
+		{"v1 container mount", map[string]string{
+			"proc/self/cgroup":                           "12:cpu,cpuacct:/docker/abc\n11:memory:/docker/abc\n0::/\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "134217728\n",
+		}, 128 * mb, MemorySourceCgroup},
+		{"no limit: physical memory", map[string]string{
+			"proc/self/cgroup":         "0::/user.slice\n",
+			"sys/fs/cgroup/memory.max": "max\n",
+			"proc/meminfo":             "MemTotal:        2048 kB\nMemFree: 1 kB\n",
+		}, 2 * mb, MemorySourcePhysical},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for name, body := range tc.files {
+				p := filepath.Join(root, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, source := resolveMemoryLimit(0, root)
+			if got != tc.want || source != tc.source {
+				t.Fatalf("got %d from %q, want %d from %q", got, source, tc.want, tc.source)
+			}
+			if got, source := resolveMemoryLimit(300*mb, root); got != 300*mb || source != MemorySourceConfig {
+				t.Fatalf("memory_limit_mb set: got %d from %q", got, source)
+			}
+		})
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,28 +87,95 @@ const (
 )
 
 // ResolveMemoryLimit returns the process's memory limit and where it came
-// from: configured (bytes, when > 0), else the cgroup's limit (v2, then
-// v1), else GOMEMLIMIT, else the machine's physical memory (Linux), else 0
-// and "" (no limit known). The cgroup comes before GOMEMLIMIT because
-// Herald sets GOMEMLIMIT below the cgroup's limit itself.
+// from: configured (bytes, when > 0), else the limit of the process's own
+// cgroup (v2, then v1; see cgroupLimit), else GOMEMLIMIT, else the
+// machine's physical memory (Linux), else 0 and "" (no limit known). The
+// cgroup comes before GOMEMLIMIT because Herald sets GOMEMLIMIT below the
+// cgroup's limit itself.
 func ResolveMemoryLimit(configured int64) (int64, string) {
+	return resolveMemoryLimit(configured, "/")
+}
+
+// resolveMemoryLimit is ResolveMemoryLimit with /proc and /sys/fs/cgroup
+// read under root (tests give a directory of their own).
+func resolveMemoryLimit(configured int64, root string) (int64, string) {
 	if configured > 0 {
 		return configured, MemorySourceConfig
 	}
-	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		if l := readCgroupLimit(f); l > 0 {
-			return l, MemorySourceCgroup
-		}
+	if l := cgroupLimit(root); l > 0 {
+		return l, MemorySourceCgroup
 	}
 	if l := debug.SetMemoryLimit(-1); l > 0 && l < math.MaxInt64 {
 		return l, MemorySourceGo
 	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+	if b, err := os.ReadFile(filepath.Join(root, "proc/meminfo")); err == nil {
 		if l := parseMemTotal(b); l > 0 {
 			return l, MemorySourcePhysical
 		}
 	}
 	return 0, ""
+}
+
+// cgroupLimit returns the memory limit of the process's cgroup (0: none):
+// the smallest limit of its cgroup and the cgroups above it, each of
+// which applies. The cgroup is found in /proc/self/cgroup: a container
+// with a cgroup namespace sees itself at the root of /sys/fs/cgroup, but
+// a systemd service (MemoryMax=) or a container without one is below it
+// (v2: /sys/fs/cgroup/system.slice/herald.service/memory.max; v1:
+// /sys/fs/cgroup/memory/<path>/memory.limit_in_bytes, where a container's
+// own mount shows its cgroup at the top, so the walk up finds it).
+func cgroupLimit(root string) int64 {
+	var v2, v1 string
+	haveV2, haveV1 := false, false
+	if b, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup")); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			// hierarchy-ID:controller-list:cgroup-path
+			id, rest, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			ctrls, path, ok := strings.Cut(rest, ":")
+			if !ok {
+				continue
+			}
+			switch {
+			case id == "0" && ctrls == "":
+				v2, haveV2 = path, true
+			case slices.Contains(strings.Split(ctrls, ","), "memory"):
+				v1, haveV1 = path, true
+			}
+		}
+	}
+	if !haveV2 && !haveV1 {
+		// No /proc/self/cgroup: the top of each hierarchy alone.
+		haveV2, haveV1 = true, true
+		v2, v1 = "/", "/"
+	}
+	if haveV2 {
+		if l := smallestUp(filepath.Join(root, "sys/fs/cgroup"), v2, "memory.max"); l > 0 {
+			return l
+		}
+	}
+	if haveV1 {
+		return smallestUp(filepath.Join(root, "sys/fs/cgroup/memory"), v1, "memory.limit_in_bytes")
+	}
+	return 0
+}
+
+// smallestUp returns the smallest limit in file found in the cgroup at
+// path under mount and in each cgroup above it (0: none).
+func smallestUp(mount, path, file string) int64 {
+	var lowest int64
+	dir := filepath.Join("/", path) // cleaned, never above the mount
+	for {
+		if l := readCgroupLimit(filepath.Join(mount, dir, file)); l > 0 && (lowest == 0 || l < lowest) {
+			lowest = l
+		}
+		if dir == "/" {
+			return lowest
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 // parseMemTotal reads MemTotal (in kB) from /proc/meminfo, in bytes.

@@ -124,7 +124,7 @@ func staleEventAttempt(t *testing.T) bool {
 	if err := g.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer g.Stop()
+	defer stopWithin(t, g)
 	defer close(done) // before Stop (deferred calls run last first)
 	addr := ln.Addr().String()
 
@@ -146,7 +146,24 @@ func staleEventAttempt(t *testing.T) bool {
 		if sc == nil {
 			t.Fatal("server conn not found")
 		}
-		return nc, sc
+		// OnOpen runs before the engine registers the socket: wait until
+		// it is registered (its data is read), or A could still be on its
+		// way into the table when it is closed below, and the round would
+		// not hold the stale event it is meant to.
+		if _, err := nc.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case e := <-datas:
+				if e.c == sc && e.data == "hello" {
+					return nc, sc
+				}
+			case <-deadline:
+				t.Fatal("the engine never read the new socket")
+			}
+		}
 	}
 	qc, qs := dial()
 	ac, a := dial()
@@ -289,4 +306,166 @@ func waitPending(t *testing.T, fd int, events int16) {
 			t.Fatalf("fd %d: events %#x never pending", fd, events)
 		}
 	}
+}
+
+// stopWithin stops g, failing the test if Stop does not return: it waits
+// for every connection the engine opened to close, so a connection left
+// out of the engine's table hangs it.
+func stopWithin(t *testing.T, g *nbio.Engine) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() {
+		g.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Error("Engine.Stop hung: a connection the engine opened is out of its table")
+	}
+}
+
+// TestCloseBeforeRegistrationSparesReusedFd: nbio calls OnOpen on the
+// accepting goroutine before it puts the socket in its table and registers
+// it with epoll. A socket A closed in that window (here by OnOpen itself,
+// in production by anything OnOpen started) frees its fd before it holds
+// its slot; a new socket B is added and gets the fd; A's registration then
+// comes. nbio v1.6.8 overwrote B's slot with A, failed to register the fd
+// (it names B's socket, already registered: EEXIST) and emptied the slot:
+// B's events were dropped for ever and Stop waited for B for ever (the
+// hang of TestStaleEpollEventSparesReusedFd under -count=500). The patched
+// engine does not register a socket closed before its registration.
+func TestCloseBeforeRegistrationSparesReusedFd(t *testing.T) {
+	const rounds, maxTries = 3, 30
+	lined := 0
+	for range maxTries {
+		if closeBeforeRegistrationAttempt(t) {
+			lined++
+			if lined == rounds {
+				return
+			}
+		}
+		if t.Failed() {
+			return
+		}
+	}
+	t.Fatalf("the interleaving lined up %d times in %d tries, want %d", lined, maxTries, rounds)
+}
+
+func closeBeforeRegistrationAttempt(t *testing.T) bool {
+	t.Helper()
+	setNbioLogger(slog.New(slog.DiscardHandler))
+	var ln net.Listener
+	g := nbio.NewEngine(nbio.Config{
+		Network: "tcp",
+		Addrs:   []string{"127.0.0.1:0"},
+		NPoller: 1,
+		Listen: func(network, addr string) (net.Listener, error) {
+			l, err := net.Listen(network, addr)
+			ln = l
+			return l, err
+		},
+	})
+	side, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer side.Close()
+	bc, err := net.Dial("tcp", side.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	bsGo, err := side.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bsGo.Close()
+
+	var (
+		mu      sync.Mutex
+		bs      *nbio.Conn
+		lined   bool
+		opened  = make(chan struct{})
+		pinged  = make(chan struct{})
+		aFd     int
+		handled bool
+	)
+	g.OnOpen(func(c *nbio.Conn) {
+		mu.Lock()
+		if handled { // B, added below from this very callback
+			mu.Unlock()
+			return
+		}
+		handled = true
+		mu.Unlock()
+		// A: fill every free fd below its own so that, once A is closed,
+		// B's dup takes A's fd; close A before the engine registers it;
+		// add B.
+		aFd = c.Hash()
+		var fillers []int
+		for {
+			fd, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			if fd > aFd {
+				_ = syscall.Close(fd)
+				break
+			}
+			fillers = append(fillers, fd)
+		}
+		_ = c.Close()
+		b, err := g.AddConn(bsGo)
+		for _, fd := range fillers {
+			_ = syscall.Close(fd)
+		}
+		mu.Lock()
+		if err == nil {
+			bs, lined = b, b.Hash() == aFd
+		}
+		mu.Unlock()
+		close(opened)
+	})
+	g.OnData(func(c *nbio.Conn, data []byte) {
+		mu.Lock()
+		isB := c == bs
+		mu.Unlock()
+		if isB && string(data) == "ping" {
+			close(pinged)
+		}
+	})
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer stopWithin(t, g)
+
+	ac, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	select {
+	case <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no OnOpen")
+	}
+	mu.Lock()
+	b, ok := bs, lined
+	mu.Unlock()
+	if b == nil {
+		t.Fatal("B was not added")
+	}
+	if !ok {
+		return false
+	}
+	if _, err := bc.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pinged:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("B (fd %d, A's) never read: A's late registration took its slot", aFd)
+	}
+	return true
 }

@@ -410,3 +410,19 @@ func waitDone(t testing.TB, ch <-chan struct{}, what string) {
 		t.Fatalf("timeout waiting for %s", what)
 	}
 }
+
+// debugState describes c's closing state for a test's failure message.
+func (c *wsConn) debugState() string {
+	c.mu.Lock()
+	state, closeSent, inFlush, queued, code, timer := c.state, c.closeSent, c.inFlush, c.queued, c.closeCode, c.timer != nil
+	c.mu.Unlock()
+	c.wmu.Lock()
+	wclosed := c.wclosed
+	c.wmu.Unlock()
+	rawClosed := false
+	if raw := rawConn(c.nc); raw != nil {
+		rawClosed, _ = raw.IsClosed()
+	}
+	return fmt.Sprintf("state %d, close code %d, close sent %v, in flush %v, %d bytes queued, %d in the socket layer, close timer %v, writes stopped %v, socket closed %v",
+		state, code, closeSent, inFlush, queued, c.backlog.Load(), timer, wclosed, rawClosed)
+}

@@ -358,7 +358,10 @@ func (s *Server) Start() error {
 	// engine stopped before every poller loop has run never stops (the
 	// loop spins on the stop event). Start returns only once each poller
 	// has read from a socket of its own.
-	err = s.probePollers(5 * time.Second)
+	// The window only bounds an engine that never starts: on a loaded
+	// machine a loopback SYN can be dropped and resent (after 1 s, then
+	// 3 s), and a start that fails for it fails for nothing.
+	err = s.probePollers(30 * time.Second)
 	// The accept loop waited for the probes (so that they cannot mix with
 	// its bookkeeping of the socket it is adding); the backlog kept what
 	// came meanwhile.
@@ -396,7 +399,8 @@ func (s *Server) probePollers(timeout time.Duration) error {
 		// Keep the probes open so that the next one gets another fd
 		// (nbio assigns a socket to poller fd % NPoller).
 		if len(open) < 4*s.engine.NPoller {
-			c, err := net.DialTimeout("tcp", pl.Addr().String(), time.Second)
+			// The whole of the time left (see Start).
+			c, err := net.DialTimeout("tcp", pl.Addr().String(), time.Until(deadline))
 			if err != nil {
 				return fmt.Errorf("probe: %w", err)
 			}

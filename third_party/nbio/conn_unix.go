@@ -1027,6 +1027,41 @@ func (c *Conn) closeWithErrorWithoutLock(err error) error {
 	return err
 }
 
+// herald: registerOpened puts c, whose OnOpen has run, in the engine's
+// table at its fd and registers the fd with the poller (register), under
+// c's lock and only if c is still open. OnOpen runs on the accepting
+// goroutine before the registration, and whatever it starts may close c
+// at once (a timer, another goroutine, the handler itself): that close
+// frees the fd before c holds its slot, so its deleteConn leaves the
+// slot alone, and a new connection may get the fd and its slot meanwhile.
+// Registering c late would then overwrite the new connection's slot and
+// (the fd now naming the new socket, already registered) fail, leaving
+// the new connection in no slot: its events dropped for ever (level
+// triggered: the poller spinning on them) and never closed by Stop, whose
+// wait for it hangs. Under c's lock a close either comes first (c is not
+// registered; its OnClose ran) or waits until c holds its slot (and then
+// empties it).
+//
+//go:norace
+func (c *Conn) registerOpened(register func() error) error {
+	c.mux.Lock()
+	if c.closed {
+		c.mux.Unlock()
+		return nil
+	}
+	fd := c.fd
+	c.p.g.connsUnix[fd] = c
+	err := register()
+	if err != nil {
+		c.p.g.connsUnix[fd] = nil
+	}
+	c.mux.Unlock()
+	if err != nil {
+		_ = c.closeWithError(err)
+	}
+	return err
+}
+
 // NBConn converts net.Conn to *Conn.
 //
 //go:norace

@@ -105,13 +105,8 @@ func (p *poller) addConn(c *Conn) error {
 	} else {
 		p.g.onUDPListen(c)
 	}
-	p.g.connsUnix[fd] = c
-	err := p.addRead(fd)
-	if err != nil {
-		p.g.connsUnix[fd] = nil
-		_ = c.closeWithError(err)
-	}
-	return err
+	// herald: see registerOpened.
+	return c.registerOpened(func() error { return p.addRead(fd) })
 }
 
 // add the connection to poller and handle its io events.

@@ -85,9 +85,11 @@ func (p *poller) addConn(c *Conn) error {
 	} else {
 		p.g.onUDPListen(c)
 	}
-	p.g.connsUnix[fd] = c
-	p.addReadConn(c)
-	return nil
+	// herald: see registerOpened.
+	return c.registerOpened(func() error {
+		p.addReadConn(c)
+		return nil
+	})
 }
 
 // herald: addReadConn is addRead that stamps c with the current batch in
