@@ -64,7 +64,12 @@ type wsConn struct {
 	inFlush   bool // on the flush queue or being flushed
 	closeSent bool // our close frame has been passed to nc (or we must not send one)
 	admitted  bool // the session accepted the connection
-	closeCode int  // the first close code sent or received (0: none yet)
+	// inJob is set while the connection's serial job runs a session
+	// callback (admission, a message): what is queued meanwhile (its
+	// replies) is written by the job itself when the callback returns
+	// (endJob), in one write and without waking a flusher.
+	inJob     bool
+	closeCode int // the first close code sent or received (0: none yet)
 	timer     *time.Timer
 
 	// inbound is the message bucket (inbound.go), used by the
@@ -142,7 +147,7 @@ func (c *wsConn) Close(code int, reason string) {
 // to write, is not already marked and the socket layer has no backlog. The
 // caller pushes it on the flush queue when it returns true.
 func (c *wsConn) scheduleLocked() bool {
-	if c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
+	if c.inJob || c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
 		return false
 	}
 	c.inFlush = true
@@ -209,15 +214,52 @@ func (c *wsConn) drained() {
 	}
 }
 
+// beginJob marks the start of a session callback in the connection's
+// serial job (see inJob).
+func (c *wsConn) beginJob() {
+	c.mu.Lock()
+	c.inJob = true
+	c.mu.Unlock()
+}
+
+// endJob writes what the callback since beginJob queued, on the job's own
+// goroutine: a reply goes out at once, in one write with the others of the
+// same message, instead of through the flush queue, whose hand-off to a
+// flusher goroutine cost more than the write itself under connection
+// churn. A burst queued meanwhile by a fanout is left to the flushers
+// after one write.
+func (c *wsConn) endJob() {
+	c.mu.Lock()
+	c.inJob = false
+	sched := c.scheduleLocked()
+	c.mu.Unlock()
+	if !sched {
+		return
+	}
+	sp := c.srv.scratch.Get().(*[]byte)
+	c.flushN(sp, 1)
+	c.srv.scratch.Put(sp)
+}
+
 // flush writes what is queued; it runs on a flusher goroutine, and only one
 // flusher handles a connection at a time (inFlush). scratch is the
 // flusher's coalescing buffer.
-func (c *wsConn) flush(scratch *[]byte) {
-	for {
+func (c *wsConn) flush(scratch *[]byte) { c.flushN(scratch, -1) }
+
+// flushN is flush with at most passes batch writes (negative: no bound);
+// what is still queued after them goes to the flushers.
+func (c *wsConn) flushN(scratch *[]byte, passes int) {
+	for ; ; passes-- {
 		c.mu.Lock()
 		if c.state == stateClosed || len(c.queue) == 0 || c.backlog.Load() > 0 {
 			c.inFlush = false
 			c.mu.Unlock()
+			return
+		}
+		if passes == 0 {
+			// Still inFlush: the flusher that takes it over clears it.
+			c.mu.Unlock()
+			c.srv.flushq.push(c, c.srv.clock())
 			return
 		}
 		batch := c.queue
