@@ -65,9 +65,12 @@ type wsConn struct {
 	closeSent bool // our close frame has been passed to nc (or we must not send one)
 	admitted  bool // the session accepted the connection
 	// inJob is set while the connection's serial job runs a session
-	// callback (admission, a message): what is queued meanwhile (its
-	// replies) is written by the job itself when the callback returns
-	// (endJob), in one write and without waking a flusher.
+	// callback (admission, a message): unstamped frames queued meanwhile
+	// (its replies) are written by the job itself when the callback
+	// returns (endJob), in one write and without waking a flusher. Stamped
+	// frames (a fanout's, when the hub has metrics) and the close frame are
+	// handed to the flushers as before; an unstamped fanout frame (metrics
+	// off) waits for the end of the job, as long as the job runs.
 	inJob     bool
 	closeCode int // the first close code sent or received (0: none yet)
 	timer     *time.Timer
@@ -115,7 +118,9 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 		// its worst delivery.
 		c.oldestAt = at
 	}
-	sched := c.scheduleLocked()
+	// A stamped frame is a fanout's, not the job's reply: it does not wait
+	// for the job (see inJob).
+	sched := c.scheduleLocked(at != 0)
 	c.mu.Unlock()
 	if sched {
 		c.srv.flushq.push(c, c.srv.clock())
@@ -144,10 +149,11 @@ func (c *wsConn) Close(code int, reason string) {
 }
 
 // scheduleLocked marks the connection for a flusher when it has something
-// to write, is not already marked and the socket layer has no backlog. The
+// to write, is not already marked, the socket layer has no backlog and,
+// unless now is set, no job will write it when it returns (inJob). The
 // caller pushes it on the flush queue when it returns true.
-func (c *wsConn) scheduleLocked() bool {
-	if c.inJob || c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
+func (c *wsConn) scheduleLocked(now bool) bool {
+	if (c.inJob && !now) || c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
 		return false
 	}
 	c.inFlush = true
@@ -168,7 +174,9 @@ func (c *wsConn) startCloseLocked(code int, reason string) {
 	if c.timer == nil {
 		c.timer = time.AfterFunc(c.srv.closeTimeout, c.forceClose)
 	}
-	if c.scheduleLocked() {
+	// A close goes out now even while a job runs: whoever closes (a bound,
+	// the shutdown) may be another goroutine, and the job may be stuck.
+	if c.scheduleLocked(true) {
 		// Pushing under c.mu is safe: the flush queue lock is a leaf.
 		c.srv.flushq.push(c, c.srv.clock())
 	}
@@ -207,7 +215,7 @@ func (c *wsConn) finalWrite(frame []byte) {
 // drained is called when the socket layer's backlog drops to zero.
 func (c *wsConn) drained() {
 	c.mu.Lock()
-	sched := c.scheduleLocked()
+	sched := c.scheduleLocked(true)
 	c.mu.Unlock()
 	if sched {
 		c.srv.flushq.push(c, c.srv.clock())
@@ -231,7 +239,7 @@ func (c *wsConn) beginJob() {
 func (c *wsConn) endJob() {
 	c.mu.Lock()
 	c.inJob = false
-	sched := c.scheduleLocked()
+	sched := c.scheduleLocked(false)
 	c.mu.Unlock()
 	if !sched {
 		return

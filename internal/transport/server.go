@@ -989,8 +989,13 @@ type listener struct {
 	gate     chan struct{} // closed once Start has probed the pollers
 	onAccept func()        // called each time the engine's accept loop asks for a socket
 	// setKeepAlive applies keepAlive to each accepted socket, for a
-	// listener the server did not make (its own has it in its config).
+	// listener the server did not make (its own has it in its config),
+	// unless the first socket showed that the listener hands them out
+	// with it already (made by Listen: inherited from the listening
+	// socket, and Go's Accept leaves it): four setsockopt calls per
+	// connection saved. Only the engine's accept loop calls Accept.
 	setKeepAlive bool
+	checked      bool // the first accepted socket was looked at
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -1004,9 +1009,25 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 	c, err := l.StoppableListener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
+		if !l.checked {
+			l.checked = true
+			if hasKeepAlive(tc) {
+				l.setKeepAlive = false
+				return c, err
+			}
+		}
 		_ = tc.SetKeepAliveConfig(keepAlive())
 	}
 	return c, err
+}
+
+// Listen opens a TCP listener whose accepted sockets have the transport's
+// TCP keep-alive without a system call per connection (on Linux it is set
+// on the listening socket and inherited): for Config.Listen to open
+// listeners with, e.g. through a restart-in-place library.
+func Listen(network, addr string) (net.Listener, error) {
+	lc := listenConfig()
+	return lc.Listen(context.Background(), network, addr)
 }
 
 // listen hands the engine the listener bound by Start.
