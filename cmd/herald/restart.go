@@ -86,7 +86,14 @@ func newRestarter(cfg *config.Config, log *slog.Logger) (*restarter, error) {
 
 // options are the server options that let the node's sockets outlive it.
 func (r *restarter) options() []server.Option {
-	return []server.Option{server.WithListen(r.upg.Listen), server.WithHandOff(r.handOff), server.WithRelay(r.relay)}
+	return []server.Option{server.WithListen(r.listen), server.WithHandOff(r.handOff), server.WithRelay(r.relay)}
+}
+
+// listen hands out the listener inherited from the previous process, or
+// opens a new one as the node would (server.ListenTCP: keep-alive set on
+// the listening socket, not per connection).
+func (r *restarter) listen(network, addr string) (net.Listener, error) {
+	return r.upg.Fds.ListenWithCallback(network, addr, server.ListenTCP)
 }
 
 // ready is called once the node serves: it writes the pid file and, after

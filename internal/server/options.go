@@ -4,6 +4,8 @@ import (
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-ws/herald/internal/transport"
 )
 
 // Option adjusts a node beyond what its Config says.
@@ -29,6 +31,14 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // and hands them on to the next (cmd/herald uses tableflip's).
 func WithListen(listen func(network, addr string) (net.Listener, error)) Option {
 	return func(o *options) { o.listen = listen }
+}
+
+// ListenTCP opens a listener as the node opens its own when no WithListen
+// is given: accepted sockets inherit the node's TCP keep-alive from the
+// listening socket, instead of four system calls per connection. A
+// WithListen function opens its new listeners with it.
+func ListenTCP(network, addr string) (net.Listener, error) {
+	return transport.Listen(network, addr)
 }
 
 // WithHandOff makes Run hand its clients over when handOff is closed: the

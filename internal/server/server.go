@@ -95,7 +95,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		o(&s.opts)
 	}
 	if s.opts.listen == nil {
-		s.opts.listen = net.Listen
+		s.opts.listen = ListenTCP
 	}
 	s.buildMetrics()
 	s.refusals.metrics = s.metrics

@@ -64,7 +64,14 @@ type wsConn struct {
 	inFlush   bool // on the flush queue or being flushed
 	closeSent bool // our close frame has been passed to nc (or we must not send one)
 	admitted  bool // the session accepted the connection
-	closeCode int  // the first close code sent or received (0: none yet)
+	// inJob is set while the connection's serial job runs a session
+	// callback (admission, a message): unstamped frames queued meanwhile
+	// (its replies) are written by the job itself when the callback
+	// returns (endJob), in one write and without waking a flusher. Stamped
+	// frames (every fanout's) and the close frame are handed to the
+	// flushers as before.
+	inJob     bool
+	closeCode int // the first close code sent or received (0: none yet)
 	timer     *time.Timer
 
 	// inbound is the message bucket (inbound.go), used by the
@@ -110,7 +117,9 @@ func (c *wsConn) enqueue(frame []byte, at int64) bool {
 		// its worst delivery.
 		c.oldestAt = at
 	}
-	sched := c.scheduleLocked()
+	// A stamped frame is a fanout's, not the job's reply: it does not wait
+	// for the job (see inJob).
+	sched := c.scheduleLocked(at != 0)
 	c.mu.Unlock()
 	if sched {
 		// An unstamped frame is a reply to the client's own request (see
@@ -141,10 +150,11 @@ func (c *wsConn) Close(code int, reason string) {
 }
 
 // scheduleLocked marks the connection for a flusher when it has something
-// to write, is not already marked and the socket layer has no backlog. The
+// to write, is not already marked, the socket layer has no backlog and,
+// unless now is set, no job will write it when it returns (inJob). The
 // caller pushes it on the flush queue when it returns true.
-func (c *wsConn) scheduleLocked() bool {
-	if c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
+func (c *wsConn) scheduleLocked(now bool) bool {
+	if (c.inJob && !now) || c.inFlush || len(c.queue) == 0 || c.state == stateClosed || c.backlog.Load() > 0 {
 		return false
 	}
 	c.inFlush = true
@@ -165,7 +175,9 @@ func (c *wsConn) startCloseLocked(code int, reason string) {
 	if c.timer == nil {
 		c.timer = time.AfterFunc(c.srv.closeTimeout, c.forceClose)
 	}
-	if c.scheduleLocked() {
+	// A close goes out now even while a job runs: whoever closes (a bound,
+	// the shutdown) may be another goroutine, and the job may be stuck.
+	if c.scheduleLocked(true) {
 		// Pushing under c.mu is safe: the flush queue lock is a leaf.
 		c.srv.flushq.push(c, c.srv.clock(), true)
 	}
@@ -204,22 +216,60 @@ func (c *wsConn) finalWrite(frame []byte) {
 // drained is called when the socket layer's backlog drops to zero.
 func (c *wsConn) drained() {
 	c.mu.Lock()
-	sched := c.scheduleLocked()
+	sched := c.scheduleLocked(true)
 	c.mu.Unlock()
 	if sched {
 		c.srv.flushq.push(c, c.srv.clock(), false)
 	}
 }
 
+// beginJob marks the start of a session callback in the connection's
+// serial job (see inJob).
+func (c *wsConn) beginJob() {
+	c.mu.Lock()
+	c.inJob = true
+	c.mu.Unlock()
+}
+
+// endJob writes what the callback since beginJob queued, on the job's own
+// goroutine: a reply goes out at once, in one write with the others of the
+// same message, instead of through the flush queue, whose hand-off to a
+// flusher goroutine cost more than the write itself under connection
+// churn. A burst queued meanwhile by a fanout is left to the flushers
+// after one write.
+func (c *wsConn) endJob() {
+	c.mu.Lock()
+	c.inJob = false
+	sched := c.scheduleLocked(false)
+	c.mu.Unlock()
+	if !sched {
+		return
+	}
+	sp := c.srv.scratch.Get().(*[]byte)
+	c.flushN(sp, 1)
+	c.srv.scratch.Put(sp)
+}
+
 // flush writes what is queued; it runs on a flusher goroutine, and only one
 // flusher handles a connection at a time (inFlush). scratch is the
 // flusher's coalescing buffer.
-func (c *wsConn) flush(scratch *[]byte) {
-	for {
+func (c *wsConn) flush(scratch *[]byte) { c.flushN(scratch, -1) }
+
+// flushN is flush with at most passes batch writes (negative: no bound);
+// what is still queued after them goes to the flushers.
+func (c *wsConn) flushN(scratch *[]byte, passes int) {
+	for ; ; passes-- {
 		c.mu.Lock()
 		if c.state == stateClosed || len(c.queue) == 0 || c.backlog.Load() > 0 {
 			c.inFlush = false
 			c.mu.Unlock()
+			return
+		}
+		if passes == 0 {
+			// Still inFlush: the flusher that takes it over clears it.
+			// What is left after the job's own write is a fanout's.
+			c.mu.Unlock()
+			c.srv.flushq.push(c, c.srv.clock(), false)
 			return
 		}
 		batch := c.queue

@@ -36,3 +36,29 @@ func listenConfig() net.ListenConfig {
 		},
 	}
 }
+
+// hasKeepAlive reports whether an accepted socket has keepAlive's settings
+// already (inherited from a listening socket made by Listen).
+func hasKeepAlive(tc *net.TCPConn) bool {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ka := keepAlive()
+	ok := true
+	_ = rc.Control(func(fd uintptr) {
+		for _, o := range [][3]int{
+			{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+			{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
+			{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
+			{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
+		} {
+			v, err := syscall.GetsockoptInt(int(fd), o[0], o[1])
+			if err != nil || (v != 0) != (o[2] != 0) || (o[1] != syscall.SO_KEEPALIVE && v != o[2]) {
+				ok = false
+				return
+			}
+		}
+	})
+	return ok
+}

@@ -9,3 +9,7 @@ import "net"
 func listenConfig() net.ListenConfig {
 	return net.ListenConfig{KeepAliveConfig: keepAlive()}
 }
+
+// hasKeepAlive: elsewhere the listener's own Accept sets it per socket, so
+// the transport does too.
+func hasKeepAlive(*net.TCPConn) bool { return false }

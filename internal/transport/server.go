@@ -164,6 +164,7 @@ type Server struct {
 	lateClear []*nbio.Conn // upgraded while settingUp: clear their deadline once added
 
 	pool     jobPool
+	scratch  sync.Pool // *[]byte: coalescing buffers of the writes jobs make (endJob)
 	outbound *outboundBudget
 	delays   delayWatch
 
@@ -236,6 +237,7 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
 	}
 	s.pool.max = cfg.MaxWorkers
+	s.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
 
@@ -294,6 +296,9 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 	u.KeepaliveTime = 0 // no read deadline (and no timer) once upgraded
 	u.MessageLengthLimit = cfg.MaxMessageSize
 	u.HandshakeTimeout = cfg.HandshakeTimeout
+	// The 101 response goes out with connection_established (or the
+	// refusal) in one write at the end of admit, not in a write of its own.
+	u.DeferResponse = true
 	u.CheckOrigin = func(*http.Request) bool { return true } // 4009 after the upgrade
 	u.EnableCompression(false)
 	u.OnMessagePtr(s.onMessage)
@@ -708,7 +713,15 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	if hc, ok := nc.(*nbhttp.Conn); ok {
 		nc = hc.Conn
 	}
-	c := &wsConn{srv: s, wsc: wsc, nc: nc}
+	// In the job from the start: what admission queues (the 101 response,
+	// connection_established or the refusal) is written when it returns.
+	c := &wsConn{srv: s, wsc: wsc, nc: nc, inJob: true}
+	defer c.endJob()
+	if hs := wsc.TakeHandshakeResponse(); hs != nil {
+		c.queue = append(c.queue, hs)
+		c.queued += len(hs)
+		s.outbound.add(int64(len(hs)))
+	}
 	wsc.SetSession(c)
 	s.clearHandshakeDeadline(nc)
 	// The socket registry closing is the transport's state, not an
@@ -815,7 +828,9 @@ func (s *Server) onMessage(wsc *websocket.Conn, mt websocket.MessageType, p *[]b
 		c.Close(1007, "Invalid UTF-8 in text message")
 		return
 	}
+	c.beginJob()
 	c.call("HandleMessage", func() { c.session.HandleMessage(msg) }, true)
+	c.endJob()
 }
 
 func (s *Server) onPing(wsc *websocket.Conn, data string) {
@@ -829,7 +844,9 @@ func (s *Server) onPing(wsc *websocket.Conn, data string) {
 	}
 	// Queued like any frame, under the connection's byte bound: a client
 	// that pings without reading is a slow consumer (4100).
+	c.beginJob()
 	c.Send(appendFrame(nil, opPong, []byte(data)), 0)
+	c.endJob()
 }
 
 func (s *Server) onPong(wsc *websocket.Conn, _ string) {
@@ -983,8 +1000,13 @@ type listener struct {
 	gate     chan struct{} // closed once Start has probed the pollers
 	onAccept func()        // called each time the engine's accept loop asks for a socket
 	// setKeepAlive applies keepAlive to each accepted socket, for a
-	// listener the server did not make (its own has it in its config).
+	// listener the server did not make (its own has it in its config),
+	// unless the first socket showed that the listener hands them out
+	// with it already (made by Listen: inherited from the listening
+	// socket, and Go's Accept leaves it): four setsockopt calls per
+	// connection saved. Only the engine's accept loop calls Accept.
 	setKeepAlive bool
+	checked      bool // the first accepted socket was looked at
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -998,9 +1020,25 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 	c, err := l.StoppableListener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
+		if !l.checked {
+			l.checked = true
+			if hasKeepAlive(tc) {
+				l.setKeepAlive = false
+				return c, err
+			}
+		}
 		_ = tc.SetKeepAliveConfig(keepAlive())
 	}
 	return c, err
+}
+
+// Listen opens a TCP listener whose accepted sockets have the transport's
+// TCP keep-alive without a system call per connection (on Linux it is set
+// on the listening socket and inherited): for Config.Listen to open
+// listeners with, e.g. through a restart-in-place library.
+func Listen(network, addr string) (net.Listener, error) {
+	lc := listenConfig()
+	return lc.Listen(context.Background(), network, addr)
 }
 
 // listen hands the engine the listener bound by Start.

@@ -65,6 +65,9 @@ type Conn struct {
 
 	subprotocol string
 
+	// herald: the 101 response kept by Upgrader.DeferResponse.
+	handshakeResponse []byte
+
 	compressionLevel int
 	onClose          func(c *Conn, err error)
 
@@ -1232,4 +1235,15 @@ func maskXOR(b, key []byte) {
 		idx := i & 3
 		b[i] ^= key[idx]
 	}
+}
+
+// herald: TakeHandshakeResponse returns the 101 response that
+// Upgrader.DeferResponse kept (nil if none, or once taken): the caller
+// must write it before anything else on the connection.
+//
+//go:norace
+func (c *Conn) TakeHandshakeResponse() []byte {
+	b := c.handshakeResponse
+	c.handshakeResponse = nil
+	return b
 }

@@ -94,6 +94,12 @@ type Upgrader struct {
 	// HandshakeTimeout represents the timeout duration during websocket handshake.
 	HandshakeTimeout time.Duration
 
+	// herald: DeferResponse keeps the 101 response in the returned Conn
+	// (TakeHandshakeResponse) instead of writing it, so that the caller
+	// writes it together with its first frames: one write instead of two
+	// per connection.
+	DeferResponse bool
+
 	// BlockingModReadBufferSize represents the read buffer size of a Conn if it's in blocking mod.
 	BlockingModReadBufferSize int
 
@@ -531,7 +537,11 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, responseHeade
 		}
 	}
 
-	err = u.commResponse(wsc.Conn, responseHeader, challengeKey, subprotocol, compress)
+	if u.DeferResponse { // herald: see DeferResponse
+		wsc.handshakeResponse = u.appendResponse(make([]byte, 0, 192), responseHeader, challengeKey, subprotocol, compress)
+	} else {
+		err = u.commResponse(wsc.Conn, responseHeader, challengeKey, subprotocol, compress)
+	}
 	if err != nil {
 		clearNBCWSSession()
 		return nil, err
@@ -690,6 +700,43 @@ func (u *Upgrader) commResponse(conn net.Conn, responseHeader http.Header, chall
 	}
 
 	return nil
+}
+
+// herald: appendResponse appends the 101 response that commResponse
+// writes.
+//
+//go:norace
+func (u *Upgrader) appendResponse(b []byte, responseHeader http.Header, challengeKey, subprotocol string, compress bool) []byte {
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = append(b, acceptKeyBytes(challengeKey)...)
+	b = append(b, "\r\n"...)
+	if subprotocol != "" {
+		b = append(b, "Sec-WebSocket-Protocol: "...)
+		b = append(b, subprotocol...)
+		b = append(b, "\r\n"...)
+	}
+	if compress {
+		b = append(b, "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"...)
+	}
+	for k, vs := range responseHeader {
+		if k == "Sec-Websocket-Protocol" {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			for i := 0; i < len(v); i++ {
+				c := v[i]
+				if c <= 31 {
+					// prevent response splitting.
+					c = ' '
+				}
+				b = append(b, c)
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
 }
 
 //go:norace
