@@ -19,6 +19,8 @@ func (k keys) order(appID, channel string) string   { return k.app(appID) + "o:"
 func (k keys) told(appID, channel string) string    { return k.app(appID) + "wh:" + channel }
 func (k keys) left(appID, op string) string         { return k.app(appID) + "left:" + op }
 func (k keys) cache(appID, channel string) string   { return k.app(appID) + "c:" + channel }
+func (k keys) histMeta(appID, channel string) string   { return k.app(appID) + "h:" + channel }
+func (k keys) histStream(appID, channel string) string { return k.app(appID) + "hx:" + channel }
 func (k keys) chans(appID string) string            { return k.app(appID) + "chans" }
 func (k keys) nodeSet(appID, node string) string    { return k.app(appID) + "node:" + node }
 func (k keys) nodeApps(node string) string          { return k.p + "node:" + node + ":apps" }
