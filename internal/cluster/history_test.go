@@ -29,7 +29,7 @@ func (c *recConn) positioned(t *testing.T) []posEvent {
 	for _, f := range c.frames {
 		var m struct {
 			Event, Channel, Data string
-			Position           *struct {
+			Position             *struct {
 				Epoch  string `json:"epoch"`
 				Offset uint64 `json:"offset"`
 			} `json:"position"`
