@@ -38,7 +38,7 @@ type fakeHub struct {
 	history    map[string]hub.HistoryPage // channels with history
 	asked      [2]uint64                  // History's last after and limit
 	err        error                      // returned by every method when set
-	panicMsg   any   // Publish panics with it when set
+	panicMsg   any                        // Publish panics with it when set
 }
 
 func newFakeHub() *fakeHub {
