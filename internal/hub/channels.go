@@ -9,10 +9,12 @@ type localChannel struct {
 	mu    sync.RWMutex
 	list  []*Client
 	index map[*Client]int
-	// hist tracks each subscriber's position on a channel with history
-	// (history.go); nil on every other channel, whose broadcasts then
+	// hist, aligned with list, is each subscriber's position on a channel
+	// with history (history.go); held is what waits for the subscribers
+	// being set up. Both nil on every other channel, whose broadcasts then
 	// cost what they always did.
-	hist map[*Client]*histSub
+	hist []histPos
+	held map[*Client]*heldFrames
 }
 
 // addLocal subscribes c to k on this node and, while still holding the
@@ -32,6 +34,9 @@ func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
 	if _, ok := lc.index[c]; !ok {
 		lc.index[c] = len(lc.list)
 		lc.list = append(lc.list, c)
+		if lc.hist != nil {
+			lc.hist = append(lc.hist, histPos{})
+		}
 	}
 	if first != nil {
 		c.conn.Send(first, 0)
@@ -53,13 +58,18 @@ func (h *Hub) addLocalTracked(k chanKey, c *Client) *localChannel {
 	lc.mu.Lock()
 	sh.mu.Unlock()
 	if lc.hist == nil {
-		lc.hist = make(map[*Client]*histSub)
+		lc.hist = make([]histPos, len(lc.list), cap(lc.list))
+		lc.held = make(map[*Client]*heldFrames)
 	}
-	if _, ok := lc.index[c]; !ok {
-		lc.index[c] = len(lc.list)
+	i, ok := lc.index[c]
+	if !ok {
+		i = len(lc.list)
+		lc.index[c] = i
 		lc.list = append(lc.list, c)
+		lc.hist = append(lc.hist, histPos{})
 	}
-	lc.hist[c] = &histSub{setup: true}
+	lc.hist[i] = histPos{tracked: true, setup: true}
+	lc.held[c] = &heldFrames{}
 	lc.mu.Unlock()
 	return lc
 }
@@ -83,7 +93,10 @@ func (h *Hub) removeLocal(k chanKey, c *Client) {
 		lc.list = lc.list[:last]
 		delete(lc.index, c)
 		if lc.hist != nil {
-			delete(lc.hist, c)
+			lc.hist[i] = lc.hist[last]
+			lc.hist[last] = histPos{}
+			lc.hist = lc.hist[:last]
+			delete(lc.held, c)
 		}
 	}
 	empty := len(lc.list) == 0

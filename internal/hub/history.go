@@ -30,19 +30,27 @@ type HistoryMetrics interface {
 // and try again), as a slow consumer would be.
 const maxPendingBytes = 4 << 20
 
-// histSub is one local subscriber's progress on a channel with history,
-// guarded by its localChannel's lock.
-type histSub struct {
+// histPos is one local subscriber's progress on a channel with history,
+// guarded by its localChannel's lock and kept in a slice aligned with the
+// subscribers (no lookup per delivery).
+type histPos struct {
+	// tracked is false for a subscriber from before the channel's rule
+	// existed: it gets everything, as on any channel.
+	tracked bool
+	// setup is set while the subscription reads its history: what is
+	// broadcast meanwhile waits in localChannel.held.
+	setup bool
 	// epoch and sent are the position of the last history event sent;
 	// events at or before it are not sent again.
 	epoch string
 	sent  uint64
-	// setup is set while the subscription reads its history: what is
-	// broadcast meanwhile waits in pending.
-	setup        bool
-	pending      []pendingFrame
-	pendingBytes int
-	overflow     bool
+}
+
+// heldFrames is what waits for a subscription being set up.
+type heldFrames struct {
+	frames   []pendingFrame
+	bytes    int
+	overflow bool
 }
 
 type pendingFrame struct {
@@ -86,21 +94,21 @@ func (h *Hub) deliverHistory(k chanKey, payload []byte, pos Position, at int64, 
 	frame := h.frame(protocol.WithPosition(payload, pos.Epoch, pos.Offset))
 	n := 0
 	lc.mu.Lock()
-	for _, c := range lc.list {
+	for i, c := range lc.list {
 		if c == except {
 			continue
 		}
-		hs := lc.hist[c]
-		switch {
-		case hs == nil:
-			// Subscribed before the channel's rule existed.
-		case hs.setup:
-			hs.hold(frame, at, pos)
-			continue
-		case hs.epoch == pos.Epoch && pos.Offset <= hs.sent:
-			continue // replayed, or stored before it subscribed
-		default:
-			hs.epoch, hs.sent = pos.Epoch, pos.Offset
+		if lc.hist != nil {
+			if p := &lc.hist[i]; p.tracked {
+				switch {
+				case p.setup:
+					lc.held[c].hold(frame, at, pos)
+					continue
+				case p.epoch == pos.Epoch && pos.Offset <= p.sent:
+					continue // replayed, or stored before it subscribed
+				}
+				p.epoch, p.sent = pos.Epoch, pos.Offset
+			}
 		}
 		c.conn.Send(frame, at)
 		n++
@@ -110,30 +118,30 @@ func (h *Hub) deliverHistory(k chanKey, payload []byte, pos Position, at int64, 
 }
 
 // hold keeps a frame for a subscription being set up.
-func (hs *histSub) hold(frame []byte, at int64, pos Position) {
-	if hs.overflow {
+func (hf *heldFrames) hold(frame []byte, at int64, pos Position) {
+	if hf.overflow {
 		return
 	}
-	if hs.pendingBytes+len(frame) > maxPendingBytes {
-		hs.overflow, hs.pending = true, nil
+	if hf.bytes+len(frame) > maxPendingBytes {
+		hf.overflow, hf.frames = true, nil
 		return
 	}
-	hs.pendingBytes += len(frame)
-	hs.pending = append(hs.pending, pendingFrame{frame, at, pos})
+	hf.bytes += len(frame)
+	hf.frames = append(hf.frames, pendingFrame{frame, at, pos})
 }
 
-// broadcastHistoryChannel is broadcast on a channel whose subscribers are
+// broadcastTracked is broadcast on a channel whose subscribers are
 // tracked (lc.hist set): a message without position (member events,
 // subscription counts) waits for a subscriber being set up.
 func broadcastTracked(lc *localChannel, frame []byte, at int64, except *Client) int {
 	n := 0
 	lc.mu.Lock()
-	for _, c := range lc.list {
+	for i, c := range lc.list {
 		if c == except {
 			continue
 		}
-		if hs := lc.hist[c]; hs != nil && hs.setup {
-			hs.hold(frame, at, Position{})
+		if lc.hist[i].setup {
+			lc.held[c].hold(frame, at, Position{})
 			continue
 		}
 		c.conn.Send(frame, at)
@@ -161,10 +169,13 @@ func (h *Hub) subscribeHistory(c *Client, k chanKey, rule apps.HistoryRule, succ
 
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	hs := lc.hist[c]
-	if hs == nil {
+	i, ok := lc.index[c]
+	if !ok || lc.hist == nil {
 		return // left meanwhile
 	}
+	hs := &lc.hist[i]
+	held := lc.held[c]
+	delete(lc.held, c)
 	if err != nil {
 		h.log.Warn("subscribe: history unavailable", "app_id", k.app, "channel", k.name, "err", err)
 		c.send(succeeded)
@@ -172,7 +183,7 @@ func (h *Hub) subscribeHistory(c *Client, k chanKey, rule apps.HistoryRule, succ
 			h.recovered(c, k, protocol.RecoveryUnavailable, 0, Position{})
 		}
 		hs.epoch, hs.sent = "", 0
-		h.drainHeld(c, hs)
+		h.drainHeld(c, hs, held)
 		return
 	}
 	c.send(protocol.WithPosition(succeeded, page.Epoch, page.Top))
@@ -186,7 +197,7 @@ func (h *Hub) subscribeHistory(c *Client, k chanKey, rule apps.HistoryRule, succ
 		}
 		h.recovered(c, k, reason, len(replay), Position{page.Epoch, page.Top})
 	}
-	h.drainHeld(c, hs)
+	h.drainHeld(c, hs, held)
 }
 
 // recoveryPlan decides a recovery request against the history read: the
@@ -230,13 +241,16 @@ func (h *Hub) recovered(c *Client, k chanKey, reason string, replayed int, top P
 // drainHeld sends what was held while the subscription was set up, in
 // order, skipping history events at or before what was sent, and makes the
 // subscription live. The channel's lock is held.
-func (h *Hub) drainHeld(c *Client, hs *histSub) {
-	if hs.overflow {
-		hs.setup, hs.pending = false, nil
+func (h *Hub) drainHeld(c *Client, hs *histPos, held *heldFrames) {
+	hs.setup = false
+	if held == nil {
+		return
+	}
+	if held.overflow {
 		c.closeWith(protocol.CodeReconnect, "Too many events while the subscription was set up, please reconnect")
 		return
 	}
-	for _, p := range hs.pending {
+	for _, p := range held.frames {
 		if p.pos.Epoch != "" {
 			if p.pos.Epoch == hs.epoch && p.pos.Offset <= hs.sent {
 				continue
@@ -245,7 +259,6 @@ func (h *Hub) drainHeld(c *Client, hs *histSub) {
 		}
 		c.conn.Send(p.frame, p.at)
 	}
-	hs.setup, hs.pending, hs.pendingBytes = false, nil, 0
 }
 
 // ErrNoHistory is returned by History for a channel no history rule
