@@ -92,3 +92,29 @@ func TestSetSetting(t *testing.T) {
 		}
 	}
 }
+
+// History rules are checked with the key named, and match by glob.
+func TestHistoryRules(t *testing.T) {
+	a := Defaults()
+	a.ID, a.Key, a.Secret = "1", "k", "s"
+	a.History = []HistoryRule{{Pattern: "orders-*", Size: 200, TTL: 5 * time.Minute}, {Pattern: "", Size: 0, TTL: 500 * time.Millisecond}}
+	var paths []string
+	for _, e := range Validate(&a) {
+		paths = append(paths, e.Path)
+	}
+	if strings.Join(paths, ",") != "history[1].pattern,history[1].size,history[1].ttl" {
+		t.Fatalf("errors at %v", paths)
+	}
+	var b App
+	if errs := DecodeSettings([]byte(`{"history":[{"pattern":"chat-*-log","size":10,"ttl":"1h"}]}`), &b); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for ch, want := range map[string]bool{"chat-1-log": true, "chat--log": true, "chat-1-log2": false, "xchat-1-log": false} {
+		if _, ok := b.HistoryRule(ch); ok != want {
+			t.Errorf("%s: matched %v", ch, ok)
+		}
+	}
+	if r, _ := b.HistoryRule("chat-a-log"); r.Size != 10 || r.TTL != time.Hour {
+		t.Fatalf("rule %+v", r)
+	}
+}

@@ -43,7 +43,7 @@ func runContract(t *testing.T, ro *redis.UniversalOptions, prefix func(testing.T
 				e.Node.Close()
 			})
 			testwait.For(t, 3*time.Second, "broker up", func() bool { return e.Broker.Healthy() == nil })
-			out[i] = enginetest.Node{State: e.State(), Broker: e}
+			out[i] = enginetest.Node{State: e.State(), Broker: e, History: e.History()}
 		}
 		return out
 	})

@@ -56,6 +56,7 @@ type Config struct {
 	WebhookQueueSize     int           `yaml:"webhook_queue_size"`
 	WebhookMaxPending    int           `yaml:"webhook_max_pending"`
 	WebhookQueueMB       int           `yaml:"webhook_queue_mb"`
+	HistoryMemoryMB      int           `yaml:"history_memory_mb"`
 	WebhookWorkers       int           `yaml:"webhook_workers"`
 	WebhookPresenceDelay time.Duration `yaml:"webhook_presence_delay"`
 

@@ -9,6 +9,12 @@ type localChannel struct {
 	mu    sync.RWMutex
 	list  []*Client
 	index map[*Client]int
+	// hist, aligned with list, is each subscriber's position on a channel
+	// with history (history.go); held is what waits for the subscribers
+	// being set up. Both nil on every other channel, whose broadcasts then
+	// cost what they always did.
+	hist []histPos
+	held map[*Client]*heldFrames
 }
 
 // addLocal subscribes c to k on this node and, while still holding the
@@ -28,11 +34,44 @@ func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
 	if _, ok := lc.index[c]; !ok {
 		lc.index[c] = len(lc.list)
 		lc.list = append(lc.list, c)
+		if lc.hist != nil {
+			lc.hist = append(lc.hist, histPos{})
+		}
 	}
 	if first != nil {
 		c.conn.Send(first, 0)
 	}
 	lc.mu.Unlock()
+}
+
+// addLocalTracked subscribes c to k on this node as a subscriber whose
+// position is tracked, being set up: what is broadcast on k waits for it
+// until subscribeHistory has sent its history.
+func (h *Hub) addLocalTracked(k chanKey, c *Client) *localChannel {
+	sh := h.chanShard(k)
+	sh.mu.Lock()
+	lc := sh.m[k]
+	if lc == nil {
+		lc = &localChannel{index: make(map[*Client]int)}
+		sh.m[k] = lc
+	}
+	lc.mu.Lock()
+	sh.mu.Unlock()
+	if lc.hist == nil {
+		lc.hist = make([]histPos, len(lc.list), cap(lc.list))
+		lc.held = make(map[*Client]*heldFrames)
+	}
+	i, ok := lc.index[c]
+	if !ok {
+		i = len(lc.list)
+		lc.index[c] = i
+		lc.list = append(lc.list, c)
+		lc.hist = append(lc.hist, histPos{})
+	}
+	lc.hist[i] = histPos{tracked: true, setup: true}
+	lc.held[c] = &heldFrames{}
+	lc.mu.Unlock()
+	return lc
 }
 
 // removeLocal unsubscribes c from k on this node.
@@ -53,6 +92,12 @@ func (h *Hub) removeLocal(k chanKey, c *Client) {
 		lc.list[last] = nil
 		lc.list = lc.list[:last]
 		delete(lc.index, c)
+		if lc.hist != nil {
+			lc.hist[i] = lc.hist[last]
+			lc.hist[last] = histPos{}
+			lc.hist = lc.hist[:last]
+			delete(lc.held, c)
+		}
 	}
 	empty := len(lc.list) == 0
 	lc.mu.Unlock()
@@ -73,6 +118,10 @@ func (h *Hub) broadcast(k chanKey, frame []byte, at int64, except *Client) int {
 	}
 	n := 0
 	lc.mu.RLock()
+	if lc.hist != nil {
+		lc.mu.RUnlock()
+		return broadcastTracked(lc, frame, at, except)
+	}
 	for _, c := range lc.list {
 		if c != except {
 			c.conn.Send(frame, at)

@@ -37,6 +37,10 @@ type Server struct {
 	// node and broker are the Redis engine (nil on a single node).
 	node   *cluster.Node
 	broker *cluster.Broker
+	// memHistory is the single node's channel history (nil in a cluster).
+	memHistory *memory.History
+	// redisHistory is the cluster's channel history (nil alone).
+	redisHistory *cluster.History
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
 	// ingest receives what Laravel's redis broadcaster publishes for the
@@ -196,7 +200,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 func (s *Server) buildEngine(hopt *hub.Options) error {
 	hopt.Apps = s.apps
 	if s.cfg.RedisURL == "" {
-		hopt.State, hopt.Broker = memory.New(nil)
+		c := memory.NewCluster(nil)
+		c.History().SetMaxBytes(int64(s.cfg.HistoryMemoryMB) << 20)
+		s.memHistory = c.History()
+		hopt.State, hopt.Broker, hopt.History = c.State(), c.NewBroker(), c.History()
 		return nil
 	}
 	ro, err := redisurl.Parse(s.cfg.RedisMode, s.cfg.RedisURL)
@@ -218,7 +225,8 @@ func (s *Server) buildEngine(hopt *hub.Options) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	s.node, s.broker = eng.Node, eng.Broker
-	hopt.State, hopt.Broker = eng.State(), eng
+	hopt.State, hopt.Broker, hopt.History = eng.State(), eng, eng.History()
+	s.redisHistory = eng.History()
 	return nil
 }
 
