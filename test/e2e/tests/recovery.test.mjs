@@ -213,8 +213,8 @@ async function cutScenario(t, cutMs) {
   await waitUntil(() => followers.every((f) => f.seqs.length > 0), { what: 'live events before the cut' });
 
   for (const p of [pm, ps, po]) p.cut();
-  for (const f of followers) f.lastBeforeCut = f.seqs.at(-1);
   await sleep(cutMs); // the outage itself
+  for (const f of followers) f.lastBeforeCut = f.seqs.at(-1);
   pm.resume();
   ps.resume();
   po.resume(B);
