@@ -68,6 +68,11 @@ type App struct {
 
 	Webhooks []Webhook `yaml:"webhooks" json:"webhooks,omitempty"`
 
+	// History keeps the recent events of the channels its rules match, so
+	// that a client reconnecting can recover what it missed (docs/recovery.md).
+	// The first rule whose pattern matches a channel applies; none by default.
+	History []HistoryRule `yaml:"history" json:"history,omitempty"`
+
 	// LaravelRedis, when its URL is set, makes Herald ingest what Laravel's
 	// redis broadcaster publishes for this app (internal/ingest). Off by
 	// default.
@@ -107,6 +112,60 @@ type Webhook struct {
 	BatchSize int           `yaml:"batch_size" json:"batch_size,omitempty"`
 	Timeout   time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	RetryFor  time.Duration `yaml:"retry_for" json:"retry_for,omitempty"`
+}
+
+// HistoryRule keeps the last Size events of the channels matching Pattern,
+// each for at most TTL (and the whole history while an event arrived within
+// TTL).
+type HistoryRule struct {
+	// Pattern is a channel name, or a glob where "*" matches any run of
+	// characters ("orders-*", "private-chat-*-log").
+	Pattern string        `yaml:"pattern" json:"pattern"`
+	Size    int           `yaml:"size" json:"size"`
+	TTL     time.Duration `yaml:"ttl" json:"ttl"`
+}
+
+// Matches reports whether channel matches the rule's pattern.
+func (r *HistoryRule) Matches(channel string) bool { return globMatch(r.Pattern, channel) }
+
+// globMatch matches s against pattern, where '*' matches any run of bytes
+// (empty included) and every other byte itself. Iterative with one
+// backtrack point, so a hostile pattern costs O(len(pattern)*len(s)) at
+// worst, never exponential.
+func globMatch(pattern, s string) bool {
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			p = star + 1
+			mark++
+			i = mark
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// HistoryRule returns the first history rule matching channel; ok is false
+// when none does (the common case costs one length check).
+func (a *App) HistoryRule(channel string) (rule HistoryRule, ok bool) {
+	for i := range a.History {
+		if a.History[i].Matches(channel) {
+			return a.History[i], true
+		}
+	}
+	return HistoryRule{}, false
 }
 
 // WebhookFilter narrows the channels a webhook reports on (both must match when set).

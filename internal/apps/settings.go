@@ -73,6 +73,8 @@ func AppSettings() []settings.Setting {
 		{Key: "activity_timeout", Default: 120 * time.Second, Rule: upToHour},
 		// A list of targets, each checked with WebhookSettings.
 		{Key: "webhooks"},
+		// A list of rules, each checked with HistorySettings.
+		{Key: "history"},
 		// Ingestion off (no URL), Laravel's default prefix.
 		{Key: "laravel_redis", Default: LaravelRedis{Prefix: DefaultLaravelRedisPrefix}},
 	}
@@ -96,6 +98,17 @@ func WebhookSettings() []settings.Setting {
 	}
 }
 
+// HistorySettings is the table of a history rule's keys.
+func HistorySettings() []settings.Setting {
+	return []settings.Setting{
+		{Key: "pattern"},
+		{Key: "size", Rule: settings.Rule{Expect: fmt.Sprintf("a number of events between 1 and %d", HistoryMaxSize),
+			Min: 1, Max: HistoryMaxSize}},
+		{Key: "ttl", Rule: settings.Rule{Expect: "a duration between 1s and 24h" + durHint,
+			Min: int64(time.Second), Max: int64(HistoryMaxTTL)}},
+	}
+}
+
 // webhookFilterSettings is the table of a webhook's filter.
 func webhookFilterSettings() []settings.Setting {
 	return []settings.Setting{{Key: "channel_name_starts_with"}, {Key: "channel_name_ends_with"}}
@@ -116,6 +129,7 @@ func Tables() settings.Tables {
 		settings.MustBind[Webhook](WebhookSettings()),
 		settings.MustBind[WebhookFilter](webhookFilterSettings()),
 		settings.MustBind[LaravelRedis](laravelRedisSettings()),
+		settings.MustBind[HistoryRule](HistorySettings()),
 	}
 }
 

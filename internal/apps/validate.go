@@ -31,6 +31,18 @@ const (
 	MaxOriginLength = 512
 	// MaxWebhooks bounds the webhook targets of one app.
 	MaxWebhooks = 64
+	// MaxHistoryRules bounds the history rules of one app; a publish walks
+	// them for each channel.
+	MaxHistoryRules = 64
+	// MaxHistoryPatternLength bounds one history rule's pattern.
+	MaxHistoryPatternLength = 200
+)
+
+// History limits: a channel keeps at most HistoryMaxSize events for at
+// most HistoryMaxTTL.
+const (
+	HistoryMaxSize = 10000
+	HistoryMaxTTL  = 24 * time.Hour
 )
 
 // Webhook limits: wide enough for any sane deployment, narrow enough to
@@ -145,6 +157,14 @@ func validate(a *App, ts settings.Tables) []FieldError {
 		v.laravelRedisURL(a.LaravelRedis.URL)
 	}
 
+	if len(a.History) > MaxHistoryRules {
+		v.add("history", "must list at most %d rules, got %d", MaxHistoryRules, len(a.History))
+	} else {
+		for i := range a.History {
+			v.historyRule(&a.History[i], indexPath("history", i))
+		}
+	}
+
 	if len(a.Webhooks) > MaxWebhooks {
 		v.add("webhooks", "must list at most %d targets, got %d", MaxWebhooks, len(a.Webhooks))
 	} else {
@@ -204,6 +224,21 @@ func (v *checker) add(path, format string, args ...any) {
 func (v *checker) rules(s reflect.Value, path string) {
 	tb := v.tables.Of(s.Type())
 	tb.Problems(s, func(key, msg string) { v.add(joinPath(path, key), "%s", msg) })
+}
+
+// historyRule checks one history rule.
+func (v *checker) historyRule(r *HistoryRule, path string) {
+	pp := joinPath(path, "pattern")
+	switch {
+	case r.Pattern == "":
+		v.add(pp, `must be a channel name or a glob such as "orders-*", got nothing`)
+	case len(r.Pattern) > MaxHistoryPatternLength:
+		v.add(pp, "must be at most %d characters, got %d", MaxHistoryPatternLength, len(r.Pattern))
+	case strings.ContainsAny(r.Pattern, " \t\r\n\x00"):
+		v.add(pp, "must be a channel name or a glob without spaces, got %q", clipID(r.Pattern))
+	}
+	// size and ttl.
+	v.rules(reflect.ValueOf(r).Elem(), path)
 }
 
 // webhook checks one webhook. The URL and header values are not echoed:

@@ -56,6 +56,7 @@ type Config struct {
 	WebhookMaxPending    int           `yaml:"webhook_max_pending"`
 	WebhookQueueMB       int           `yaml:"webhook_queue_mb"`
 	WebhookWorkers       int           `yaml:"webhook_workers"`
+	HistoryMemoryMB      int           `yaml:"history_memory_mb"`
 	WebhookPresenceDelay time.Duration `yaml:"webhook_presence_delay"`
 
 	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"`

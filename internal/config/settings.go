@@ -183,6 +183,12 @@ func serverSettings() []settings.Setting {
 		{Key: "webhook_queue_mb", Default: 64,
 			Rule: count(1, 65536, "a size in MB between 1 and 65536"),
 			Help: "hold at most this many `MB` of webhooks (batches waiting for delivery; a quarter for events waiting to be batched); the newest are dropped and counted past it"},
+		// Bounds, in MB, the channel history a single node keeps in memory
+		// (apps' history rules); past it the channels written least
+		// recently lose theirs. In a cluster history lives in Redis.
+		{Key: "history_memory_mb", Default: 64,
+			Rule: count(1, 65536, "a size in MB between 1 and 65536"),
+			Help: "keep at most this many `MB` of channel history in memory on a single node (apps' history rules); the channels written least recently lose theirs past it"},
 		// Concurrent deliveries per node.
 		{Key: "webhook_workers", Default: 4,
 			Rule: count(1, 1024, "a number between 1 and 1024"),

@@ -9,6 +9,10 @@ type localChannel struct {
 	mu    sync.RWMutex
 	list  []*Client
 	index map[*Client]int
+	// hist tracks each subscriber's position on a channel with history
+	// (history.go); nil on every other channel, whose broadcasts then
+	// cost what they always did.
+	hist map[*Client]*histSub
 }
 
 // addLocal subscribes c to k on this node and, while still holding the
@@ -35,6 +39,31 @@ func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
 	lc.mu.Unlock()
 }
 
+// addLocalTracked subscribes c to k on this node as a subscriber whose
+// position is tracked, being set up: what is broadcast on k waits for it
+// until subscribeHistory has sent its history.
+func (h *Hub) addLocalTracked(k chanKey, c *Client) *localChannel {
+	sh := h.chanShard(k)
+	sh.mu.Lock()
+	lc := sh.m[k]
+	if lc == nil {
+		lc = &localChannel{index: make(map[*Client]int)}
+		sh.m[k] = lc
+	}
+	lc.mu.Lock()
+	sh.mu.Unlock()
+	if lc.hist == nil {
+		lc.hist = make(map[*Client]*histSub)
+	}
+	if _, ok := lc.index[c]; !ok {
+		lc.index[c] = len(lc.list)
+		lc.list = append(lc.list, c)
+	}
+	lc.hist[c] = &histSub{setup: true}
+	lc.mu.Unlock()
+	return lc
+}
+
 // removeLocal unsubscribes c from k on this node.
 func (h *Hub) removeLocal(k chanKey, c *Client) {
 	sh := h.chanShard(k)
@@ -53,6 +82,9 @@ func (h *Hub) removeLocal(k chanKey, c *Client) {
 		lc.list[last] = nil
 		lc.list = lc.list[:last]
 		delete(lc.index, c)
+		if lc.hist != nil {
+			delete(lc.hist, c)
+		}
 	}
 	empty := len(lc.list) == 0
 	lc.mu.Unlock()
@@ -73,6 +105,10 @@ func (h *Hub) broadcast(k chanKey, frame []byte, at int64, except *Client) int {
 	}
 	n := 0
 	lc.mu.RLock()
+	if lc.hist != nil {
+		lc.mu.RUnlock()
+		return broadcastTracked(lc, frame, at, except)
+	}
 	for _, c := range lc.list {
 		if c != except {
 			c.conn.Send(frame, at)

@@ -233,6 +233,11 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 		} else {
 			c.send(protocol.SubscriptionSucceeded(name))
 		}
+		if s.Recover != nil {
+			// Already subscribed on this connection: nothing was missed
+			// here, and nothing is replayed.
+			h.recovered(c, k, protocol.RecoveryInvalid, 0, Position{})
+		}
 		return
 	}
 
@@ -295,7 +300,14 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	} else {
 		ok = protocol.SubscriptionSucceeded(name)
 	}
-	h.addLocal(k, c, h.frame(ok))
+	if rule, hist := h.historyRule(app, name); hist {
+		h.subscribeHistory(c, k, rule, ok, s.Recover)
+	} else {
+		h.addLocal(k, c, h.frame(ok))
+		if s.Recover != nil {
+			h.recovered(c, k, protocol.RecoveryNoHistory, 0, Position{})
+		}
+	}
 
 	obs := h.opt.Observer
 	if res.Added && res.Count == 1 && obs != nil {
@@ -508,7 +520,15 @@ func (c *Client) clientEvent(m protocol.Message) {
 		userID = sub.member.ID
 	}
 	payload := protocol.EventRaw(m.Event, m.Channel, m.Data, userID)
-	h.publishInternal(app, m.Channel, payload, c, SourceClient)
+	if rule, ok := h.historyRule(app, m.Channel); ok {
+		// Numbered and delivered by the History (history.go); no deadline
+		// of ours, as in publishInternal.
+		if err := h.appendHistory(context.Background(), rule, BrokerMessage{AppID: app.ID, Channel: m.Channel, Payload: payload, ExceptSocketID: c.id}); err != nil {
+			h.log.Warn("client event: history unavailable", "app_id", app.ID, "channel", m.Channel, "err", err)
+		}
+	} else {
+		h.publishInternal(app, m.Channel, payload, c, SourceClient)
+	}
 	if o := h.opt.Observer; o != nil {
 		o.ClientEvent(app.ID, m.Channel, m.Event, m.Data, c.id, userID)
 	}

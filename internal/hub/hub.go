@@ -29,6 +29,10 @@ type Options struct {
 	// internal/cluster/memory has the single-node ones.
 	State  State
 	Broker Broker
+	// History keeps the events of channels with history and delivers them
+	// (history.go); nil: apps' history rules are ignored. The engines have
+	// one (memory.Cluster.History, cluster.Engine.History).
+	History History
 	// Apps finds apps: by key for a connection's admission (Admit,
 	// admit.go), by id for what the engine reports on (HandleDeparture;
 	// without it departures are only logged).
@@ -109,6 +113,8 @@ type Hub struct {
 
 	countMu    sync.Mutex
 	countDirty map[chanKey]*apps.App
+
+	histMetrics HistoryMetrics // Options.Metrics, when it counts recoveries
 }
 
 type chanKey struct{ app, name string }
@@ -167,6 +173,7 @@ func New(o Options) *Hub {
 		watchers:   make(map[userKey]map[*Client]struct{}),
 		countDirty: make(map[chanKey]*apps.App),
 	}
+	h.histMetrics, _ = o.Metrics.(HistoryMetrics)
 	h.adm.init(o)
 	for i := range h.channels {
 		h.channels[i].m = make(map[chanKey]*localChannel)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/protocol"
 )
 
@@ -256,6 +257,63 @@ type BrokerMessage struct {
 	ToUser string
 	// TerminateUser, when set, closes the sockets signed in as that user.
 	TerminateUser string
+	// Position is set on the events of a channel with history (History):
+	// Payload is then the message without its position, which the hub adds.
+	Position Position
+}
+
+// Position is where an event stands in its channel's history: Epoch names
+// one unbroken history (a new one whenever history was lost) and Offset
+// counts its events from 1.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// HistoryEntry is one stored event: its offset and its message without a
+// position (as BrokerMessage.Payload).
+type HistoryEntry struct {
+	Offset  uint64
+	Payload []byte
+}
+
+// HistoryPage is what History.Read found.
+type HistoryPage struct {
+	// Epoch is the history's epoch; Top the last offset assigned in it (0
+	// when none yet).
+	Epoch string
+	Top   uint64
+	// First is the offset of the oldest event still kept (0 when none).
+	First uint64
+	// Entries are the kept events after the requested offset, in order.
+	Entries []HistoryEntry
+}
+
+// History keeps the recent events of the channels an app's history rules
+// match (apps.HistoryRule), and delivers them in order. internal/cluster/
+// memory keeps it in this process (bounded by a global byte cap);
+// internal/cluster keeps it in Redis streams, where any node can read it.
+// Every implementation passes internal/cluster/enginetest.
+//
+// Append stores m.Payload as the next event of (m.AppID, m.Channel): its
+// offset is the previous one plus one, across every node sharing the
+// History. When the channel has no history yet, or lost it (expired as a
+// whole after rule.TTL without an event, evicted, deleted from Redis), a
+// new history starts with a new random epoch and offset 1. The channel
+// keeps at most rule.Size events, each for at most rule.TTL. Append then
+// delivers m, Position set, to every node with interest in the channel,
+// this one included, through Receiver.HandleBrokerMessage: each node
+// receives a channel's events in offset order, once (the hub does not
+// deliver history events to its own connections itself). On error the
+// event may or may not have been stored and delivered.
+//
+// Read returns the channel's epoch and top, creating the history (a new
+// epoch, top 0) when there is none, and at most limit kept events with an
+// offset above after, oldest first (limit 0: none). Every call honours
+// ctx.
+type History interface {
+	Append(ctx context.Context, rule apps.HistoryRule, m BrokerMessage) (Position, error)
+	Read(ctx context.Context, appID, channel string, rule apps.HistoryRule, after uint64, limit int) (HistoryPage, error)
 }
 
 // Observer learns of what happens in the hub (metrics, webhooks, the

@@ -27,10 +27,10 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 	var wg sync.WaitGroup
 	brokerErrs := make([]error, len(req.Channels))
 	sem := make(chan struct{}, brokerParallel)
-	toBroker := func(i int, m BrokerMessage) {
+	run := func(i int, f func() error) {
 		if len(req.Channels) == 1 {
 			// The common case needs no goroutine.
-			brokerErrs[i] = h.toBroker(ctx, m)
+			brokerErrs[i] = f()
 			return
 		}
 		sem <- struct{}{}
@@ -38,9 +38,10 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			brokerErrs[i] = h.toBroker(ctx, m)
+			brokerErrs[i] = f()
 		}()
 	}
+	toBroker := func(i int, m BrokerMessage) { run(i, func() error { return h.toBroker(ctx, m) }) }
 	for i, name := range req.Channels {
 		start := h.fanoutStart()
 		payload := protocol.Event(req.Name, name, req.Data)
@@ -51,6 +52,16 @@ func (h *Hub) Publish(ctx context.Context, app *apps.App, req PublishRequest) er
 			if err := h.state.SetCache(ctx, app.ID, name, CachedEvent{Event: req.Name, Data: req.Data}, h.opt.CacheTTL); err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("%w: cache %s: %w", ErrUnavailable, name, err)
 			}
+		}
+		if rule, ok := h.historyRule(app, name); ok {
+			// The History stores it, numbers it and delivers it to every
+			// node, this one too, in offset order.
+			m := BrokerMessage{AppID: app.ID, Channel: name, Payload: payload, ExceptSocketID: req.ExceptSocketID}
+			run(i, func() error { return h.appendHistory(ctx, rule, m) })
+			if o := h.opt.Observer; o != nil {
+				o.Published(app.ID, name, req.Name, 0)
+			}
+			continue
 		}
 		n := 0
 		if kind == protocol.ServerToUser {
@@ -126,6 +137,9 @@ func (h *Hub) HandleBrokerMessage(m BrokerMessage) {
 		h.terminateLocal(m.AppID, m.TerminateUser)
 	case m.ToUser != "":
 		n := h.deliverToUser(m.AppID, m.ToUser, h.frame(m.Payload), start, h.client(m.ExceptSocketID))
+		h.fanoutDone(m.AppID, SourceCluster, n, start)
+	case m.Channel != "" && m.Position.Epoch != "":
+		n := h.deliverHistory(chanKey{m.AppID, m.Channel}, m.Payload, m.Position, start, m.ExceptSocketID)
 		h.fanoutDone(m.AppID, SourceCluster, n, start)
 	case m.Channel != "":
 		n := h.broadcastExceptID(chanKey{m.AppID, m.Channel}, h.frame(m.Payload), start, m.ExceptSocketID)

@@ -101,6 +101,10 @@ func FuzzDecodeSubscribe(f *testing.F) {
 		`{"channel":"c","channel_data":"{\"user_id\":\"\u2028\"}"}`,
 		`"{\"channel\":\"c\"}"`,
 		`" {\"channel\":\"c\"} "`,
+		`{"channel":"c","recover":{"epoch":"e","offset":42}}`,
+		`{"channel":"c","recover":{"epoch":"","offset":-1}}`,
+		`{"channel":"c","recover":{"epoch":"e","offset":1e3}}`,
+		`{"channel":"c","recover":"x"}`,
 		`"[1]"`,
 		`[]`,
 		` {"channel":"c"}`,
@@ -113,7 +117,7 @@ func FuzzDecodeSubscribe(f *testing.F) {
 			if !errors.Is(err, ErrMessage) {
 				t.Fatalf("error %v does not wrap ErrMessage", err)
 			}
-			if s != (Subscribe{}) {
+			if !sameSubscribe(s, Subscribe{}) {
 				t.Fatalf("non-zero Subscribe on error: %+v", s)
 			}
 			return
@@ -127,6 +131,11 @@ func FuzzDecodeSubscribe(f *testing.F) {
 		// Re-encode what was understood: the decoder gives the same back,
 		// whether the object is sent as is or double-encoded.
 		w := map[string]any{"channel": s.Channel, "auth": s.Auth}
+		if r := s.Recover; r != nil && r.Valid {
+			w["recover"] = map[string]any{"epoch": r.Epoch, "offset": r.Offset}
+		} else if r != nil {
+			w["recover"] = map[string]any{"epoch": ""}
+		}
 		if s.ChannelDataNotString {
 			w["channel_data"] = map[string]any{"user_id": 1}
 		} else if s.ChannelData != "" {
@@ -139,7 +148,7 @@ func FuzzDecodeSubscribe(f *testing.F) {
 		str, _ := json.Marshal(string(obj))
 		for _, enc := range [][]byte{obj, str} {
 			s2, err := DecodeSubscribe(enc)
-			if err != nil || s2 != s {
+			if err != nil || !sameSubscribe(s2, s) {
 				t.Fatalf("re-decoding %s = %+v, %v; want %+v", enc, s2, err, s)
 			}
 		}
@@ -149,8 +158,59 @@ func FuzzDecodeSubscribe(f *testing.F) {
 		if err != nil {
 			t.Fatalf("frame %s: %v", frame, err)
 		}
-		if s2, err := DecodeSubscribe(m.Data); err != nil || s2 != s {
+		if s2, err := DecodeSubscribe(m.Data); err != nil || !sameSubscribe(s2, s) {
 			t.Fatalf("subscribe via frame = %+v, %v; want %+v", s2, err, s)
+		}
+	})
+}
+
+// sameSubscribe compares two decoded subscriptions, Recover by value.
+func sameSubscribe(a, b Subscribe) bool {
+	ra, rb := a.Recover, b.Recover
+	a.Recover, b.Recover = nil, nil
+	if a != b || (ra == nil) != (rb == nil) {
+		return false
+	}
+	return ra == nil || *ra == *rb
+}
+
+// FuzzDecodeRecover holds the recover field's parser to its promise: a
+// valid request has a non-empty epoch of at most MaxEpochLength bytes and
+// an offset given as plain digits; anything else is marked invalid, never
+// an error or a panic.
+func FuzzDecodeRecover(f *testing.F) {
+	for _, s := range []string{
+		`{"epoch":"e","offset":42}`,
+		`{"epoch":"e","offset":18446744073709551615}`,
+		`{"epoch":"e","offset":18446744073709551616}`,
+		`{"epoch":"e","offset":-1}`,
+		`{"epoch":"e","offset":4.2}`,
+		`{"epoch":"e","offset":"42"}`,
+		`{"epoch":1,"offset":1}`,
+		`{"offset":1}`,
+		`[]`,
+		`"x"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := decodeRecover(json.RawMessage(b))
+		if r == nil {
+			t.Fatal("nil Recover")
+		}
+		if !r.Valid {
+			if r.Epoch != "" || r.Offset != 0 {
+				t.Fatalf("invalid request with fields set: %+v", r)
+			}
+			return
+		}
+		if r.Epoch == "" || len(r.Epoch) > MaxEpochLength {
+			t.Fatalf("valid request with epoch %q", r.Epoch)
+		}
+		// What was understood re-encodes to the same request.
+		enc, _ := json.Marshal(map[string]any{"epoch": r.Epoch, "offset": r.Offset})
+		if r2 := decodeRecover(enc); *r2 != *r {
+			t.Fatalf("re-decoding %s = %+v, want %+v", enc, r2, r)
 		}
 	})
 }

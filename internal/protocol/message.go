@@ -133,6 +133,9 @@ type Subscribe struct {
 	// ChannelDataNotString is set when channel_data arrived as something
 	// other than a string, which no signature can cover.
 	ChannelDataNotString bool
+	// Recover, when not nil, asks for the events missed since a position
+	// (Herald's channel history, history.go).
+	Recover *Recover
 }
 
 // DecodeSubscribe decodes the data of pusher:subscribe.
@@ -141,6 +144,7 @@ func DecodeSubscribe(data json.RawMessage) (Subscribe, error) {
 		Channel     *string         `json:"channel"`
 		Auth        json.RawMessage `json:"auth"`
 		ChannelData json.RawMessage `json:"channel_data"`
+		Recover     json.RawMessage `json:"recover"`
 	}
 	if err := objectData(data, &w); err != nil {
 		return Subscribe{}, err
@@ -158,6 +162,9 @@ func DecodeSubscribe(data json.RawMessage) (Subscribe, error) {
 		if w.ChannelData[0] != '"' || json.Unmarshal(w.ChannelData, &s.ChannelData) != nil {
 			s.ChannelDataNotString = true
 		}
+	}
+	if len(w.Recover) > 0 && !isNull(w.Recover) {
+		s.Recover = decodeRecover(w.Recover)
 	}
 	return s, nil
 }

@@ -470,3 +470,52 @@ func TestParseUserData(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeSubscribeRecover(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		want *Recover
+	}{
+		{`{"channel":"c"}`, nil},
+		{`{"channel":"c","recover":null}`, nil},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":42}}`, &Recover{Epoch: "e1", Offset: 42, Valid: true}},
+		{`"{\"channel\":\"c\",\"recover\":{\"epoch\":\"e1\",\"offset\":0}}"`, &Recover{Epoch: "e1", Valid: true}},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":18446744073709551615}}`, &Recover{Epoch: "e1", Offset: 1<<64 - 1, Valid: true}},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":18446744073709551616}}`, &Recover{}},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":-1}}`, &Recover{}},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":1.5}}`, &Recover{}},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":1e2}}`, &Recover{}},
+		{`{"channel":"c","recover":{"epoch":"e1","offset":"7"}}`, &Recover{}},
+		{`{"channel":"c","recover":{"offset":7}}`, &Recover{}},
+		{`{"channel":"c","recover":{"epoch":"","offset":7}}`, &Recover{}},
+		{`{"channel":"c","recover":{"epoch":7,"offset":7}}`, &Recover{}},
+		{`{"channel":"c","recover":[1]}`, &Recover{}},
+		{`{"channel":"c","recover":"x"}`, &Recover{}},
+	} {
+		s, err := DecodeSubscribe(json.RawMessage(tc.data))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.data, err)
+		}
+		if (s.Recover == nil) != (tc.want == nil) || (s.Recover != nil && *s.Recover != *tc.want) {
+			t.Errorf("%s: Recover = %+v, want %+v", tc.data, s.Recover, tc.want)
+		}
+	}
+}
+
+func TestWithPositionAndRecovery(t *testing.T) {
+	got := string(WithPosition(Event("ev", "orders-1", "x"), "ab", 7))
+	want := `{"event":"ev","channel":"orders-1","data":"x","position":{"epoch":"ab","offset":7}}`
+	if got != want {
+		t.Fatalf("WithPosition = %s", got)
+	}
+	got = string(Recovery("orders-1", true, "", 17, "e", 59))
+	want = `{"event":"herald:recovery","channel":"orders-1","data":"{\"recovered\":true,\"replayed\":17,\"position\":{\"epoch\":\"e\",\"offset\":59}}"}`
+	if got != want {
+		t.Fatalf("Recovery = %s", got)
+	}
+	got = string(Recovery("orders-1", false, RecoveryTooOld, 0, "e", 59))
+	want = `{"event":"herald:recovery","channel":"orders-1","data":"{\"recovered\":false,\"reason\":\"too_old\",\"position\":{\"epoch\":\"e\",\"offset\":59}}"}`
+	if got != want {
+		t.Fatalf("Recovery failure = %s", got)
+	}
+}

@@ -38,6 +38,8 @@ type Server struct {
 	// node and broker are the Redis engine (nil on a single node).
 	node   *cluster.Node
 	broker *cluster.Broker
+	// memHistory is the single node's channel history (nil in a cluster).
+	memHistory *memory.History
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
 	// ingest receives what Laravel's redis broadcaster publishes for the
@@ -197,7 +199,10 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 func (s *Server) buildEngine(hopt *hub.Options) error {
 	hopt.Apps = s.apps
 	if s.cfg.RedisURL == "" {
-		hopt.State, hopt.Broker = memory.New(nil)
+		c := memory.NewCluster(nil)
+		c.History().SetMaxBytes(int64(s.cfg.HistoryMemoryMB) << 20)
+		s.memHistory = c.History()
+		hopt.State, hopt.Broker, hopt.History = c.State(), c.NewBroker(), c.History()
 		return nil
 	}
 	ro, err := redis.ParseURL(s.cfg.RedisURL)

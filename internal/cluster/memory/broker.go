@@ -20,6 +20,7 @@ import (
 // Brokers made by NewBroker.
 type Cluster struct {
 	state *State
+	hist  *History
 	mu    sync.Mutex // serialises joins and leaves
 	// nodes is replaced whole on a join or leave, so that Publish reads it
 	// without a lock.
@@ -29,7 +30,11 @@ type Cluster struct {
 // NewCluster returns an empty cluster whose State runs on clock now (nil:
 // time.Now).
 func NewCluster(now func() time.Time) *Cluster {
+	if now == nil {
+		now = time.Now
+	}
 	c := &Cluster{state: NewState(now)}
+	c.hist = newHistory(c, now)
 	c.nodes.Store(new([]*Broker))
 	return c
 }
