@@ -36,6 +36,16 @@ const apps = [app({ history: HISTORY, max_event_batch_size: 10 })];
 const single = useHerald({ apps });
 const cluster = useCluster({ apps }, { nodes: 2 });
 
+/** waitUntil, with a description computed when it times out. */
+async function waitFor(cond, timeout, describe) {
+  try {
+    await waitUntil(cond, { timeout, what: 'condition' });
+  } catch (err) {
+    if (!/timed out/.test(err.message)) throw err;
+    throw new Error(`timed out after ${timeout} ms waiting for ${describe()}`);
+  }
+}
+
 /** A TCP proxy in front of a herald node that the test can cut. */
 class CutProxy {
   static async start(target) {
@@ -99,7 +109,10 @@ class Publisher {
     this.sent = 0;
     this.stopped = false;
     this.t0 = Date.now();
-    this.loop = this.run();
+    this.error = null;
+    this.loop = this.run().catch((err) => {
+      this.error = new Error(`publishing on ${this.channel} after ${this.sent} events: ${err.message} ${err.status ?? ''} ${err.body ?? ''}`);
+    });
   }
 
   async run() {
@@ -122,13 +135,17 @@ class Publisher {
   /** Resolves once `n` more events were published. */
   async more(n) {
     const target = this.sent + n;
-    await waitUntil(() => this.sent >= target, { timeout: 10_000 + (n * 2000) / RATE, what: `${n} more events on ${this.channel}` });
+    await waitUntil(() => {
+      if (this.error) throw this.error;
+      return this.sent >= target;
+    }, { timeout: 10_000 + (n * 2000) / RATE, what: `${n} more events on ${this.channel}` });
   }
 
   /** Stops and resolves with how many events were published. */
   async stop() {
     this.stopped = true;
     await this.loop;
+    if (this.error) throw this.error;
     return this.sent;
   }
 }
@@ -221,14 +238,13 @@ async function cutScenario(t, cutMs) {
   PusherJS.Runtime.getNetwork().emit('online');
   const atResume = { mem: pubMem.sent, red: pubRed.sent };
 
-  await waitUntil(() => followers.every((f) => f.recoveries.length > 0), { timeout: 20_000, what: 'herald:recovery on every client' });
+  await waitFor(() => followers.every((f) => f.recoveries.length > 0), 20_000,
+    () => `herald:recovery on every client (${followers.map((f) => `${f.label}: ${f.pusher.connection.state}, ${f.recoveries.length}`).join('; ')})`);
   await Promise.all([pubMem.more(RATE / 2), pubRed.more(RATE / 2)]);
   const total = { mem: await pubMem.stop(), red: await pubRed.stop() };
   for (const [group, fs] of [['mem', mem], ['red', red]]) {
-    await waitUntil(() => fs.every((f) => f.seqs.length >= total[group]), {
-      timeout: 15_000,
-      what: () => `every ${group} client to reach ${total[group]} (${fs.map((f) => `${f.label}: ${f.seqs.length}`).join(', ')})`,
-    });
+    await waitFor(() => fs.every((f) => f.seqs.length >= total[group]), 15_000,
+      () => `every ${group} client to reach ${total[group]} (${fs.map((f) => `${f.label}: ${f.seqs.length}`).join(', ')})`);
   }
   for (const f of followers) {
     const group = mem.includes(f) ? 'mem' : 'red';
