@@ -280,8 +280,13 @@ cluster.test('Redis loses the stream during the cut: herald:recovery says epoch_
 
   p.cut();
   await api.trigger(channel, 'tick', { seq: 6 });
-  const deleted = await deleteRedisKeys(6379, `${cluster.prefix}*${channel}*`);
-  assert.ok(deleted > 0, 'the channel history keys exist in Redis under the prefix');
+  // The channel's history keys (internal/cluster/keys.go): its meta hash
+  // (epoch, top) and its stream.
+  const app = apps[0].id;
+  const deleted =
+    (await deleteRedisKeys(6379, `${cluster.prefix}{${app}}:h:${channel}`)) +
+    (await deleteRedisKeys(6379, `${cluster.prefix}{${app}}:hx:${channel}`));
+  assert.equal(deleted, 2, 'the channel history keys exist in Redis under the prefix');
   await api.trigger(channel, 'tick', { seq: 7 }); // the first event of the new epoch
   p.resume(B);
   PusherJS.Runtime.getNetwork().emit('online');
