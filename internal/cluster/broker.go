@@ -415,7 +415,10 @@ func (b *Broker) receiveLoop() {
 				b.dropped.Add(1)
 				continue
 			}
-			if origin == b.o.NodeID {
+			if origin == b.o.NodeID && m.Position.Epoch == "" {
+				// The hub delivered its own message itself; a history event
+				// (published by the history script) it delivers from here,
+				// in offset order.
 				continue
 			}
 			if r := b.recv.Load(); r != nil {
@@ -458,7 +461,12 @@ func (b *Broker) Close() error {
 type Engine struct {
 	Node   *Node
 	Broker *Broker
+	hist   *History
 }
+
+// History returns the engine's channel history (in Redis streams, shared
+// by every node).
+func (e *Engine) History() *History { return e.hist }
 
 var _ hub.Broker = (*Engine)(nil)
 
@@ -477,7 +485,7 @@ func NewEngine(o BrokerOptions) (*Engine, error) {
 		_ = n.rdb.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	return &Engine{Node: n, Broker: b}, nil
+	return &Engine{Node: n, Broker: b, hist: newHistory(b)}, nil
 }
 
 // State returns the node's shared State.

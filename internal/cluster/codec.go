@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/herald-ws/herald/internal/hub"
@@ -32,13 +34,44 @@ func EncodeMessage(dst []byte, origin string, m hub.BrokerMessage) []byte {
 	return append(dst, m.Payload...)
 }
 
-// DecodeMessage is the inverse of EncodeMessage. It never panics; garbage
-// gives an error. The returned Payload aliases b.
+// positionedVersion is the first byte of a history event (m.Position
+// set), which the history script publishes: the byte, the epoch, a space,
+// the offset in decimal, a newline, then EncodeMessage's form without its
+// version byte. The script builds the prefix, so it stays plain text.
+const positionedVersion = 2
+
+// DecodeMessage is the inverse of EncodeMessage, and reads what the
+// history script publishes. It never panics; garbage gives an error. The
+// returned Payload aliases b.
 func DecodeMessage(b []byte) (origin string, m hub.BrokerMessage, err error) {
-	if len(b) == 0 || b[0] != codecVersion {
+	if len(b) == 0 {
 		return "", hub.BrokerMessage{}, errBadMessage
 	}
-	b = b[1:]
+	if b[0] == positionedVersion {
+		nl := bytes.IndexByte(b, '\n')
+		if nl < 0 {
+			return "", hub.BrokerMessage{}, errBadMessage
+		}
+		epoch, off, ok := strings.Cut(string(b[1:nl]), " ")
+		n, perr := strconv.ParseUint(off, 10, 64)
+		if !ok || epoch == "" || perr != nil || n == 0 {
+			return "", hub.BrokerMessage{}, errBadMessage
+		}
+		origin, m, err = decodeBody(b[nl+1:])
+		if err != nil || m.Channel == "" {
+			return "", hub.BrokerMessage{}, errBadMessage
+		}
+		m.Position = hub.Position{Epoch: epoch, Offset: n}
+		return origin, m, nil
+	}
+	if b[0] != codecVersion {
+		return "", hub.BrokerMessage{}, errBadMessage
+	}
+	return decodeBody(b[1:])
+}
+
+// decodeBody decodes EncodeMessage's form after the version byte.
+func decodeBody(b []byte) (origin string, m hub.BrokerMessage, err error) {
 	var f [6]string
 	for i := range f {
 		n, k := binary.Uvarint(b)

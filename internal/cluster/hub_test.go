@@ -90,7 +90,7 @@ func newClusterNodeWith(t *testing.T, o Options, app *apps.App, ho hub.Options) 
 		t.Fatal(err)
 	}
 	cn := &clusterNode{node: eng.Node, broker: eng.Broker}
-	ho.State, ho.Broker, ho.Apps = eng.State(), eng, store
+	ho.State, ho.Broker, ho.History, ho.Apps = eng.State(), eng, eng.History(), store
 	cn.hub = hub.New(ho)
 	if err := cn.node.Start(); err != nil {
 		t.Fatalf("start: %v", err)

@@ -25,7 +25,7 @@ func TestRedisEngineContract(t *testing.T) {
 				e.Node.Close()
 			})
 			testwait.For(t, 3*time.Second, "broker up", func() bool { return e.Broker.Healthy() == nil })
-			out[i] = enginetest.Node{State: e.State(), Broker: e}
+			out[i] = enginetest.Node{State: e.State(), Broker: e, History: e.History()}
 		}
 		return out
 	})

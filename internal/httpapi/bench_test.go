@@ -67,3 +67,7 @@ func BenchmarkTrigger(b *testing.B) {
 		}
 	}
 }
+
+func (noopHub) History(context.Context, *apps.App, string, uint64, int) (hub.HistoryPage, error) {
+	return hub.HistoryPage{}, hub.ErrNoHistory
+}

@@ -169,3 +169,7 @@ func FuzzVerifyRequest(f *testing.F) {
 		}
 	})
 }
+
+func (checkingHub) History(context.Context, *apps.App, string, uint64, int) (hub.HistoryPage, error) {
+	return hub.HistoryPage{}, hub.ErrNoHistory
+}

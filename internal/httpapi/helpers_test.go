@@ -35,8 +35,10 @@ type fakeHub struct {
 	terminated []string
 	channels   map[string]hub.ChannelInfo
 	members    map[string][]protocol.Member
-	err        error // returned by every method when set
-	panicMsg   any   // Publish panics with it when set
+	history    map[string]hub.HistoryPage // channels with history
+	asked      [2]uint64                  // History's last after and limit
+	err        error                      // returned by every method when set
+	panicMsg   any                        // Publish panics with it when set
 }
 
 func newFakeHub() *fakeHub {
@@ -83,6 +85,20 @@ func (f *fakeHub) Channels(_ context.Context, _ *apps.App, prefix string) ([]hub
 		}
 	}
 	return out, nil
+}
+
+func (f *fakeHub) History(_ context.Context, _ *apps.App, channel string, after uint64, limit int) (hub.HistoryPage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return hub.HistoryPage{}, f.err
+	}
+	p, ok := f.history[channel]
+	if !ok {
+		return hub.HistoryPage{}, hub.ErrNoHistory
+	}
+	f.asked = [2]uint64{after, uint64(limit)}
+	return p, nil
 }
 
 func (f *fakeHub) PresenceUsers(_ context.Context, _ *apps.App, channel string) ([]protocol.Member, error) {

@@ -55,6 +55,9 @@ type Hub interface {
 	PresenceUsers(ctx context.Context, app *apps.App, channel string) ([]protocol.Member, error)
 	// TerminateUser closes every connection signed in as userID.
 	TerminateUser(ctx context.Context, app *apps.App, userID string) error
+	// History returns at most limit kept events of a channel with history
+	// after offset after; hub.ErrNoHistory when no rule matches it.
+	History(ctx context.Context, app *apps.App, channel string, after uint64, limit int) (hub.HistoryPage, error)
 }
 
 // Options configure the handler returned by New.
@@ -192,6 +195,7 @@ func (h *handler) routes() {
 	route(http.MethodGet, "/apps/{id}/channels", h.signed(rateRead, h.channels))
 	route(http.MethodGet, "/apps/{id}/channels/{channel_name}", h.signed(rateRead, h.channel))
 	route(http.MethodGet, "/apps/{id}/channels/{channel_name}/users", h.signed(rateRead, h.users))
+	route(http.MethodGet, "/apps/{id}/channels/{channel_name}/history", h.signed(rateRead, h.history))
 	route(http.MethodPost, "/apps/{id}/users/{user_id}/terminate_connections", h.signed(rateNone, h.terminate))
 	route(http.MethodGet, "/up", h.up)
 	route(http.MethodGet, "/ready", h.readyz)
@@ -343,6 +347,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, pe.Status, pe.Message)
 	case errors.Is(err, hub.ErrNotPresence):
 		writeError(w, http.StatusBadRequest, "The channel must be a presence channel")
+	case errors.Is(err, hub.ErrNoHistory):
+		writeError(w, http.StatusNotFound, "The channel has no history: no history rule of the app matches it")
 	case errors.Is(err, hub.ErrUnavailable):
 		h.log.Warn("cluster engine unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "Service unavailable: the cluster engine (Redis) is unreachable; try again")

@@ -40,6 +40,8 @@ type Server struct {
 	broker *cluster.Broker
 	// memHistory is the single node's channel history (nil in a cluster).
 	memHistory *memory.History
+	// redisHistory is the cluster's channel history (nil alone).
+	redisHistory *cluster.History
 	// webhooks delivers webhooks (nil when no app has one).
 	webhooks *webhooks.Dispatcher
 	// ingest receives what Laravel's redis broadcaster publishes for the
@@ -224,7 +226,8 @@ func (s *Server) buildEngine(hopt *hub.Options) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	s.node, s.broker = eng.Node, eng.Broker
-	hopt.State, hopt.Broker = eng.State(), eng
+	hopt.State, hopt.Broker, hopt.History = eng.State(), eng, eng.History()
+	s.redisHistory = eng.History()
 	return nil
 }
 

@@ -15,6 +15,9 @@ import (
 type Node struct {
 	State  hub.State
 	Broker hub.Broker
+	// History is the node's channel history (history.go); every node of a
+	// cluster shares one history.
+	History hub.History
 }
 
 // NewCluster returns n nodes of one new, empty cluster (a shared store, a
@@ -35,6 +38,7 @@ func Run(t *testing.T, newCluster NewCluster) {
 	runStateCluster(t, states)
 	runUsers(t, states)
 	runBroker(t, newCluster)
+	runHistory(t, newCluster)
 }
 
 // runUsers checks UserOnline and UserOffline: idempotent, counted across

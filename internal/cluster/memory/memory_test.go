@@ -14,7 +14,7 @@ func TestMemoryEngineContract(t *testing.T) {
 		for i := range out {
 			b := c.NewBroker()
 			t.Cleanup(func() { b.Close() })
-			out[i] = enginetest.Node{State: c.State(), Broker: b}
+			out[i] = enginetest.Node{State: c.State(), Broker: b, History: c.History()}
 		}
 		return out
 	})
