@@ -232,12 +232,6 @@ func (f *fakeHerald) mark() int {
 	return len(f.subscribes)
 }
 
-func (f *fakeHerald) connCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.conns)
-}
-
 // recorder keeps a channel's tick data and recoveries in arrival order.
 type recorder struct {
 	mu         sync.Mutex
