@@ -55,8 +55,8 @@ type Config struct {
 	WebhookQueueSize     int           `yaml:"webhook_queue_size"`
 	WebhookMaxPending    int           `yaml:"webhook_max_pending"`
 	WebhookQueueMB       int           `yaml:"webhook_queue_mb"`
-	WebhookWorkers       int           `yaml:"webhook_workers"`
 	HistoryMemoryMB      int           `yaml:"history_memory_mb"`
+	WebhookWorkers       int           `yaml:"webhook_workers"`
 	WebhookPresenceDelay time.Duration `yaml:"webhook_presence_delay"`
 
 	TLSReloadInterval time.Duration `yaml:"tls_reload_interval"`

@@ -19,6 +19,7 @@ func setWebhookDefaults(c *Config) {
 	c.WebhookQueueSize = 10000
 	c.WebhookMaxPending = 10000
 	c.WebhookQueueMB = 64
+	c.HistoryMemoryMB = 64 // beside them in the table
 	c.WebhookWorkers = 4
 	c.WebhookPresenceDelay = 3 * time.Second
 }

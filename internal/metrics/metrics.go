@@ -44,6 +44,17 @@ type Options struct {
 	// Outbound feeds herald_outbound_bytes, herald_outbound_budget_bytes
 	// and herald_shed_connections_total (registered only when set).
 	Outbound OutboundSource
+	// MemoryHistory feeds the herald_history_* gauges of a single node's
+	// memory history; RedisHistory the counters of what this node appended
+	// to the cluster's history in Redis (each registered only when set).
+	MemoryHistory func() MemoryHistoryStats
+	RedisHistory  func() (appended, appendedBytes uint64)
+}
+
+// MemoryHistoryStats is what the memory history holds.
+type MemoryHistoryStats struct {
+	Channels, Events, Bytes, MaxBytes int64
+	Evicted                           uint64
 }
 
 // OutboundSource is the node's outbound budget (the transport), read when
@@ -79,6 +90,8 @@ type Metrics struct {
 	redisCmds   *prometheus.CounterVec
 	redisDur    *prometheus.HistogramVec
 	ingest      ingestMetrics
+	recoveries  *prometheus.CounterVec
+	replayed    *prometheus.CounterVec
 
 	apps sync.Map // app id → *appSeries
 }
@@ -139,6 +152,35 @@ func New(o Options) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.ingest = newIngestMetrics(m.reg)
+	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "history_recoveries_total",
+		Help: "Recovery requests on subscribe, by result: recovered, or the reason it failed (epoch_changed, too_old, invalid, no_history, unavailable)."}, []string{"app", "result"})
+	m.replayed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "history_replayed_total",
+		Help: "Events replayed from history by successful recoveries."}, app)
+	m.reg.MustRegister(m.recoveries, m.replayed)
+	if f := o.MemoryHistory; f != nil {
+		gauge := func(name, help string, get func(MemoryHistoryStats) float64) prometheus.Collector {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, func() float64 { return get(f()) })
+		}
+		m.reg.MustRegister(
+			gauge("history_channels", "Channels whose history this node keeps in memory.", func(s MemoryHistoryStats) float64 { return float64(s.Channels) }),
+			gauge("history_events", "Events kept in the memory history.", func(s MemoryHistoryStats) float64 { return float64(s.Events) }),
+			gauge("history_bytes", "Bytes held by the memory history (payloads and a fixed overhead per event).", func(s MemoryHistoryStats) float64 { return float64(s.Bytes) }),
+			gauge("history_max_bytes", "The memory history's cap (history_memory_mb).", func(s MemoryHistoryStats) float64 { return float64(s.MaxBytes) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "history_evicted_channels_total",
+				Help: "Channels whose memory history was dropped to stay within history_memory_mb (their next event starts a new epoch)."},
+				func() float64 { return float64(f().Evicted) }),
+		)
+	}
+	if f := o.RedisHistory; f != nil {
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "history_appended_total",
+				Help: "Events this node appended to the cluster's history in Redis."},
+				func() float64 { a, _ := f(); return float64(a) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "history_appended_bytes_total",
+				Help: "Payload bytes this node appended to the cluster's history in Redis (each stream holds at most its rule's size)."},
+				func() float64 { _, b := f(); return float64(b) }),
+		)
+	}
 	if o.Channels != nil {
 		m.reg.MustRegister(&channelCollector{src: o.Channels})
 	}
@@ -297,6 +339,16 @@ func (m *Metrics) Fanout(appID string, src hub.Source, deliveries int, elapsed t
 		s.msgsOut[src].Add(float64(deliveries))
 	}
 	s.latency[src].Observe(elapsed.Seconds())
+}
+
+var _ hub.HistoryMetrics = (*Metrics)(nil)
+
+// Recovery implements hub.HistoryMetrics.
+func (m *Metrics) Recovery(appID, result string, replayed int) {
+	m.recoveries.WithLabelValues(appID, result).Inc()
+	if replayed > 0 {
+		m.replayed.WithLabelValues(appID).Add(float64(replayed))
+	}
 }
 
 // Refused counts a refusal by a limit (named by its config key); it

@@ -43,6 +43,23 @@ func (s *Server) buildMetrics() {
 			return s.hub.Repairs()
 		}
 	}
+	if s.cfg.RedisURL == "" {
+		o.MemoryHistory = func() metrics.MemoryHistoryStats {
+			if s.memHistory == nil {
+				return metrics.MemoryHistoryStats{}
+			}
+			st := s.memHistory.Stats()
+			return metrics.MemoryHistoryStats{Channels: st.Channels, Events: st.Events, Bytes: st.Bytes, MaxBytes: st.MaxBytes, Evicted: st.Evicted}
+		}
+	} else {
+		o.RedisHistory = func() (uint64, uint64) {
+			if s.redisHistory == nil {
+				return 0, 0
+			}
+			st := s.redisHistory.Stats()
+			return st.Appended, st.AppendedBytes
+		}
+	}
 	s.metrics = metrics.New(o)
 }
 
