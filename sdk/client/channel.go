@@ -69,6 +69,11 @@ type Channel struct {
 	roster  map[string]json.RawMessage
 	changed chan struct{} // closed and replaced when state changes
 	gen     uint64        // bumped per subscribe attempt, so a stale auth answer is dropped
+	// pos is the last position received (Herald history); the subscription
+	// after a reconnection recovers from it. recovering is set while the
+	// current subscription asked to.
+	pos        Position
+	recovering bool
 }
 
 // Name returns the channel's name.

@@ -11,6 +11,14 @@
 // bindings live on the Channel, so each handler fires once per event however
 // many reconnections happened.
 //
+// On a Herald server with history configured for a channel, the client
+// also remembers the channel's last Position and, when it subscribes again
+// after a reconnection, asks the server to replay what it missed: the
+// missed events reach the channel's bindings in order and exactly once
+// before the live ones, and Channel.OnRecovery reports the outcome (when
+// the server no longer has them, Recovery.Recovered is false and the app
+// refetches its state). Other servers and channels are unaffected.
+//
 // Handlers run one at a time, in arrival order, on a goroutine of the
 // client's own: they may block and call any Client method.
 package client
@@ -447,6 +455,8 @@ func (c *Client) unsubscribe(ch *Channel) {
 	}
 	ch.wanted = false
 	ch.gen++
+	// The app left: its next subscription is a new one, not a recovery.
+	ch.pos = Position{}
 	wasOn := ch.state == subPending || ch.state == subSucceeded
 	c.resetChannelLocked(ch)
 	if s := c.sess; s != nil && wasOn {
@@ -460,6 +470,7 @@ func (c *Client) unsubscribe(ch *Channel) {
 func (c *Client) resetChannelLocked(ch *Channel) {
 	ch.state = subNone
 	ch.err = nil
+	ch.recovering = false
 	ch.hasKey = false
 	ch.me = Member{}
 	ch.roster = nil
@@ -747,7 +758,9 @@ type frame struct {
 	Channel string          `json:"channel"`
 	Data    json.RawMessage `json:"data"`
 	UserID  json.RawMessage `json:"user_id"`
-	data    []byte
+	// Position is Herald's place of the event in the channel's history.
+	Position json.RawMessage `json:"position"`
+	data     []byte
 }
 
 func decodeFrame(msg []byte) (frame, error) {
@@ -1004,12 +1017,18 @@ func (s *session) handle(msg []byte) {
 		c.mu.Unlock()
 		return
 	}
-	e := Event{Channel: f.Channel, Name: f.Event, Data: f.data, UserID: idString(f.UserID)}
+	e := Event{Channel: f.Channel, Name: f.Event, Data: f.data, UserID: idString(f.UserID), Position: decodePosition(f.Position)}
 	var memberEvent bool
 	switch f.Event {
 	case "pusher_internal:subscription_succeeded":
 		ch.state = subSucceeded
 		ch.err = nil
+		// During a recovery the subscription's position is the top the
+		// replay goes up to, not what this client has received: the
+		// replayed events move it.
+		if !e.Position.IsZero() && !ch.recovering {
+			ch.pos = e.Position
+		}
 		if wire.IsPresence(ch.name) {
 			var p struct {
 				Presence struct {
@@ -1051,6 +1070,13 @@ func (s *session) handle(msg []byte) {
 		memberEvent = true
 	case "pusher_internal:subscription_count":
 		e.Name = EventSubscriptionCount
+	case EventRecovery:
+		// Recovered or not, live events continue after the server's top
+		// (when the window is gone, the app refetches from there).
+		ch.recovering = false
+		if r := decodeRecovery(e); !r.Position.IsZero() {
+			ch.pos = r.Position
+		}
 	default:
 		if len(f.Event) >= 16 && f.Event[:16] == "pusher_internal:" {
 			c.mu.Unlock()
@@ -1070,6 +1096,9 @@ func (s *session) handle(msg []byte) {
 				return
 			}
 			e.Data = plain
+		}
+		if !e.Position.IsZero() {
+			ch.pos = e.Position
 		}
 	}
 	c.mu.Unlock()
@@ -1095,8 +1124,7 @@ func (s *session) subscribeLocked(ch *Channel) {
 	close(ch.changed)
 	ch.changed = make(chan struct{})
 	if !wire.IsPrivate(ch.name) && !wire.IsPresence(ch.name) {
-		frame, _ := json.Marshal(outFrame{Event: "pusher:subscribe", Data: mustJSON(map[string]string{"channel": ch.name, "auth": ""})})
-		s.goWait(func() { _ = s.writeIfCurrent(ch, gen, frame) })
+		s.goWait(func() { _ = s.writeIfCurrent(ch, gen, subscribeData{Channel: ch.name}) })
 		return
 	}
 	if c.opts.ChannelAuthorizer == nil {
@@ -1128,11 +1156,7 @@ func (s *session) subscribeLocked(ch *Channel) {
 			c.mu.Unlock()
 			return
 		}
-		data := map[string]string{"channel": ch.name, "auth": a.Auth}
-		if a.ChannelData != "" {
-			data["channel_data"] = a.ChannelData
-		}
-		frame, _ := json.Marshal(outFrame{Event: "pusher:subscribe", Data: mustJSON(data)})
+		data := subscribeData{Channel: ch.name, Auth: a.Auth, ChannelData: a.ChannelData}
 		c.mu.Lock()
 		if ch.gen == gen {
 			ch.key, ch.hasKey = key, wire.IsEncrypted(ch.name)
@@ -1141,20 +1165,22 @@ func (s *session) subscribeLocked(ch *Channel) {
 			}
 		}
 		c.mu.Unlock()
-		_ = s.writeIfCurrent(ch, gen, frame)
+		_ = s.writeIfCurrent(ch, gen, data)
 	})
 }
 
 // writeIfCurrent sends a subscribe frame unless the subscription attempt
 // it belongs to was superseded (unsubscribed meanwhile). c.mu is held
-// across the write so that an unsubscribe frame cannot overtake it.
-func (s *session) writeIfCurrent(ch *Channel, gen uint64, frame []byte) error {
+// across the write so that an unsubscribe frame cannot overtake it, and
+// the frame is built under it so that it carries the channel's latest
+// position.
+func (s *session) writeIfCurrent(ch *Channel, gen uint64, data subscribeData) error {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	if ch.gen != gen || !ch.wanted {
 		return nil
 	}
-	return s.write(s.ctx, frame)
+	return s.write(s.ctx, subscribeFrameLocked(ch, data))
 }
 
 // failLocked marks ch failed and raises pusher:subscription_error.

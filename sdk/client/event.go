@@ -25,6 +25,10 @@ type Event struct {
 	// UserID is the sender's user id on a client event relayed on a
 	// presence channel, else "".
 	UserID string
+	// Position is the event's place in the channel's history on a Herald
+	// server with history for the channel (also on
+	// pusher:subscription_succeeded: the channel's top then), else zero.
+	Position Position
 }
 
 // Unmarshal decodes the event's JSON data into v.

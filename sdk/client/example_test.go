@@ -150,3 +150,37 @@ func ExampleUser() {
 	c.Connect()
 	_ = c.User().WaitSignedIn(context.Background())
 }
+
+// Recover the events missed while the connection was down (Herald with a
+// history rule for orders-*): they arrive on the bindings, in order, before
+// the live ones; when the server no longer has them, refetch.
+func ExampleChannel_OnRecovery() {
+	c, _ := client.New("app-key", client.Options{Host: "127.0.0.1", Port: 6001})
+	defer c.Close()
+
+	orders := c.Channel("orders-1")
+	orders.Bind("order.updated", func(e client.Event) {
+		fmt.Println("update at", e.Position.Offset) // replayed or live, never twice
+	})
+	orders.OnRecovery(func(r client.Recovery) {
+		if !r.Recovered {
+			fmt.Println("missed events are gone (", r.Reason, "): reload the orders")
+		}
+	})
+	orders.Subscribe()
+	c.Connect()
+}
+
+// Continue from a state rebuilt with the history endpoint (GET
+// /apps/{id}/channels/{name}/history): the first subscription replays what
+// came after it.
+func ExampleChannel_SetPosition() {
+	c, _ := client.New("app-key", client.Options{Host: "127.0.0.1", Port: 6001})
+	defer c.Close()
+
+	// epoch and last_offset from the history endpoint's answer.
+	orders := c.Channel("orders-1")
+	orders.SetPosition(client.Position{Epoch: "Yk3dX0aQ", Offset: 42})
+	orders.Subscribe()
+	c.Connect()
+}

@@ -24,6 +24,11 @@ func FuzzHandleFrame(f *testing.F) {
 		`{"event":"pusher:error","data":{"code":4301,"message":"slow"}}`,
 		`{"event":"pusher:ping","data":{}}`,
 		`{"event":"pusher:cache_miss","channel":"room"}`,
+		`{"event":"tick","channel":"room","data":"1","position":{"epoch":"e","offset":7}}`,
+		`{"event":"tick","channel":"room","data":"1","position":{"epoch":"e","offset":-1}}`,
+		`{"event":"pusher_internal:subscription_succeeded","channel":"room","data":"{}","position":{"epoch":"e","offset":0}}`,
+		`{"event":"herald:recovery","channel":"room","data":"{\"recovered\":true,\"replayed\":2,\"position\":{\"epoch\":\"e\",\"offset\":9}}"}`,
+		`{"event":"herald:recovery","channel":"room","data":"{\"recovered\":false,\"reason\":\"too_old\",\"position\":\"x\"}"}`,
 		`[1,2]`, `{"data":"\"`, `{}`,
 	} {
 		f.Add([]byte(s))

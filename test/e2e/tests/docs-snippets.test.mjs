@@ -1,5 +1,5 @@
 // Every code block of the README and the Laravel guides (docs/laravel.md, docs/migrating.md,
-// docs/pt-BR/*.md) is checked, so a snippet that stops working fails the build.
+// docs/pt-BR/*.md, clients/pusher-js-recovery/README.md) is checked, so a snippet that stops working fails the build.
 //
 // By the block's language:
 //   dotenv  parsed; variable names must be Laravel's or Herald's (HERALD_* are
@@ -41,7 +41,7 @@ const repo = path.resolve(e2eDir, '../..');
 const bin = process.env.HERALD_BIN ? path.resolve(process.env.HERALD_BIN) : '';
 
 function docFiles() {
-  const files = ['README.md', 'docs/laravel.md', 'docs/migrating.md'];
+  const files = ['README.md', 'docs/laravel.md', 'docs/migrating.md', 'clients/pusher-js-recovery/README.md'];
   const pt = path.join(repo, 'docs/pt-BR');
   for (const f of fs.readdirSync(pt).sort()) if (f.endsWith('.md')) files.push(`docs/pt-BR/${f}`);
   return files;
@@ -328,10 +328,10 @@ async function runEcho(b, envBlocks) {
 // a key Herald reads.
 const FOREIGN_NAMES = new Set([
   'app_provider', 'bad_payload', 'channel_data', 'channel_manager', 'client_event', 'client_options',
-  'connection_established', 'failed_jobs', 'herald_', 'lambda_function', 'laravel_database_',
-  'local_cert', 'local_pk', 'max_request_size_in_kb', 'my_shop_database_', 'not_json',
+  'connection_established', 'epoch_changed', 'failed_jobs', 'herald_', 'lambda_function', 'laravel_database_',
+  'last_offset', 'local_cert', 'local_pk', 'max_request_size_in_kb', 'my_shop_database_', 'no_history', 'not_json',
   'proxy_read_timeout', 'rate_limited', 'shared_secret', 'snake_case', 'socket_id',
-  'telescope_ingest_interval', 'too_large', 'user_info', 'xhr_streaming',
+  'telescope_ingest_interval', 'too_large', 'too_old', 'user_info', 'xhr_streaming',
 ]);
 
 function heraldKeys() {
