@@ -17,11 +17,9 @@ type localChannel struct {
 	held map[*Client]*heldFrames
 }
 
-// addLocal subscribes c to k on this node and, while still holding the
-// channel's lock, queues first (the subscription_succeeded frame): a
-// concurrent broadcast is then either wholly before it (not received) or
-// wholly after it, never in between.
-func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
+// lockChannel returns k's local channel, made if it has none yet, with
+// its lock held.
+func (h *Hub) lockChannel(k chanKey) *localChannel {
 	sh := h.chanShard(k)
 	sh.mu.Lock()
 	lc := sh.m[k]
@@ -31,6 +29,24 @@ func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
 	}
 	lc.mu.Lock()
 	sh.mu.Unlock()
+	return lc
+}
+
+// channelOf returns k's local channel, nil when no local client is
+// subscribed.
+func (h *Hub) channelOf(k chanKey) *localChannel {
+	sh := h.chanShard(k)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[k]
+}
+
+// addLocal subscribes c to k on this node and, while still holding the
+// channel's lock, queues first (the subscription_succeeded frame): a
+// concurrent broadcast is then either wholly before it (not received) or
+// wholly after it, never in between.
+func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
+	lc := h.lockChannel(k)
 	if _, ok := lc.index[c]; !ok {
 		lc.index[c] = len(lc.list)
 		lc.list = append(lc.list, c)
@@ -48,15 +64,7 @@ func (h *Hub) addLocal(k chanKey, c *Client, first []byte) {
 // position is tracked, being set up: what is broadcast on k waits for it
 // until subscribeHistory has sent its history.
 func (h *Hub) addLocalTracked(k chanKey, c *Client) *localChannel {
-	sh := h.chanShard(k)
-	sh.mu.Lock()
-	lc := sh.m[k]
-	if lc == nil {
-		lc = &localChannel{index: make(map[*Client]int)}
-		sh.m[k] = lc
-	}
-	lc.mu.Lock()
-	sh.mu.Unlock()
+	lc := h.lockChannel(k)
 	if lc.hist == nil {
 		lc.hist = make([]histPos, len(lc.list), cap(lc.list))
 		lc.held = make(map[*Client]*heldFrames)
@@ -109,10 +117,7 @@ func (h *Hub) removeLocal(k chanKey, c *Client) {
 // broadcast queues frame, stamped at (see Conn.Send), on every local
 // subscriber of k except one, and returns how many were given the frame.
 func (h *Hub) broadcast(k chanKey, frame []byte, at int64, except *Client) int {
-	sh := h.chanShard(k)
-	sh.mu.RLock()
-	lc := sh.m[k]
-	sh.mu.RUnlock()
+	lc := h.channelOf(k)
 	if lc == nil {
 		return 0
 	}
@@ -140,10 +145,7 @@ func (h *Hub) broadcastExceptID(k chanKey, frame []byte, at int64, exceptID stri
 
 // localCount is the number of this node's subscribers of k.
 func (h *Hub) localCount(k chanKey) int {
-	sh := h.chanShard(k)
-	sh.mu.RLock()
-	lc := sh.m[k]
-	sh.mu.RUnlock()
+	lc := h.channelOf(k)
 	if lc == nil {
 		return 0
 	}

@@ -83,10 +83,7 @@ func (h *Hub) appendHistory(ctx context.Context, rule apps.HistoryRule, m Broker
 // deliverHistory queues an event with its position on the local
 // subscribers of k, except exceptID, skipping those that had it already.
 func (h *Hub) deliverHistory(k chanKey, payload []byte, pos Position, at int64, exceptID string) int {
-	sh := h.chanShard(k)
-	sh.mu.RLock()
-	lc := sh.m[k]
-	sh.mu.RUnlock()
+	lc := h.channelOf(k)
 	if lc == nil {
 		return 0
 	}
