@@ -17,6 +17,9 @@
 //	P{A}:r:C          hash   user id → number of the user's sockets          presence only
 //	P{A}:o:C          zset   user id scored by join sequence (join order)    presence only
 //	P{A}:c:C          string last cache-channel event, with its TTL (PX)
+//	P{A}:h:C          hash   history of C: epoch "e", last offset "n"
+//	P{A}:hx:C         stream history of C: entry id "offset-ms", field "p" the message
+//	P{A}:hidx         zset   channels with history, scored by their keys' expiry (ms, Redis clock)
 //	P{A}:chans        zset   occupied channel names, all scored 0 (ZRANGEBYLEX by prefix)
 //	P{A}:node:N       set    C "\n" socket id: what node N recorded in app A
 //	Pnode:N:apps      set    apps in which node N recorded something

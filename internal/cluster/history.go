@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +33,29 @@ type History struct {
 	b *Broker
 
 	appended, appendedBytes atomic.Uint64
+
+	// seen holds the apps this node appended to or read the history of
+	// (app id → struct{}): the ones SampleUsage measures.
+	seen  sync.Map
+	usage atomic.Pointer[map[string]HistoryUsage]
 }
 
 var _ hub.History = (*History)(nil)
 
-func newHistory(b *Broker) *History { return &History{b: b} }
+// usageEvery is how often a node measures what the history holds in
+// Redis (SampleUsage), and usageSample how many streams per app it
+// measures at most each time.
+const (
+	usageEvery  = 15 * time.Second
+	usageSample = 200
+)
+
+func newHistory(b *Broker) *History {
+	h := &History{b: b}
+	b.wg.Add(1)
+	go h.usageLoop()
+	return h
+}
 
 // NewHistory returns the History publishing through b (tests; an Engine
 // has one).
@@ -67,18 +86,26 @@ while true do
 end
 `
 
-// histAppendScript stores and publishes one event. KEYS: meta, stream.
-// ARGV: new epoch, ttl ms, size, payload, pub/sub channel, encoded
-// message head (EncodeMessage without its version byte nor its payload,
-// which is ARGV[4], the rest of the message), and the publish command
-// (SPUBLISH in a Redis Cluster, where nodes listen on sharded channels
-// tagged like the keys, so in the same slot; PUBLISH elsewhere). Reply:
-// {epoch, offset}.
+// histAppendScript stores and publishes one event. KEYS: meta, stream,
+// the app's index of streams. ARGV: new epoch, ttl ms, size, payload,
+// pub/sub channel, encoded message head (EncodeMessage without its version
+// byte nor its payload, which is ARGV[4], the rest of the message), the
+// publish command (SPUBLISH in a Redis Cluster, where nodes listen on
+// sharded channels tagged like the keys, so in the same slot; PUBLISH
+// elsewhere), and the channel name. Reply: {epoch, offset}.
+//
+// The index (channel scored by when its keys expire) is what SampleUsage
+// measures: it names the app's streams without a SCAN of the keyspace,
+// and costs the hot path one ZADD (the PTTL check keeps the index alive
+// as long as its longest-lived stream).
 var histAppendScript = redis.NewScript(histInitLua + `
 top = redis.call('HINCRBY', KEYS[1], 'n', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], top .. '-' .. now, 'p', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[8])
+if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
 redis.call(ARGV[7], ARGV[5], '\2' .. epoch .. ' ' .. top .. '\n' .. ARGV[6] .. ARGV[4])
 return {epoch, top}
 `)
@@ -116,9 +143,10 @@ func (h *History) Append(ctx context.Context, rule apps.HistoryRule, m hub.Broke
 	defer cancel()
 	k := h.b.k
 	body := EncodeMessage(nil, h.b.o.NodeID, hub.BrokerMessage{AppID: m.AppID, Channel: m.Channel, ExceptSocketID: m.ExceptSocketID})[1:]
+	h.see(m.AppID)
 	res, err := histAppendScript.Run(ctx, h.b.rdb,
-		[]string{k.histMeta(m.AppID, m.Channel), k.histStream(m.AppID, m.Channel)},
-		newRedisEpoch(), ttlMillis(rule.TTL), rule.Size, m.Payload, k.pubChannel(m.AppID, m.Channel), body, k.publishCommand(),
+		[]string{k.histMeta(m.AppID, m.Channel), k.histStream(m.AppID, m.Channel), k.histIndex(m.AppID)},
+		newRedisEpoch(), ttlMillis(rule.TTL), rule.Size, m.Payload, k.pubChannel(m.AppID, m.Channel), body, k.publishCommand(), m.Channel,
 	).Slice()
 	if err != nil {
 		return hub.Position{}, fmt.Errorf("history append: %w", err)
@@ -138,6 +166,7 @@ func (h *History) Read(ctx context.Context, appID, channel string, rule apps.His
 	if after == math.MaxUint64 {
 		limit = 0 // nothing comes after; keeps after+1 in range
 	}
+	h.see(appID)
 	ctx, cancel := h.b.bound(ctx)
 	defer cancel()
 	k := h.b.k
@@ -177,4 +206,120 @@ type HistoryStats struct {
 // Stats returns this node's history counters.
 func (h *History) Stats() HistoryStats {
 	return HistoryStats{Appended: h.appended.Load(), AppendedBytes: h.appendedBytes.Load()}
+}
+
+func (h *History) see(appID string) {
+	if _, ok := h.seen.Load(appID); !ok {
+		h.seen.Store(appID, struct{}{})
+	}
+}
+
+// HistoryUsage is what the history of one app holds in Redis.
+type HistoryUsage struct {
+	// Streams is the number of channels whose history is in Redis.
+	Streams int64
+	// Entries is the number of events their streams hold.
+	Entries int64
+	// Bytes is the memory Redis reports for their keys (MEMORY USAGE of
+	// each stream and its hash).
+	Bytes int64
+}
+
+// Usage returns the last measure of SampleUsage, by app (nil before the
+// first).
+func (h *History) Usage() map[string]HistoryUsage {
+	if u := h.usage.Load(); u != nil {
+		return *u
+	}
+	return nil
+}
+
+func (h *History) usageLoop() {
+	defer h.b.wg.Done()
+	t := time.NewTicker(usageEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.b.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), usageEvery/2)
+		if err := h.SampleUsage(ctx); err != nil {
+			h.b.o.Logger.Debug("history usage not measured", "err", err)
+		}
+		cancel()
+	}
+}
+
+// histIndexScript drops the expired channels from an app's index (KEYS[1])
+// and returns {channels left, up to ARGV[1] of them at random}.
+var histIndexScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if n == 0 then return {0, {}} end
+return {n, redis.call('ZRANDMEMBER', KEYS[1], ARGV[1])}
+`)
+
+// SampleUsage measures what the history of each app this node has seen
+// holds in Redis, for Usage. It is off the hot path (a timer every
+// usageEvery) and its work is bounded whatever the number of channels:
+// per app one script on the app's index, then MEMORY USAGE and XLEN of at
+// most usageSample streams picked at random, scaled up to the whole index
+// (exact up to usageSample streams per app). A running total kept by the
+// append script would cost every event more and drift whenever Redis
+// drops a key on its own (expiry, eviction, a lost stream) without a
+// script seeing it; measuring what is there cannot drift. Each node
+// measures the same keys, so every node reports the cluster's figure.
+func (h *History) SampleUsage(ctx context.Context) error {
+	var ids []string
+	h.seen.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	out := make(map[string]HistoryUsage, len(ids))
+	k := h.b.k
+	for _, app := range ids {
+		res, err := histIndexScript.Run(ctx, h.b.rdb, []string{k.histIndex(app)}, usageSample).Slice()
+		if err != nil {
+			return fmt.Errorf("history usage of app %s: %w", app, err)
+		}
+		if len(res) != 2 {
+			return fmt.Errorf("history usage of app %s: reply of %d values", app, len(res))
+		}
+		n, _ := res[0].(int64)
+		names, _ := res[1].([]any)
+		u := HistoryUsage{Streams: n}
+		if len(names) > 0 {
+			pipe := h.b.rdb.Pipeline()
+			type probe struct{ stream, meta, entries *redis.IntCmd }
+			probes := make([]probe, 0, len(names))
+			for _, c := range names {
+				ch, _ := c.(string)
+				probes = append(probes, probe{
+					// SAMPLES 0: every node of the stream, at most size/100.
+					stream:  pipe.MemoryUsage(ctx, k.histStream(app, ch), 0),
+					meta:    pipe.MemoryUsage(ctx, k.histMeta(app, ch)),
+					entries: pipe.XLen(ctx, k.histStream(app, ch)),
+				})
+			}
+			_, _ = pipe.Exec(ctx) // each command's error is checked below
+			var bytes, entries int64
+			for _, p := range probes {
+				for _, c := range []*redis.IntCmd{p.stream, p.meta, p.entries} {
+					// A key gone meanwhile (redis.Nil) counts 0.
+					if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+						return fmt.Errorf("history usage of app %s: %w", app, err)
+					}
+				}
+				bytes += p.stream.Val() + p.meta.Val()
+				entries += p.entries.Val()
+			}
+			// Scale the sample to the index.
+			u.Bytes = bytes * n / int64(len(names))
+			u.Entries = entries * n / int64(len(names))
+		}
+		out[app] = u
+	}
+	h.usage.Store(&out)
+	return nil
 }

@@ -188,3 +188,81 @@ func TestHistoryOverRedis(t *testing.T) {
 		t.Fatalf("first event of the new epoch: %+v", o[len(o)-1])
 	}
 }
+
+// What the history holds in Redis is measured per app: bytes and entries
+// appear with the events, fall when a smaller rule trims a stream, and go
+// to zero once the streams expire; in a Redis Cluster too (the app's keys
+// share its slot).
+func TestHistoryUsageInRedis(t *testing.T) {
+	for _, setup := range []struct {
+		name string
+		opts func(t *testing.T) (*redis.UniversalOptions, string)
+	}{
+		{"single", func(t *testing.T) (*redis.UniversalOptions, string) { return redisOpts(testRedis), testPrefix(t) }},
+		{"cluster", func(t *testing.T) (*redis.UniversalOptions, string) { return sharedCluster(t).Options(), freshPrefix() }},
+	} {
+		t.Run(setup.name, func(t *testing.T) {
+			ro, p := setup.opts(t)
+			b := startBroker(t, testOptionsOn(ro, p), "n1", func(hub.BrokerMessage) {})
+			h := NewHistory(b)
+			ctx := context.Background()
+			usage := func() HistoryUsage {
+				t.Helper()
+				if err := h.SampleUsage(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return h.Usage()["app1"]
+			}
+			if u := usage(); u != (HistoryUsage{}) {
+				t.Fatalf("before any event: %+v", u)
+			}
+			payload := make([]byte, 1000)
+			for i := range payload {
+				payload[i] = 'a' + byte(i%26)
+			}
+			long := apps.HistoryRule{Pattern: "*", Size: 50, TTL: time.Minute}
+			for _, ch := range []string{"u-1", "u-2"} {
+				for range 50 {
+					if _, err := h.Append(ctx, long, hub.BrokerMessage{AppID: "app1", Channel: ch, Payload: payload}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			full := usage()
+			if full.Streams != 2 || full.Entries != 100 || full.Bytes < 100*1000 {
+				t.Fatalf("after 2 x 50 events of 1000 bytes: %+v", full)
+			}
+			if _, ok := h.Usage()["other"]; ok {
+				t.Fatal("an app this node never saw is measured")
+			}
+
+			// A smaller size trims u-1 to 5 events.
+			if _, err := h.Append(ctx, apps.HistoryRule{Pattern: "*", Size: 5, TTL: time.Minute}, hub.BrokerMessage{AppID: "app1", Channel: "u-1", Payload: payload}); err != nil {
+				t.Fatal(err)
+			}
+			trimmed := usage()
+			if trimmed.Streams != 2 || trimmed.Entries != 55 || trimmed.Bytes >= full.Bytes-40*1000 {
+				t.Fatalf("after trimming u-1 to 5 events: %+v, was %+v", trimmed, full)
+			}
+
+			// A short ttl: both streams expire, and the measure goes to 0.
+			short := apps.HistoryRule{Pattern: "*", Size: 50, TTL: 200 * time.Millisecond}
+			for _, ch := range []string{"u-1", "u-2"} {
+				if _, err := h.Append(ctx, short, hub.BrokerMessage{AppID: "app1", Channel: ch, Payload: payload}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rdb := redis.NewUniversalClient(ro)
+			defer rdb.Close()
+			k := keys{p: p, sharded: b.k.sharded}
+			testwait.For(t, 5*time.Second, "streams expired", func() bool {
+				n, err := rdb.Exists(ctx, k.histStream("app1", "u-1")).Result()
+				m, err2 := rdb.Exists(ctx, k.histStream("app1", "u-2")).Result()
+				return err == nil && err2 == nil && n+m == 0
+			})
+			if u := usage(); u != (HistoryUsage{}) {
+				t.Fatalf("after the streams expired: %+v", u)
+			}
+		})
+	}
+}

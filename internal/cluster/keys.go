@@ -29,6 +29,7 @@ func (k keys) left(appID, op string) string            { return k.app(appID) + "
 func (k keys) cache(appID, channel string) string      { return k.app(appID) + "c:" + channel }
 func (k keys) histMeta(appID, channel string) string   { return k.app(appID) + "h:" + channel }
 func (k keys) histStream(appID, channel string) string { return k.app(appID) + "hx:" + channel }
+func (k keys) histIndex(appID string) string           { return k.app(appID) + "hidx" }
 func (k keys) chans(appID string) string               { return k.app(appID) + "chans" }
 func (k keys) nodeSet(appID, node string) string       { return k.app(appID) + "node:" + node }
 func (k keys) nodeApps(node string) string             { return k.p + "node:" + node + ":apps" }

@@ -49,6 +49,15 @@ type Options struct {
 	// to the cluster's history in Redis (each registered only when set).
 	MemoryHistory func() MemoryHistoryStats
 	RedisHistory  func() (appended, appendedBytes uint64)
+	// RedisHistoryUsage feeds the per-app herald_history_redis_* gauges:
+	// what the cluster's history holds in Redis, as last measured
+	// (registered only when set).
+	RedisHistoryUsage func() map[string]RedisHistoryUsage
+}
+
+// RedisHistoryUsage is what one app's history holds in Redis.
+type RedisHistoryUsage struct {
+	Streams, Entries, Bytes int64
 }
 
 // MemoryHistoryStats is what the memory history holds.
@@ -180,6 +189,9 @@ func New(o Options) *Metrics {
 				Help: "Payload bytes this node appended to the cluster's history in Redis (each stream holds at most its rule's size)."},
 				func() float64 { _, b := f(); return float64(b) }),
 		)
+	}
+	if f := o.RedisHistoryUsage; f != nil {
+		m.reg.MustRegister(redisHistoryCollector(f))
 	}
 	if o.Channels != nil {
 		m.reg.MustRegister(&channelCollector{src: o.Channels})
@@ -455,4 +467,31 @@ func readValue(c prometheus.Metric) float64 {
 		return d.Gauge.GetValue()
 	}
 	return 0
+}
+
+var (
+	histRedisStreamsDesc = prometheus.NewDesc(ns+"_history_redis_streams",
+		"Channels whose history is kept in Redis (cluster), as last measured: the same figure on every node.", []string{"app"}, nil)
+	histRedisEntriesDesc = prometheus.NewDesc(ns+"_history_redis_entries",
+		"Events kept in the history streams in Redis (cluster), as last measured (sampled above 200 channels per app).", []string{"app"}, nil)
+	histRedisBytesDesc = prometheus.NewDesc(ns+"_history_redis_bytes",
+		"Memory Redis reports for the history keys (MEMORY USAGE of each stream and its hash), as last measured (sampled above 200 channels per app).", []string{"app"}, nil)
+)
+
+// redisHistoryCollector reports the last measure; it never calls Redis
+// while scraped.
+type redisHistoryCollector func() map[string]RedisHistoryUsage
+
+func (redisHistoryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- histRedisStreamsDesc
+	ch <- histRedisEntriesDesc
+	ch <- histRedisBytesDesc
+}
+
+func (f redisHistoryCollector) Collect(ch chan<- prometheus.Metric) {
+	for app, u := range f() {
+		ch <- prometheus.MustNewConstMetric(histRedisStreamsDesc, prometheus.GaugeValue, float64(u.Streams), app)
+		ch <- prometheus.MustNewConstMetric(histRedisEntriesDesc, prometheus.GaugeValue, float64(u.Entries), app)
+		ch <- prometheus.MustNewConstMetric(histRedisBytesDesc, prometheus.GaugeValue, float64(u.Bytes), app)
+	}
 }

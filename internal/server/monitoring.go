@@ -59,6 +59,17 @@ func (s *Server) buildMetrics() {
 			st := s.redisHistory.Stats()
 			return st.Appended, st.AppendedBytes
 		}
+		o.RedisHistoryUsage = func() map[string]metrics.RedisHistoryUsage {
+			if s.redisHistory == nil {
+				return nil
+			}
+			u := s.redisHistory.Usage()
+			out := make(map[string]metrics.RedisHistoryUsage, len(u))
+			for app, v := range u {
+				out[app] = metrics.RedisHistoryUsage{Streams: v.Streams, Entries: v.Entries, Bytes: v.Bytes}
+			}
+			return out
+		}
 	}
 	s.metrics = metrics.New(o)
 }
