@@ -130,3 +130,26 @@ func ExampleClient_Webhook() {
 		}
 	})
 }
+
+// Rebuild a channel's state from its history (Herald, on channels a
+// history rule covers), then hand the position to clients so that their
+// subscriptions continue from it with no gap (recover).
+func ExampleClient_History() {
+	ctx := context.Background()
+	pusher := newClient()
+	p := server.HistoryParams{}
+	for {
+		page, err := pusher.History(ctx, "orders-42", p)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, e := range page.Events {
+			fmt.Println(e.Offset, e.Event, e.Data) // apply it to the state
+		}
+		if !page.More() {
+			fmt.Println("continue from", page.Epoch, page.LastOffset)
+			break
+		}
+		p.After = page.Events[len(page.Events)-1].Offset
+	}
+}

@@ -307,6 +307,72 @@ func (c *Client) GetChannelUsers(ctx context.Context, name string) (*Users, erro
 	return &out, nil
 }
 
+// HistoryParams page through a channel's history.
+type HistoryParams struct {
+	// After is the offset to start after: the events with a larger offset
+	// are returned (0: from the oldest kept).
+	After uint64
+	// Limit is the most events returned (0: the server's default, 100 on
+	// Herald; at most 1000).
+	Limit int
+}
+
+// History is a page of a channel's history (Herald's channel history,
+// docs/recovery.md): the events kept after HistoryParams.After, oldest
+// first.
+type History struct {
+	Channel string `json:"channel"`
+	// Epoch names the unbroken history the offsets count in; a new one
+	// when the history was lost.
+	Epoch string `json:"epoch"`
+	// FirstOffset is the oldest event still kept (0 when none), LastOffset
+	// the last assigned (0 when none yet): a client subscribing with
+	// recover {Epoch, LastOffset} continues right after this page's state.
+	FirstOffset uint64         `json:"first_offset"`
+	LastOffset  uint64         `json:"last_offset"`
+	Events      []HistoryEvent `json:"events"`
+}
+
+// HistoryEvent is one kept event.
+type HistoryEvent struct {
+	Offset uint64 `json:"offset"`
+	Event  string `json:"event"`
+	// Data is the event's data as sent (a client event's JSON as text).
+	Data string `json:"data"`
+	// UserID is the sender of a client event on a presence channel.
+	UserID string `json:"user_id,omitempty"`
+}
+
+// More reports whether events after this page are kept: ask again with
+// After set to the last event's offset.
+func (h *History) More() bool {
+	return len(h.Events) > 0 && h.Events[len(h.Events)-1].Offset < h.LastOffset
+}
+
+// History reads the events of a channel with history after p.After
+// (GET /apps/{id}/channels/{name}/history, Herald only). A channel no
+// history rule matches is a 404 *Error.
+func (c *Client) History(ctx context.Context, channel string, p HistoryParams) (*History, error) {
+	if channel == "" {
+		return nil, errors.New("history: empty channel name")
+	}
+	if p.Limit < 0 {
+		return nil, fmt.Errorf("history: negative limit %d", p.Limit)
+	}
+	q := url.Values{}
+	if p.After > 0 {
+		q.Set("after", strconv.FormatUint(p.After, 10))
+	}
+	if p.Limit > 0 {
+		q.Set("limit", strconv.Itoa(p.Limit))
+	}
+	var out History
+	if err := c.do(ctx, http.MethodGet, "/channels/"+url.PathEscape(channel)+"/history", q, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // TerminateUserConnections closes every connection signed in as userID.
 func (c *Client) TerminateUserConnections(ctx context.Context, userID string) error {
 	if userID == "" {
