@@ -49,15 +49,17 @@ for h in off on; do
   if [ "$MODE" = redis ]; then
     redis-cli --scan --pattern "$PREFIX*" | xargs -r redis-cli del >/dev/null
   fi
-  "$BIN" serve --config "$dir/$h.yaml" --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s >"$OUT.server-$h.log" 2>&1 &
+  "$BIN" serve --config "$dir/$h.yaml" --host 127.0.0.1 --port "$PORT" --log-level warn --shutdown-timeout 2s >"$dir/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null || { cat "$OUT.server-$h.log" >&2; exit 1; }
+  kill -0 "$pid" 2>/dev/null || { cat "$dir/server.log" >&2; exit 1; }
   bin/herald-bench fanout "${load[@]}" --publishers 8 --duration 8s --warmup 2s \
     --url "ws://127.0.0.1:$PORT" --api "http://127.0.0.1:$PORT" --server-pid "$pid" "${watch[@]}" --progress 0 --json |
     sed "s/^{/{\"history\":\"$h\",\"engine\":\"$MODE\",\"commit\":\"$(git rev-parse --short HEAD)\",/" | tee -a "$OUT" |
     grep -o '"history":"[a-z]*"\|"deliveries_per_server_cpu_second":[0-9.]*\|"server_cpu_cores":[0-9.]*\|"deliveries_per_sec":[0-9.]*\|"publish_rate":[0-9.]*\|"watched":{[^}]*}' | tr '\n' ' '
   echo
+  # Shows the rule was in force: events kept (memory) or appended (Redis).
+  curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^herald_history_(events|appended_total)' >&2 || true
   kill -TERM "$pid"; wait "$pid" || true
   pid=""
 done
