@@ -109,7 +109,8 @@ type Config struct {
 	MaxPendingMessages int
 	// MaxWorkers bounds the goroutines that handle messages and HTTP
 	// requests besides the warm workers (0: DefaultMaxWorkers); past it a
-	// job waits for one to be free.
+	// job waits for one to be free. The warm workers are 2 per CPU, plus
+	// up to 16 per CPU (at most MaxWorkers) of those started for a burst.
 	MaxWorkers int
 	// OutboundBudget bounds the bytes queued for all connections together
 	// (0: no budget): past it the connections holding the most are closed
@@ -237,6 +238,7 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
 	}
 	s.pool.max = cfg.MaxWorkers
+	s.pool.keep = min(keptWorkers(), cfg.MaxWorkers)
 	s.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
@@ -555,9 +557,19 @@ func (s *Server) execute(f func()) {
 // requests and messages the pollers can parse at once.
 func executorWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 
+// keptWorkers is how many goroutines spawned for bursts of jobs may stay
+// as warm workers (see jobPool).
+func keptWorkers() int { return 16 * runtime.GOMAXPROCS(0) }
+
 // worker runs jobs handed over by execute until the server stops.
 func (s *Server) worker() {
 	defer s.execWG.Done()
+	s.workerLoop()
+}
+
+// workerLoop takes jobs from execute, and then the jobs waiting for a
+// goroutine, until the server stops.
+func (s *Server) workerLoop() {
 	for {
 		select {
 		case f := <-s.jobs:
