@@ -343,8 +343,9 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{StoppableListener: NewStoppableListener(ln), gate: make(chan struct{}), onAccept: s.acceptLoopIdle,
-		setKeepAlive: s.cfg.Listen != nil}
+	raw := newRawAcceptor(ln) // its sockets have keep-alive
+	s.ln = &listener{StoppableListener: NewStoppableListener(ln), raw: raw, gate: make(chan struct{}),
+		onAccept: s.acceptLoopIdle, setKeepAlive: s.cfg.Listen != nil && raw == nil}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
@@ -1009,6 +1010,9 @@ func (l *StoppableListener) Close() error {
 // blocks in Accept until the engine closes it.
 type listener struct {
 	*StoppableListener
+	// raw accepts in place of the listener's Accept when it can (Linux,
+	// a socket with the options accepted sockets need; see rawAcceptor).
+	raw      *rawAcceptor
 	gate     chan struct{} // closed once Start has probed the pollers
 	onAccept func()        // called each time the engine's accept loop asks for a socket
 	// setKeepAlive applies keepAlive to each accepted socket, for a
@@ -1030,6 +1034,18 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.onAccept != nil {
 		l.onAccept()
 	}
+	if l.raw != nil {
+		c, err := l.raw.accept()
+		if err != nil {
+			select {
+			case <-l.stopped:
+				<-l.closed
+				return nil, net.ErrClosed
+			default:
+			}
+		}
+		return c, err
+	}
 	c, err := l.StoppableListener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
 		if !l.checked {
@@ -1042,6 +1058,21 @@ func (l *listener) Accept() (net.Conn, error) {
 		_ = tc.SetKeepAliveConfig(keepAlive())
 	}
 	return c, err
+}
+
+// Stop stops the listening socket (see StoppableListener): the listener's
+// descriptor and the raw acceptor's duplicate are closed.
+func (l *listener) Stop() {
+	l.StoppableListener.Stop()
+	if l.raw != nil {
+		l.raw.close()
+	}
+}
+
+// Close stops the listener and releases Accept.
+func (l *listener) Close() error {
+	l.Stop()
+	return l.StoppableListener.Close()
 }
 
 // Listen opens a TCP listener whose accepted sockets have the transport's
