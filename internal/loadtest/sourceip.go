@@ -193,7 +193,11 @@ func (p *sourcePool) DialContext(ctx context.Context, network, addr string) (net
 }
 
 func (p *sourcePool) dialFrom(ctx context.Context, network, addr string, local netip.Addr) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.timeout}
+	// No TCP keep-alive: Go's default costs four setsockopt calls per
+	// connection, the tool's own CPU that competes with the server's on a
+	// small box (churn, the setup ramp), for probes a loopback benchmark
+	// never needs.
+	d := net.Dialer{Timeout: p.timeout, KeepAlive: -1}
 	if local.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
 		d.Control = bindAddressNoPort

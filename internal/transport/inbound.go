@@ -130,10 +130,20 @@ func (s *Server) overloaded(c *nbio.Conn) {
 // after another from one hand-over), so when every goroutine is busy the
 // FIFO of waiting jobs holds at most one entry per open socket: it is
 // bounded by the connection limits, and a job waits its turn, never lost.
+//
+// A goroutine spawned for a burst stays as a warm worker once it finds no
+// job waiting, up to keep of them (giving back its slot of max): under
+// connection churn a poller's batch hands over more jobs than there are
+// idle workers, and a goroutine started and ended per job, growing its
+// stack on the way (runtime.newstack/copystack), cost about 6 % of the
+// server's CPU (docs/benchmarks.md, "Session 6").
 type jobPool struct {
 	mu      sync.Mutex
-	running int
+	running int // goroutines started on demand and still running their jobs
 	max     int
+	keep    int // of running, how many may stay as warm workers
+	kept    int
+	spawned int // goroutines started since the server was built (tests)
 	waiting []func()
 	head    int
 }
@@ -162,18 +172,31 @@ func (p *jobPool) waitingLen() int {
 	return len(p.waiting) - p.head
 }
 
-// runSpawned runs f, then waiting jobs, on a goroutine of the pool.
+// runSpawned runs f, then waiting jobs, on a goroutine of the pool; with
+// none left it becomes a warm worker if the pool keeps fewer than keep,
+// else it ends.
 func (s *Server) runSpawned(f func()) {
 	defer s.execWG.Done()
 	p := &s.pool
 	for f != nil {
 		f()
+		stay := false
 		p.mu.Lock()
 		f = p.takeLocked()
 		if f == nil {
+			// A kept worker leaves its slot: only a goroutine holding one
+			// takes the jobs queued while every slot is busy.
 			p.running--
+			if p.kept < p.keep {
+				p.kept++
+				stay = true
+			}
 		}
 		p.mu.Unlock()
+		if stay {
+			s.workerLoop()
+			return
+		}
 	}
 }
 
@@ -188,6 +211,7 @@ func (s *Server) spawnOrWait(f func()) {
 		return
 	}
 	p.running++
+	p.spawned++
 	p.mu.Unlock()
 	s.execWG.Add(1)
 	go s.runSpawned(f)

@@ -61,7 +61,7 @@ func checkKeepAlive(t *testing.T, s *Server, fs *fakeSessions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var on, idle, intvl, cnt int
+	var on, idle, intvl, cnt, nodelay int
 	var gerr error
 	_ = rc.Control(func(fd uintptr) {
 		get := func(level, opt int) int {
@@ -75,6 +75,7 @@ func checkKeepAlive(t *testing.T, s *Server, fs *fakeSessions) {
 		idle = get(syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE)
 		intvl = get(syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL)
 		cnt = get(syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT)
+		nodelay = get(syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
 	})
 	if gerr != nil {
 		t.Fatal(gerr)
@@ -83,5 +84,10 @@ func checkKeepAlive(t *testing.T, s *Server, fs *fakeSessions) {
 	if on == 0 || idle != int(ka.Idle.Seconds()) || intvl != int(ka.Interval.Seconds()) || cnt != ka.Count {
 		t.Fatalf("SO_KEEPALIVE=%d TCP_KEEPIDLE=%ds TCP_KEEPINTVL=%ds TCP_KEEPCNT=%d, want on, %v, %v, %d",
 			on, idle, intvl, cnt, ka.Idle, ka.Interval, ka.Count)
+	}
+	// Small frames must not wait for Nagle's algorithm (inherited from the
+	// listener when the raw acceptor accepted it).
+	if nodelay == 0 {
+		t.Fatal("TCP_NODELAY is off on an accepted socket")
 	}
 }

@@ -109,7 +109,8 @@ type Config struct {
 	MaxPendingMessages int
 	// MaxWorkers bounds the goroutines that handle messages and HTTP
 	// requests besides the warm workers (0: DefaultMaxWorkers); past it a
-	// job waits for one to be free.
+	// job waits for one to be free. The warm workers are 2 per CPU, plus
+	// up to 16 per CPU (at most MaxWorkers) of those started for a burst.
 	MaxWorkers int
 	// OutboundBudget bounds the bytes queued for all connections together
 	// (0: no budget): past it the connections holding the most are closed
@@ -237,6 +238,7 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
 	}
 	s.pool.max = cfg.MaxWorkers
+	s.pool.keep = min(keptWorkers(), cfg.MaxWorkers)
 	s.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
@@ -341,8 +343,9 @@ func (s *Server) Start() error {
 		return fmt.Errorf("transport: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.mu.Lock()
-	s.ln = &listener{StoppableListener: NewStoppableListener(ln), gate: make(chan struct{}), onAccept: s.acceptLoopIdle,
-		setKeepAlive: s.cfg.Listen != nil}
+	raw := newRawAcceptor(ln) // its sockets have keep-alive
+	s.ln = &listener{StoppableListener: NewStoppableListener(ln), raw: raw, gate: make(chan struct{}),
+		onAccept: s.acceptLoopIdle, setKeepAlive: s.cfg.Listen != nil && raw == nil}
 	s.mu.Unlock()
 	for i := 0; i < s.cfg.Flushers; i++ {
 		s.wg.Add(1)
@@ -555,9 +558,19 @@ func (s *Server) execute(f func()) {
 // requests and messages the pollers can parse at once.
 func executorWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
 
+// keptWorkers is how many goroutines spawned for bursts of jobs may stay
+// as warm workers (see jobPool).
+func keptWorkers() int { return 16 * runtime.GOMAXPROCS(0) }
+
 // worker runs jobs handed over by execute until the server stops.
 func (s *Server) worker() {
 	defer s.execWG.Done()
+	s.workerLoop()
+}
+
+// workerLoop takes jobs from execute, and then the jobs waiting for a
+// goroutine, until the server stops.
+func (s *Server) workerLoop() {
 	for {
 		select {
 		case f := <-s.jobs:
@@ -997,6 +1010,9 @@ func (l *StoppableListener) Close() error {
 // blocks in Accept until the engine closes it.
 type listener struct {
 	*StoppableListener
+	// raw accepts in place of the listener's Accept when it can (Linux,
+	// a socket with the options accepted sockets need; see rawAcceptor).
+	raw      *rawAcceptor
 	gate     chan struct{} // closed once Start has probed the pollers
 	onAccept func()        // called each time the engine's accept loop asks for a socket
 	// setKeepAlive applies keepAlive to each accepted socket, for a
@@ -1018,6 +1034,18 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.onAccept != nil {
 		l.onAccept()
 	}
+	if l.raw != nil {
+		c, err := l.raw.accept()
+		if err != nil {
+			select {
+			case <-l.stopped:
+				<-l.closed
+				return nil, net.ErrClosed
+			default:
+			}
+		}
+		return c, err
+	}
 	c, err := l.StoppableListener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
 		if !l.checked {
@@ -1030,6 +1058,21 @@ func (l *listener) Accept() (net.Conn, error) {
 		_ = tc.SetKeepAliveConfig(keepAlive())
 	}
 	return c, err
+}
+
+// Stop stops the listening socket (see StoppableListener): the listener's
+// descriptor and the raw acceptor's duplicate are closed.
+func (l *listener) Stop() {
+	l.StoppableListener.Stop()
+	if l.raw != nil {
+		l.raw.close()
+	}
+}
+
+// Close stops the listener and releases Accept.
+func (l *listener) Close() error {
+	l.Stop()
+	return l.StoppableListener.Close()
 }
 
 // Listen opens a TCP listener whose accepted sockets have the transport's

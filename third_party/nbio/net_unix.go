@@ -175,3 +175,13 @@ func parseDomainAndType(network, addr string) (int, int, syscall.Sockaddr, net.A
 	}
 	return 0, 0, nil, nil, 0, net.UnknownNetworkError(network)
 }
+
+// herald: NewTCPConn wraps a TCP socket accepted by the caller (non-blocking,
+// owned by the returned Conn from now on), so that a listener can hand the
+// engine a socket without the dup and close of a net.TCPConn that NBConn
+// does (and the netpoller registration and removal that come with it).
+//
+//go:norace
+func NewTCPConn(fd int, lAddr, rAddr net.Addr) *Conn {
+	return &Conn{fd: fd, lAddr: lAddr, rAddr: rAddr, typ: ConnTypeTCP}
+}

@@ -1,0 +1,153 @@
+package transport
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+
+	"github.com/herald-ws/herald/third_party/nbio"
+)
+
+// rawAcceptor accepts with accept4 on the listening socket and hands the
+// engine an *nbio.Conn of its own. Through net.TCPListener every socket
+// was registered in Go's netpoller and given TCP_NODELAY, then duplicated
+// by the engine (dup), removed from the netpoller and closed: six system
+// calls per connection besides the accept and about a tenth of the
+// server's CPU under connection churn (issue 13, docs/benchmarks.md
+// "Session 6"). It is used only on a listening socket that has
+// TCP_NODELAY and the transport's keep-alive (listenConfig), which Linux
+// copies to every accepted socket.
+type rawAcceptor struct {
+	// f is a duplicate of the listening socket, non-blocking and in Go's
+	// netpoller (a net.TCPListener's RawConn cannot wait for reading). The
+	// socket listens until both it and the listener are closed: close
+	// closes it when the listener stops.
+	f     *os.File
+	rc    syscall.RawConn
+	local net.Addr // the listener's address when it names one IP, else nil
+}
+
+// newRawAcceptor returns nil when ln is not a TCP listener whose sockets
+// inherit what the transport needs (the caller then uses ln.Accept).
+func newRawAcceptor(ln net.Listener) *rawAcceptor {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return nil
+	}
+	lrc, err := tl.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	fd, derr := -1, error(nil)
+	if err := lrc.Control(func(s uintptr) {
+		if !inheritsOptions(int(s)) {
+			derr = errors.New("listening socket without keep-alive or TCP_NODELAY")
+			return
+		}
+		fd, derr = dupCloexec(int(s))
+	}); err != nil || derr != nil {
+		return nil
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		_ = syscall.Close(fd)
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return nil
+	}
+	a := &rawAcceptor{f: f, rc: rc}
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
+		a.local = ta
+	}
+	return a
+}
+
+// dupCloexec duplicates fd, close-on-exec (a restart in place passes the
+// listener it means to, not this duplicate).
+func dupCloexec(fd int) (int, error) {
+	nfd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(nfd), nil
+}
+
+// inheritsOptions reports whether the listening socket fd has TCP_NODELAY
+// and keepAlive's settings, which accepted sockets inherit.
+func inheritsOptions(fd int) bool {
+	ka := keepAlive()
+	for _, o := range [][3]int{
+		{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
+	} {
+		v, err := syscall.GetsockoptInt(fd, o[0], o[1])
+		if err != nil || (v != 0) != (o[2] != 0) || (o[2] > 1 && v != o[2]) {
+			return false
+		}
+	}
+	return true
+}
+
+// close closes the duplicate and ends a waiting accept.
+func (a *rawAcceptor) close() { _ = a.f.Close() }
+
+// accept waits (parked in Go's netpoller) for the next connection.
+func (a *rawAcceptor) accept() (net.Conn, error) {
+	var fd int
+	var sa syscall.Sockaddr
+	var aerr error
+	err := a.rc.Read(func(lfd uintptr) bool {
+		for {
+			fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			switch {
+			case aerr == nil:
+				return true
+			case errors.Is(aerr, syscall.EINTR), errors.Is(aerr, syscall.ECONNABORTED):
+				continue // as Go's accept: a connection reset in the backlog
+			case errors.Is(aerr, syscall.EAGAIN):
+				return false // park until the next connection
+			default:
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", aerr)}
+	}
+	local := a.local
+	if local == nil {
+		lsa, err := syscall.Getsockname(fd)
+		if err != nil {
+			_ = syscall.Close(fd)
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("getsockname", err)}
+		}
+		local = sockaddrTCP(lsa)
+	}
+	return nbio.NewTCPConn(fd, local, sockaddrTCP(sa)), nil
+}
+
+func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
+	switch v := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return &net.TCPAddr{IP: append(net.IP(nil), v.Addr[:]...), Port: v.Port}
+	case *syscall.SockaddrInet6:
+		a := &net.TCPAddr{IP: append(net.IP(nil), v.Addr[:]...), Port: v.Port}
+		if v.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(v.ZoneId)); err == nil {
+				a.Zone = ifi.Name
+			}
+		}
+		return a
+	}
+	return &net.TCPAddr{}
+}
