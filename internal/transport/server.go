@@ -167,6 +167,8 @@ type Server struct {
 	scratch  sync.Pool // *[]byte: coalescing buffers of the writes jobs make (endJob)
 	outbound *outboundBudget
 	delays   delayWatch
+	// publishShed spreads RefusePublish's share of refusals.
+	publishShed shedCounter
 
 	slowConsumers atomic.Int64
 	handedOff     atomic.Bool  // StopAccepting was called
