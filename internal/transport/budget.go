@@ -71,7 +71,7 @@ func (s *Server) Saturated() bool { return s.Saturation() != "" }
 //   - hub.LimitOutboundBudget: the connections' queues hold more than half
 //     the outbound budget (frames queued, not yet taken by the kernel);
 //   - hub.LimitSaturationDelay: a connection has waited for a flusher longer
-//     than half of Config.SaturationDelay (flushWaitShare), or more than 1% of the
+//     than a quarter of Config.SaturationDelay (flushWaitShare), or more than 1% of the
 //     recent socket writes came later than Config.SaturationDelay after
 //     their event's fanout started (fanout, flush queue, flushers' CPU;
 //     see delayWatch: the outcome);
@@ -166,7 +166,7 @@ func (s *Server) PacePublish(ctx context.Context) {
 // looks again (a flusher drains a fanout of hundreds of sockets in about
 // that time).
 const (
-	paceFromShare = 8
+	paceFromShare = 16
 	pacePoll      = 2 * time.Millisecond
 )
 
@@ -189,10 +189,14 @@ func shedShareOf(waited, bound int64) float64 {
 // oldest is a leading measure, but what publishers add until they hear the
 // 503 (a request in flight each, then the events already accepted) waits
 // behind it, which is why RefusePublish sheds a growing share of the
-// publishes before it (from SaturationDelay/shedFromShare on).
+// publishes before it (from SaturationDelay/shedFromShare on). Measured
+// under a fanout flood (docs/benchmarks.md, "Session 6"): pacing from /16
+// and shedding from /8 to /4 kept p99 at 30-35 ms with 63-69k deliveries/s,
+// where /8 and /4 to /2 gave 61-110 ms and 33-35k (a longer flush queue
+// is no faster to drain).
 const (
-	flushWaitShare = 2
-	shedFromShare  = 4
+	flushWaitShare = 4
+	shedFromShare  = 8
 )
 
 // shedCounter spreads a share of refusals evenly over requests: each

@@ -146,14 +146,14 @@ func TestSaturationNamesTheLimit(t *testing.T) {
 	if got := s.Saturation(); got != hub.LimitWorkers {
 		t.Fatalf("got %q with a job waiting, want %q", got, hub.LimitWorkers)
 	}
-	// Waiting for more than half the bound counts: what publishers add
-	// before they hear the 503 waits behind it. Under it, RefusePublish
-	// sheds a share instead (TestRefusePublishShedsAShare).
+	// Waiting for more than a quarter of the bound counts: what publishers
+	// add before they hear the 503 waits behind it. Under it,
+	// RefusePublish sheds a share instead (TestRefusePublishShedsAShare).
 	early := &Server{outbound: newOutboundBudget(1000), flushq: newFlushQueue(), delays: delayWatch{bound: int64(50 * time.Millisecond)}}
 	early.cfg.Epoch = s.cfg.Epoch
-	early.flushq.push(&wsConn{}, early.clock()-(30*time.Millisecond).Nanoseconds(), false)
+	early.flushq.push(&wsConn{}, early.clock()-(15*time.Millisecond).Nanoseconds(), false)
 	if got := early.Saturation(); got != hub.LimitSaturationDelay {
-		t.Fatalf("got %q with a connection waiting 30 ms for a flusher (bound 50 ms), want %q", got, hub.LimitSaturationDelay)
+		t.Fatalf("got %q with a connection waiting 15 ms for a flusher (bound 50 ms), want %q", got, hub.LimitSaturationDelay)
 	}
 	// Queued an hour ago (on the server's clock): far over the bound.
 	s.flushq.push(&wsConn{}, s.clock()-time.Hour.Nanoseconds(), false)
