@@ -251,6 +251,7 @@ func (h *handler) trigger(w http.ResponseWriter, r *http.Request, c *call) error
 	if err := h.hub.Publish(r.Context(), c.app, ev.req); err != nil {
 		return err
 	}
+	h.pace(r)
 	if ev.info == 0 {
 		writeBytes(w, http.StatusOK, bodyEmpty)
 		return nil
@@ -308,6 +309,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request, c *call) error {
 			return err
 		}
 	}
+	h.pace(r)
 	if !anyInfo {
 		writeBytes(w, http.StatusOK, bodyEmpty)
 		return nil

@@ -99,13 +99,29 @@ func (o outboundSource) ShedConnections() int64 {
 	return 0
 }
 
-// Saturation implements httpapi.Backpressure, and is ingestion's signal
-// too: the transport's, once it exists.
+// Saturation is ingestion's signal: the transport's, once it exists.
 func (o outboundSource) Saturation() string {
 	if ws := o.s.ws; ws != nil {
 		return ws.Saturation()
 	}
 	return ""
+}
+
+// RefusePublish implements httpapi.Backpressure: the transport's rule,
+// once it exists.
+func (o outboundSource) RefusePublish() string {
+	if ws := o.s.ws; ws != nil {
+		return ws.RefusePublish()
+	}
+	return ""
+}
+
+// PacePublish implements httpapi.Backpressure: the transport's, once it
+// exists.
+func (o outboundSource) PacePublish(ctx context.Context) {
+	if ws := o.s.ws; ws != nil {
+		ws.PacePublish(ctx)
+	}
 }
 
 // channelSource lets the metrics read the hub's channels once it exists.

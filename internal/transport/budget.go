@@ -2,6 +2,7 @@ package transport
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -63,10 +64,10 @@ func (s *Server) OutboundBudget() int64 { return s.outbound.limit }
 // adding to what the node holds (Saturation says why).
 func (s *Server) Saturated() bool { return s.Saturation() != "" }
 
-// Saturation is the node's one saturation signal, which the HTTP API (503)
-// and ingestion (wait, then drop) obey. It returns the config key of the
-// limit that makes the node saturated, "" when none does; each covers a
-// stage where accepted publishes can wait:
+// Saturation is the node's one saturation signal, which the HTTP API (503,
+// through RefusePublish) and ingestion (wait, then drop) obey. It returns
+// the config key of the limit that makes the node saturated, "" when none
+// does; each covers a stage where accepted publishes can wait:
 //   - hub.LimitOutboundBudget: the connections' queues hold more than half
 //     the outbound budget (frames queued, not yet taken by the kernel);
 //   - hub.LimitSaturationDelay: a connection has waited for a flusher longer
@@ -79,26 +80,148 @@ func (s *Server) Saturated() bool { return s.Saturation() != "" }
 //
 // Below every threshold it is always "": a quiet node never refuses.
 func (s *Server) Saturation() string {
+	l, _ := s.saturation()
+	return l
+}
+
+// saturation is Saturation, with the flush queue's oldest wait it saw (0
+// when it did not look).
+func (s *Server) saturation() (string, int64) {
 	b := s.outbound
-	switch {
-	case b.limit > 0 && b.bytes.Load() > b.saturateAt:
-		return hub.LimitOutboundBudget
-	case s.delays.bound > 0 && (s.flushq.waited(s.clock()) > s.delays.bound/flushWaitShare || s.delays.late(s.clock())):
+	if b.limit > 0 && b.bytes.Load() > b.saturateAt {
+		return hub.LimitOutboundBudget, 0
+	}
+	var waited int64
+	if s.delays.bound > 0 {
+		now := s.clock()
+		waited = s.flushq.waited(now)
+		if waited > s.delays.bound/flushWaitShare || s.delays.late(now) {
+			return hub.LimitSaturationDelay, waited
+		}
+	}
+	if s.pool.waitingLen() > 0 {
+		return hub.LimitWorkers, waited
+	}
+	return "", waited
+}
+
+// RefusePublish decides one publish (the HTTP API asks once per request):
+// it returns the limit under which this publish is refused, "" to accept
+// it. While the node is saturated (Saturation) every publish is refused.
+// Before that, from the moment a connection has waited for a flusher
+// longer than SaturationDelay/shedFromShare, a share of the publishes is
+// refused, growing in proportion to that wait up to all of them where
+// Saturation trips: a publisher told Retry-After waits a whole second,
+// so refusing every publisher at the first sign of a backlog (the rule
+// until session 6) left the node idle most of each second under a flood
+// (docs/benchmarks.md, "Session 6"). The refusals of a share are spread
+// evenly over the requests (every 1/share-th), not drawn at random.
+func (s *Server) RefusePublish() string {
+	limit, waited := s.saturation()
+	if limit != "" {
+		return limit
+	}
+	if s.publishShed.take(shedShareOf(waited, s.delays.bound)) {
 		return hub.LimitSaturationDelay
-	case s.pool.waitingLen() > 0:
-		return hub.LimitWorkers
 	}
 	return ""
+}
+
+// PacePublish holds the answer to a publish the node has accepted (and
+// fanned out) while a connection has waited for a flusher longer than
+// SaturationDelay/paceFromShare, until the wait is back under it, ctx is
+// done or SaturationDelay has passed. A publisher that sends its next
+// event when the last is answered is so held to the pace at which the
+// node delivers, instead of filling the queues until Saturation refuses it
+// for a whole Retry-After second; the event itself is not delayed. A held
+// answer keeps its worker, which MaxWorkers bounds (and Saturation
+// watches).
+func (s *Server) PacePublish(ctx context.Context) {
+	bound := s.delays.bound
+	if bound <= 0 {
+		return
+	}
+	from := bound / paceFromShare
+	start := s.clock()
+	if s.flushq.waited(start) <= from {
+		return
+	}
+	t := time.NewTicker(pacePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.clock()
+		if now-start >= bound || s.flushq.waited(now) <= from {
+			return
+		}
+	}
+}
+
+// paceFromShare: PacePublish holds answers from a flush-queue wait of
+// SaturationDelay/paceFromShare on; pacePoll is how often a held answer
+// looks again (a flusher drains a fanout of hundreds of sockets in about
+// that time).
+const (
+	paceFromShare = 16
+	pacePoll      = 2 * time.Millisecond
+)
+
+// shedShareOf is the share of publishes refused at a flush-queue wait of
+// waited under a SaturationDelay of bound (both in nanoseconds): 0 up to
+// bound/shedFromShare, then rising linearly to 1 at bound/flushWaitShare.
+func shedShareOf(waited, bound int64) float64 {
+	if bound <= 0 {
+		return 0
+	}
+	lo, hi := bound/shedFromShare, bound/flushWaitShare
+	if waited <= lo {
+		return 0
+	}
+	return min(float64(waited-lo)/float64(hi-lo), 1)
 }
 
 // flushWaitShare: the node is saturated once a connection has waited for
 // a flusher longer than SaturationDelay/flushWaitShare. The wait of the
 // oldest is a leading measure, but what publishers add until they hear the
 // 503 (a request in flight each, then the events already accepted) waits
-// behind it: with half the bound, a fanout flood (10,000 subscribers, 8
-// publishers as fast as the API lets them) still had a p99 of 92-111 ms
-// against a bound of 50 ms (docs/benchmarks.md, "Session 5").
-const flushWaitShare = 4
+// behind it, which is why RefusePublish sheds a growing share of the
+// publishes before it (from SaturationDelay/shedFromShare on). Measured
+// under a fanout flood (docs/benchmarks.md, "Session 6"): pacing from /16
+// and shedding from /8 to /4 kept p99 at 30-35 ms with 63-69k deliveries/s,
+// where /8 and /4 to /2 gave 61-110 ms and 33-35k (a longer flush queue
+// is no faster to drain).
+const (
+	flushWaitShare = 4
+	shedFromShare  = 8
+)
+
+// shedCounter spreads a share of refusals evenly over requests: each
+// request adds the current share, and one is refused each time the sum
+// passes a whole.
+type shedCounter struct {
+	mu  sync.Mutex
+	acc float64
+}
+
+// take adds share (0 to 1) and reports whether this request is refused.
+func (c *shedCounter) take(share float64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if share <= 0 {
+		c.acc = 0 // a new spell starts afresh
+		return false
+	}
+	c.acc += share
+	if c.acc >= 1 {
+		c.acc--
+		return true
+	}
+	return false
+}
 
 // clock reads the monotonic clock the hub stamps frames with
 // (nanoseconds since Config.Epoch).
