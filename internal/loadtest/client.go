@@ -353,8 +353,10 @@ var (
 )
 
 // connectSubscribe dials, completes the Pusher handshake and subscribes,
-// all within the timeout. stage tells where it failed.
-func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel string, timeout time.Duration, stages *[numSetupStages]Histogram) (ws *websocket.Conn, socketID string, activity time.Duration, stage string, err error) {
+// all within the timeout. stage tells where it failed. With stages, it
+// records each stage of a successful setup and, in total, their sum: the
+// same interval, so that the stages add up to the total exactly.
+func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel string, timeout time.Duration, stages *[numSetupStages]Histogram, total *Histogram) (ws *websocket.Conn, socketID string, activity time.Duration, stage string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var marks [numSetupStages]time.Time
@@ -375,6 +377,7 @@ func connectSubscribe(ctx context.Context, d *websocket.Dialer, url, channel str
 				stages[i].Record(int64(marks[i].Sub(prev)))
 				prev = marks[i]
 			}
+			total.Record(int64(prev.Sub(t0)))
 		}()
 	}
 	ws, resp, err := d.DialContext(ctx, url, nil)
@@ -592,10 +595,7 @@ launch:
 			if interval > 0 {
 				st.launchLag.Record(int64(t0.Sub(start.Add(time.Duration(i) * interval))))
 			}
-			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, urls[i%len(urls)], channelName(o.ChannelBase, ch), o.Timeout, &st.stages)
-			if err == nil {
-				st.setup.Record(int64(time.Since(t0)))
-			}
+			ws, socketID, activity, stage, err := connectSubscribe(ctx, cs.dialer, urls[i%len(urls)], channelName(o.ChannelBase, ch), o.Timeout, &st.stages, &st.setup)
 			st.dialing.Add(-1)
 			<-sem
 			if err != nil {

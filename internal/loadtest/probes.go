@@ -209,7 +209,7 @@ func startNoise(ctx context.Context, o *Options) *noise {
 		var seq atomic.Int64
 		n.every(ctx, "bg_churn", interval, func(ctx context.Context) error {
 			ch := "noise-" + strconv.FormatInt(seq.Add(1)%10, 10)
-			ws, _, _, stage, err := connectSubscribe(ctx, dialer, wsURL, ch, o.Timeout, nil)
+			ws, _, _, stage, err := connectSubscribe(ctx, dialer, wsURL, ch, o.Timeout, nil, nil)
 			if err != nil {
 				return fmt.Errorf("%s: %w", stage, err)
 			}

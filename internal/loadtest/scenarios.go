@@ -434,7 +434,7 @@ func (r *runner) churn(ctx context.Context) *Result {
 			for wctx.Err() == nil {
 				t1 := time.Now()
 				attempts.Add(1)
-				ws, _, _, stage, err := connectSubscribe(wctx, dialer, urls[w%len(urls)], channel, o.Timeout, nil)
+				ws, _, _, stage, err := connectSubscribe(wctx, dialer, urls[w%len(urls)], channel, o.Timeout, nil, nil)
 				if err != nil {
 					// A deadline set from wctx can fire just before wctx
 					// reports done: failures at the end are not errors.
