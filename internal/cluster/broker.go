@@ -691,6 +691,7 @@ func NewEngine(o BrokerOptions) (*Engine, error) {
 	b, err := NewBroker(o)
 	if err != nil {
 		_ = n.rdb.Close()
+		_ = n.lease.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	return &Engine{Node: n, Broker: b, hist: newHistory(b)}, nil
