@@ -254,7 +254,57 @@ func StartCluster(dir string, shards, replicas int, nodeTimeout time.Duration) (
 	if err != nil {
 		return nil, err
 	}
+	if replicas > 0 {
+		// A replica takes over only if it was in sync: wait for every
+		// replication link.
+		err = until(20*time.Second, func() error {
+			for _, p := range c.Nodes {
+				rc := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
+				info, err := rc.Info(context.Background(), "replication").Result()
+				rc.Close()
+				if err != nil || strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up") {
+					return fmt.Errorf("node %s: replication link not up: %v", p.Addr(), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// PrimaryFor returns the process that is the primary of key's slot now
+// (key's hash tag routes it, as in Herald's keys), as the first node that
+// answers sees it.
+func (c *Cluster) PrimaryFor(ctx context.Context, key string) (*Proc, error) {
+	var lastErr error
+	for _, p := range c.Nodes {
+		rc := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+		slot, err := rc.ClusterKeySlot(ctx, key).Result()
+		var ranges []redis.ClusterSlot
+		if err == nil {
+			ranges, err = rc.ClusterSlots(ctx).Result()
+		}
+		rc.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for _, r := range ranges {
+			if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
+				for _, q := range c.Nodes {
+					if q.Addr() == r.Nodes[0].Addr {
+						return q, nil
+					}
+				}
+				return nil, fmt.Errorf("slot %d: primary %s is none of the cluster's processes", slot, r.Nodes[0].Addr)
+			}
+		}
+		return nil, fmt.Errorf("slot %d of %s is not served", slot, key)
+	}
+	return nil, fmt.Errorf("no node answered: %w", lastErr)
 }
 
 // Options returns the go-redis options of the cluster (every node as a
