@@ -283,23 +283,31 @@ func (c *Cluster) PrimaryFor(ctx context.Context, key string) (*Proc, error) {
 	for _, p := range c.Nodes {
 		rc := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 		slot, err := rc.ClusterKeySlot(ctx, key).Result()
-		var ranges []redis.ClusterSlot
+		var shards []redis.ClusterShard
 		if err == nil {
-			ranges, err = rc.ClusterSlots(ctx).Result()
+			shards, err = rc.ClusterShards(ctx).Result()
 		}
 		rc.Close()
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		for _, r := range ranges {
-			if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
-				for _, q := range c.Nodes {
-					if q.Addr() == r.Nodes[0].Addr {
-						return q, nil
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start > slot || slot > r.End {
+					continue
+				}
+				for _, n := range sh.Nodes {
+					if n.Role != "master" || n.Health != "online" {
+						continue
+					}
+					for _, q := range c.Nodes {
+						if q.Port == int(n.Port) {
+							return q, nil
+						}
 					}
 				}
-				return nil, fmt.Errorf("slot %d: primary %s is none of the cluster's processes", slot, r.Nodes[0].Addr)
+				return nil, fmt.Errorf("slot %d: no primary among the cluster's processes", slot)
 			}
 		}
 		return nil, fmt.Errorf("slot %d of %s is not served", slot, key)
