@@ -29,6 +29,11 @@ type Node struct {
 
 	id         atomic.Pointer[string]
 	registered atomic.Bool
+	// stateUnchecked is set when the lease came back from an error: the
+	// lease has a client of its own, and the state's client (rdb) may
+	// still be backing off from failed dials. The reconcile loop clears
+	// it once rdb answers; Healthy reports it meanwhile.
+	stateUnchecked atomic.Bool
 
 	appsMu sync.Mutex
 	apps   map[string]struct{} // apps recorded in Pnode:<id>:apps for the current id
@@ -100,6 +105,7 @@ func (n *Node) Client() redis.UniversalClient { return n.rdb }
 // keeps trying in the background and Healthy reports the error.
 func (n *Node) Start() error {
 	n.beat()
+	n.checkState(n.ctx)
 	n.wg.Add(2)
 	go n.every(n.o.Heartbeat, n.beat)
 	go n.every(n.o.ReapInterval, n.reapIfHealthy)
@@ -117,6 +123,9 @@ func (n *Node) Healthy() error {
 	defer n.healthMu.Unlock()
 	if n.healthErr != nil {
 		return fmt.Errorf("redis: %w", n.healthErr)
+	}
+	if n.stateUnchecked.Load() {
+		return errors.New("redis: lease renewed, state client not reconnected yet")
 	}
 	if time.Since(n.lastBeat) > n.o.Lease {
 		return errors.New("redis: lease not renewed for a full lease period")
@@ -230,6 +239,7 @@ func (n *Node) beat() {
 	}
 	now := time.Now()
 	if n.healthErr != nil {
+		n.stateUnchecked.Store(true)
 		if !n.lastBeat.IsZero() {
 			n.o.Logger.Info("Redis reachable again", "node", n.ID())
 		}
@@ -268,11 +278,25 @@ func (n *Node) reconcileLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-n.ticked:
+			n.checkState(n.ctx)
 			n.restoreApps(n.ctx)
 			if r := n.recv.Load(); r != nil {
 				r.Reconcile(n.ctx)
 			}
 		}
+	}
+}
+
+// checkState clears stateUnchecked once the state's client answers (off
+// the heartbeat: in a mass disconnect it waits behind the removals).
+func (n *Node) checkState(ctx context.Context) {
+	if !n.stateUnchecked.Load() {
+		return
+	}
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	if n.rdb.Ping(ctx).Err() == nil {
+		n.stateUnchecked.Store(false)
 	}
 }
 

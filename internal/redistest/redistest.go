@@ -109,9 +109,10 @@ type Sentinel struct {
 // config files there). down is the sentinels' down-after-milliseconds.
 func StartSentinel(dir string, down time.Duration) (s *Sentinel, err error) {
 	s = &Sentinel{}
+	started := s // s is nil by the time a failing return runs the defer
 	defer func() {
 		if err != nil {
-			s.Close()
+			started.Close()
 		}
 	}()
 	if s.Primary, err = Start(mkdir(dir, "primary")); err != nil {
@@ -220,9 +221,10 @@ func StartCluster(dir string, shards, replicas int, nodeTimeout time.Duration) (
 		return nil, errors.New("redis-cli is required (Debian package redis-tools)")
 	}
 	c = &Cluster{}
+	started := c // c is nil by the time a failing return runs the defer
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 		}
 	}()
 	args := []string{"--cluster", "create"}
