@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"log/slog"
 	"os"
@@ -83,10 +85,44 @@ func (o Options) newLeaseClient() redis.UniversalClient {
 
 func (o Options) clientFrom(ro *redis.UniversalOptions) redis.UniversalClient {
 	c := redis.NewUniversalClient(ro)
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		cc.AddHook(reloadOnError{cc})
+	}
 	if o.RedisHook != nil {
 		c.AddHook(o.RedisHook)
 	}
 	return c
+}
+
+// reloadOnError has a Redis Cluster client reload its slot map after a
+// failed command. With retries off, go-redis would keep sending a slot's
+// commands to a primary that died until its map is 10 s old; a shard's
+// failover then costs the State up to that long after the replica took
+// over. go-redis reloads in the background, at most every 200 ms.
+type reloadOnError struct{ cc *redis.ClusterClient }
+
+func (h reloadOnError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnError) after(ctx context.Context, err error) {
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(err, context.Canceled) {
+		h.cc.ReloadState(ctx)
+	}
 }
 
 // bulkLimit is how many removals (State.Unsubscribe, State.Leave) a node

@@ -252,14 +252,20 @@ func failoverUnderTraffic(t *testing.T, redis func(*config.Config), kill func() 
 
 	// Presence and counts are right on the new primary, from either node.
 	for _, addr := range []string{addrA, addrB} {
-		testwait.For(t, 15*time.Second, "presence after the failover", func() bool {
-			st, body := getSigned(t, addr, "/apps/app-id/channels/presence-room/users")
+		var st int
+		var body string
+		if !testwait.Until(15*time.Second, func() bool {
+			st, body = getSigned(t, addr, "/apps/app-id/channels/presence-room/users")
 			return st == 200 && strings.Contains(body, `"user-0"`) && strings.Contains(body, `"user-1"`)
-		})
-		testwait.For(t, 15*time.Second, "counts after the failover", func() bool {
-			st, body := getSigned(t, addr, "/apps/app-id/channels/news?info=subscription_count")
+		}) {
+			t.Fatalf("presence after the failover, from %s: %d %s", addr, st, body)
+		}
+		if !testwait.Until(15*time.Second, func() bool {
+			st, body = getSigned(t, addr, "/apps/app-id/channels/news?info=subscription_count")
 			return st == 200 && strings.Contains(body, `"subscription_count":2`)
-		})
+		}) {
+			t.Fatalf("counts after the failover, from %s: %d %s", addr, st, body)
+		}
 	}
 }
 
