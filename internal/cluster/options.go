@@ -3,8 +3,8 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"runtime"
