@@ -88,6 +88,10 @@ type LaravelRedis struct {
 	// publishes to; "" turns ingestion off. It may hold a password, so it
 	// is never logged.
 	URL string `yaml:"url" json:"url,omitempty"`
+	// Mode says how URL is read, as the cluster's redis_mode: "single"
+	// (or ""), "sentinel" (Laravel's Redis behind Redis Sentinel) or
+	// "cluster" (a Redis Cluster); internal/redisurl parses both.
+	Mode string `yaml:"mode" json:"mode,omitempty"`
 	// Prefix is the Redis connection's prefix option in Laravel's
 	// config/database.php, which Laravel puts before every channel name
 	// (DefaultLaravelRedisPrefix unless APP_NAME or REDIS_PREFIX change it).

@@ -117,7 +117,7 @@ func webhookFilterSettings() []settings.Setting {
 // laravelRedisSettings is the table of laravel_redis (its default is the
 // laravel_redis entry's).
 func laravelRedisSettings() []settings.Setting {
-	return []settings.Setting{{Key: "url"}, {Key: "prefix"}}
+	return []settings.Setting{{Key: "url"}, {Key: "mode"}, {Key: "prefix"}}
 }
 
 // Tables binds the per-app tables to App and the structs within it, App's

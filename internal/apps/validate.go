@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-ws/herald/internal/redisurl"
 	"github.com/herald-ws/herald/internal/settings"
 )
 
@@ -154,7 +155,7 @@ func validate(a *App, ts settings.Tables) []FieldError {
 	}
 
 	if a.LaravelRedis.URL != "" {
-		v.laravelRedisURL(a.LaravelRedis.URL)
+		v.laravelRedisURL(a.LaravelRedis.Mode, a.LaravelRedis.URL)
 	}
 
 	if len(a.History) > MaxHistoryRules {
@@ -175,10 +176,20 @@ func validate(a *App, ts settings.Tables) []FieldError {
 	return v.errs
 }
 
-// laravelRedisURL checks laravel_redis.url.
-func (v *checker) laravelRedisURL(raw string) {
-	if p := RedisURLProblem(raw); p != "" {
-		v.add("laravel_redis.url", "%s", p)
+// laravelRedisURL checks laravel_redis.url, read as laravel_redis.mode
+// says.
+func (v *checker) laravelRedisURL(mode, raw string) {
+	switch mode {
+	case "", redisurl.Single:
+		if p := RedisURLProblem(raw); p != "" {
+			v.add("laravel_redis.url", "%s", p)
+		}
+	case redisurl.Sentinel, redisurl.Cluster:
+		if _, err := redisurl.Parse(mode, raw); err != nil {
+			v.add("laravel_redis.url", "must be a %s URL (see docs/scaling.md): %v", mode, err)
+		}
+	default:
+		v.add("laravel_redis.mode", "must be one of %s, got %q", strings.Join(redisurl.Modes, ", "), mode)
 	}
 }
 

@@ -26,14 +26,13 @@ type BrokerOptions struct {
 	// its messages keep their order; each queue writes its backlog as one
 	// pipeline.
 	PublishShards int
-	// ResubscribeGrace is how long, after one of its subscriber
-	// connections came back from a loss (a Redis restart or failover),
-	// the broker still refuses to publish (default 2 s: go-redis's and the
-	// receive loop's reconnect backoff, at most 1 s, plus a ping
-	// interval). A failover cuts every node's subscriber; until the other
-	// nodes have subscribed again on the new primary, a message Redis
-	// accepts would reach none of their clients. Refusing it gives the
-	// publisher an error (HTTP 503) instead of a silent loss.
+	// ResubscribeGrace applies in a Redis Cluster only: how long, after
+	// one of its subscriber connections came back from a loss (a shard's
+	// failover), the broker still refuses to publish (default 2 s:
+	// go-redis's and the receive loop's reconnect backoff, at most 1 s,
+	// plus a ping interval), a margin for the other nodes to subscribe
+	// again on the new primary. With one Redis or Sentinel the broker
+	// waits for a barrier instead (see liveCheck).
 	ResubscribeGrace time.Duration
 }
 
@@ -62,6 +61,11 @@ type Broker struct {
 	// recv is the hub (Attach); messages that arrive before are dropped
 	// (there is no interest before the hub exists).
 	recv atomic.Pointer[receiver]
+
+	// suspect is set when the anchor lost its connection (one Redis or
+	// Sentinel): until liveCheck finds every live node subscribed again,
+	// each publishing batch is checked first.
+	suspect atomic.Bool
 
 	published, received, dropped atomic.Uint64
 }
@@ -139,7 +143,13 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	}
 	// The node's own channel keeps the connection in subscribed mode, and
 	// its confirmation after a reconnect tells the receiver Redis is back.
-	b.anchor = b.newSub(b.k.pubNode(o.NodeID), false)
+	// With one Redis or Sentinel the anchor carries the live channel too,
+	// whose subscribers the other nodes count (liveCheck).
+	chans := []string{b.k.pubNode(o.NodeID)}
+	if !b.k.sharded {
+		chans = append(chans, b.k.pubLive())
+	}
+	b.anchor = b.newSub(chans, false)
 	b.shards = make([]chan *pubReq, o.PublishShards)
 	for i := range b.shards {
 		b.shards[i] = make(chan *pubReq, 1024)
@@ -149,11 +159,11 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	return b, nil
 }
 
-// newSub opens a subscriber connection for the tag of ch, subscribes ch on
-// it and starts its reader. up says whether it counts as healthy before
-// Redis answered.
-func (b *Broker) newSub(ch string, up bool) *subConn {
-	sc := &subConn{tag: b.k.pubTag(ch)}
+// newSub opens a subscriber connection for the tag of chans (one tag),
+// subscribes them on it and starts its reader. up says whether it counts
+// as healthy before Redis answered.
+func (b *Broker) newSub(chans []string, up bool) *subConn {
+	sc := &subConn{tag: b.k.pubTag(chans[0])}
 	sc.up.Store(up)
 	down := error(errors.New("not connected to Redis yet"))
 	sc.downErr.Store(&down)
@@ -162,10 +172,10 @@ func (b *Broker) newSub(ch string, up bool) *subConn {
 		// go-redis's cluster PubSub dials the master of its first
 		// channel's slot, at every reconnection too.
 		sc.ps = b.rdb.SSubscribe(ctx)
-		_ = sc.ps.SSubscribe(ctx, ch)
+		_ = sc.ps.SSubscribe(ctx, chans...)
 	} else {
 		sc.ps = b.rdb.Subscribe(ctx)
-		_ = sc.ps.Subscribe(ctx, ch)
+		_ = sc.ps.Subscribe(ctx, chans...)
 	}
 	b.wg.Add(1)
 	go b.receiveLoop(sc)
@@ -182,7 +192,7 @@ func (b *Broker) subFor(ch string, open bool) (sc *subConn, opened bool) {
 	if sc = b.subs[tag]; sc != nil || !open {
 		return sc, false
 	}
-	sc = b.newSub(ch, true)
+	sc = b.newSub([]string{ch}, true)
 	b.subs[tag] = sc
 	return sc, true
 }
@@ -275,10 +285,12 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.o.OpTimeout)
-			var err error
-			if len(batch) == 1 {
+			err := b.liveCheck(ctx)
+			switch {
+			case err != nil:
+			case len(batch) == 1:
 				err = b.publish(ctx, b.rdb, batch[0]).Err()
-			} else {
+			default:
 				// In a Redis Cluster, go-redis splits the pipeline by
 				// shard (SPUBLISH routes by its channel's slot).
 				pipe := b.rdb.Pipeline()
@@ -288,9 +300,9 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 				_, err = pipe.Exec(ctx)
 			}
 			cancel()
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrPubSubDown) {
 				err = fmt.Errorf("publish: %w", err)
-			} else {
+			} else if err == nil {
 				b.published.Add(uint64(len(batch)))
 			}
 			for i, r := range batch {
@@ -299,6 +311,51 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 			}
 		}
 	}
+}
+
+// aliveScript counts the live nodes: leases not expired (Redis clock) and
+// not claimed by a reaper. KEYS: nodes, claims. Sent with EVAL (it is
+// short): a promoted replica may not have the script cached.
+const aliveScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  if redis.call('HEXISTS', KEYS[2], id) == 0 then n = n + 1 end
+end
+return n`
+
+// liveCheck is the barrier after a loss of the anchor (one Redis or
+// Sentinel), before a batch is published: it passes once Redis counts as
+// many subscribers of the live channel as there are live nodes. Every
+// node's anchor subscribes the live channel in the same SUBSCRIBE as all
+// its other channels (go-redis subscribes a connection's channels again in
+// one command, which Redis applies at once), so a node counted there is
+// subscribed to everything it has interest in. Until then a publish could
+// reach Redis before a node that lost its connection too (a failover cuts
+// every node's) has subscribed again: it is refused with ErrPubSubDown
+// instead, and nothing is published. Once passed, batches go out
+// unchecked until the next loss, so a node that dies meanwhile costs no
+// refusals (its lease stays counted until it expires).
+func (b *Broker) liveCheck(ctx context.Context) error {
+	if b.k.sharded || !b.suspect.Load() {
+		return nil
+	}
+	pipe := b.rdb.Pipeline()
+	subs := pipe.PubSubNumSub(ctx, b.k.pubLive())
+	alive := pipe.Eval(ctx, aliveScript, []string{b.k.nodes(), b.k.claims()})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: counting the subscribed nodes: %v", ErrPubSubDown, err)
+	}
+	have := subs.Val()[b.k.pubLive()]
+	want, _ := alive.Int64()
+	if have < want {
+		return fmt.Errorf("%w: %d of %d live nodes subscribed again", ErrPubSubDown, have, want)
+	}
+	if b.suspect.CompareAndSwap(true, false) {
+		b.o.Logger.Info("every live node subscribed again, publishing", "node", b.o.NodeID, "nodes", want)
+	}
+	return nil
 }
 
 // publish is PUBLISH, or SPUBLISH in a Redis Cluster: a sharded message
@@ -459,9 +516,16 @@ func (b *Broker) Healthy() error {
 	return nil
 }
 
-// fence returns ErrPubSubDown while a subscriber connection is down or
-// within ResubscribeGrace of coming back from a loss.
+// fence returns ErrPubSubDown while a subscriber connection is down or,
+// in a Redis Cluster, within ResubscribeGrace of coming back from a loss
+// (one Redis or Sentinel: liveCheck is the barrier after a loss).
 func (b *Broker) fence() error {
+	if !b.k.sharded {
+		if !b.anchor.up.Load() {
+			return ErrPubSubDown
+		}
+		return nil
+	}
 	if !b.anchor.settled(b.o.ResubscribeGrace) {
 		return ErrPubSubDown
 	}
@@ -499,6 +563,9 @@ func (b *Broker) setDown(sc *subConn, err error) {
 	sc.downErr.Store(&err)
 	if sc.up.Swap(false) && !sc.closed.Load() {
 		sc.lost.Store(true)
+		if sc == b.anchor && !b.k.sharded {
+			b.suspect.Store(true)
+		}
 		b.o.Logger.Error("Redis pub/sub lost, serving local clients only", "node", b.o.NodeID, "tag", sc.tag, "err", err)
 	}
 }
@@ -691,6 +758,7 @@ func NewEngine(o BrokerOptions) (*Engine, error) {
 	b, err := NewBroker(o)
 	if err != nil {
 		_ = n.rdb.Close()
+		_ = n.lease.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	return &Engine{Node: n, Broker: b, hist: newHistory(b)}, nil

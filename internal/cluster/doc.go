@@ -44,9 +44,17 @@
 //	P{A}:user:U       messages and terminations for user U of app A
 //	P{node:N}         a node's own control channel
 //
-// A Broker refuses to publish (ErrPubSubDown) while one of its subscriber
-// connections is down or came back from a loss less than
-// ResubscribeGrace ago: after a failover the other nodes may not be
-// subscribed on the new primary yet, and a message Redis accepted would be
-// lost without the publisher knowing.
+// With one Redis or Sentinel every node's subscriber connection also
+// subscribes
+//
+//	Plive             no messages: its subscriber count is the number of nodes subscribed
+//
+// A Broker refuses to publish (ErrPubSubDown) while a subscriber connection
+// of its is down. After it lost its connection (a failover cuts every
+// node's), it publishes again only once Redis counts as many subscribers
+// of Plive as live nodes (unexpired, unclaimed leases in P{nodes}): each
+// node subscribes Plive in the same SUBSCRIBE as all its channels, so a
+// message published then reaches every node's subscribers; before, it is
+// refused, not lost. In a Redis Cluster a broker waits ResubscribeGrace
+// after a connection came back instead (a margin, not a barrier).
 package cluster

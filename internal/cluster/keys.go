@@ -69,6 +69,11 @@ func (k keys) pubNode(node string) string {
 	return k.p + "node:" + node
 }
 
+// pubLive is the channel every node's anchor subscribes with one Redis or
+// Sentinel: its subscriber count is the number of nodes subscribed
+// (Broker.liveCheck).
+func (k keys) pubLive() string { return k.p + "live" }
+
 // pubTag returns what a pub/sub channel is routed by in a Redis Cluster:
 // its hash tag by Redis's rule (the text between the first "{" and the
 // next "}", when not empty; else the whole name), "" when not sharded. One

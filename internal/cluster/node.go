@@ -20,10 +20,20 @@ import (
 type Node struct {
 	o   Options
 	rdb redis.UniversalClient
-	k   keys
+	// lease carries the lease (renewals, claims, releases) on a pool of
+	// its own: bulk state work on rdb never delays a renewal.
+	lease redis.UniversalClient
+	// bulk bounds the removals in flight on rdb (Options.bulkLimit).
+	bulk chan struct{}
+	k    keys
 
 	id         atomic.Pointer[string]
 	registered atomic.Bool
+	// stateUnchecked is set when the lease came back from an error: the
+	// lease has a client of its own, and the state's client (rdb) may
+	// still be backing off from failed dials. The reconcile loop clears
+	// it once rdb answers; Healthy reports it meanwhile.
+	stateUnchecked atomic.Bool
 
 	appsMu sync.Mutex
 	apps   map[string]struct{} // apps recorded in Pnode:<id>:apps for the current id
@@ -67,6 +77,8 @@ func NewNode(o Options) (*Node, error) {
 	n := &Node{
 		o:      o,
 		rdb:    o.newClient(),
+		lease:  o.newLeaseClient(),
+		bulk:   make(chan struct{}, o.bulkLimit()),
 		k:      keys{o.Prefix, o.sharded()},
 		apps:   make(map[string]struct{}),
 		rejoin: make(chan struct{}, 1),
@@ -93,6 +105,7 @@ func (n *Node) Client() redis.UniversalClient { return n.rdb }
 // keeps trying in the background and Healthy reports the error.
 func (n *Node) Start() error {
 	n.beat()
+	n.checkState(n.ctx)
 	n.wg.Add(2)
 	go n.every(n.o.Heartbeat, n.beat)
 	go n.every(n.o.ReapInterval, n.reapIfHealthy)
@@ -111,6 +124,9 @@ func (n *Node) Healthy() error {
 	if n.healthErr != nil {
 		return fmt.Errorf("redis: %w", n.healthErr)
 	}
+	if n.stateUnchecked.Load() {
+		return errors.New("redis: lease renewed, state client not reconnected yet")
+	}
 	if time.Since(n.lastBeat) > n.o.Lease {
 		return errors.New("redis: lease not renewed for a full lease period")
 	}
@@ -124,8 +140,11 @@ func (n *Node) Close() error {
 	n.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), n.o.OpTimeout)
 	defer cancel()
-	err := expireScript.Run(ctx, n.rdb, []string{n.k.nodes()}, n.ID()).Err()
+	err := expireScript.Run(ctx, n.lease, []string{n.k.nodes()}, n.ID()).Err()
 	if cerr := n.rdb.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := n.lease.Close(); err == nil {
 		err = cerr
 	}
 	return err
@@ -137,6 +156,17 @@ func (n *Node) stop() {
 		n.cancel()
 		n.wg.Wait()
 	})
+}
+
+// acquireBulk takes a slot for a removal (Options.bulkLimit), in arrival
+// order, or fails when ctx ends first; release gives it back.
+func (n *Node) acquireBulk(ctx context.Context) (release func(), err error) {
+	select {
+	case n.bulk <- struct{}{}:
+		return func() { <-n.bulk }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // opCtx bounds a call by OpTimeout.
@@ -171,7 +201,7 @@ func (n *Node) beat() {
 	}
 	ks := []string{n.k.nodes(), n.k.claims()}
 	leaseMs := n.o.Lease.Milliseconds()
-	ok, err := leaseScript.Run(ctx, n.rdb, ks, n.ID(), leaseMs, mode).Int()
+	ok, err := leaseScript.Run(ctx, n.lease, ks, n.ID(), leaseMs, mode).Int()
 	if err == nil && ok == 0 {
 		// Expired or claimed: this id is being reaped. Come back as a new
 		// node and have the hub record its sockets again.
@@ -183,7 +213,7 @@ func (n *Node) beat() {
 		n.apps = make(map[string]struct{})
 		n.appsMu.Unlock()
 		n.o.Logger.Warn("lease lost, rejoining under a new id", "old", old, "node", id)
-		err = leaseScript.Run(ctx, n.rdb, ks, id, leaseMs, "register").Err()
+		err = leaseScript.Run(ctx, n.lease, ks, id, leaseMs, "register").Err()
 		if err == nil {
 			n.registered.Store(true)
 			select {
@@ -209,6 +239,7 @@ func (n *Node) beat() {
 	}
 	now := time.Now()
 	if n.healthErr != nil {
+		n.stateUnchecked.Store(true)
 		if !n.lastBeat.IsZero() {
 			n.o.Logger.Info("Redis reachable again", "node", n.ID())
 		}
@@ -247,11 +278,25 @@ func (n *Node) reconcileLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-n.ticked:
+			n.checkState(n.ctx)
 			n.restoreApps(n.ctx)
 			if r := n.recv.Load(); r != nil {
 				r.Reconcile(n.ctx)
 			}
 		}
+	}
+}
+
+// checkState clears stateUnchecked once the state's client answers (off
+// the heartbeat: in a mass disconnect it waits behind the removals).
+func (n *Node) checkState(ctx context.Context) {
+	if !n.stateUnchecked.Load() {
+		return
+	}
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	if n.rdb.Ping(ctx).Err() == nil {
+		n.stateUnchecked.Store(false)
 	}
 }
 
@@ -312,7 +357,7 @@ func (n *Node) reapIfHealthy() {
 func (n *Node) reapOnce(ctx context.Context) {
 	for range 8 {
 		cctx, cancel := n.opCtx(ctx)
-		dead, err := claimScript.Run(cctx, n.rdb, []string{n.k.nodes(), n.k.claims()}, n.ID(), 3*n.o.Lease.Milliseconds()).Text()
+		dead, err := claimScript.Run(cctx, n.lease, []string{n.k.nodes(), n.k.claims()}, n.ID(), 3*n.o.Lease.Milliseconds()).Text()
 		cancel()
 		if err != nil {
 			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
@@ -411,5 +456,5 @@ func (n *Node) reap(ctx context.Context, dead string) (hub.Departure, error) {
 	if err := n.rdb.Del(cctx, n.k.nodeApps(dead)).Err(); err != nil {
 		return rep, err
 	}
-	return rep, releaseScript.Run(cctx, n.rdb, []string{n.k.nodes(), n.k.claims()}, dead, n.ID()).Err()
+	return rep, releaseScript.Run(cctx, n.lease, []string{n.k.nodes(), n.k.claims()}, dead, n.ID()).Err()
 }

@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -64,11 +67,74 @@ func (o Options) sharded() bool { return redisurl.Mode(o.Redis) == redisurl.Clus
 
 // newClient makes a Redis client with the options' timeouts and hook.
 func (o Options) newClient() redis.UniversalClient {
-	c := redis.NewUniversalClient(redisOptions(o.Redis, o.OpTimeout))
+	return o.clientFrom(redisOptions(o.Redis, o.OpTimeout))
+}
+
+// leasePoolSize is the pool of the lease client: the heartbeat and the
+// reaper's claims, one at a time each.
+const leasePoolSize = 2
+
+// newLeaseClient makes the client of the node's lease: a small pool of
+// its own, so that a renewal never waits for a connection behind bulk
+// state work (a mass disconnect's removals fill the main pool).
+func (o Options) newLeaseClient() redis.UniversalClient {
+	ro := redisOptions(o.Redis, o.OpTimeout)
+	ro.PoolSize, ro.MaxActiveConns, ro.MinIdleConns, ro.MaxIdleConns = leasePoolSize, leasePoolSize, 0, leasePoolSize
+	return o.clientFrom(ro)
+}
+
+func (o Options) clientFrom(ro *redis.UniversalOptions) redis.UniversalClient {
+	c := redis.NewUniversalClient(ro)
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		cc.AddHook(reloadOnError{cc})
+	}
 	if o.RedisHook != nil {
 		c.AddHook(o.RedisHook)
 	}
 	return c
+}
+
+// reloadOnError has a Redis Cluster client reload its slot map after a
+// failed command. With retries off, go-redis would keep sending a slot's
+// commands to a primary that died until its map is 10 s old; a shard's
+// failover then costs the State up to that long after the replica took
+// over. go-redis reloads in the background, at most every 200 ms.
+type reloadOnError struct{ cc *redis.ClusterClient }
+
+func (h reloadOnError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.after(ctx, err)
+		return err
+	}
+}
+
+func (h reloadOnError) after(ctx context.Context, err error) {
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(err, context.Canceled) {
+		h.cc.ReloadState(ctx)
+	}
+}
+
+// bulkLimit is how many removals (State.Unsubscribe, State.Leave) a node
+// has in flight at once: half its pool (per Redis node), so that a mass
+// disconnect drains at Redis's pace and leaves connections to the
+// subscribes and queries meanwhile.
+func (o Options) bulkLimit() int {
+	size := o.Redis.PoolSize
+	if size <= 0 {
+		size = 10 * runtime.GOMAXPROCS(0) // go-redis's default
+	}
+	return max(1, size/2)
 }
 
 func (o Options) withDefaults() Options {

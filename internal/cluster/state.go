@@ -59,6 +59,11 @@ func (s *State) Unsubscribe(ctx context.Context, appID, channel, socketID string
 	n := s.n
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
+	release, err := n.acquireBulk(ctx)
+	if err != nil {
+		return hub.UnsubscribeResult{}, fmt.Errorf("unsubscribe: waiting for a slot: %w", err)
+	}
+	defer release()
 	v, err := unsubscribeScript.Run(ctx, n.rdb, n.k.channel(appID, channel, n.ID()), socketID, channel, "").Slice()
 	if err != nil {
 		return hub.UnsubscribeResult{}, fmt.Errorf("unsubscribe: %w", err)
@@ -81,6 +86,11 @@ func (s *State) Leave(ctx context.Context, appID, channel, socketID, op string) 
 	n := s.n
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
+	release, err := n.acquireBulk(ctx)
+	if err != nil {
+		return hub.UnsubscribeResult{}, fmt.Errorf("leave: waiting for a slot: %w", err)
+	}
+	defer release()
 	ks := append(n.k.channel(appID, channel, n.ID()), n.k.left(appID, op))
 	v, err := unsubscribeScript.Run(ctx, n.rdb, ks, socketID, channel, "", leaveMemory.Milliseconds()).Slice()
 	if err != nil {

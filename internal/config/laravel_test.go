@@ -56,6 +56,8 @@ func TestLaravelRedisErrors(t *testing.T) {
 		{"empty block", app + "laravel_redis: {}}", `apps[0].laravel_redis.url: must be set to Laravel's Redis URL`},
 		{"unknown key", app + "laravel_redis: {url: 'redis://h', prefx: p}}", `apps[0].laravel_redis: unknown key "prefx" (did you mean "prefix"?)`},
 		{"not a mapping", app + "laravel_redis: 'redis://h'}", `apps[0].laravel_redis: must be a mapping of keys to values, got "redis://h"`},
+		{"bad mode", app + "laravel_redis: {url: 'redis://pw@h', mode: sentinal}}", `apps[0].laravel_redis.mode: must be one of single, sentinel, cluster, got "sentinal"`},
+		{"sentinel without master", app + "laravel_redis: {url: 'redis://pw@h:26379', mode: sentinel}}", `apps[0].laravel_redis.url: must be a sentinel URL`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := writeConfig(t, tt.yaml+"\n")

@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/redisurl"
 )
 
 // Publisher is the way into the hub, the same the HTTP API uses
@@ -252,14 +255,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// redisOptions parses a laravel_redis URL into client options tuned like
-// the cluster's: short timeouts, no retries (a retried command could
-// publish twice; here it would only be a PING), RESP2.
-func redisOptions(url string) (*redis.Options, error) {
-	ro, err := redis.ParseURL(url)
+// redisOptions parses a laravel_redis URL, read as mode says (one Redis,
+// Sentinel or a Redis Cluster, as the cluster's redis_mode), into client
+// options tuned like the cluster's: short timeouts, no retries (a retried
+// command could publish twice; here it would only be a PING), RESP2.
+func redisOptions(mode, url string) (*redis.UniversalOptions, error) {
+	ro, err := redisurl.Parse(mode, url)
 	if err != nil {
-		// The error of ParseURL may quote the URL, password included.
-		return nil, errors.New("laravel_redis.url is not a valid redis:// or rediss:// URL")
+		// redisurl never quotes the URL (it may hold a password).
+		return nil, fmt.Errorf("laravel_redis.url is not a valid %s URL: %w", cmp.Or(mode, redisurl.Single), err)
 	}
 	ro.MaxRetries = -1
 	ro.DialTimeout = 2 * time.Second

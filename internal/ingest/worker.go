@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,7 @@ type worker struct {
 	in     *Ingester
 	appID  string
 	cfg    apps.LaravelRedis
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -38,16 +39,20 @@ type worker struct {
 }
 
 func (in *Ingester) newWorker(appID string, cfg apps.LaravelRedis) (*worker, error) {
-	ro, err := redisOptions(cfg.URL)
+	ro, err := redisOptions(cfg.Mode, cfg.URL)
 	if err != nil {
 		return nil, err
+	}
+	where := strings.Join(ro.Addrs, ",")
+	if ro.MasterName != "" {
+		where = ro.MasterName + " via " + where
 	}
 	return &worker{
 		in:    in,
 		appID: appID,
 		cfg:   cfg,
-		rdb:   redis.NewClient(ro),
-		log:   in.o.Logger.With("app_id", appID, "redis", ro.Addr, "prefix", cfg.Prefix),
+		rdb:   redis.NewUniversalClient(ro),
+		log:   in.o.Logger.With("app_id", appID, "redis", where, "prefix", cfg.Prefix),
 		done:  make(chan struct{}),
 	}, nil
 }

@@ -109,9 +109,10 @@ type Sentinel struct {
 // config files there). down is the sentinels' down-after-milliseconds.
 func StartSentinel(dir string, down time.Duration) (s *Sentinel, err error) {
 	s = &Sentinel{}
+	started := s // s is nil by the time a failing return runs the defer
 	defer func() {
 		if err != nil {
-			s.Close()
+			started.Close()
 		}
 	}()
 	if s.Primary, err = Start(mkdir(dir, "primary")); err != nil {
@@ -220,9 +221,10 @@ func StartCluster(dir string, shards, replicas int, nodeTimeout time.Duration) (
 		return nil, errors.New("redis-cli is required (Debian package redis-tools)")
 	}
 	c = &Cluster{}
+	started := c // c is nil by the time a failing return runs the defer
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 		}
 	}()
 	args := []string{"--cluster", "create"}
@@ -254,7 +256,65 @@ func StartCluster(dir string, shards, replicas int, nodeTimeout time.Duration) (
 	if err != nil {
 		return nil, err
 	}
+	if replicas > 0 {
+		// A replica takes over only if it was in sync: wait for every
+		// replication link.
+		err = until(20*time.Second, func() error {
+			for _, p := range c.Nodes {
+				rc := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1})
+				info, err := rc.Info(context.Background(), "replication").Result()
+				rc.Close()
+				if err != nil || strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up") {
+					return fmt.Errorf("node %s: replication link not up: %v", p.Addr(), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// PrimaryFor returns the process that is the primary of key's slot now
+// (key's hash tag routes it, as in Herald's keys), as the first node that
+// answers sees it.
+func (c *Cluster) PrimaryFor(ctx context.Context, key string) (*Proc, error) {
+	var lastErr error
+	for _, p := range c.Nodes {
+		rc := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+		slot, err := rc.ClusterKeySlot(ctx, key).Result()
+		var shards []redis.ClusterShard
+		if err == nil {
+			shards, err = rc.ClusterShards(ctx).Result()
+		}
+		rc.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start > slot || slot > r.End {
+					continue
+				}
+				for _, n := range sh.Nodes {
+					if n.Role != "master" || n.Health != "online" {
+						continue
+					}
+					for _, q := range c.Nodes {
+						if q.Port == int(n.Port) {
+							return q, nil
+						}
+					}
+				}
+				return nil, fmt.Errorf("slot %d: no primary among the cluster's processes", slot)
+			}
+		}
+		return nil, fmt.Errorf("slot %d of %s is not served", slot, key)
+	}
+	return nil, fmt.Errorf("no node answered: %w", lastErr)
 }
 
 // Options returns the go-redis options of the cluster (every node as a

@@ -86,10 +86,56 @@ func TestSentinelFailoverUnderTraffic(t *testing.T) {
 	}
 	t.Cleanup(s.Close)
 	prefix := "herald-failover-" + strconv.Itoa(s.Primary.Port) + ":"
-	cfg := func(c *config.Config) {
+	failoverUnderTraffic(t, func(c *config.Config) {
 		c.RedisURL = s.URL()
 		c.RedisMode = "sentinel"
 		c.RedisPrefix = prefix
+	}, func() string {
+		s.Primary.Kill()
+		return s.Primary.Addr()
+	}, func() string {
+		primary, _ := s.PrimaryAddr(context.Background())
+		return primary
+	})
+}
+
+// The same in a Redis Cluster of 3 primaries and 3 replicas: the primary
+// of the app's shard (its hash tag's slot: keys and sharded pub/sub) is
+// killed, and its replica takes over after cluster-node-timeout.
+func TestClusterFailoverUnderTraffic(t *testing.T) {
+	c, err := redistest.StartCluster(t.TempDir(), 3, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	prefix := "herald-failover-" + strconv.Itoa(c.Nodes[0].Port) + ":"
+	tag := prefix + "{app-id}:x"
+	failoverUnderTraffic(t, func(cf *config.Config) {
+		cf.RedisURL = c.URL()
+		cf.RedisMode = "cluster"
+		cf.RedisPrefix = prefix
+	}, func() string {
+		p, err := c.PrimaryFor(context.Background(), tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Kill()
+		return p.Addr()
+	}, func() string {
+		p, _ := c.PrimaryFor(context.Background(), tag)
+		if p == nil {
+			return "?"
+		}
+		return p.Addr()
+	})
+}
+
+// failoverUnderTraffic runs two nodes configured by redis, kills the
+// primary (kill returns its address) under a stream of publishes and
+// checks what the tests above say; primary names the primary afterwards.
+func failoverUnderTraffic(t *testing.T, redis func(*config.Config), kill func() string, primary func() string) {
+	cfg := func(c *config.Config) {
+		redis(c)
 		c.RedisLease = 5 * time.Second
 		c.SubscriptionCountInterval = 100 * time.Millisecond
 	}
@@ -165,7 +211,7 @@ func TestSentinelFailoverUnderTraffic(t *testing.T) {
 		return count(func(r result) bool { return r.status == 200 }) >= 10
 	})
 
-	s.Primary.Kill()
+	was := kill()
 	killed := time.Now()
 	after := func(r result) bool { return r.at.After(killed) }
 	// Until well after the first success: 50 more successes.
@@ -189,9 +235,8 @@ func TestSentinelFailoverUnderTraffic(t *testing.T) {
 			t.Fatalf("publish %d: %d %q, want 200 or a 503 with a JSON error", r.n, r.status, r.body)
 		}
 	}
-	primary, _ := s.PrimaryAddr(context.Background())
 	t.Logf("failover: first successful publish %v after the kill; %d publishes refused meanwhile (503), %d in all; primary now %s (was %s)",
-		firstOK.Sub(killed).Round(time.Millisecond), failed, len(results), primary, s.Primary.Addr())
+		firstOK.Sub(killed).Round(time.Millisecond), failed, len(results), primary(), was)
 
 	// Every 200 arrived on both nodes.
 	for _, r := range results {
@@ -207,14 +252,20 @@ func TestSentinelFailoverUnderTraffic(t *testing.T) {
 
 	// Presence and counts are right on the new primary, from either node.
 	for _, addr := range []string{addrA, addrB} {
-		testwait.For(t, 15*time.Second, "presence after the failover", func() bool {
-			st, body := getSigned(t, addr, "/apps/app-id/channels/presence-room/users")
+		var st int
+		var body string
+		if !testwait.Until(15*time.Second, func() bool {
+			st, body = getSigned(t, addr, "/apps/app-id/channels/presence-room/users")
 			return st == 200 && strings.Contains(body, `"user-0"`) && strings.Contains(body, `"user-1"`)
-		})
-		testwait.For(t, 15*time.Second, "counts after the failover", func() bool {
-			st, body := getSigned(t, addr, "/apps/app-id/channels/news?info=subscription_count")
+		}) {
+			t.Fatalf("presence after the failover, from %s: %d %s", addr, st, body)
+		}
+		if !testwait.Until(15*time.Second, func() bool {
+			st, body = getSigned(t, addr, "/apps/app-id/channels/news?info=subscription_count")
 			return st == 200 && strings.Contains(body, `"subscription_count":2`)
-		})
+		}) {
+			t.Fatalf("counts after the failover, from %s: %d %s", addr, st, body)
+		}
 	}
 }
 
