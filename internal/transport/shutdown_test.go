@@ -3,13 +3,13 @@ package transport
 import (
 	"context"
 	"errors"
-	"os"
-	"sync"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
