@@ -34,6 +34,10 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 	ref := &countRefusals{}
 	s := startServer(t, Config{Refusals: ref}, newFakeSessions())
 	addr := s.Addr().String()
+	// Start's probe sockets close on the engine's side a little later: a
+	// descriptor freed once the others are taken would let an accept
+	// succeed, and the backlog would be empty.
+	testwait.For(t, 10*time.Second, "the probe sockets to close", func() bool { return s.engine.Online() == 0 })
 
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
