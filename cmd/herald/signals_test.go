@@ -94,16 +94,49 @@ func TestSecondSignalStopsTheDrain(t *testing.T) {
 	}
 }
 
-// serveUntilListening runs `herald serve args...` in-process until it
-// listens, and returns its stdout and address; the cleanup stops it.
-func serveUntilListening(t *testing.T, args ...string) (stdout, addr string) {
+// serveOnFreePort runs `herald serve args...` in-process on a port from
+// freePort until it listens, stops it, and returns its stdout, address and
+// port. It tries another port (up to 5 times) when the bind fails: the port is
+// free when freePort looks, but any process of this shared machine may
+// take it before herald binds (an outgoing connection's local port comes
+// from the same ephemeral range), which made TestDevAppOnLoopbackUnlessAsked
+// fail now and then with "address already in use" on 0.0.0.0.
+func serveOnFreePort(t *testing.T, args ...string) (stdout, addr, port string) {
+	t.Helper()
+	for range 5 {
+		port = strconv.Itoa(freePort(t))
+		out, addr, bound := serveOnce(t, append([]string{"--port", port}, args...)...)
+		if bound {
+			return out, addr, port
+		}
+		if !strings.Contains(out, "address already in use") {
+			t.Fatalf("not listening:\n%s", out)
+		}
+	}
+	t.Fatal("no free port in 5 tries")
+	return "", "", ""
+}
+
+// serveOnce runs serve with args until it listens, then stops it with
+// SIGTERM; bound is false when serve ended first (stdout has why).
+func serveOnce(t *testing.T, args ...string) (stdout, addr string, bound bool) {
 	t.Helper()
 	var out, errOut lockedBuffer
 	code := make(chan int, 1)
 	go func() { code <- run(append([]string{"serve", "--log-format", "text"}, args...), &out, &errOut) }()
 	listening := regexp.MustCompile(`listening on (\S+:\d+)`)
-	if !testwait.Until(10*time.Second, func() bool { return strings.Contains(out.String(), "Metrics:") }) {
+	ended := false
+	if !testwait.Until(10*time.Second, func() bool {
+		if len(code) > 0 {
+			ended = true
+			return true
+		}
+		return strings.Contains(out.String(), "Metrics:")
+	}) {
 		t.Fatalf("not listening:\n%s\n%s", out.String(), errOut.String())
+	}
+	if ended {
+		return out.String() + errOut.String(), "", false
 	}
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -117,15 +150,14 @@ func serveUntilListening(t *testing.T, args ...string) (stdout, addr string) {
 	if m == nil {
 		t.Fatalf("no address in:\n%s", out.String())
 	}
-	return out.String(), m[1]
+	return out.String(), m[1], true
 }
 
 // TestDevAppOnLoopbackUnlessAsked: with no app configured, the public
 // development app is served on 127.0.0.1 only, and the banner says how to
 // open it up; dev_app_public serves every interface, with a warning.
 func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
-	port := strconv.Itoa(freePort(t))
-	out, addr := serveUntilListening(t, "--port", port)
+	out, addr, port := serveOnFreePort(t)
 	if addr != "127.0.0.1:"+port || !strings.Contains(out, "on this machine only") || !strings.Contains(out, "dev_app_public") ||
 		!strings.Contains(out, "PUSHER_HOST=127.0.0.1\n") || !strings.Contains(out, "PUSHER_APP_SECRET=app-secret\n") {
 		t.Fatalf("dev app by default: listening on %s\n%s", addr, out)
@@ -133,7 +165,7 @@ func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
 	// A port of its own: on every interface, any socket of this machine
 	// bound to the first port since (another test's client, say) would
 	// make the bind fail.
-	out, addr = serveUntilListening(t, "--port", strconv.Itoa(freePort(t)), "--dev-app-public")
+	out, addr, _ = serveOnFreePort(t, "--dev-app-public")
 	if host, _, _ := net.SplitHostPort(addr); !net.ParseIP(host).IsUnspecified() || !strings.Contains(out, "WARNING") {
 		t.Fatalf("dev_app_public: listening on %s\n%s", addr, out)
 	}

@@ -76,6 +76,7 @@ type Config struct {
 	IPConnectionsPerSecond      int           `yaml:"ip_connections_per_second"`
 	IPConnectionsBurst          int           `yaml:"ip_connections_burst"`
 	TrustedProxies              []string      `yaml:"trusted_proxies"`
+	IPLimitExempt               []string      `yaml:"ip_limit_exempt"`
 	MemoryLimitMB               int           `yaml:"memory_limit_mb"`
 	MemoryGuardPercent          int           `yaml:"memory_guard_percent"`
 	OutboundBudgetMB            int           `yaml:"outbound_budget_mb"`
@@ -104,6 +105,7 @@ func Default() *Config {
 	c := defaultServer()
 	c.Apps = []apps.App{DevApp()}
 	c.Host = "127.0.0.1" // as Load does for the development app
+	c.IPLimitExempt = DevAppIPLimitExempt()
 	return c
 }
 
@@ -133,6 +135,12 @@ func DevApp() apps.App {
 	a.EnableSubscriptionCount = true
 	return a
 }
+
+// DevAppIPLimitExempt is ip_limit_exempt's value when Herald serves the
+// development app and the key is not set: the loopback, so that a
+// developer's page reloads and local load tests (bin/herald-bench opens
+// thousands of connections from 127.0.0.1) are not refused.
+func DevAppIPLimitExempt() []string { return []string{"127.0.0.0/8", "::1"} }
 
 // UsesDevApp reports whether the first app has the development app's
 // well-known secret, as when Load fell back to DevApp because no app was

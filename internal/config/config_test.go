@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestDefaults(t *testing.T) {
 		WriteQueueKB: 1024, CacheTTL: 1800 * time.Second, SubscriptionCountInterval: time.Second,
 		APITimestampWindow: 600 * time.Second, RedisMode: "single", RedisPrefix: "herald:", RedisLease: 10 * time.Second,
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, HTTPRequestTimeout: 10 * time.Second, MaxNodeConnections: -1,
-		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
+		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, IPLimitExempt: DevAppIPLimitExempt(), MemoryGuardPercent: 90,
 		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
 		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
@@ -168,7 +169,7 @@ apps:
 		CacheTTL: time.Hour, SubscriptionCountInterval: 500 * time.Millisecond, APITimestampWindow: 300 * time.Second,
 		RedisURL: "redis://127.0.0.1:6379/0", RedisMode: "single", RedisPrefix: "staging:", RedisLease: 10 * time.Second, AdminToken: "tok-0123456789abcdef", MetricsAddr: "127.0.0.1:9601",
 		TLSReloadInterval: 5 * time.Second, HandshakeTimeout: 10 * time.Second, HTTPRequestTimeout: 10 * time.Second, MaxNodeConnections: -1,
-		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, MemoryGuardPercent: 90,
+		IPConnectionsPerSecond: 20, IPConnectionsBurst: 100, TrustedProxies: []string{}, IPLimitExempt: []string{}, MemoryGuardPercent: 90,
 		ConnectionMessagesPerSecond: 50, ConnectionMessagesBurst: 200, ConnectionPendingMessages: 256, MaxWorkers: 1024,
 		ACMEDomains: []string{}, ACMEDirectoryURL: DefaultACMEDirectoryURL,
 		AppsStore: "config", AppsCacheTTL: 5 * time.Second,
@@ -264,7 +265,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		"webhook_backoff_min": "200ms", "webhook_backoff_max": "10s", "webhook_queue_size": "50", "webhook_max_pending": "60", "webhook_queue_mb": "8", "history_memory_mb": "16", "webhook_workers": "2", "webhook_presence_delay": "1s",
 		"tls_cert": "", "tls_key": "", "tls_reload_interval": "2s", "handshake_timeout": "3s", "http_request_timeout": "4s",
 		"max_node_connections": "1000", "ip_connections_per_second": "5", "ip_connections_burst": "7",
-		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "memory_limit_mb": "512", "memory_guard_percent": "80",
+		"trusted_proxies": "10.0.0.0/8, 192.168.1.1", "ip_limit_exempt": "10.0.0.0/8, ::1", "memory_limit_mb": "512", "memory_guard_percent": "80",
 		"outbound_budget_mb": "64", "connection_messages_per_second": "30", "connection_messages_burst": "60",
 		"connection_pending_messages": "40", "max_workers": "100", "saturation_delay": "20ms",
 		"acme_domains": "ws.example.com, rt.example.org", "acme_email": "ops@example.com", "acme_cache_dir": "/var/lib/herald/acme",
@@ -281,7 +282,7 @@ func TestEveryTopLevelKeyFromEnvAndFlag(t *testing.T) {
 		WebhookBackoffMin: 200 * time.Millisecond, WebhookBackoffMax: 10 * time.Second, WebhookQueueSize: 50, WebhookMaxPending: 60, WebhookQueueMB: 8, HistoryMemoryMB: 16, WebhookWorkers: 2, WebhookPresenceDelay: time.Second,
 		TLSReloadInterval: 2 * time.Second, HandshakeTimeout: 3 * time.Second, HTTPRequestTimeout: 4 * time.Second, MaxNodeConnections: 1000,
 		IPConnectionsPerSecond: 5, IPConnectionsBurst: 7, TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1"},
-		MemoryLimitMB: 512, MemoryGuardPercent: 80,
+		IPLimitExempt: []string{"10.0.0.0/8", "::1"}, MemoryLimitMB: 512, MemoryGuardPercent: 80,
 		OutboundBudgetMB: 64, ConnectionMessagesPerSecond: 30, ConnectionMessagesBurst: 60, ConnectionPendingMessages: 40, MaxWorkers: 100, SaturationDelay: 20 * time.Millisecond,
 		ACMEDomains: []string{"ws.example.com", "rt.example.org"}, ACMEEmail: "ops@example.com", ACMECacheDir: "/var/lib/herald/acme",
 		ACMEDirectoryURL: "https://acme-staging-v02.api.letsencrypt.org/directory", ACMEHTTPAddr: ":80",
@@ -442,6 +443,7 @@ func TestValidationErrors(t *testing.T) {
 		{"metrics addr", "metrics_addr: 9601", `metrics_addr: must be host:port`},
 		{"short admin token", "admin_token: letmein", "admin_token: must be at least 16 characters (a long random string, e.g. from `openssl rand -hex 24`), got 7"},
 		{"trusted proxy", "trusted_proxies: [10.0.0.0/8, nginx]", `trusted_proxies[1]: must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got "nginx"`},
+		{"ip limit exemption", "ip_limit_exempt: [127.0.0.1, localhost]", `ip_limit_exempt[1]: must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got "localhost"`},
 		{"zero ip rate", "ip_connections_per_second: 0", "ip_connections_per_second: must be -1 (unlimited) or a positive number, got 0"},
 		{"unlimited burst", "ip_connections_burst: -1", "ip_connections_burst: must be a positive number, got -1"},
 		{"guard percent", "memory_guard_percent: 150", "memory_guard_percent: must be -1 (off) or a percentage between 1 and 100, got 150"},
@@ -855,6 +857,30 @@ func TestDevAppOnLoopbackUnlessAsked(t *testing.T) {
 		if got, want := c.DevAppLoopbackOnly(), tc.host == "127.0.0.1"; got != want {
 			t.Errorf("%s: DevAppLoopbackOnly %v", tc.name, got)
 		}
+	}
+}
+
+// The per-IP limit charges the loopback unless configured otherwise; with
+// the development app (and ip_limit_exempt not set) the loopback is exempt.
+func TestIPLimitExemptDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  Source
+		want []string
+	}{
+		{"development app", Source{}, DevAppIPLimitExempt()},
+		{"development app, set empty", Source{File: writeConfig(t, "ip_limit_exempt: []\n")}, []string{}},
+		{"real app", Source{Env: env(map[string]string{"HERALD_APP_ID": "a", "HERALD_APP_KEY": "k", "HERALD_APP_SECRET": "s"})}, []string{}},
+		{"real app, set", Source{Env: env(map[string]string{"HERALD_APP_ID": "a", "HERALD_APP_KEY": "k", "HERALD_APP_SECRET": "s",
+			"HERALD_IP_LIMIT_EXEMPT": "10.0.0.0/8"})}, []string{"10.0.0.0/8"}},
+	} {
+		c := mustLoad(t, tc.src)
+		if !slices.Equal(c.IPLimitExempt, tc.want) {
+			t.Errorf("%s: ip_limit_exempt %q, want %q", tc.name, c.IPLimitExempt, tc.want)
+		}
+	}
+	if got := Default().IPLimitExempt; !slices.Equal(got, DevAppIPLimitExempt()) {
+		t.Errorf("Default: %q", got)
 	}
 }
 

@@ -94,6 +94,11 @@ func Load(src Source) (*Config, error) {
 	if _, chosen := l.origins["host"]; !chosen && cfg.UsesDevApp() && !cfg.DevAppPublic {
 		cfg.Host = "127.0.0.1"
 	}
+	// The per-IP limit charges the loopback too (docs/security.md), but
+	// not on a development machine's own connections.
+	if _, chosen := l.origins["ip_limit_exempt"]; !chosen && cfg.UsesDevApp() {
+		cfg.IPLimitExempt = DevAppIPLimitExempt()
+	}
 
 	v := validator{origins: l.origins, failed: l.failed, tables: l.tables}
 	v.config(cfg)

@@ -259,6 +259,12 @@ func serverSettings() []settings.Setting {
 		// and X-Forwarded-Proto headers are believed.
 		{Key: "trusted_proxies", Default: []string{},
 			Help: "comma separated `CIDRs` of proxies whose X-Forwarded-For/-Proto are believed"},
+		// The client addresses (CIDRs or IPs, as resolved through
+		// trusted_proxies) that ip_connections_per_second never charges.
+		// Empty by default: loopback and private addresses are charged
+		// too; with the development app, the loopback is exempt.
+		{Key: "ip_limit_exempt", Default: []string{},
+			Help: "comma separated `CIDRs` of client addresses the per-IP connection limit never charges (default none; the loopback with the development app)"},
 		// The memory the process may use; 0 takes GOMEMLIMIT when set, else
 		// the cgroup's memory limit, else none.
 		{Key: "memory_limit_mb",

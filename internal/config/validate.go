@@ -74,7 +74,8 @@ func (v *validator) config(c *Config) {
 	v.acme(c)
 	v.restart(c)
 	v.webhookSettings(c)
-	v.trustedProxies(c.TrustedProxies)
+	v.cidrList("trusted_proxies", c.TrustedProxies)
+	v.cidrList("ip_limit_exempt", c.IPLimitExempt)
 	if n := len(c.AdminToken); n > 0 && n < MinAdminTokenLength {
 		v.add("admin_token", "must be at least %d characters (a long random string, e.g. from `openssl rand -hex 24`), got %d", MinAdminTokenLength, n)
 	}
@@ -174,8 +175,8 @@ func (v *validator) tls(c *Config) {
 	}
 }
 
-// trustedProxies checks that every entry is a CIDR or an IP address.
-func (v *validator) trustedProxies(list []string) {
+// cidrList checks that every entry of key is a CIDR or an IP address.
+func (v *validator) cidrList(key string, list []string) {
 	for i, p := range list {
 		if _, _, err := net.ParseCIDR(p); err == nil {
 			continue
@@ -183,7 +184,7 @@ func (v *validator) trustedProxies(list []string) {
 		if net.ParseIP(p) != nil {
 			continue
 		}
-		v.add(indexPath("trusted_proxies", i), `must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got %q`, p)
+		v.add(indexPath(key, i), `must be a CIDR (e.g. "10.0.0.0/8") or an IP address, got %q`, p)
 	}
 }
 

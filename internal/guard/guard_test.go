@@ -59,20 +59,24 @@ func TestIPLimiter(t *testing.T) {
 	}
 }
 
-// Allow does not limit loopback, private and link-local addresses.
-func TestIPLimiterSparesLocalAddresses(t *testing.T) {
+// Allow charges loopback, private and link-local addresses like public
+// ones (behind a proxy on the same host every client is the loopback),
+// and spares only the exempt prefixes.
+func TestIPLimiterChargesEveryAddressButTheExempt(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l := NewIPLimiter(0.001, 1, 0)
-	for _, a := range []string{"127.0.0.1", "10.1.2.3", "192.168.0.1", "fd00::7", "fe80::1", "::1"} {
-		for i := 0; i < 3; i++ {
-			if !l.Allow(netip.MustParseAddr(a), now) {
-				t.Fatalf("%s limited", a)
-			}
+	l := NewIPLimiter(0.001, 1, 0).Exempt([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	for _, a := range []string{"10.1.2.3", "192.168.0.1", "fd00::7", "fe80::1", "::1", "198.51.100.1"} {
+		ip := netip.MustParseAddr(a)
+		if !l.Allow(ip, now) || l.Allow(ip, now) {
+			t.Fatalf("%s is not limited", a)
 		}
 	}
-	pub := netip.MustParseAddr("198.51.100.1")
-	if !l.Allow(pub, now) || l.Allow(pub, now) {
-		t.Fatal("a public address is not limited")
+	for _, a := range []string{"127.0.0.1", "127.0.0.2", "::ffff:127.0.0.1"} {
+		for i := 0; i < 3; i++ {
+			if !l.Allow(netip.MustParseAddr(a), now) {
+				t.Fatalf("exempt %s limited", a)
+			}
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ type IPLimiter struct {
 	burst      int
 	period     time.Duration
 	maxEntries int
+	exempt     []netip.Prefix
 
 	mu       sync.Mutex
 	cur      map[netip.Prefix]*rate.Limiter
@@ -61,13 +62,27 @@ func NewIPLimiter(perSecond float64, burst int, maxEntries int) *IPLimiter {
 	}
 }
 
+// Exempt sets the addresses that are never charged (ip_limit_exempt) and
+// returns l; it is called before the limiter is used.
+func (l *IPLimiter) Exempt(prefixes []netip.Prefix) *IPLimiter {
+	l.exempt = prefixes
+	return l
+}
+
 // Allow charges a new connection from a to its bucket and reports whether
-// the bucket had a token. Loopback, private and link-local addresses are
-// not limited: they are the operator's own proxies, load balancers and
-// networks, and an untrusted proxy would otherwise put every client in one
-// bucket.
+// the bucket had a token. Every address is charged, loopback and private
+// ones too, unless it is in the exempt list: behind a proxy on the same
+// host every client is the loopback, and an exemption would leave them
+// (and anyone on the host) unbounded. The caller charges the client's
+// address as resolved through trusted_proxies.
 func (l *IPLimiter) Allow(a netip.Addr, now time.Time) bool {
-	return !publicAddr(a) || l.allow(a, now)
+	a = a.Unmap()
+	for _, p := range l.exempt {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return l.allow(a, now)
 }
 
 // allow charges one connection to a's bucket, whatever the address. An
@@ -116,10 +131,4 @@ func ipKey(a netip.Addr) netip.Prefix {
 	}
 	p, _ := a.Prefix(64)
 	return p
-}
-
-// publicAddr reports whether the per-IP limit applies to a: not loopback,
-// private (RFC 1918, fc00::/7) or link-local.
-func publicAddr(a netip.Addr) bool {
-	return a.IsValid() && !a.IsLoopback() && !a.IsPrivate() && !a.IsLinkLocalUnicast() && !a.IsUnspecified()
 }

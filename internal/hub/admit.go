@@ -93,6 +93,9 @@ type NodeLimits struct {
 	// IPConnectionsBurst (ip_connections_per_second).
 	IPConnectionsPerSecond float64
 	IPConnectionsBurst     int
+	// IPExempt are the client addresses the per-IP limit never charges
+	// (ip_limit_exempt).
+	IPExempt []netip.Prefix
 	// MemoryLimit (bytes) and MemoryGuardPercent: while the process uses
 	// more than the percentage of the limit, new connections are refused
 	// (memory_guard_percent).
@@ -130,7 +133,7 @@ type admission struct {
 func (a *admission) init(o Options) {
 	a.lookup, a.limits = o.Apps, o.NodeLimits
 	if l := o.NodeLimits; l.IPConnectionsPerSecond > 0 {
-		a.ip = guard.NewIPLimiter(l.IPConnectionsPerSecond, l.IPConnectionsBurst, 0)
+		a.ip = guard.NewIPLimiter(l.IPConnectionsPerSecond, l.IPConnectionsBurst, 0).Exempt(l.IPExempt)
 	}
 	a.mem = guard.NewMemory(o.NodeLimits.MemoryLimit, o.NodeLimits.MemoryGuardPercent)
 }

@@ -89,6 +89,12 @@ func nodeLimits(cfg *config.Config, log *slog.Logger) (hub.NodeLimits, int64) {
 		if nl.IPConnectionsBurst <= 0 {
 			nl.IPConnectionsBurst = cfg.IPConnectionsPerSecond
 		}
+		// Validated by config: parsed as trusted_proxies are.
+		exempt, err := transport.ParseTrustedProxies(cfg.IPLimitExempt)
+		if err != nil {
+			log.Error("ip_limit_exempt ignored", "err", err)
+		}
+		nl.IPExempt = exempt
 	}
 	limit, source := guard.ResolveMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	switch {

@@ -380,21 +380,32 @@ func (c *wsClient) expectClose(code int) string {
 	}
 }
 
-// expectEOF waits for the server to close the TCP connection.
+// expectEOF waits for the server to close the TCP connection, for up to
+// 10 s of this process's running time. The wait is read in 100 ms slices,
+// and a slice that ends late (the process was stopped or starved: a
+// SIGSTOP from quiet.sh, a load of 50) counts as 100 ms only. One 10 s
+// deadline failed the close-handshake test after a stall of more than
+// 10 s: on resume the server's close timer (due first) and the read
+// deadline were both overdue, the timer's AfterFunc only started the
+// goroutine that closes, and the deadline ended the read before it ran
+// (reproduced by stopping the test process for 11 s after the close frame).
 func (c *wsClient) expectEOF() {
 	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
+	const slice = 100 * time.Millisecond
+	for waited := time.Duration(0); waited < 10*time.Second; {
+		_ = c.nc.SetReadDeadline(time.Now().Add(slice))
 		_, err := c.br.ReadByte()
 		if err == nil {
 			continue
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			c.t.Fatal("server did not close the connection")
+			waited += slice
+			continue
 		}
 		return
 	}
+	c.t.Fatal("server did not close the connection")
 }
 
 func closePayload(code int, reason string) []byte {

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +93,8 @@ func TestClientOf(t *testing.T) {
 func TestIPConnectionLimit(t *testing.T) {
 	ref := &countRefusals{}
 	tp, _ := ParseTrustedProxies([]string{"127.0.0.1"})
-	fs := newFakeSessionsWith(hub.Options{Refusals: ref, NodeLimits: hub.NodeLimits{IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 3}})
+	fs := newFakeSessionsWith(hub.Options{Refusals: ref, NodeLimits: hub.NodeLimits{IPConnectionsPerSecond: 0.001, IPConnectionsBurst: 3,
+		IPExempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
 	s := startServer(t, Config{TrustedProxies: tp}, fs)
 	addr := s.Addr().String()
 	for i := 0; i < 3; i++ {
@@ -112,16 +114,25 @@ func TestIPConnectionLimit(t *testing.T) {
 	if got := c.readText(); got != string(establishedJSON) {
 		t.Fatalf("other client: %s", got)
 	}
-	// Loopback and private addresses (local proxies, the LAN) are not
-	// limited.
-	for _, extra := range []string{"X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: fd00::7", "X-Forwarded-For: 127.0.0.1"} {
-		for i := 0; i < 5; i++ {
+	// Private addresses are charged like any other (a LAN client, or
+	// every client of a proxy left out of trusted_proxies); only the
+	// exempt prefixes (ip_limit_exempt) are not.
+	for _, extra := range []string{"X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: fd00::7"} {
+		for i := 0; i < 3; i++ {
 			c := dialWS(t, addr, "/app/key", extra)
 			if got := c.readText(); got != string(establishedJSON) {
 				t.Fatalf("%s, connection %d: %s", extra, i, got)
 			}
 			_ = c.nc.Close()
 		}
+		expectRefused(t, dialWS(t, addr, "/app/key", extra), 4100)
+	}
+	for i := 0; i < 5; i++ {
+		c := dialWS(t, addr, "/app/key", "X-Forwarded-For: 127.0.0.1")
+		if got := c.readText(); got != string(establishedJSON) {
+			t.Fatalf("exempt 127.0.0.1, connection %d: %s", i, got)
+		}
+		_ = c.nc.Close()
 	}
 }
 

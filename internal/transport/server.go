@@ -178,7 +178,17 @@ type Server struct {
 	acceptSeq     atomic.Uint64
 	pollersSeen   atomic.Uint64 // bit i: poller i has read (see probePollers)
 	allPollers    uint64
+	acceptErrors  atomic.Int64
+
+	// onOpenHook, for tests, runs in the engine's OnOpen: on the accepting
+	// goroutine, between the accept and the socket's registration.
+	onOpenHook atomic.Pointer[func()]
 }
+
+// LimitAcceptErrors is the Refusals name under which failed accepts are
+// counted (EMFILE and the like: the connection waits in the backlog while
+// the accept loop backs off, 5 ms doubling to 1 s).
+const LimitAcceptErrors = "accept_errors"
 
 // New builds a Server whose connections admitter admits; Start makes it
 // listen.
@@ -302,6 +312,17 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 		s.setupMu.Unlock()
 		// Accepted sockets have keepalive from the listener (listenConfig), or
 		// from Accept for a listener handed in (Config.Listen).
+		if h := s.onOpenHook.Load(); h != nil {
+			(*h)()
+		}
+	})
+	// The accept loop backs off after an error (nbhttp's listen); each is
+	// counted, so that an fd limit too low shows in /metrics.
+	s.engine.OnAcceptError(func(err error) {
+		s.acceptErrors.Add(1)
+		if s.cfg.Refusals != nil {
+			s.cfg.Refusals.Refused("", LimitAcceptErrors)
+		}
 	})
 
 	u := websocket.NewUpgrader()
@@ -450,6 +471,9 @@ func (s *Server) Addr() net.Addr {
 // SlowConsumers returns how many connections were closed because their
 // write queue overflowed.
 func (s *Server) SlowConsumers() int64 { return s.slowConsumers.Load() }
+
+// AcceptErrors returns how many accepts failed (see LimitAcceptErrors).
+func (s *Server) AcceptErrors() int64 { return s.acceptErrors.Load() }
 
 // Connections returns the number of upgraded connections.
 func (s *Server) Connections() int {

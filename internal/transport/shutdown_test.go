@@ -2,11 +2,14 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,5 +150,49 @@ func TestShutdownFinishesHTTPInFlight(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestShutdownSeesSocketBeingAdded holds a socket on the accepting
+// goroutine between its accept and its registration with a poller, and
+// releases it only once the engine's Stop has taken the sockets it closes.
+// The engine must refuse (close) it then: before the fix it registered it
+// after Stop's look, and Stop waited for it until its read deadline
+// (HandshakeTimeout, an hour here).
+func TestShutdownSeesSocketBeingAdded(t *testing.T) {
+	fs := newFakeSessions()
+	s, err := New(Config{Addr: "127.0.0.1:0", HandshakeTimeout: time.Hour}, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func() { once.Do(func() { close(held); <-release }) }
+	s.onOpenHook.Store(&hook)
+	c, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitDone(t, held, "the accept loop holding the socket")
+
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	testwait.For(t, 30*time.Second, "the engine's Stop to begin", s.engine.Engine.Stopping)
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return: the engine missed the socket it was adding")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the socket being added is still open after Shutdown (read %d, %v)", n, err)
 	}
 }

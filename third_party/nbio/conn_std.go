@@ -596,3 +596,21 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) {
 	}
 	return nil, ErrUnsupported
 }
+
+// herald: closeRefused closes the socket of a connection that Engine.Stop
+// refused (see Engine.admitConn): not counted, so no OnClose.
+//
+//go:norace
+func (c *Conn) closeRefused() {
+	c.mux.Lock()
+	defer c.mux.Unlock()
+	if !c.closed {
+		c.closed = true
+		switch c.typ {
+		case ConnTypeTCP:
+			_ = c.conn.Close()
+		case ConnTypeUDPServer, ConnTypeUDPClientFromDial, ConnTypeUDPClientFromRead:
+			_ = c.connUDP.Close()
+		}
+	}
+}

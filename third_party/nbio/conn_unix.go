@@ -332,6 +332,7 @@ func (c *Conn) readUDP(b []byte) (*Conn, int, error) {
 			_ = uc.SetReadDeadline(time.Now().Add(g.UDPReadTimeout))
 		}
 		if !ok {
+			g.wgConn.Add(1) // herald: no longer in onOpen (see admitConn)
 			g.onOpen(uc)
 		}
 		dstConn = uc
@@ -1050,7 +1051,18 @@ func (c *Conn) registerOpened(register func() error) error {
 		return nil
 	}
 	fd := c.fd
-	c.p.g.connsUnix[fd] = c
+	// herald: Stop sets stopping and takes connsUnix under g.mux: c is
+	// either in the table it takes, or refused here (see admitConn).
+	g := c.p.g
+	g.mux.Lock()
+	if g.stopping {
+		g.mux.Unlock()
+		c.mux.Unlock()
+		_ = c.closeWithError(ErrEngineStopped)
+		return ErrEngineStopped
+	}
+	g.connsUnix[fd] = c
+	g.mux.Unlock()
 	err := register()
 	if err != nil {
 		c.p.g.connsUnix[fd] = nil
@@ -1060,6 +1072,19 @@ func (c *Conn) registerOpened(register func() error) error {
 		_ = c.closeWithError(err)
 	}
 	return err
+}
+
+// herald: closeRefused closes the socket of a connection that admitConn
+// refused: not counted, so no OnClose.
+//
+//go:norace
+func (c *Conn) closeRefused() {
+	c.mux.Lock()
+	defer c.mux.Unlock()
+	if !c.closed {
+		c.closed = true
+		_ = syscall.Close(c.fd)
+	}
 }
 
 // NBConn converts net.Conn to *Conn.

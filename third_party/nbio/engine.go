@@ -137,6 +137,10 @@ type Engine struct {
 
 	wgConn sync.WaitGroup
 
+	// herald: stopping is set by Stop, under mux, in the same critical
+	// section that takes the connections it closes (see admitConn).
+	stopping bool
+
 	// store std connections, for Windows only.
 	connsStd map[*Conn]struct{}
 
@@ -209,6 +213,7 @@ func (g *Engine) Stop() {
 	}
 
 	g.mux.Lock()
+	g.stopping = true // herald: see admitConn
 	conns := g.connsStd
 	g.connsStd = map[*Conn]struct{}{}
 	connsUnix := g.connsUnix
@@ -248,6 +253,38 @@ func (g *Engine) Stop() {
 
 	g.Wait()
 	logging.Info("NBIO[%v] stop", g.Name)
+}
+
+// herald: admitConn counts an accepted connection as open, so that Stop
+// waits for its OnClose, unless Stop has begun: then it returns false and
+// the caller closes the socket without callbacks. Upstream counted it in
+// OnOpen, with no check: a connection the accepting goroutine was adding
+// while Stop ran was either counted after Stop's wait had begun (a
+// WaitGroup misuse) or registered after Stop had taken the connections
+// it closes, so Stop waited for it until its read deadline (the HTTP
+// keep-alive time). admitConn and registerOpened (the second check, once
+// OnOpen has run) look at stopping under mux, where Stop sets it and takes
+// the connections: every connection is either seen by Stop or refused.
+//
+//go:norace
+func (g *Engine) admitConn() bool {
+	g.mux.Lock()
+	defer g.mux.Unlock()
+	if g.stopping {
+		return false
+	}
+	g.wgConn.Add(1)
+	return true
+}
+
+// Stopping reports whether Stop has begun (herald: for tests of the
+// accept/Stop race).
+//
+//go:norace
+func (g *Engine) Stopping() bool {
+	g.mux.Lock()
+	defer g.mux.Unlock()
+	return g.stopping
 }
 
 // Shutdown stops Engine gracefully with context.
@@ -319,10 +356,8 @@ func (g *Engine) OnOpen(h func(c *Conn)) {
 	if h == nil {
 		panic("invalid handler: nil")
 	}
-	g.onOpen = func(c *Conn) {
-		g.wgConn.Add(1)
-		h(c)
-	}
+	// herald: the connection is counted (wgConn) by admitConn, before.
+	g.onOpen = h
 }
 
 // OnClose registers callback for disconnected.

@@ -21,4 +21,7 @@ var (
 	ErrDialTimeout = errors.New("dial timeout")
 
 	ErrUnsupported = errors.New("unsupported operation")
+
+	// herald: a connection added after Stop began (see Engine.admitConn).
+	ErrEngineStopped = errors.New("engine stopped")
 )

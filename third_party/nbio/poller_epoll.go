@@ -90,6 +90,12 @@ func (p *poller) pollGen(fd int) int32 {
 //go:norace
 func (p *poller) addConn(c *Conn) error {
 	fd := c.fd
+	// herald: see Engine.admitConn (and, in upstream, the close below
+	// ran OnClose for a connection OnOpen had not counted).
+	if c.typ != ConnTypeUDPServer && !p.g.admitConn() {
+		c.closeRefused()
+		return ErrEngineStopped
+	}
 	if fd >= len(p.g.connsUnix) {
 		err := fmt.Errorf("too many open files, fd[%d] >= MaxOpenFiles[%d]",
 			fd,

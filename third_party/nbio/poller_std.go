@@ -72,7 +72,17 @@ func (p *poller) readConn(c *Conn) {
 //go:norace
 func (p *poller) addConn(c *Conn) error {
 	c.p = p
+	// herald: counted (see Engine.admitConn) and added in the critical
+	// section where Stop sets stopping and takes connsStd, or refused.
 	p.g.mux.Lock()
+	if c.typ != ConnTypeUDPServer {
+		if p.g.stopping {
+			p.g.mux.Unlock()
+			c.closeRefused()
+			return ErrEngineStopped
+		}
+		p.g.wgConn.Add(1)
+	}
 	p.g.connsStd[c] = struct{}{}
 	p.g.mux.Unlock()
 	// should not call onOpen for udp server conn

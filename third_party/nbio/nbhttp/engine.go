@@ -6,7 +6,6 @@ package nbhttp
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -342,23 +341,38 @@ func (e *Engine) listen(ln net.Listener, tlsConfig *tls.Config, addConn func(*Co
 			// ln.Close()
 			e.Done()
 		}()
+		// herald: upstream retried a failed Accept at once (EMFILE, when
+		// the process is out of descriptors, returns at once while the
+		// connection waits in the backlog: the loop spun a core and
+		// flooded the log) and dropped, unclosed, a socket accepted while
+		// stopping. As net/http's Server: sleep 5 ms after an error,
+		// doubling up to 1 s, until an Accept succeeds; OnAcceptError is
+		// told of every error (Herald counts them).
+		var backoff time.Duration
 		for !e.shutdown {
 			conn, err := ln.Accept()
-			if err == nil && !e.shutdown {
-				addConn(&Conn{Conn: conn}, tlsConfig, decrease)
-			} else {
-				var ne net.Error
-				if ok := errors.As(err, &ne); ok && ne.Timeout() {
-					logging.Error("Accept failed: timeout error, retrying...")
-					time.Sleep(time.Second / 20)
-				} else {
-					if !e.shutdown {
-						logging.Error("Accept failed: %v, exit...", err)
-					}
-					if e._onAcceptError != nil {
-						e._onAcceptError(err)
-					}
+			if err == nil {
+				backoff = 0
+				if e.shutdown {
+					_ = conn.Close()
+					continue
 				}
+				addConn(&Conn{Conn: conn}, tlsConfig, decrease)
+				continue
+			}
+			if e.shutdown {
+				break
+			}
+			if e._onAcceptError != nil {
+				e._onAcceptError(err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			logging.Error("Accept failed: %v, retrying in %v", err, backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-e.BaseCtx.Done():
+				t.Stop()
 			}
 		}
 	}()
