@@ -31,6 +31,9 @@ if [ "$MODE" = redis ]; then
 fi
 config() { # $1: on|off
   {
+    # The load tool connects from 127.0.0.1, which a configured app's
+    # per-IP connection limit charges.
+    echo "ip_limit_exempt: [127.0.0.0/8]"
     echo "apps:"
     echo "  - id: app-id"
     echo "    key: app-key"
