@@ -78,22 +78,7 @@ func dupCloexec(fd int) (int, error) {
 
 // inheritsOptions reports whether the listening socket fd has TCP_NODELAY
 // and keepAlive's settings, which accepted sockets inherit.
-func inheritsOptions(fd int) bool {
-	ka := keepAlive()
-	for _, o := range [][3]int{
-		{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
-		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
-	} {
-		v, err := syscall.GetsockoptInt(fd, o[0], o[1])
-		if err != nil || (v != 0) != (o[2] != 0) || (o[2] > 1 && v != o[2]) {
-			return false
-		}
-	}
-	return true
-}
+func inheritsOptions(fd int) bool { return hasOptions(fd, listenerOptions()) }
 
 // close closes the duplicate and ends a waiting accept.
 func (a *rawAcceptor) close() { _ = a.f.Close() }

@@ -5,6 +5,32 @@ import (
 	"syscall"
 )
 
+// listenerOptions are the socket options (level, name, value) that the
+// transport sets on its listening socket: TCP_NODELAY first, then
+// keepAlive's. Linux copies them to every accepted socket.
+func listenerOptions() [][3]int {
+	ka := keepAlive()
+	return [][3]int{
+		{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
+	}
+}
+
+// hasOptions reports whether socket fd has every option of opts set to its
+// value (a boolean option only on or off).
+func hasOptions(fd int, opts [][3]int) bool {
+	for _, o := range opts {
+		v, err := syscall.GetsockoptInt(fd, o[0], o[1])
+		if err != nil || (v != 0) != (o[2] != 0) || (o[2] > 1 && v != o[2]) {
+			return false
+		}
+	}
+	return true
+}
+
 // listenConfig sets TCP_NODELAY and TCP keepalive (keepAlive: 30 s idle, 15 s
 // interval, 4 probes) on the listening socket, from which Linux copies them
 // to every accepted one, instead of per accepted socket (five setsockopt
@@ -17,14 +43,7 @@ func listenConfig() net.ListenConfig {
 		Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
-				ka := keepAlive()
-				for _, o := range [][3]int{
-					{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
-					{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
-					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
-					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
-				} {
+				for _, o := range listenerOptions() {
 					if serr = syscall.SetsockoptInt(int(fd), o[0], o[1], o[2]); serr != nil {
 						return
 					}
@@ -45,21 +64,7 @@ func hasKeepAlive(tc *net.TCPConn) bool {
 	if err != nil {
 		return false
 	}
-	ka := keepAlive()
-	ok := true
-	_ = rc.Control(func(fd uintptr) {
-		for _, o := range [][3]int{
-			{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-			{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, int(ka.Idle.Seconds())},
-			{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, int(ka.Interval.Seconds())},
-			{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.Count},
-		} {
-			v, err := syscall.GetsockoptInt(int(fd), o[0], o[1])
-			if err != nil || (v != 0) != (o[2] != 0) || (o[1] != syscall.SO_KEEPALIVE && v != o[2]) {
-				ok = false
-				return
-			}
-		}
-	})
+	ok := false
+	_ = rc.Control(func(fd uintptr) { ok = hasOptions(int(fd), listenerOptions()[1:]) })
 	return ok
 }

@@ -1016,7 +1016,12 @@ func NewStoppableListener(ln net.Listener) *StoppableListener {
 // Accept returns the next connection; once Stop was called, it blocks
 // until Close and returns net.ErrClosed.
 func (l *StoppableListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	return l.afterStop(l.Listener.Accept())
+}
+
+// afterStop passes an accept's result on, but for an error caused by Stop:
+// that one waits for Close and becomes net.ErrClosed.
+func (l *StoppableListener) afterStop(c net.Conn, err error) (net.Conn, error) {
 	if err != nil {
 		select {
 		case <-l.stopped:
@@ -1074,16 +1079,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.onAccept()
 	}
 	if l.raw != nil {
-		c, err := l.raw.accept()
-		if err != nil {
-			select {
-			case <-l.stopped:
-				<-l.closed
-				return nil, net.ErrClosed
-			default:
-			}
-		}
-		return c, err
+		return l.afterStop(l.raw.accept())
 	}
 	c, err := l.StoppableListener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok && l.setKeepAlive {
