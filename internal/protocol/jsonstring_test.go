@@ -8,7 +8,7 @@ import (
 // TestJSONStringMatchesDecoder: the fast path gives what encoding/json
 // gives for every string token, escaped or not, and refuses non-strings.
 func TestJSONStringMatchesDecoder(t *testing.T) {
-	for _, raw := range []string{`"pusher:subscribe"`, `""`, `"caf\u00e9 \"q\" \\ \n"`, `"é 🎉"`, `"a\/b"`, `null`, `12`, `{"a":1}`, `"`} {
+	for _, raw := range []string{`"pusher:subscribe"`, `""`, `"caf\u00e9 \"q\" \\ \n"`, `"é 🎉"`, `"a\/b"`, "\"\xfc\"", "\"ab\xe2\x82\"", `null`, `12`, `{"a":1}`, `"`} {
 		got, ok := jsonString(json.RawMessage(raw))
 		var want string
 		werr := json.Unmarshal([]byte(raw), &want)

@@ -83,15 +83,17 @@ func DecodeMessage(b []byte) (Message, error) {
 func isNull(b json.RawMessage) bool { return string(b) == "null" }
 
 // jsonString decodes raw, one JSON value already validated by
-// json.Unmarshal, when it is a string. Without escapes its bytes between
-// the quotes are the string (valid JSON has no raw control characters),
-// which spares a second decoder for every event and channel name.
+// json.Unmarshal, when it is a string. Without escapes and in valid UTF-8
+// its bytes between the quotes are the string (valid JSON has no raw
+// control characters), which spares a second decoder for every event and
+// channel name; invalid UTF-8 goes to encoding/json, which replaces it
+// with U+FFFD as it does everywhere else.
 func jsonString(raw json.RawMessage) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1]), true
+	if in := raw[1 : len(raw)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+		return string(in), true
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
