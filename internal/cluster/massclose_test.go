@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,8 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/hub"
-	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
@@ -63,9 +62,9 @@ func TestMassDisconnectKeepsLease(t *testing.T) {
 				}
 				c := sess.(*hub.Client)
 				clients[i] = c
-				subscribeRaw(c, app, "room-"+strconv.Itoa(i%16), "")
+				enginetest.Subscribe(c, app, "room-"+strconv.Itoa(i%16), "")
 				if i%4 == 0 {
-					subscribeRaw(c, app, "presence-p", "u"+strconv.Itoa(i%50))
+					enginetest.Subscribe(c, app, "presence-p", "u"+strconv.Itoa(i%50))
 				}
 			}
 		})
@@ -148,17 +147,4 @@ func TestMassDisconnectKeepsLease(t *testing.T) {
 	if n, err := c.SCard(ctx, cn.node.k.nodeSet(app.ID, id)).Result(); err != nil || n != 0 {
 		t.Fatalf("node set holds %d entries (%v)", n, err)
 	}
-}
-
-// subscribeRaw subscribes c to channel (a presence channel as user) the
-// way a client does, without waiting for anything.
-func subscribeRaw(c *hub.Client, app *apps.App, channel, user string) {
-	data := map[string]string{"channel": channel}
-	if user != "" {
-		cd := `{"user_id":"` + user + `"}`
-		data["channel_data"] = cd
-		data["auth"] = app.Key + ":" + protocol.Sign(app.Secret, protocol.ChannelAuthString(c.SocketID(), channel, cd))
-	}
-	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": data})
-	c.HandleMessage(msg)
 }

@@ -2,16 +2,15 @@ package memory_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/herald-ws/herald/internal/apps"
+	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/cluster/memory"
 	"github.com/herald-ws/herald/internal/hub"
-	"github.com/herald-ws/herald/internal/protocol"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
@@ -58,14 +57,7 @@ func join(t *testing.T, h *hub.Hub, app *apps.App, channel, user string) (*hub.C
 		t.Fatal(err)
 	}
 	c := sess.(*hub.Client)
-	data := map[string]string{"channel": channel}
-	if user != "" {
-		cd := `{"user_id":"` + user + `"}`
-		data["channel_data"] = cd
-		data["auth"] = app.Key + ":" + protocol.Sign(app.Secret, protocol.ChannelAuthString(c.SocketID(), channel, cd))
-	}
-	msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": data})
-	c.HandleMessage(msg)
+	enginetest.Subscribe(c, app, channel, user)
 	fc.waitFor(t, "subscription_succeeded", channel)
 	return c, fc
 }
