@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/herald-ws/herald/third_party/nbio"
@@ -26,6 +28,26 @@ type rawAcceptor struct {
 	f     *os.File
 	rc    syscall.RawConn
 	local net.Addr // the listener's address when it names one IP, else nil
+
+	// Once watched (watch), accept waits for ready instead of Go's
+	// netpoller: the engine's poller, blocked in epoll_wait, is woken by
+	// the kernel at once and signals ready, where a goroutine parked in
+	// the netpoller waited until a P ran out of work or sysmon polled the
+	// network (up to 10 ms) while the flushers and workers kept both Ps
+	// busy: at a 2,000/s connect ramp about 1 connection in 100 was
+	// accepted 4 ms or more after its upgrade request had arrived
+	// (docs/benchmarks.md, "Session 7: tail").
+	watching atomic.Bool
+	ready    chan struct{} // a token per wake-up, at most one waiting
+	done     chan struct{} // closed by close
+	mu       sync.Mutex
+	unwatch  func() error // set by watch, taken by close
+	closed   bool
+}
+
+// readinessWatcher is the engine's WatchReadable (nbio's pollers, Linux).
+type readinessWatcher interface {
+	WatchReadable(fd int, fn func()) (stop func() error, err error)
 }
 
 // newRawAcceptor returns nil when ln is not a TCP listener whose sockets
@@ -59,7 +81,7 @@ func newRawAcceptor(ln net.Listener) *rawAcceptor {
 		_ = f.Close()
 		return nil
 	}
-	a := &rawAcceptor{f: f, rc: rc}
+	a := &rawAcceptor{f: f, rc: rc, ready: make(chan struct{}, 1), done: make(chan struct{})}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
 		a.local = ta
 	}
@@ -80,15 +102,54 @@ func dupCloexec(fd int) (int, error) {
 // and keepAlive's settings, which accepted sockets inherit.
 func inheritsOptions(fd int) bool { return hasOptions(fd, listenerOptions()) }
 
-// close closes the duplicate and ends a waiting accept.
-func (a *rawAcceptor) close() { _ = a.f.Close() }
+// watch makes accept wait for w's wake-ups (the engine's poller) instead
+// of Go's netpoller; it keeps the netpoller when w cannot watch the socket.
+// Called before the first accept.
+func (a *rawAcceptor) watch(w readinessWatcher) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	var stop func() error
+	var werr error
+	if err := a.rc.Control(func(fd uintptr) { stop, werr = w.WatchReadable(int(fd), a.wake) }); err != nil || werr != nil {
+		return
+	}
+	a.unwatch = stop
+	a.watching.Store(true)
+}
 
-// accept waits (parked in Go's netpoller) for the next connection.
+// wake runs on the poller's goroutine: it must not block.
+func (a *rawAcceptor) wake() {
+	select {
+	case a.ready <- struct{}{}:
+	default: // a token is already waiting
+	}
+}
+
+// close closes the duplicate and ends a waiting accept.
+func (a *rawAcceptor) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	a.closed = true
+	if a.unwatch != nil {
+		_ = a.unwatch() // before the close: the fd must not be reused while registered
+	}
+	close(a.done)
+	_ = a.f.Close()
+}
+
+// accept waits for the next connection: for the engine's poller's wake-up
+// once watched, else parked in Go's netpoller.
 func (a *rawAcceptor) accept() (net.Conn, error) {
 	var fd int
 	var sa syscall.Sockaddr
 	var aerr error
-	err := a.rc.Read(func(lfd uintptr) bool {
+	try := func(lfd uintptr) bool {
 		for {
 			fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 			switch {
@@ -97,14 +158,34 @@ func (a *rawAcceptor) accept() (net.Conn, error) {
 			case errors.Is(aerr, syscall.EINTR), errors.Is(aerr, syscall.ECONNABORTED):
 				continue // as Go's accept: a connection reset in the backlog
 			case errors.Is(aerr, syscall.EAGAIN):
-				return false // park until the next connection
+				return false // wait until the next connection
 			default:
 				return true
 			}
 		}
-	})
-	if err != nil {
-		return nil, err
+	}
+	if !a.watching.Load() {
+		if err := a.rc.Read(try); err != nil {
+			return nil, err
+		}
+	} else {
+		// The socket is edge-triggered in the poller's epoll: every
+		// connection queued after an EAGAIN sends a wake-up, so draining
+		// to EAGAIN before each wait loses none.
+		for {
+			var got bool
+			if err := a.rc.Control(func(lfd uintptr) { got = try(lfd) }); err != nil {
+				return nil, err
+			}
+			if got {
+				break
+			}
+			select {
+			case <-a.ready:
+			case <-a.done:
+				return nil, net.ErrClosed
+			}
+		}
 	}
 	if aerr != nil {
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", aerr)}

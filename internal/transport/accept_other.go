@@ -12,3 +12,9 @@ func newRawAcceptor(net.Listener) *rawAcceptor { return nil }
 func (*rawAcceptor) accept() (net.Conn, error) { return nil, net.ErrClosed }
 
 func (*rawAcceptor) close() {}
+
+type readinessWatcher interface {
+	WatchReadable(fd int, fn func()) (stop func() error, err error)
+}
+
+func (*rawAcceptor) watch(readinessWatcher) {}

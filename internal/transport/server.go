@@ -394,6 +394,9 @@ func (s *Server) Start() error {
 		close(s.ln.gate)
 		return fmt.Errorf("transport: start: %w", err)
 	}
+	if s.ln.raw != nil {
+		s.ln.raw.watch(s.engine) // before the gate opens: accept has not run
+	}
 	// nbio's pollers clear their stop flag when their loop starts, so an
 	// engine stopped before every poller loop has run never stops (the
 	// loop spins on the stop event). Start returns only once each poller

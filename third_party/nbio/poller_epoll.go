@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -69,6 +70,45 @@ type poller struct {
 
 	// herald: the last generation given to a connection of this poller.
 	connGen uint32
+
+	// herald: descriptors watched for readiness (Engine.WatchReadable),
+	// fd -> func(); their events carry watchPad.
+	watched sync.Map
+}
+
+// herald: watchPad marks the events of a watched descriptor. A connection
+// may carry the same generation, but not at the same fd while the
+// descriptor is watched, and a watched fd is looked up in poller.watched
+// before the connections.
+const watchPad = int32(-1)
+
+// WatchReadable registers fd (edge-triggered, for reading) with the
+// engine's first poller, which calls fn on its own goroutine each time fd
+// becomes readable; fn must not block. stop removes the registration; fd
+// must stay open until stop returns, and fn may still run once after it
+// (an event of the batch being handled).
+//
+// herald: the pollers block in epoll_wait as raw syscalls and wake as soon
+// as the kernel has an event for them, where a goroutine parked in Go's
+// netpoller waits until a P runs out of work or sysmon polls the network
+// (up to 10 ms). Herald's accept loop waits for its listening socket
+// through this (docs/benchmarks.md, "Session 7: tail").
+func (g *Engine) WatchReadable(fd int, fn func()) (stop func() error, err error) {
+	if len(g.pollers) == 0 {
+		return nil, ErrEngineStopped
+	}
+	p := g.pollers[0]
+	p.watched.Store(fd, fn)
+	ev := syscall.EpollEvent{Fd: int32(fd), Pad: watchPad, Events: syscall.EPOLLIN | EPOLLET}
+	if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		p.watched.Delete(fd)
+		return nil, err
+	}
+	return func() error {
+		err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+		p.watched.Delete(fd)
+		return err
+	}, nil
 }
 
 // herald: an fd closed by another goroutine while its event waits in a
@@ -281,6 +321,12 @@ func (p *poller) readWriteLoop() {
 			case p.evtfd: // triggered by stop, exit event loop
 
 			default: // for socket connections
+				if ev.Pad == watchPad { // herald: see WatchReadable
+					if fn, ok := p.watched.Load(fd); ok {
+						fn.(func())()
+						continue
+					}
+				}
 				c := p.getConn(fd)
 				if c != nil && ev.Pad == int32(c.pollGen) {
 					if ev.Events&epollEventsWrite != 0 {

@@ -434,3 +434,11 @@ func newPoller(g *Engine, isListener bool, index int) (*poller, error) {
 //go:norace
 func (c *Conn) ResetPollerEvent() {
 }
+
+// WatchReadable is implemented on Linux only (see poller_epoll.go); the
+// caller waits another way.
+//
+// herald: see the Linux version.
+func (g *Engine) WatchReadable(fd int, fn func()) (stop func() error, err error) {
+	return nil, errors.ErrUnsupported
+}
