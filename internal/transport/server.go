@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -298,11 +297,6 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 	s.engine = nbhttp.NewEngine(ncfg)
 	// Yield once per batch of events, before blocking again (see execute).
 	s.engine.YieldBeforeWait = true
-	if v := os.Getenv("HERALD_DEBUG_PARK"); v != "" { // DEBUG ONLY
-		s.engine.ParkWhenIdle = true
-		us, _ := strconv.Atoi(v)
-		s.engine.ParkAfter = time.Duration(us) * time.Microsecond
-	}
 	s.allPollers = uint64(1)<<uint(s.engine.NPoller) - 1
 	// Text messages are checked here, to close with 1007 (nbio uses 1002).
 	s.engine.CheckUtf8 = func([]byte) bool { return true }

@@ -87,18 +87,6 @@ type Config struct {
 	// P in the raw syscall; once per batch of events, not once per job.
 	YieldBeforeWait bool
 
-	// herald: ParkWhenIdle (epoll only) makes a poller whose last wait
-	// for events lasted ParkAfter or more park in Go's netpoller on its
-	// epoll fd for the next one, instead of blocking in epoll_wait(-1): a
-	// raw blocking syscall keeps its P until sysmon takes it back, and the
-	// goroutines the poller's last events made runnable (a publish's
-	// fanout and its flushers) wait for it meanwhile. A poller whose
-	// events come faster keeps blocking: parking and being woken through
-	// the netpoller (polled only when a P runs out of work, or by sysmon)
-	// costs more than the P it gives back.
-	ParkWhenIdle bool
-	ParkAfter    time.Duration
-
 	// EpollMod sets the epoll mod, EPOLLLT by default.
 	EpollMod uint32
 

@@ -71,69 +71,9 @@ type poller struct {
 	// herald: the last generation given to a connection of this poller.
 	connGen uint32
 
-	// herald: epfd as a file in Go's netpoller (Config.ParkWhenIdle; nil
-	// otherwise); it owns epfd and closes it.
-	epFile   *os.File
-	epRaw    syscall.RawConn
-	lastWait time.Duration // how long the last wait for events lasted
-
 	// herald: descriptors watched for readiness (Engine.WatchReadable),
 	// fd -> func(); their events carry watchPad.
 	watched sync.Map
-}
-
-// herald: parkable sets the poller up to park in Go's netpoller (see
-// Config.ParkWhenIdle): an epoll fd is readable while its ready list is
-// not empty, so the runtime wakes the parked poller like any network
-// goroutine. It keeps the blocking epoll_wait when epfd cannot be polled.
-//
-//go:norace
-func (p *poller) parkable() {
-	if !p.g.ParkWhenIdle || p.g.LockPoller {
-		return
-	}
-	if err := syscall.SetNonblock(p.epfd, true); err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(p.epfd), "nbio-epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		_ = syscall.SetNonblock(p.epfd, false)
-		return
-	}
-	p.epFile, p.epRaw = f, rc
-}
-
-// herald: wait returns the next batch of events: blocking in epoll_wait
-// as upstream does, or with ParkWhenIdle, when the last wait lasted
-// ParkAfter or more, polling without a timeout and parking in Go's
-// netpoller until epfd is readable.
-//
-//go:norace
-func (p *poller) wait(events []syscall.EpollEvent, msec int) (n int, err error) {
-	if p.epRaw == nil {
-		return syscall.EpollWait(p.epfd, events, msec)
-	}
-	start := time.Now()
-	if p.lastWait < p.g.ParkAfter {
-		n, err = syscall.EpollWait(p.epfd, events, msec)
-		p.lastWait = time.Since(start)
-		return n, err
-	}
-	poll := func(fd uintptr) bool {
-		for {
-			n, err = syscall.EpollWait(int(fd), events, 0)
-			if !errors.Is(err, syscall.EINTR) {
-				return n > 0 || err != nil // false: park until epfd is readable
-			}
-		}
-	}
-	rerr := p.epRaw.Read(poll)
-	if rerr != nil && err == nil {
-		err = rerr
-	}
-	p.lastWait = time.Since(start)
-	return n, err
 }
 
 // herald: watchPad marks the events of a watched descriptor. A connection
@@ -275,11 +215,7 @@ func (p *poller) start() {
 		p.acceptorLoop()
 	} else {
 		defer func() {
-			if p.epFile != nil {
-				_ = p.epFile.Close() // herald: the file owns epfd
-			} else {
-				_ = syscall.Close(p.epfd)
-			}
+			_ = syscall.Close(p.epfd)
 			_ = syscall.Close(p.evtfd)
 		}()
 		p.readWriteLoop()
@@ -348,7 +284,6 @@ func (p *poller) readWriteLoop() {
 
 	msec := -1
 	events := make([]syscall.EpollEvent, 1024)
-	p.parkable() // herald
 
 	if p.g.onRead == nil && p.g.EpollMod == EPOLLET {
 		p.g.MaxConnReadTimesPerEventLoop = 1<<31 - 1
@@ -364,7 +299,7 @@ func (p *poller) readWriteLoop() {
 		if yield && busy {
 			runtime.Gosched()
 		}
-		n, err := p.wait(events, msec) // herald: was syscall.EpollWait(p.epfd, events, msec)
+		n, err := syscall.EpollWait(p.epfd, events, msec)
 		busy = n > 0
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			logging.Error("NBIO[%v][%v_%v] EpollWait failed: %v, exit...",
