@@ -34,9 +34,9 @@ type rawAcceptor struct {
 	// the kernel at once and signals ready, where a goroutine parked in
 	// the netpoller waited until a P ran out of work or sysmon polled the
 	// network (up to 10 ms) while the flushers and workers kept both Ps
-	// busy: at a 2,000/s connect ramp about 1 connection in 100 was
-	// accepted 4 ms or more after its upgrade request had arrived
-	// (docs/benchmarks.md, "Session 7: tail").
+	// busy: at a 2,000/s connect ramp about 1 connection in 60 was
+	// accepted more than 4 ms after its upgrade request had arrived, 1 in
+	// 600 with the poller's wake-up (docs/benchmarks.md, "Session 7: tail").
 	watching atomic.Bool
 	ready    chan struct{} // a token per wake-up, at most one waiting
 	done     chan struct{} // closed by close
