@@ -23,7 +23,8 @@ type Node struct {
 	// lease carries the lease (renewals, claims, releases) on a pool of
 	// its own: bulk state work on rdb never delays a renewal.
 	lease redis.UniversalClient
-	// bulk bounds the removals in flight on rdb (Options.bulkLimit).
+	// bulk bounds the subscribes and removals in flight on rdb
+	// (Options.bulkLimit).
 	bulk chan struct{}
 	k    keys
 
@@ -158,8 +159,9 @@ func (n *Node) stop() {
 	})
 }
 
-// acquireBulk takes a slot for a removal (Options.bulkLimit), in arrival
-// order, or fails when ctx ends first; release gives it back.
+// acquireBulk takes a slot for a subscribe or a removal
+// (Options.bulkLimit), or fails when ctx ends first; release gives it
+// back.
 func (n *Node) acquireBulk(ctx context.Context) (release func(), err error) {
 	select {
 	case n.bulk <- struct{}{}:

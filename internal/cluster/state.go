@@ -28,6 +28,14 @@ func (s *State) Subscribe(ctx context.Context, appID, channel, socketID string, 
 	}
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
+	// Bounded with the removals: a reconnect storm re-subscribes thousands
+	// of sockets at once (and Reregister all of a node's), which would
+	// otherwise take the whole pool from the queries.
+	release, err := n.acquireBulk(ctx)
+	if err != nil {
+		return hub.SubscribeResult{}, fmt.Errorf("subscribe: waiting for a slot: %w", err)
+	}
+	defer release()
 	node := n.ID()
 	if err := n.registerApp(ctx, node, appID); err != nil {
 		return hub.SubscribeResult{}, fmt.Errorf("subscribe: %w", err)
