@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/redistest"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
@@ -168,4 +169,126 @@ func startRedisAOF(t testing.TB, port int, dir string) *redisServer {
 	defer c.Close()
 	testwait.For(t, 5*time.Second, "redis-server", func() bool { return c.Ping(context.Background()).Err() == nil })
 	return s
+}
+
+// The barrier of a Redis Cluster, per shard: the primary of an app's
+// shard is killed and its replica takes over. Node B, which has sockets
+// and interest in the app, is held (its dialing, the slowest of the nodes
+// after a failover): until it has subscribed again on the new primary,
+// neither A (interest in the app: its connection to the shard failed) nor
+// C (no interest, it only publishes: it sees the slot's primary change)
+// gets a publish through, and every publish either fails or reaches B once
+// it is back.
+func TestShardBarrierAfterFailover(t *testing.T) {
+	rc, err := redistest.StartCluster(t.TempDir(), 3, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	o := testOptionsOn(rc.Options(), freshPrefix())
+	// Leases outlive the failover, whichever shard holds them.
+	o.Lease, o.Heartbeat = 10*time.Second, 100*time.Millisecond
+	ctx := context.Background()
+	for i, n := range []*Node{startNode(t, o), startNode(t, o)} {
+		if _, err := n.State().Subscribe(ctx, "app", "room", itoa(i)+".1", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var gate atomic.Pointer[chan struct{}]
+	open := make(chan struct{})
+	close(open)
+	gate.Store(&open)
+	ob := o
+	ro := *o.Redis
+	ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		select {
+		case <-*gate.Load():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	ob.Redis = &ro
+	got := newCollector()
+	a := startBroker(t, o, "A", nil)
+	b := startBroker(t, ob, "B", got.deliver)
+	c := startBroker(t, o, "C", nil)
+	for _, x := range []*Broker{a, b} {
+		if err := x.Interest(ctx, "app", "room", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := func(i int) hub.BrokerMessage {
+		return hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("m" + itoa(i))}
+	}
+	for i, x := range []*Broker{a, c} {
+		if err := x.Publish(ctx, msg(i)); err != nil {
+			t.Fatalf("before the failover: %v", err)
+		}
+		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
+	}
+	tagUp := func(x *Broker) bool {
+		x.mu.RLock()
+		defer x.mu.RUnlock()
+		sc := x.subs["app"]
+		return sc != nil && sc.up.Load()
+	}
+
+	held := make(chan struct{})
+	gate.Store(&held)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(held) }) }) // B's Close waits for its dials
+	primary, err := rc.PrimaryFor(ctx, o.Prefix+"{app}:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary.Kill()
+	testwait.For(t, 5*time.Second, "A's connection to the shard down", func() bool { return !tagUp(a) })
+	testwait.For(t, 20*time.Second, "A subscribed again on the promoted replica", func() bool { return tagUp(a) })
+	// A's connection failed; C, which has none, learns the new primary from
+	// its slot map (reloaded here as another command's error would) and
+	// would publish there without an error of its own.
+	cc := c.rdb.(*redis.ClusterClient)
+	testwait.For(t, 10*time.Second, "C's slot map to show the new primary", func() bool {
+		m, err := cc.MasterForKey(ctx, o.Prefix+"{app}:live")
+		if err != nil || m.Options().Addr == primary.Addr() {
+			cc.ReloadState(ctx)
+			return false
+		}
+		return true
+	})
+	refused := map[string]bool{}
+	i := 2
+	for _, x := range []*Broker{a, c, a, c} {
+		if err := x.Publish(ctx, msg(i)); !errors.Is(err, ErrPubSubDown) {
+			t.Fatalf("%s: publish m%d while B was not subscribed again: %v, want ErrPubSubDown", x.NodeID(), i, err)
+		}
+		refused["m"+itoa(i)] = true
+		i++
+	}
+	release.Do(func() { close(held) })
+	var ok []int
+	for _, x := range []*Broker{a, c} {
+		n := 0
+		testwait.For(t, 15*time.Second, "publishing to resume once B is back", func() bool {
+			if err := x.Publish(ctx, msg(i)); err == nil {
+				ok = append(ok, i)
+				n++
+			} else if errors.Is(err, ErrPubSubDown) {
+				refused["m"+itoa(i)] = true
+			}
+			i++
+			return n >= 3
+		})
+	}
+	for _, i := range ok {
+		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
+	}
+	for _, m := range got.all() {
+		if refused[string(m.Payload)] {
+			t.Fatalf("refused message %s delivered", m.Payload)
+		}
+	}
 }
