@@ -264,6 +264,7 @@ func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
 func (b *Broker) publishLoop(q chan *pubReq) {
 	defer b.wg.Done()
 	batch := make([]*pubReq, 0, 128)
+	cmds := make([]*redis.IntCmd, 0, cap(batch))
 	for {
 		select {
 		case <-b.done:
@@ -287,9 +288,10 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.o.OpTimeout)
-			b.publishBatch(ctx, batch)
+			cmds = b.publishBatch(ctx, batch, cmds)
 			cancel()
 			clear(batch)
+			clear(cmds)
 		}
 	}
 }
@@ -298,7 +300,8 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 // what it let through as one pipeline and answers every request. In a
 // Redis Cluster, go-redis splits the pipeline by shard (SPUBLISH routes
 // by its channel's slot), and each message gets its own command's answer.
-func (b *Broker) publishBatch(ctx context.Context, batch []*pubReq) {
+// cmds is the caller's buffer, returned for the next batch.
+func (b *Broker) publishBatch(ctx context.Context, batch []*pubReq, cmds []*redis.IntCmd) []*redis.IntCmd {
 	send := batch
 	if b.k.sharded {
 		send = b.shardChecks(ctx, batch)
@@ -306,19 +309,18 @@ func (b *Broker) publishBatch(ctx context.Context, batch []*pubReq) {
 		for _, r := range batch {
 			r.err <- err
 		}
-		return
+		return cmds
 	}
-	var cmds []*redis.IntCmd
+	cmds = cmds[:0]
 	switch len(send) {
 	case 0:
-		return
+		return cmds
 	case 1:
-		cmds = []*redis.IntCmd{b.publish(ctx, b.rdb, send[0])}
+		cmds = append(cmds, b.publish(ctx, b.rdb, send[0]))
 	default:
 		pipe := b.rdb.Pipeline()
-		cmds = make([]*redis.IntCmd, len(send))
-		for i, r := range send {
-			cmds[i] = b.publish(ctx, pipe, r)
+		for _, r := range send {
+			cmds = append(cmds, b.publish(ctx, pipe, r))
 		}
 		_, _ = pipe.Exec(ctx) // each command holds its error
 	}
@@ -334,6 +336,7 @@ func (b *Broker) publishBatch(ctx context.Context, batch []*pubReq) {
 		}
 		r.err <- err
 	}
+	return cmds
 }
 
 // shardChecks runs shardCheck once per hash tag of batch, answers the

@@ -160,16 +160,18 @@ func (n *Node) stop() {
 }
 
 // acquireBulk takes a slot for a subscribe or a removal
-// (Options.bulkLimit), or fails when ctx ends first; release gives it
+// (Options.bulkLimit), or fails when ctx ends first; releaseBulk gives it
 // back.
-func (n *Node) acquireBulk(ctx context.Context) (release func(), err error) {
+func (n *Node) acquireBulk(ctx context.Context) error {
 	select {
 	case n.bulk <- struct{}{}:
-		return func() { <-n.bulk }, nil
+		return nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
+
+func (n *Node) releaseBulk() { <-n.bulk }
 
 // opCtx bounds a call by OpTimeout.
 func (n *Node) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
