@@ -186,8 +186,9 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	}
 	t.Cleanup(rc.Close)
 	o := testOptionsOn(rc.Options(), freshPrefix())
-	// Leases outlive the failover, whichever shard holds them.
-	o.Lease, o.Heartbeat = 10*time.Second, 100*time.Millisecond
+	// Leases outlive the failover, whichever shard holds them, and a pause
+	// of the whole box (the barrier counts the nodes with live leases).
+	o.Lease, o.Heartbeat = time.Minute, 100*time.Millisecond
 	ctx := context.Background()
 	for i, n := range []*Node{startNode(t, o), startNode(t, o)} {
 		if _, err := n.State().Subscribe(ctx, "app", "room", itoa(i)+".1", nil, 0); err != nil {
