@@ -502,6 +502,19 @@ func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
 	return nil
 }
 
+// barrier is Publish's fence and barrier for a message published on ch
+// outside the queues: a history event, which its append script publishes.
+func (b *Broker) barrier(ctx context.Context, ch, appID string) error {
+	tag := b.k.pubTag(ch)
+	if err := b.fence(tag); err != nil {
+		return err
+	}
+	if b.k.sharded {
+		return b.shardCheck(ctx, tag, appID)
+	}
+	return b.liveCheck(ctx)
+}
+
 // distrust has the next publish of tag checked by shardCheck (a Redis
 // Cluster only).
 func (b *Broker) distrust(tag string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/redistest"
@@ -132,9 +133,14 @@ func TestPublishBarrierAfterFailover(t *testing.T) {
 	if err := a.Publish(ctx, msg(2)); !errors.Is(err, ErrPubSubDown) {
 		t.Fatalf("B not subscribed yet: publish answered %v, want ErrPubSubDown", err)
 	}
+	// A history event is published by its append script: the same barrier.
+	rule := apps.HistoryRule{Pattern: "*", Size: 10, TTL: time.Minute}
+	if _, err := NewHistory(a).Append(ctx, rule, msg(3)); !errors.Is(err, ErrPubSubDown) {
+		t.Fatalf("B not subscribed yet: history append answered %v, want ErrPubSubDown", err)
+	}
 	release.Do(func() { close(held) })
 	var ok []int
-	i := 3
+	i := 4
 	testwait.For(t, 5*time.Second, "publishing to resume once B is back", func() bool {
 		err := a.Publish(ctx, msg(i))
 		if err == nil {
@@ -149,7 +155,7 @@ func TestPublishBarrierAfterFailover(t *testing.T) {
 		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
 	}
 	for _, m := range got.all() {
-		if p := string(m.Payload); p == "m1" || p == "m2" {
+		if p := string(m.Payload); p == "m1" || p == "m2" || p == "m3" {
 			t.Fatalf("refused message %s delivered", p)
 		}
 	}
@@ -177,8 +183,8 @@ func startRedisAOF(t testing.TB, port int, dir string) *redisServer {
 // after a failover): until it has subscribed again on the new primary,
 // neither A (interest in the app: its connection to the shard failed) nor
 // C (no interest, it only publishes: it sees the slot's primary change)
-// gets a publish through, and every publish either fails or reaches B once
-// it is back.
+// gets a publish through, nor a history event (its script publishes it),
+// and every publish either fails or reaches B once it is back.
 func TestShardBarrierAfterFailover(t *testing.T) {
 	rc, err := redistest.StartCluster(t.TempDir(), 3, 1, time.Second)
 	if err != nil {
@@ -269,6 +275,13 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 		refused["m"+itoa(i)] = true
 		i++
 	}
+	// A history event is published by its append script: the same barrier.
+	rule := apps.HistoryRule{Pattern: "*", Size: 10, TTL: time.Minute}
+	if _, err := NewHistory(a).Append(ctx, rule, msg(i)); !errors.Is(err, ErrPubSubDown) {
+		t.Fatalf("history append m%d while B was not subscribed again: %v, want ErrPubSubDown", i, err)
+	}
+	refused["m"+itoa(i)] = true
+	i++
 	release.Do(func() { close(held) })
 	var ok []int
 	for _, x := range []*Broker{a, c} {
