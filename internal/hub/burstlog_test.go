@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"strconv"
@@ -85,7 +86,11 @@ func TestFailedRemovalsLogOneLinePerInterval(t *testing.T) {
 	if got := out.with(t, msg); len(got) != 3 || got[2]["more"] != nil {
 		t.Fatalf("the next interval's first failure: %v", got)
 	}
-	e.h.burst.Flush(true)
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	if err := e.h.Run(ctx); err != nil { // the hub's timers stop at once
+		t.Fatal(err)
+	}
 	if got := out.with(t, msg); len(got) != 4 || got[3]["more"] != float64(n/2-1) {
 		t.Fatalf("at the stop: %v", got)
 	}
