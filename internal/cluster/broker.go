@@ -26,14 +26,6 @@ type BrokerOptions struct {
 	// its messages keep their order; each queue writes its backlog as one
 	// pipeline.
 	PublishShards int
-	// ResubscribeGrace applies in a Redis Cluster only: how long, after
-	// one of its subscriber connections came back from a loss (a shard's
-	// failover), the broker still refuses to publish (default 2 s:
-	// go-redis's and the receive loop's reconnect backoff, at most 1 s,
-	// plus a ping interval), a margin for the other nodes to subscribe
-	// again on the new primary. With one Redis or Sentinel the broker
-	// waits for a barrier instead (see liveCheck).
-	ResubscribeGrace time.Duration
 }
 
 // Broker is the hub.Broker over Redis pub/sub. A node subscribes only to
@@ -67,6 +59,11 @@ type Broker struct {
 	// each publishing batch is checked first.
 	suspect atomic.Bool
 
+	// tags is the barrier's record per hash tag (app) in a Redis Cluster
+	// (shardCheck).
+	tagsMu sync.Mutex
+	tags   map[string]*tagState
+
 	published, received, dropped atomic.Uint64
 }
 
@@ -86,13 +83,19 @@ type subConn struct {
 	up      atomic.Bool
 	downErr atomic.Pointer[error]
 	closed  atomic.Bool // dropped by the broker: its errors mean nothing
-	// lost is set when the connection goes down after having been up;
-	// back is when it came up again after that (unix ns), for the grace.
-	lost atomic.Bool
-	back atomic.Int64
+}
+
+// tagState is what a broker knows of one hash tag's shard in a Redis
+// Cluster: the primary it last published to or was subscribed on, and
+// whether the barrier must pass before the next publish.
+type tagState struct {
+	master  string
+	suspect bool
+	gen     uint64 // counts distrust calls: a check passes only if none came meanwhile
 }
 
 type pubReq struct {
+	appID   string
 	channel string
 	msg     []byte
 	err     chan error
@@ -100,13 +103,11 @@ type pubReq struct {
 
 var _ hub.Broker = (*Broker)(nil)
 
-// DefaultResubscribeGrace is BrokerOptions.ResubscribeGrace's default.
-const DefaultResubscribeGrace = 2 * time.Second
-
 // ErrPubSubDown is returned by Publish while a subscriber connection of
-// the broker is down or was back for less than ResubscribeGrace: the
-// other nodes may not be subscribed yet either, so the message could be
-// lost without anyone knowing.
+// the broker is down, or after a loss until the barrier found every node
+// subscribed again (liveCheck, shardCheck): the other nodes may not be
+// subscribed yet either, so the message could be lost without anyone
+// knowing.
 var ErrPubSubDown = errors.New("cluster: Redis pub/sub down or resubscribing after a failover")
 
 // ErrBrokerClosed is returned by calls after Close.
@@ -129,9 +130,6 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	if o.PublishShards <= 0 {
 		o.PublishShards = 4
 	}
-	if o.ResubscribeGrace <= 0 {
-		o.ResubscribeGrace = DefaultResubscribeGrace
-	}
 	b := &Broker{
 		o:        o,
 		k:        keys{o.Prefix, o.sharded()},
@@ -140,6 +138,7 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 		done:     make(chan struct{}),
 		interest: make(map[string]*interest),
 		subs:     make(map[string]*subConn),
+		tags:     make(map[string]*tagState),
 	}
 	// The node's own channel keeps the connection in subscribed mode, and
 	// its confirmation after a reconnect tells the receiver Redis is back.
@@ -192,7 +191,10 @@ func (b *Broker) subFor(ch string, open bool) (sc *subConn, opened bool) {
 	if sc = b.subs[tag]; sc != nil || !open {
 		return sc, false
 	}
-	sc = b.newSub([]string{ch}, true)
+	// The tag's live channel first (it names the connection's tag): a node
+	// counted there is subscribed to all its channels of the tag
+	// (shardCheck).
+	sc = b.newSub([]string{b.k.pubLiveApp(tag), ch}, true)
 	b.subs[tag] = sc
 	return sc, true
 }
@@ -223,14 +225,14 @@ func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
 	default:
 		return errors.New("cluster: broker message without channel or user")
 	}
-	r := &pubReq{channel: ch, msg: EncodeMessage(nil, b.o.NodeID, m), err: make(chan error, 1)}
+	r := &pubReq{appID: m.AppID, channel: ch, msg: EncodeMessage(nil, b.o.NodeID, m), err: make(chan error, 1)}
 	q := b.shards[maphash.String(b.seed, key)%uint64(len(b.shards))]
 	select {
 	case <-b.done:
 		return ErrBrokerClosed
 	default:
 	}
-	if err := b.fence(); err != nil {
+	if err := b.fence(b.k.pubTag(ch)); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	select {
@@ -262,6 +264,7 @@ func (b *Broker) Publish(ctx context.Context, m hub.BrokerMessage) error {
 func (b *Broker) publishLoop(q chan *pubReq) {
 	defer b.wg.Done()
 	batch := make([]*pubReq, 0, 128)
+	cmds := make([]*redis.IntCmd, 0, cap(batch))
 	for {
 		select {
 		case <-b.done:
@@ -285,32 +288,88 @@ func (b *Broker) publishLoop(q chan *pubReq) {
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.o.OpTimeout)
-			err := b.liveCheck(ctx)
-			switch {
-			case err != nil:
-			case len(batch) == 1:
-				err = b.publish(ctx, b.rdb, batch[0]).Err()
-			default:
-				// In a Redis Cluster, go-redis splits the pipeline by
-				// shard (SPUBLISH routes by its channel's slot).
-				pipe := b.rdb.Pipeline()
-				for _, r := range batch {
-					b.publish(ctx, pipe, r)
-				}
-				_, err = pipe.Exec(ctx)
-			}
+			cmds = b.publishBatch(ctx, batch, cmds)
 			cancel()
-			if err != nil && !errors.Is(err, ErrPubSubDown) {
-				err = fmt.Errorf("publish: %w", err)
-			} else if err == nil {
-				b.published.Add(uint64(len(batch)))
-			}
-			for i, r := range batch {
-				r.err <- err
-				batch[i] = nil
-			}
+			clear(batch)
+			clear(cmds)
 		}
 	}
+}
+
+// publishBatch passes the barrier (liveCheck, shardCheck), then writes
+// what it let through as one pipeline and answers every request. In a
+// Redis Cluster, go-redis splits the pipeline by shard (SPUBLISH routes
+// by its channel's slot), and each message gets its own command's answer.
+// cmds is the caller's buffer, returned for the next batch.
+func (b *Broker) publishBatch(ctx context.Context, batch []*pubReq, cmds []*redis.IntCmd) []*redis.IntCmd {
+	send := batch
+	if b.k.sharded {
+		send = b.shardChecks(ctx, batch)
+	} else if err := b.liveCheck(ctx); err != nil {
+		for _, r := range batch {
+			r.err <- err
+		}
+		return cmds
+	}
+	cmds = cmds[:0]
+	switch len(send) {
+	case 0:
+		return cmds
+	case 1:
+		cmds = append(cmds, b.publish(ctx, b.rdb, send[0]))
+	default:
+		pipe := b.rdb.Pipeline()
+		for _, r := range send {
+			cmds = append(cmds, b.publish(ctx, pipe, r))
+		}
+		_, _ = pipe.Exec(ctx) // each command holds its error
+	}
+	for i, r := range send {
+		err := cmds[i].Err()
+		if err != nil {
+			// The shard may be failing over: check it before the next
+			// publish there.
+			b.distrust(b.k.pubTag(r.channel))
+			err = fmt.Errorf("publish: %w", err)
+		} else {
+			b.published.Add(1)
+		}
+		r.err <- err
+	}
+	return cmds
+}
+
+// shardChecks runs shardCheck once per hash tag of batch, answers the
+// requests it refuses and returns the others.
+func (b *Broker) shardChecks(ctx context.Context, batch []*pubReq) []*pubReq {
+	var (
+		checked map[string]error
+		send    []*pubReq
+	)
+	for i, r := range batch {
+		tag := b.k.pubTag(r.channel)
+		err, ok := checked[tag]
+		if !ok {
+			err = b.shardCheck(ctx, tag, r.appID)
+			if checked == nil {
+				checked = make(map[string]error, 1)
+			}
+			checked[tag] = err
+		}
+		switch {
+		case err != nil && send == nil:
+			send = append(make([]*pubReq, 0, len(batch)), batch[:i]...)
+			fallthrough
+		case err != nil:
+			r.err <- err
+		case send != nil:
+			send = append(send, r)
+		}
+	}
+	if send == nil {
+		return batch
+	}
+	return send
 }
 
 // aliveScript counts the live nodes: leases not expired (Redis clock) and
@@ -356,6 +415,121 @@ func (b *Broker) liveCheck(ctx context.Context) error {
 		b.o.Logger.Info("every live node subscribed again, publishing", "node", b.o.NodeID, "nodes", want)
 	}
 	return nil
+}
+
+// aliveIDsScript is aliveScript returning the live nodes' ids.
+const aliveIDsScript = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  if redis.call('HEXISTS', KEYS[2], id) == 0 then ids[#ids + 1] = id end
+end
+return ids`
+
+// shardCheck is the barrier of one hash tag (app) in a Redis Cluster,
+// where pub/sub is sharded: a shard's failover cuts the connections to
+// that shard only, and a node subscribes an app's channels on a
+// connection of their own, to the app's shard, only while it has local
+// interest in the app. Each such connection subscribes the app's live
+// channel in the same SSUBSCRIBE as the app's other channels (go-redis
+// subscribes a connection's channels again in one command), so the
+// channel's subscribers on the shard (PUBSUB SHARDNUMSUB, on the
+// primary) are the nodes subscribed to everything they have interest in
+// there. The check passes once they are at least as many as the live
+// nodes that have sockets recorded in the app (their P{A}:node:N sets,
+// which the hub records after the interest).
+//
+// It runs only when the tag is suspect: its connection or a publish to it
+// failed, or the primary of its slot changed since this node last
+// published there (a node without interest in the app notices a failover
+// so). The first publish of a tag is not checked: nothing was lost that
+// the node could know of.
+func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
+	cc, ok := b.rdb.(*redis.ClusterClient)
+	if !ok {
+		return nil
+	}
+	live := b.k.pubLiveApp(tag)
+	master, err := cc.MasterForKey(ctx, live)
+	if err != nil {
+		return fmt.Errorf("%w: the primary of app %s: %v", ErrPubSubDown, appID, err)
+	}
+	addr := master.Options().Addr
+	b.tagsMu.Lock()
+	st := b.tags[tag]
+	if st == nil {
+		st = &tagState{master: addr}
+		b.tags[tag] = st
+	}
+	pass := !st.suspect && st.master == addr
+	gen := st.gen
+	b.tagsMu.Unlock()
+	if pass {
+		return nil
+	}
+	ids, err := b.rdb.Eval(ctx, aliveIDsScript, []string{b.k.nodes(), b.k.claims()}).StringSlice()
+	if err != nil {
+		return fmt.Errorf("%w: listing the live nodes: %v", ErrPubSubDown, err)
+	}
+	pipe := master.Pipeline()
+	var entries *redis.IntCmd
+	if len(ids) > 0 {
+		sets := make([]string, len(ids))
+		for i, id := range ids {
+			sets[i] = b.k.nodeSet(appID, id)
+		}
+		entries = pipe.Exists(ctx, sets...) // one slot: the app's
+	}
+	subs := pipe.PubSubShardNumSub(ctx, live)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: counting the subscribed nodes of app %s: %v", ErrPubSubDown, appID, err)
+	}
+	var want int64
+	if entries != nil {
+		want = entries.Val()
+	}
+	if have := subs.Val()[live]; have < want {
+		return fmt.Errorf("%w: %d of %d nodes with sockets in app %s subscribed again", ErrPubSubDown, have, want, appID)
+	}
+	b.tagsMu.Lock()
+	if st.gen == gen {
+		// (Else it failed again meanwhile: the next publish checks again.)
+		st.master, st.suspect = addr, false
+	}
+	b.tagsMu.Unlock()
+	b.o.Logger.Info("every node with sockets in the app subscribed on its shard, publishing", "node", b.o.NodeID, "app_id", appID, "primary", addr, "nodes", want)
+	return nil
+}
+
+// barrier is Publish's fence and barrier for a message published on ch
+// outside the queues: a history event, which its append script publishes.
+func (b *Broker) barrier(ctx context.Context, ch, appID string) error {
+	tag := b.k.pubTag(ch)
+	if err := b.fence(tag); err != nil {
+		return err
+	}
+	if b.k.sharded {
+		return b.shardCheck(ctx, tag, appID)
+	}
+	return b.liveCheck(ctx)
+}
+
+// distrust has the next publish of tag checked by shardCheck (a Redis
+// Cluster only).
+func (b *Broker) distrust(tag string) {
+	if !b.k.sharded {
+		return
+	}
+	b.tagsMu.Lock()
+	defer b.tagsMu.Unlock()
+	st := b.tags[tag]
+	if st == nil {
+		st = &tagState{}
+		b.tags[tag] = st
+	}
+	st.suspect = true
+	st.gen++
 }
 
 // publish is PUBLISH, or SPUBLISH in a Redis Cluster: a sharded message
@@ -496,14 +670,10 @@ func (b *Broker) Interests() int {
 	return n
 }
 
-// Healthy returns nil while every subscriber connection is up and, after
-// a loss, past its ResubscribeGrace (publishes are refused until then), or
-// why not (for /ready).
+// Healthy returns nil while every subscriber connection is up, or why
+// not (for /ready).
 func (b *Broker) Healthy() error {
 	if err := b.anchor.healthy(); err != nil {
-		return err
-	}
-	if err := b.fence(); err != nil {
 		return err
 	}
 	b.mu.RLock()
@@ -516,37 +686,21 @@ func (b *Broker) Healthy() error {
 	return nil
 }
 
-// fence returns ErrPubSubDown while a subscriber connection is down or,
-// in a Redis Cluster, within ResubscribeGrace of coming back from a loss
-// (one Redis or Sentinel: liveCheck is the barrier after a loss).
-func (b *Broker) fence() error {
-	if !b.k.sharded {
-		if !b.anchor.up.Load() {
-			return ErrPubSubDown
-		}
-		return nil
+// fence returns ErrPubSubDown while the subscriber connection that
+// carries tag (one Redis or Sentinel: the anchor; a Redis Cluster: the
+// tag's, if the node has one) is down. After a loss, the barrier
+// (liveCheck, shardCheck) has the last word.
+func (b *Broker) fence(tag string) error {
+	sc := b.anchor
+	if b.k.sharded {
+		b.mu.RLock()
+		sc = b.subs[tag]
+		b.mu.RUnlock()
 	}
-	if !b.anchor.settled(b.o.ResubscribeGrace) {
+	if sc != nil && !sc.up.Load() {
 		return ErrPubSubDown
 	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for _, sc := range b.subs {
-		if !sc.settled(b.o.ResubscribeGrace) {
-			return ErrPubSubDown
-		}
-	}
 	return nil
-}
-
-// settled reports whether the connection is up and, if it was lost
-// before, has been back for grace.
-func (sc *subConn) settled(grace time.Duration) bool {
-	if !sc.up.Load() {
-		return false
-	}
-	back := sc.back.Load()
-	return back == 0 || time.Since(time.Unix(0, back)) >= grace
 }
 
 func (sc *subConn) healthy() error {
@@ -562,9 +716,11 @@ func (sc *subConn) healthy() error {
 func (b *Broker) setDown(sc *subConn, err error) {
 	sc.downErr.Store(&err)
 	if sc.up.Swap(false) && !sc.closed.Load() {
-		sc.lost.Store(true)
-		if sc == b.anchor && !b.k.sharded {
+		switch {
+		case !b.k.sharded:
 			b.suspect.Store(true)
+		case sc != b.anchor:
+			b.distrust(sc.tag)
 		}
 		b.o.Logger.Error("Redis pub/sub lost, serving local clients only", "node", b.o.NodeID, "tag", sc.tag, "err", err)
 	}
@@ -572,9 +728,6 @@ func (b *Broker) setDown(sc *subConn, err error) {
 
 func (b *Broker) setUp(sc *subConn) {
 	if !sc.up.Swap(true) {
-		if sc.lost.Load() {
-			sc.back.Store(time.Now().UnixNano())
-		}
 		b.o.Logger.Info("Redis pub/sub connected", "node", b.o.NodeID, "tag", sc.tag, "channels", b.Interests())
 	}
 }
@@ -679,6 +832,8 @@ func (b *Broker) reopen(sc *subConn) {
 	var chans []string
 	if sc == b.anchor {
 		chans = append(chans, b.k.pubNode(b.o.NodeID))
+	} else {
+		chans = append(chans, b.k.pubLiveApp(sc.tag))
 	}
 	for ch, in := range b.interest {
 		if in.n > 0 && b.k.pubTag(ch) == sc.tag && sc != b.anchor {

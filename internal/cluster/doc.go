@@ -42,6 +42,7 @@
 //
 //	P{A}:ch:C         events of channel C of app A
 //	P{A}:user:U       messages and terminations for user U of app A
+//	P{A}:live         no messages: its subscribers on A's shard are the nodes subscribed to A's channels
 //	P{node:N}         a node's own control channel
 //
 // With one Redis or Sentinel every node's subscriber connection also
@@ -49,12 +50,19 @@
 //
 //	Plive             no messages: its subscriber count is the number of nodes subscribed
 //
-// A Broker refuses to publish (ErrPubSubDown) while a subscriber connection
-// of its is down. After it lost its connection (a failover cuts every
-// node's), it publishes again only once Redis counts as many subscribers
-// of Plive as live nodes (unexpired, unclaimed leases in P{nodes}): each
-// node subscribes Plive in the same SUBSCRIBE as all its channels, so a
-// message published then reaches every node's subscribers; before, it is
-// refused, not lost. In a Redis Cluster a broker waits ResubscribeGrace
-// after a connection came back instead (a margin, not a barrier).
+// A Broker refuses to publish (ErrPubSubDown) while the subscriber
+// connection that carries the message's channel is down. After it lost
+// its connection (a failover cuts every node's), it publishes again only
+// once Redis counts as many subscribers of Plive as live nodes (unexpired,
+// unclaimed leases in P{nodes}): each node subscribes Plive in the same
+// SUBSCRIBE as all its channels, so a message published then reaches
+// every node's subscribers; before, it is refused, not lost.
+//
+// In a Redis Cluster the barrier is per app, on the app's shard: a node
+// subscribes P{A}:live in the same SSUBSCRIBE as its other channels of A,
+// and after its connection to A's shard or a publish there failed, or
+// when the primary of A's slot changed since its last publish there, a
+// publish of A waits until PUBSUB SHARDNUMSUB P{A}:live on that primary
+// counts as many nodes as there are live nodes with sockets recorded in A
+// (an existing P{A}:node:N).
 package cluster

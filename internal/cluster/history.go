@@ -144,11 +144,19 @@ func (h *History) Append(ctx context.Context, rule apps.HistoryRule, m hub.Broke
 	k := h.b.k
 	body := EncodeMessage(nil, h.b.o.NodeID, hub.BrokerMessage{AppID: m.AppID, Channel: m.Channel, ExceptSocketID: m.ExceptSocketID})[1:]
 	h.see(m.AppID)
+	ch := k.pubChannel(m.AppID, m.Channel)
+	// The script publishes the event: the same barrier as Publish after a
+	// failover, or it could be stored and answered 200 yet miss a node that
+	// has not subscribed again.
+	if err := h.b.barrier(ctx, ch, m.AppID); err != nil {
+		return hub.Position{}, fmt.Errorf("history append: %w", err)
+	}
 	res, err := histAppendScript.Run(ctx, h.b.rdb,
 		[]string{k.histMeta(m.AppID, m.Channel), k.histStream(m.AppID, m.Channel), k.histIndex(m.AppID)},
-		newRedisEpoch(), ttlMillis(rule.TTL), rule.Size, m.Payload, k.pubChannel(m.AppID, m.Channel), body, k.publishCommand(), m.Channel,
+		newRedisEpoch(), ttlMillis(rule.TTL), rule.Size, m.Payload, ch, body, k.publishCommand(), m.Channel,
 	).Slice()
 	if err != nil {
+		h.b.distrust(k.pubTag(ch))
 		return hub.Position{}, fmt.Errorf("history append: %w", err)
 	}
 	if len(res) != 2 {

@@ -74,6 +74,11 @@ func (k keys) pubNode(node string) string {
 // (Broker.liveCheck).
 func (k keys) pubLive() string { return k.p + "live" }
 
+// pubLiveApp is the live channel of an app in a Redis Cluster, on the
+// app's shard: its subscribers are the nodes subscribed to the app's
+// channels there (Broker.shardCheck).
+func (k keys) pubLiveApp(appID string) string { return k.app(appID) + "live" }
+
 // pubTag returns what a pub/sub channel is routed by in a Redis Cluster:
 // its hash tag by Redis's rule (the text between the first "{" and the
 // next "}", when not empty; else the whole name), "" when not sharded. One

@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,5 +149,105 @@ func TestMassDisconnectKeepsLease(t *testing.T) {
 	defer c.Close()
 	if n, err := c.SCard(ctx, cn.node.k.nodeSet(app.ID, id)).Result(); err != nil || n != 0 {
 		t.Fatalf("node set holds %d entries (%v)", n, err)
+	}
+}
+
+// scriptGauge is a Redis hook that counts the subscribe and unsubscribe
+// scripts in flight, from the call (before it waits for a connection of
+// the pool) to the answer, and keeps the most at once.
+type scriptGauge struct {
+	shas     map[string]bool
+	cur, top atomic.Int64
+}
+
+func newScriptGauge(scripts ...*redis.Script) *scriptGauge {
+	g := &scriptGauge{shas: make(map[string]bool)}
+	for _, s := range scripts {
+		g.shas[s.Hash()] = true
+	}
+	return g
+}
+
+func (g *scriptGauge) counts(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if len(args) < 2 {
+		return false
+	}
+	s, _ := args[1].(string)
+	switch cmd.Name() {
+	case "evalsha":
+		return g.shas[s]
+	case "eval": // after NOSCRIPT: the source
+		sum := sha1.Sum([]byte(s))
+		return g.shas[hex.EncodeToString(sum[:])]
+	}
+	return false
+}
+
+func (g *scriptGauge) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *scriptGauge) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !g.counts(cmd) {
+			return next(ctx, cmd)
+		}
+		n := g.cur.Add(1)
+		defer g.cur.Add(-1)
+		for m := g.top.Load(); n > m && !g.top.CompareAndSwap(m, n); m = g.top.Load() {
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (g *scriptGauge) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A reconnect storm: hundreds of sockets subscribe at once, then as many
+// leave while others subscribe. The node never has more subscribes and
+// removals in flight together than half its pool, so the queries keep the
+// other half; before, the subscribes took the whole pool (and queued
+// behind it by the hundred).
+func TestSocketWritesBounded(t *testing.T) {
+	ro := redisOpts(testRedis)
+	ro.PoolSize = 8
+	o := testOptionsOn(ro, testPrefix(t))
+	o.OpTimeout = 10 * time.Second // the bound makes them wait, not fail
+	g := newScriptGauge(subscribeScript, unsubscribeScript)
+	o.RedisHook = g
+	st := startNode(t, o).State()
+	limit := o.bulkLimit()
+	ctx := context.Background()
+	const socks = 300
+	sub := func(i int) {
+		if _, err := st.Subscribe(ctx, "app", "room-"+itoa(i%8), "1."+itoa(i), nil, 0); err != nil {
+			t.Error(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range socks {
+		wg.Go(func() { sub(i) })
+	}
+	wg.Wait()
+	subs := g.top.Load()
+	for i := range socks {
+		wg.Go(func() {
+			if _, err := st.Unsubscribe(ctx, "app", "room-"+itoa(i%8), "1."+itoa(i)); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() { sub(socks + i) })
+	}
+	wg.Wait()
+	if top := g.top.Load(); subs != int64(limit) || top != int64(limit) {
+		t.Fatalf("at most %d subscribes in flight, then %d subscribes and removals: want %d (half the pool of %d)", subs, top, limit, ro.PoolSize)
+	}
+	chs, err := st.Channels(ctx, "app", "")
+	total := 0
+	for _, c := range chs {
+		total += c.SubscriptionCount
+	}
+	if err != nil || total != socks {
+		t.Fatalf("%d subscriptions recorded (%v), want %d", total, err, socks)
 	}
 }

@@ -23,7 +23,8 @@ type Node struct {
 	// lease carries the lease (renewals, claims, releases) on a pool of
 	// its own: bulk state work on rdb never delays a renewal.
 	lease redis.UniversalClient
-	// bulk bounds the removals in flight on rdb (Options.bulkLimit).
+	// bulk bounds the subscribes and removals in flight on rdb
+	// (Options.bulkLimit).
 	bulk chan struct{}
 	k    keys
 
@@ -158,16 +159,19 @@ func (n *Node) stop() {
 	})
 }
 
-// acquireBulk takes a slot for a removal (Options.bulkLimit), in arrival
-// order, or fails when ctx ends first; release gives it back.
-func (n *Node) acquireBulk(ctx context.Context) (release func(), err error) {
+// acquireBulk takes a slot for a subscribe or a removal
+// (Options.bulkLimit), or fails when ctx ends first; releaseBulk gives it
+// back.
+func (n *Node) acquireBulk(ctx context.Context) error {
 	select {
 	case n.bulk <- struct{}{}:
-		return func() { <-n.bulk }, nil
+		return nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
+
+func (n *Node) releaseBulk() { <-n.bulk }
 
 // opCtx bounds a call by OpTimeout.
 func (n *Node) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {

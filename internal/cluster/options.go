@@ -125,10 +125,12 @@ func (h reloadOnError) after(ctx context.Context, err error) {
 	}
 }
 
-// bulkLimit is how many removals (State.Unsubscribe, State.Leave) a node
-// has in flight at once: half its pool (per Redis node), so that a mass
-// disconnect drains at Redis's pace and leaves connections to the
-// subscribes and queries meanwhile.
+// bulkLimit is how many subscribes and removals (State.Subscribe, and so
+// UserOnline; State.Unsubscribe, State.Leave, UserOffline) a node has in
+// flight at once, together: half its pool (per Redis node), so that a
+// mass disconnect, a reconnect storm or a re-registration goes at Redis's
+// pace and leaves connections to the queries (rosters, counts, cache,
+// history) meanwhile.
 func (o Options) bulkLimit() int {
 	size := o.Redis.PoolSize
 	if size <= 0 {

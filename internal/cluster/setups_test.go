@@ -12,8 +12,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-ws/herald/internal/apps"
 	"github.com/herald-ws/herald/internal/cluster/enginetest"
 	"github.com/herald-ws/herald/internal/hub"
+	"github.com/herald-ws/herald/internal/redistest"
 	"github.com/herald-ws/herald/internal/testwait"
 )
 
@@ -131,9 +133,14 @@ func TestPublishBarrierAfterFailover(t *testing.T) {
 	if err := a.Publish(ctx, msg(2)); !errors.Is(err, ErrPubSubDown) {
 		t.Fatalf("B not subscribed yet: publish answered %v, want ErrPubSubDown", err)
 	}
+	// A history event is published by its append script: the same barrier.
+	rule := apps.HistoryRule{Pattern: "*", Size: 10, TTL: time.Minute}
+	if _, err := NewHistory(a).Append(ctx, rule, msg(3)); !errors.Is(err, ErrPubSubDown) {
+		t.Fatalf("B not subscribed yet: history append answered %v, want ErrPubSubDown", err)
+	}
 	release.Do(func() { close(held) })
 	var ok []int
-	i := 3
+	i := 4
 	testwait.For(t, 5*time.Second, "publishing to resume once B is back", func() bool {
 		err := a.Publish(ctx, msg(i))
 		if err == nil {
@@ -148,7 +155,7 @@ func TestPublishBarrierAfterFailover(t *testing.T) {
 		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
 	}
 	for _, m := range got.all() {
-		if p := string(m.Payload); p == "m1" || p == "m2" {
+		if p := string(m.Payload); p == "m1" || p == "m2" || p == "m3" {
 			t.Fatalf("refused message %s delivered", p)
 		}
 	}
@@ -168,4 +175,134 @@ func startRedisAOF(t testing.TB, port int, dir string) *redisServer {
 	defer c.Close()
 	testwait.For(t, 5*time.Second, "redis-server", func() bool { return c.Ping(context.Background()).Err() == nil })
 	return s
+}
+
+// The barrier of a Redis Cluster, per shard: the primary of an app's
+// shard is killed and its replica takes over. Node B, which has sockets
+// and interest in the app, is held (its dialing, the slowest of the nodes
+// after a failover): until it has subscribed again on the new primary,
+// neither A (interest in the app: its connection to the shard failed) nor
+// C (no interest, it only publishes: it sees the slot's primary change)
+// gets a publish through, nor a history event (its script publishes it),
+// and every publish either fails or reaches B once it is back.
+func TestShardBarrierAfterFailover(t *testing.T) {
+	rc, err := redistest.StartCluster(t.TempDir(), 3, 1, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	o := testOptionsOn(rc.Options(), freshPrefix())
+	// Leases outlive the failover, whichever shard holds them, and a pause
+	// of the whole box (the barrier counts the nodes with live leases).
+	o.Lease, o.Heartbeat = time.Minute, 100*time.Millisecond
+	ctx := context.Background()
+	for i, n := range []*Node{startNode(t, o), startNode(t, o)} {
+		if _, err := n.State().Subscribe(ctx, "app", "room", itoa(i)+".1", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var gate atomic.Pointer[chan struct{}]
+	open := make(chan struct{})
+	close(open)
+	gate.Store(&open)
+	ob := o
+	ro := *o.Redis
+	ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		select {
+		case <-*gate.Load():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	ob.Redis = &ro
+	got := newCollector()
+	a := startBroker(t, o, "A", nil)
+	b := startBroker(t, ob, "B", got.deliver)
+	c := startBroker(t, o, "C", nil)
+	for _, x := range []*Broker{a, b} {
+		if err := x.Interest(ctx, "app", "room", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := func(i int) hub.BrokerMessage {
+		return hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("m" + itoa(i))}
+	}
+	for i, x := range []*Broker{a, c} {
+		if err := x.Publish(ctx, msg(i)); err != nil {
+			t.Fatalf("before the failover: %v", err)
+		}
+		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
+	}
+	tagUp := func(x *Broker) bool {
+		x.mu.RLock()
+		defer x.mu.RUnlock()
+		sc := x.subs["app"]
+		return sc != nil && sc.up.Load()
+	}
+
+	held := make(chan struct{})
+	gate.Store(&held)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(held) }) }) // B's Close waits for its dials
+	primary, err := rc.PrimaryFor(ctx, o.Prefix+"{app}:x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary.Kill()
+	testwait.For(t, 5*time.Second, "A's connection to the shard down", func() bool { return !tagUp(a) })
+	testwait.For(t, 20*time.Second, "A subscribed again on the promoted replica", func() bool { return tagUp(a) })
+	// A's connection failed; C, which has none, learns the new primary from
+	// its slot map (reloaded here as another command's error would) and
+	// would publish there without an error of its own.
+	cc := c.rdb.(*redis.ClusterClient)
+	testwait.For(t, 10*time.Second, "C's slot map to show the new primary", func() bool {
+		m, err := cc.MasterForKey(ctx, o.Prefix+"{app}:live")
+		if err != nil || m.Options().Addr == primary.Addr() {
+			cc.ReloadState(ctx)
+			return false
+		}
+		return true
+	})
+	refused := map[string]bool{}
+	i := 2
+	for _, x := range []*Broker{a, c, a, c} {
+		if err := x.Publish(ctx, msg(i)); !errors.Is(err, ErrPubSubDown) {
+			t.Fatalf("%s: publish m%d while B was not subscribed again: %v, want ErrPubSubDown", x.NodeID(), i, err)
+		}
+		refused["m"+itoa(i)] = true
+		i++
+	}
+	// A history event is published by its append script: the same barrier.
+	rule := apps.HistoryRule{Pattern: "*", Size: 10, TTL: time.Minute}
+	if _, err := NewHistory(a).Append(ctx, rule, msg(i)); !errors.Is(err, ErrPubSubDown) {
+		t.Fatalf("history append m%d while B was not subscribed again: %v, want ErrPubSubDown", i, err)
+	}
+	refused["m"+itoa(i)] = true
+	i++
+	release.Do(func() { close(held) })
+	var ok []int
+	for _, x := range []*Broker{a, c} {
+		n := 0
+		testwait.For(t, 15*time.Second, "publishing to resume once B is back", func() bool {
+			if err := x.Publish(ctx, msg(i)); err == nil {
+				ok = append(ok, i)
+				n++
+			} else if errors.Is(err, ErrPubSubDown) {
+				refused["m"+itoa(i)] = true
+			}
+			i++
+			return n >= 3
+		})
+	}
+	for _, i := range ok {
+		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
+	}
+	for _, m := range got.all() {
+		if refused[string(m.Payload)] {
+			t.Fatalf("refused message %s delivered", m.Payload)
+		}
+	}
 }

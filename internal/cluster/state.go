@@ -28,6 +28,14 @@ func (s *State) Subscribe(ctx context.Context, appID, channel, socketID string, 
 	}
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
+	// Bounded with the removals: a reconnect storm re-subscribes thousands
+	// of sockets at once (and Reregister all of a node's), which would
+	// otherwise take the whole pool from the queries.
+	err := n.acquireBulk(ctx)
+	if err != nil {
+		return hub.SubscribeResult{}, fmt.Errorf("subscribe: waiting for a slot: %w", err)
+	}
+	defer n.releaseBulk()
 	node := n.ID()
 	if err := n.registerApp(ctx, node, appID); err != nil {
 		return hub.SubscribeResult{}, fmt.Errorf("subscribe: %w", err)
@@ -59,11 +67,11 @@ func (s *State) Unsubscribe(ctx context.Context, appID, channel, socketID string
 	n := s.n
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
-	release, err := n.acquireBulk(ctx)
+	err := n.acquireBulk(ctx)
 	if err != nil {
 		return hub.UnsubscribeResult{}, fmt.Errorf("unsubscribe: waiting for a slot: %w", err)
 	}
-	defer release()
+	defer n.releaseBulk()
 	v, err := unsubscribeScript.Run(ctx, n.rdb, n.k.channel(appID, channel, n.ID()), socketID, channel, "").Slice()
 	if err != nil {
 		return hub.UnsubscribeResult{}, fmt.Errorf("unsubscribe: %w", err)
@@ -86,11 +94,11 @@ func (s *State) Leave(ctx context.Context, appID, channel, socketID, op string) 
 	n := s.n
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
-	release, err := n.acquireBulk(ctx)
+	err := n.acquireBulk(ctx)
 	if err != nil {
 		return hub.UnsubscribeResult{}, fmt.Errorf("leave: waiting for a slot: %w", err)
 	}
-	defer release()
+	defer n.releaseBulk()
 	ks := append(n.k.channel(appID, channel, n.ID()), n.k.left(appID, op))
 	v, err := unsubscribeScript.Run(ctx, n.rdb, ks, socketID, channel, "", leaveMemory.Milliseconds()).Slice()
 	if err != nil {

@@ -269,7 +269,7 @@ func (c *Client) subscribe(s protocol.Subscribe) {
 	}
 	if err != nil {
 		h.channelInterest(app.ID, name, kind, false)
-		h.log.Warn("subscribe: state unavailable", "app_id", app.ID, "channel", name, "err", err)
+		h.burst.Warn("subscribe: state unavailable", "app_id", app.ID, "channel", name, "err", err)
 		// The call may have been applied all the same (a timeout): make
 		// sure the State does not keep it.
 		h.addGhost(app, name, c.id, kind, "")
@@ -369,7 +369,7 @@ func (h *Hub) leave(c *Client, name string, sub *subscription) {
 	op := h.newOp(c.id)
 	res, err := h.stateLeave(app.ID, name, c.id, op)
 	if err != nil {
-		h.log.Warn("unsubscribe: state unavailable, will retry", "app_id", app.ID, "channel", name, "err", err)
+		h.burst.Warn("unsubscribe: state unavailable, will retry", "app_id", app.ID, "channel", name, "err", err)
 		// The same op on every retry: one that finds the socket gone
 		// learns what this call did if it was applied after all.
 		h.addGhost(app, name, c.id, sub.kind, op)
@@ -636,7 +636,7 @@ func (h *Hub) userOffline(c *Client, u *protocol.UserData, unwatchOnly bool) {
 func (h *Hub) userInterest(c *Client, userID string, on bool) {
 	// The Broker bounds its own calls (see publishInternal).
 	if err := h.opt.Broker.UserInterest(context.Background(), c.app.Load().ID, userID, on); err != nil {
-		h.log.Warn("broker: user interest", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
+		h.burst.Warn("broker: user interest", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 	}
 	ctx, cancel := h.stateCtx()
 	var err error
@@ -647,7 +647,7 @@ func (h *Hub) userInterest(c *Client, userID string, on bool) {
 	}
 	cancel()
 	if err != nil {
-		h.log.Warn("state: user sockets", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
+		h.burst.Warn("state: user sockets", "app_id", c.app.Load().ID, "user", userID, "on", on, "err", err)
 	}
 }
 
@@ -659,7 +659,7 @@ func (h *Hub) channelInterest(appID, channel string, kind protocol.Kind, on bool
 	}
 	// The Broker bounds its own calls (see publishInternal).
 	if err := h.opt.Broker.Interest(context.Background(), appID, channel, on); err != nil {
-		h.log.Warn("broker: channel interest", "app_id", appID, "channel", channel, "on", on, "err", err)
+		h.burst.Warn("broker: channel interest", "app_id", appID, "channel", channel, "on", on, "err", err)
 	}
 }
 

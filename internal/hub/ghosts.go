@@ -98,7 +98,7 @@ func (h *Hub) addGhost(app *apps.App, name, socketID string, kind protocol.Kind,
 		return true
 	}
 	if len(h.ghosts) >= maxGhosts {
-		h.log.Warn("too many subscriptions awaiting removal from the shared state; left to the lease tick", "app_id", app.ID, "channel", name)
+		h.burst.Warn("too many subscriptions awaiting removal from the shared state; left to the lease tick", "app_id", app.ID, "channel", name)
 		return false
 	}
 	h.ghosts[k] = ghost{app: app, kind: kind, op: op}

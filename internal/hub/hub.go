@@ -73,9 +73,12 @@ const shardCount = 64
 // Hub holds every connection of this node and routes messages between them,
 // the HTTP API and the other nodes. It is safe for concurrent use.
 type Hub struct {
-	opt      Options
-	state    State
-	log      *slog.Logger
+	opt   Options
+	state State
+	log   *slog.Logger
+	// burst logs the warnings that come once per socket or subscription
+	// (a mass disconnect while the State is down) as one line per interval.
+	burst    *burstLog
 	now      func() time.Time
 	seed     maphash.Seed
 	draining atomic.Bool
@@ -166,6 +169,7 @@ func New(o Options) *Hub {
 		opt:        o,
 		state:      o.State,
 		log:        o.Logger,
+		burst:      newBurstLog(o.Logger, o.Now, burstInterval),
 		now:        o.Now,
 		seed:       maphash.MakeSeed(),
 		conns:      make(map[string]int),
@@ -229,9 +233,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			h.burst.Flush(true)
 			return nil
 		case <-tick.C:
 			h.guard("sweep", h.sweep)
+			h.burst.Flush(false)
 		}
 	}
 }

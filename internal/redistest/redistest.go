@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -63,10 +64,14 @@ func FreePort() (int, error) {
 // Start runs redis-server with args on a free port, in dir, without
 // persistence, and waits until it answers.
 func Start(dir string, args ...string) (*Proc, error) {
+	return start(FreePort, dir, args)
+}
+
+func start(free func() (int, error), dir string, args []string) (*Proc, error) {
 	if _, err := os.Stat(Bin); err != nil {
 		return nil, errors.New("redis-server is required (Debian package redis-server)")
 	}
-	port, err := FreePort()
+	port, err := free()
 	if err != nil {
 		return nil, err
 	}
@@ -74,8 +79,54 @@ func Start(dir string, args ...string) (*Proc, error) {
 	return run(port, append(base, args...))
 }
 
+// Cluster nodes listen on port+10000 too (the cluster bus). Their ports
+// come from below the kernel's ephemeral range (32768 and up by default),
+// bus included, where no outgoing connection takes one between the check
+// and redis-server's bind: a free ephemeral port's bus port often was.
+const clusterPortLow, clusterPortHigh = 20000, 32768 - 10000
+
+// freeClusterPort returns a port that, with its bus port, nothing listens
+// on now.
+func freeClusterPort() (int, error) {
+	var err error
+	for range 100 {
+		port := clusterPortLow + rand.IntN(clusterPortHigh-clusterPortLow)
+		var ls []net.Listener
+		for _, p := range []int{port, port + 10000} {
+			var l net.Listener
+			if l, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err != nil {
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if err == nil {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free cluster port: %w", err)
+}
+
+// startClusterNode starts a cluster node, on another port if another
+// process took one of its ports meanwhile (tests of other packages start
+// clusters at the same time).
+func startClusterNode(dir string, args ...string) (p *Proc, err error) {
+	for range 5 {
+		_ = os.Remove(filepath.Join(dir, "nodes.conf")) // a failed attempt's
+		if p, err = start(freeClusterPort, dir, args); err == nil || !strings.Contains(err.Error(), "already in use") {
+			return p, err
+		}
+	}
+	return nil, err
+}
+
 func run(port int, args []string) (*Proc, error) {
 	cmd := exec.Command(Bin, args...)
+	// Its log, for the error when it does not come up (a port taken).
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redis-server: %w", err)
 	}
@@ -84,9 +135,30 @@ func run(port int, args []string) (*Proc, error) {
 	defer c.Close()
 	if err := until(5*time.Second, func() error { return c.Ping(context.Background()).Err() }); err != nil {
 		p.Kill()
-		return nil, fmt.Errorf("redis-server on %d did not answer: %w", port, err)
+		return nil, fmt.Errorf("redis-server on %d did not answer: %w; its output: %s", port, err, out.String())
 	}
 	return p, nil
+}
+
+// lockedBuffer is a process's output, read while it may still write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.b) < 64<<10 {
+		l.b = append(l.b, p...)
+	}
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
 }
 
 // until polls f until it returns nil or d passes (with f's last error).
@@ -230,7 +302,7 @@ func StartCluster(dir string, shards, replicas int, nodeTimeout time.Duration) (
 	args := []string{"--cluster", "create"}
 	for i := range shards * (1 + replicas) {
 		d := mkdir(dir, "node"+strconv.Itoa(i))
-		p, err := Start(d, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(d, "nodes.conf"),
+		p, err := startClusterNode(d, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(d, "nodes.conf"),
 			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10))
 		if err != nil {
 			return nil, err
