@@ -443,8 +443,9 @@ return ids`
 // It runs only when the tag is suspect: its connection or a publish to it
 // failed, or the primary of its slot changed since this node last
 // published there (a node without interest in the app notices a failover
-// so). The first publish of a tag is not checked: nothing was lost that
-// the node could know of.
+// so), and for the node's first publish there: a node that starts, or
+// first publishes to the app, during a failover has no primary to
+// compare with, and the other nodes may not be subscribed again.
 func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
 	cc, ok := b.rdb.(*redis.ClusterClient)
 	if !ok {
@@ -459,7 +460,7 @@ func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
 	b.tagsMu.Lock()
 	st := b.tags[tag]
 	if st == nil {
-		st = &tagState{master: addr}
+		st = &tagState{master: addr, suspect: true}
 		b.tags[tag] = st
 	}
 	pass := !st.suspect && st.master == addr

@@ -222,6 +222,9 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	a := startBroker(t, o, "A", nil)
 	b := startBroker(t, ob, "B", got.deliver)
 	c := startBroker(t, o, "C", nil)
+	// D publishes for the first time after the failover: it has no primary
+	// of the app's shard to compare with.
+	d := startBroker(t, o, "D", nil)
 	for _, x := range []*Broker{a, b} {
 		if err := x.Interest(ctx, "app", "room", true); err != nil {
 			t.Fatal(err)
@@ -268,7 +271,7 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	})
 	refused := map[string]bool{}
 	i := 2
-	for _, x := range []*Broker{a, c, a, c} {
+	for _, x := range []*Broker{a, c, d, a, c} {
 		if err := x.Publish(ctx, msg(i)); !errors.Is(err, ErrPubSubDown) {
 			t.Fatalf("%s: publish m%d while B was not subscribed again: %v, want ErrPubSubDown", x.NodeID(), i, err)
 		}
@@ -284,7 +287,7 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	i++
 	release.Do(func() { close(held) })
 	var ok []int
-	for _, x := range []*Broker{a, c} {
+	for _, x := range []*Broker{a, c, d} {
 		n := 0
 		testwait.For(t, 15*time.Second, "publishing to resume once B is back", func() bool {
 			if err := x.Publish(ctx, msg(i)); err == nil {
