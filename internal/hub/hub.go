@@ -348,7 +348,7 @@ func (h *Hub) frame(payload []byte) []byte { return h.opt.Framer(payload) }
 
 // stateCtx bounds a State call made on behalf of a client message.
 func (h *Hub) stateCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), h.opt.StateTimeout)
+	return withLazyTimeout(context.Background(), h.opt.StateTimeout)
 }
 
 // Drain refuses new connections and closes the open ones with 4200
