@@ -193,3 +193,24 @@ func TestSubscriptionCycleAllocs(t *testing.T) {
 		t.Errorf("%.0f allocations per subscribe and unsubscribe, want at most 11", n)
 	}
 }
+
+// TestConnectAllocs bounds what admitting a connection and its close cost
+// the hub: 6 allocations, the socket id in one of them (8 when it was built
+// from two FormatUint and a concatenation).
+func TestConnectAllocs(t *testing.T) {
+	h := New(withMemoryEngine(Options{Now: time.Now}))
+	app := testApp(nil)
+	var err error
+	n := testing.AllocsPerRun(200, func() {
+		var c *Client
+		if c, err = h.connectApp(app, nopConn{}); err == nil {
+			c.Closed()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 6 {
+		t.Errorf("%.0f allocations per connect and close, want at most 6", n)
+	}
+}

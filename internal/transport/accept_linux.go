@@ -26,6 +26,15 @@ type rawAcceptor struct {
 	f     *os.File
 	rc    syscall.RawConn
 	local net.Addr // the listener's address when it names one IP, else nil
+
+	// The result of the last accept4 and the function rc.Read calls,
+	// made once: a closure per accept and the variables it set cost
+	// three allocations per connection. Only the engine's accept loop
+	// calls accept.
+	fd     int
+	sa     syscall.Sockaddr
+	aerr   error
+	tryOne func(lfd uintptr) bool
 }
 
 // newRawAcceptor returns nil when ln is not a TCP listener whose sockets
@@ -60,6 +69,7 @@ func newRawAcceptor(ln net.Listener) *rawAcceptor {
 		return nil
 	}
 	a := &rawAcceptor{f: f, rc: rc}
+	a.tryOne = a.accept4
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
 		a.local = ta
 	}
@@ -85,24 +95,9 @@ func (a *rawAcceptor) close() { _ = a.f.Close() }
 
 // accept waits (parked in Go's netpoller) for the next connection.
 func (a *rawAcceptor) accept() (net.Conn, error) {
-	var fd int
-	var sa syscall.Sockaddr
-	var aerr error
-	err := a.rc.Read(func(lfd uintptr) bool {
-		for {
-			fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			switch {
-			case aerr == nil:
-				return true
-			case errors.Is(aerr, syscall.EINTR), errors.Is(aerr, syscall.ECONNABORTED):
-				continue // as Go's accept: a connection reset in the backlog
-			case errors.Is(aerr, syscall.EAGAIN):
-				return false // park until the next connection
-			default:
-				return true
-			}
-		}
-	})
+	err := a.rc.Read(a.tryOne)
+	fd, sa, aerr := a.fd, a.sa, a.aerr
+	a.sa, a.aerr = nil, nil
 	if err != nil {
 		return nil, err
 	}
@@ -121,10 +116,36 @@ func (a *rawAcceptor) accept() (net.Conn, error) {
 	return nbio.NewTCPConn(fd, local, sockaddrTCP(sa)), nil
 }
 
+// accept4 accepts one connection on lfd into a.fd, a.sa and a.aerr; it
+// returns false to park until the next one (rc.Read's contract).
+func (a *rawAcceptor) accept4(lfd uintptr) bool {
+	for {
+		a.fd, a.sa, a.aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		switch {
+		case a.aerr == nil:
+			return true
+		case errors.Is(a.aerr, syscall.EINTR), errors.Is(a.aerr, syscall.ECONNABORTED):
+			continue // as Go's accept: a connection reset in the backlog
+		case errors.Is(a.aerr, syscall.EAGAIN):
+			return false // park until the next connection
+		default:
+			return true
+		}
+	}
+}
+
+// tcpAddr4 is an IPv4 address and its bytes in one allocation.
+type tcpAddr4 struct {
+	a  net.TCPAddr
+	ip [4]byte
+}
+
 func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
 	switch v := sa.(type) {
 	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: append(net.IP(nil), v.Addr[:]...), Port: v.Port}
+		t := &tcpAddr4{ip: v.Addr}
+		t.a = net.TCPAddr{IP: t.ip[:], Port: v.Port}
+		return &t.a
 	case *syscall.SockaddrInet6:
 		a := &net.TCPAddr{IP: append(net.IP(nil), v.Addr[:]...), Port: v.Port}
 		if v.ZoneId != 0 {
