@@ -115,17 +115,17 @@ func TestRawAcceptAllocs(t *testing.T) {
 	if l.raw == nil {
 		t.Fatal("no raw acceptor")
 	}
-	const runs = 50
+	const rounds, runs = 3, 50
 	// Every connection waits in the backlog before the count starts, so
 	// that accept never parks and the dials are not counted.
-	clients := make([]net.Conn, 0, runs+1)
-	accepted := make([]net.Conn, 0, runs+1)
+	clients := make([]net.Conn, 0, rounds*(runs+1))
+	accepted := make([]net.Conn, 0, rounds*(runs+1))
 	defer func() {
 		for _, c := range append(clients, accepted...) {
 			_ = c.Close()
 		}
 	}()
-	for range runs + 1 { // AllocsPerRun runs once more to warm up
+	for range rounds * (runs + 1) { // AllocsPerRun runs once more to warm up
 		cc, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +133,7 @@ func TestRawAcceptAllocs(t *testing.T) {
 		clients = append(clients, cc)
 	}
 	var aerr error
-	n := testing.AllocsPerRun(runs, func() {
+	n := minAllocsPerRun(rounds, runs, func() {
 		c, err := l.raw.accept()
 		if err != nil {
 			aerr = err
