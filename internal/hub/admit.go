@@ -208,7 +208,7 @@ func lookupApp(ctx context.Context, lookup AppLookup, key string) (*apps.App, er
 	if lookup == nil {
 		return nil, apps.ErrNotFound
 	}
-	ctx, cancel := context.WithTimeout(ctx, appLookupTimeout)
+	ctx, cancel := withLazyTimeout(ctx, appLookupTimeout)
 	defer cancel()
 	return lookup.ByKey(ctx, key)
 }

@@ -68,7 +68,9 @@ func (h *Hub) Repairs() RepairCounts {
 // newOp names a new leave of socketID: unique in the cluster because
 // socket ids are.
 func (h *Hub) newOp(socketID string) string {
-	return socketID + ":" + strconv.FormatUint(h.ops.Add(1), 36)
+	buf := make([]byte, 0, 64)
+	buf = append(append(buf, socketID...), ':')
+	return string(strconv.AppendUint(buf, h.ops.Add(1), 36))
 }
 
 // stateLeave removes socketID from channel in the State under op.

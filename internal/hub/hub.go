@@ -278,7 +278,11 @@ func (h *Hub) connect(app *apps.App, conn Conn) (*Client, error) {
 		c.authDeadline = now.Add(app.UserAuthenticationTimeout).UnixNano()
 	}
 	for {
-		c.id = strconv.FormatUint(uint64(rand.Uint32()), 10) + "." + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		// Built in one buffer: one allocation, not three.
+		var buf [24]byte
+		id := strconv.AppendUint(buf[:0], uint64(rand.Uint32()), 10)
+		id = append(id, '.')
+		c.id = string(strconv.AppendUint(id, uint64(rand.Uint32()), 10))
 		sh := &h.clients[h.shardOf(c.id)]
 		sh.mu.Lock()
 		if _, taken := sh.m[c.id]; !taken {
@@ -354,7 +358,7 @@ func (h *Hub) frame(payload []byte) []byte { return h.opt.Framer(payload) }
 
 // stateCtx bounds a State call made on behalf of a client message.
 func (h *Hub) stateCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), h.opt.StateTimeout)
+	return withLazyTimeout(context.Background(), h.opt.StateTimeout)
 }
 
 // Drain refuses new connections and closes the open ones with 4200

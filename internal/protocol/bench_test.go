@@ -41,6 +41,29 @@ func BenchmarkDecodeMessage(b *testing.B) {
 			b.Fatal(sinkErr)
 		}
 	})
+	// A connection's churn: the load tool's (and pusher-js's) subscribe
+	// and unsubscribe of a public channel.
+	b.Run("churn", func(b *testing.B) {
+		sub := []byte(`{"event":"pusher:subscribe","data":{"auth":"","channel":"bench-3"}}`)
+		unsub := []byte(`{"event":"pusher:unsubscribe","data":{"channel":"bench-3"}}`)
+		b.ReportAllocs()
+		b.SetBytes(int64(len(sub) + len(unsub)))
+		for b.Loop() {
+			sinkMsg, sinkErr = DecodeMessage(sub)
+			if sinkErr == nil {
+				sinkSub, sinkErr = DecodeSubscribe(sinkMsg.Data)
+			}
+			if sinkErr == nil {
+				sinkMsg, sinkErr = DecodeMessage(unsub)
+			}
+			if sinkErr == nil {
+				sinkSub.Channel, sinkErr = DecodeChannelOnly(sinkMsg.Data)
+			}
+		}
+		if sinkErr != nil || sinkSub.Channel != "bench-3" {
+			b.Fatal(sinkErr)
+		}
+	})
 }
 
 // data100 is 100 bytes of typical app-event JSON.

@@ -56,11 +56,20 @@ type wireMessage struct {
 // (RFC 8259 §8.1): Data is relayed byte-for-byte to other clients, whose
 // WebSocket stacks fail the connection on a text frame that is not.
 func DecodeMessage(b []byte) (Message, error) {
-	var w wireMessage
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' || !utf8.Valid(b) {
 		return Message{}, fmt.Errorf("%w: not valid JSON", ErrMessage)
 	}
+	if m, ok := decodeMessageFast(b); ok {
+		return m, nil
+	}
+	return decodeMessageJSON(b)
+}
+
+// decodeMessageJSON is DecodeMessage through encoding/json, for what the
+// fast path declines (fastjson.go).
+func decodeMessageJSON(b []byte) (Message, error) {
+	var w wireMessage
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Message{}, fmt.Errorf("%w: not valid JSON", ErrMessage)
 	}
@@ -142,6 +151,15 @@ type Subscribe struct {
 
 // DecodeSubscribe decodes the data of pusher:subscribe.
 func DecodeSubscribe(data json.RawMessage) (Subscribe, error) {
+	if s, ok := decodeSubscribeFast(data); ok {
+		return s, nil
+	}
+	return decodeSubscribeJSON(data)
+}
+
+// decodeSubscribeJSON is DecodeSubscribe through encoding/json, for what
+// the fast path declines.
+func decodeSubscribeJSON(data json.RawMessage) (Subscribe, error) {
 	var w struct {
 		Channel     *string         `json:"channel"`
 		Auth        json.RawMessage `json:"auth"`
@@ -174,6 +192,15 @@ func DecodeSubscribe(data json.RawMessage) (Subscribe, error) {
 // DecodeChannelOnly decodes data of the form {"channel": "..."}
 // (pusher:unsubscribe).
 func DecodeChannelOnly(data json.RawMessage) (string, error) {
+	if name, ok := decodeChannelOnlyFast(data); ok {
+		return name, nil
+	}
+	return decodeChannelOnlyJSON(data)
+}
+
+// decodeChannelOnlyJSON is DecodeChannelOnly through encoding/json, for
+// what the fast path declines.
+func decodeChannelOnlyJSON(data json.RawMessage) (string, error) {
 	var w struct {
 		Channel *string `json:"channel"`
 	}

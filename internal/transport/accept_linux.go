@@ -43,6 +43,17 @@ type rawAcceptor struct {
 	mu       sync.Mutex
 	unwatch  func() error // set by watch, taken by close
 	closed   bool
+
+	// The result of the last accept4 and the function rc.Read calls,
+	// made once: a closure per accept and the variables it set cost
+	// three allocations per connection. Only the engine's accept loop
+	// calls accept. tryWatched is tryOne for rc.Control (watched).
+	fd         int
+	sa         syscall.Sockaddr
+	aerr       error
+	tryOne     func(lfd uintptr) bool
+	tryWatched func(lfd uintptr)
+	got        bool // tryWatched's result
 }
 
 // readinessWatcher is the engine's WatchReadable (nbio's pollers, Linux).
@@ -82,6 +93,8 @@ func newRawAcceptor(ln net.Listener) *rawAcceptor {
 		return nil
 	}
 	a := &rawAcceptor{f: f, rc: rc, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	a.tryOne = a.accept4
+	a.tryWatched = func(lfd uintptr) { a.got = a.accept4(lfd) }
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsUnspecified() {
 		a.local = ta
 	}
@@ -146,26 +159,9 @@ func (a *rawAcceptor) close() {
 // accept waits for the next connection: for the engine's poller's wake-up
 // once watched, else parked in Go's netpoller.
 func (a *rawAcceptor) accept() (net.Conn, error) {
-	var fd int
-	var sa syscall.Sockaddr
-	var aerr error
-	try := func(lfd uintptr) bool {
-		for {
-			fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			switch {
-			case aerr == nil:
-				return true
-			case errors.Is(aerr, syscall.EINTR), errors.Is(aerr, syscall.ECONNABORTED):
-				continue // as Go's accept: a connection reset in the backlog
-			case errors.Is(aerr, syscall.EAGAIN):
-				return false // wait until the next connection
-			default:
-				return true
-			}
-		}
-	}
 	if !a.watching.Load() {
-		if err := a.rc.Read(try); err != nil {
+		if err := a.rc.Read(a.tryOne); err != nil {
+			a.sa, a.aerr = nil, nil
 			return nil, err
 		}
 	} else {
@@ -173,20 +169,23 @@ func (a *rawAcceptor) accept() (net.Conn, error) {
 		// connection queued after an EAGAIN sends a wake-up, so draining
 		// to EAGAIN before each wait loses none.
 		for {
-			var got bool
-			if err := a.rc.Control(func(lfd uintptr) { got = try(lfd) }); err != nil {
+			if err := a.rc.Control(a.tryWatched); err != nil {
+				a.sa, a.aerr = nil, nil
 				return nil, err
 			}
-			if got {
+			if a.got {
 				break
 			}
 			select {
 			case <-a.ready:
 			case <-a.done:
+				a.sa, a.aerr = nil, nil
 				return nil, net.ErrClosed
 			}
 		}
 	}
+	fd, sa, aerr := a.fd, a.sa, a.aerr
+	a.sa, a.aerr = nil, nil
 	if aerr != nil {
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", aerr)}
 	}
@@ -202,10 +201,36 @@ func (a *rawAcceptor) accept() (net.Conn, error) {
 	return nbio.NewTCPConn(fd, local, sockaddrTCP(sa)), nil
 }
 
+// accept4 accepts one connection on lfd into a.fd, a.sa and a.aerr; it
+// returns false to park until the next one (rc.Read's contract).
+func (a *rawAcceptor) accept4(lfd uintptr) bool {
+	for {
+		a.fd, a.sa, a.aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		switch {
+		case a.aerr == nil:
+			return true
+		case errors.Is(a.aerr, syscall.EINTR), errors.Is(a.aerr, syscall.ECONNABORTED):
+			continue // as Go's accept: a connection reset in the backlog
+		case errors.Is(a.aerr, syscall.EAGAIN):
+			return false // park until the next connection
+		default:
+			return true
+		}
+	}
+}
+
+// tcpAddr4 is an IPv4 address and its bytes in one allocation.
+type tcpAddr4 struct {
+	a  net.TCPAddr
+	ip [4]byte
+}
+
 func sockaddrTCP(sa syscall.Sockaddr) *net.TCPAddr {
 	switch v := sa.(type) {
 	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: append(net.IP(nil), v.Addr[:]...), Port: v.Port}
+		t := &tcpAddr4{ip: v.Addr}
+		t.a = net.TCPAddr{IP: t.ip[:], Port: v.Port}
+		return &t.a
 	case *syscall.SockaddrInet6:
 		a := &net.TCPAddr{IP: append(net.IP(nil), v.Addr[:]...), Port: v.Port}
 		if v.ZoneId != 0 {

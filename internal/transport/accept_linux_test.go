@@ -104,6 +104,66 @@ func TestRawAcceptStop(t *testing.T) {
 	}
 }
 
+// TestRawAcceptAllocs: accepting a connection allocates the socket
+// address accept4 returns, the remote address and the *nbio.Conn: 3. A
+// closure per accept and the variables it set, and the remote address's
+// IP apart from it, made it 8. Both ways of waiting: parked in Go's
+// netpoller, and watched by the engine's poller (what Start sets up).
+func TestRawAcceptAllocs(t *testing.T) {
+	for _, watched := range []bool{false, true} {
+		t.Run(map[bool]string{false: "netpoller", true: "watched"}[watched], func(t *testing.T) {
+			testRawAcceptAllocs(t, watched)
+		})
+	}
+}
+
+func testRawAcceptAllocs(t *testing.T, watched bool) {
+	ln, err := Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newTestListener(ln)
+	defer l.Close()
+	if l.raw == nil {
+		t.Fatal("no raw acceptor")
+	}
+	if watched {
+		l.raw.watch(&fakeWatcher{})
+	}
+	const rounds, runs = 3, 50
+	// Every connection waits in the backlog before the count starts, so
+	// that accept never parks and the dials are not counted.
+	clients := make([]net.Conn, 0, rounds*(runs+1))
+	accepted := make([]net.Conn, 0, rounds*(runs+1))
+	defer func() {
+		for _, c := range append(clients, accepted...) {
+			_ = c.Close()
+		}
+	}()
+	for range rounds * (runs + 1) { // AllocsPerRun runs once more to warm up
+		cc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, cc)
+	}
+	var aerr error
+	n := minAllocsPerRun(rounds, runs, func() {
+		c, err := l.raw.accept()
+		if err != nil {
+			aerr = err
+			return
+		}
+		accepted = append(accepted, c)
+	})
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if n > 3 {
+		t.Errorf("%.0f allocations per accept, want at most 3", n)
+	}
+}
+
 // TestAcceptWokenByThePoller: the accept loop waits for the engine's
 // poller (blocked in epoll_wait, woken by the kernel at once), not for Go's
 // netpoller, which is polled only when a P runs out of work or by sysmon

@@ -115,6 +115,9 @@ var (
 // ServerProcessor is used for server side connection.
 type ServerProcessor struct {
 	request *http.Request
+	// herald: valueSlots holds the first value of each header of the
+	// request being parsed (OnHeader); OnComplete lets it go.
+	valueSlots []string
 }
 
 // OnMethod .
@@ -182,6 +185,20 @@ func (p *ServerProcessor) OnStatus(parser *Parser, code int, status string) {
 //go:norace
 func (p *ServerProcessor) OnHeader(parser *Parser, key, value string) {
 	values := p.request.Header[key]
+	if values == nil {
+		// herald: the first value of each name goes in a slot of one
+		// array per request (a slice of one element and capacity one: a
+		// second value of the name is appended to a copy), not in an
+		// array of its own: one allocation per request instead of one
+		// per header. No slot is written twice.
+		if len(p.valueSlots) == cap(p.valueSlots) {
+			p.valueSlots = make([]string, 0, 8)
+		}
+		n := len(p.valueSlots)
+		p.valueSlots = append(p.valueSlots, value)
+		p.request.Header[key] = p.valueSlots[n : n+1 : n+1]
+		return
+	}
 	values = append(values, value)
 	p.request.Header[key] = values
 	// p.isUpgrade = (key == "Connection" && value == "upgrade")
@@ -220,6 +237,7 @@ func (p *ServerProcessor) OnTrailerHeader(parser *Parser, key, value string) {
 func (p *ServerProcessor) OnComplete(parser *Parser) {
 	request := p.request
 	p.request = nil
+	p.valueSlots = nil // herald: the next request's values go in an array of their own
 
 	if request == nil {
 		return
