@@ -18,6 +18,16 @@ import (
 // still costs a token, so the bucket goes into debt; a client that keeps
 // sending into a debt of MessageBurst is closed with 4301 (pusher-js then
 // stops reconnecting: a client in such a loop would flood again).
+//
+// A refusal also stops the reading of the connection until its bucket
+// holds a token again (throttle): what the client sends meanwhile waits in
+// the kernel, and TCP flow control holds it back once the buffers are
+// full. A flooder then costs a read and a job per batch, not per message
+// (each of them cost about 30 us of server CPU: docs/benchmarks.md,
+// "Session 7"), and the messages it piled up are refused together when the
+// reading resumes, which brings it to the debt that closes it; a client
+// that only went past its burst has its next message handled late instead
+// of refused.
 
 // msgBucket is a connection's inbound token bucket. Only the connection's
 // serial job touches it.
@@ -62,6 +72,9 @@ func (s *Server) takeMessage(c *wsConn) int {
 func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 	switch s.takeMessage(c) {
 	case msgAllow:
+		if c.throttled.Load() {
+			c.throttled.Store(false)
+		}
 		return true
 	case msgClose:
 		s.refused(c.appID, hub.LimitMessages)
@@ -70,6 +83,7 @@ func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 		return false
 	}
 	s.refused(c.appID, hub.LimitMessages)
+	s.throttle(c)
 	if !text {
 		return false // a ping beyond the rate gets no pong
 	}
@@ -79,6 +93,36 @@ func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 	}
 	c.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages, slow down")), 0)
 	return false
+}
+
+// throttle pauses the reading of c, whose message was just refused, until
+// its bucket holds a token again. It runs in c's serial job.
+func (s *Server) throttle(c *wsConn) {
+	c.throttled.Store(true)
+	if c.raw == nil || !c.raw.PauseRead() {
+		return // not supported here: every message is read and refused
+	}
+	s.throttles.Add(1)
+	wait := time.Duration((1 - c.inbound.tokens) / s.cfg.MessagesPerSecond * float64(time.Second))
+	// A later refusal (the rest of a batch) deepens the debt and moves the
+	// end of the pause; the one timer of a pause looks at it when it fires
+	// (no Timer.Reset from the job racing the timer's own firing).
+	c.resumeAt.Store(s.clock() + int64(wait))
+	if !c.resumePending.Swap(true) {
+		time.AfterFunc(wait, func() { s.resumeReading(c) })
+	}
+}
+
+// resumeReading ends a pause of c's reading at c.resumeAt, or waits on
+// until then. A throttle racing it can only end its pause early (the next
+// refusal pauses again), never leave the connection unread.
+func (s *Server) resumeReading(c *wsConn) {
+	if left := c.resumeAt.Load() - s.clock(); left > 0 {
+		time.AfterFunc(time.Duration(left), func() { s.resumeReading(c) })
+		return
+	}
+	c.resumePending.Store(false)
+	c.raw.ResumeRead()
 }
 
 // onData runs on the poller for every read. It bounds the connection's
@@ -117,6 +161,14 @@ func (s *Server) overloaded(c *nbio.Conn) {
 		return
 	}
 	if !wc.dropInput.Swap(true) {
+		if wc.throttled.Load() {
+			// Piled up while its reading was paused for its rate: a
+			// flood, answered as the rate limit answers one.
+			s.refused(wc.appID, hub.LimitMessages)
+			wc.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages; closing")), 0)
+			wc.Close(protocol.CodeClientEventRejected, "Rate limit exceeded")
+			return
+		}
 		s.refused(wc.appID, hub.LimitPendingMessages)
 		wc.Close(protocol.CodeOverCapacity, "Over capacity: messages arrive faster than they are handled")
 	}
