@@ -72,7 +72,10 @@ func (s *Server) takeMessage(c *wsConn) int {
 func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 	switch s.takeMessage(c) {
 	case msgAllow:
-		if c.throttled.Load() {
+		// Still throttled at the edge of its bucket: the first message
+		// read when a pause ends takes the one token it waited for, and a
+		// flood read with it must still be told from a pile-up (onData).
+		if c.inbound.tokens >= 1 && c.throttled.Load() {
 			c.throttled.Store(false)
 		}
 		return true
