@@ -18,7 +18,9 @@
 # machines: their load-tool work (Go scheduler, GC, timers) no longer
 # delays the measuring process's reads. Their line goes to $OUT.hostile.
 # HOSTILE_SAME_PROCESS=1 runs them inside the measuring process instead,
-# as up to session 6.
+# as up to session 6; HOSTILE_NICE=n runs their process at that nice
+# level (an experiment of session 7, not the default: see
+# docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/herald}
@@ -66,7 +68,8 @@ bench_b() {
   pids+=($!)
   local want=("$dir/ready.good")
   if [ $# -gt 0 ]; then
-    "$BENCH_BIN" fanout "${coord[@]}" --ready-file "$dir/ready.hostile" --subscribers 0 --publishers 0 \
+    # shellcheck disable=SC2086
+    ${HOSTILE_NICE:+nice -n $HOSTILE_NICE} "$BENCH_BIN" fanout "${coord[@]}" --ready-file "$dir/ready.hostile" --subscribers 0 --publishers 0 \
       --channels 10 --duration 15s --warmup 3s --source-ips "${HOSTILE_SOURCE:-127.0.0.2}" "$@" >"$dir/hostile.jsonl" &
     pids+=($!)
     want+=("$dir/ready.hostile")

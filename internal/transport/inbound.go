@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"errors"
+	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/herald-ws/herald/third_party/nbio"
@@ -125,7 +128,48 @@ func (s *Server) resumeReading(c *wsConn) {
 		return
 	}
 	c.resumePending.Store(false)
+	s.readPile(c)
 	c.raw.ResumeRead()
+}
+
+// pileReads bounds the reads readPile makes (of readPileSize each); what
+// is left is read by the poller once the reading resumes.
+const (
+	pileReads    = 4
+	readPileSize = 64 << 10
+)
+
+// readPile reads and parses what c sent while its reading was paused, on
+// the timer's goroutine, before handing the socket back to the poller: a
+// flooder's pile (a thousand messages after a pause of seconds) parsed by
+// the poller held up every other socket of that poller, the HTTP API's
+// publishes among them, for a millisecond or more (docs/benchmarks.md,
+// "Session 7"). The poller does not read c meanwhile (no EPOLLIN).
+func (s *Server) readPile(c *wsConn) {
+	bp := s.pileBufs.Get().(*[]byte)
+	defer s.pileBufs.Put(bp)
+	buf := *bp
+	for range pileReads {
+		n, err := c.raw.Read(buf)
+		if n > 0 {
+			s.onData(c.raw, buf[:n])
+		}
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return
+		case err != nil:
+			// As the poller would: the peer is gone or the socket failed.
+			_ = c.raw.CloseWithError(err)
+			return
+		case n == 0:
+			_ = c.raw.CloseWithError(io.EOF)
+			return
+		case n < len(buf):
+			return
+		}
+	}
 }
 
 // onData runs on the poller for every read. It bounds the connection's

@@ -167,6 +167,7 @@ type Server struct {
 
 	pool     jobPool
 	scratch  sync.Pool // *[]byte: coalescing buffers of the writes jobs make (endJob)
+	pileBufs sync.Pool // *[]byte: readPile's read buffers
 	outbound *outboundBudget
 	delays   delayWatch
 	// publishShed spreads RefusePublish's share of refusals.
@@ -254,6 +255,7 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 	s.pool.max = cfg.MaxWorkers
 	s.pool.keep = min(keptWorkers(), cfg.MaxWorkers)
 	s.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.pileBufs.New = func() any { b := make([]byte, readPileSize); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
 
