@@ -174,7 +174,7 @@ type Server struct {
 	publishShed shedCounter
 
 	slowConsumers atomic.Int64
-	throttles     atomic.Int64 // pauses of a connection's reading for its message rate
+	throttles     atomic.Int64 // refusals that paused (or lengthened a pause of) a connection's reading
 	handedOff     atomic.Bool  // StopAccepting was called
 	inflight      atomic.Int64 // HTTP requests being served by Handler
 	acceptSeq     atomic.Uint64
