@@ -5,8 +5,10 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -167,5 +169,44 @@ func TestBatchRepliesInOneWrite(t *testing.T) {
 	}
 	if w := writes.Load() - before; w > 2 {
 		t.Fatalf("%d writes for the %d replies of one batch, want 1 (2 if the batch was read in two)", w, n)
+	}
+}
+
+// The same over TLS: the pile is read from the raw socket and goes
+// through the TLS layer's data handler, as the poller's reads do.
+func TestThrottledTLSClientResumes(t *testing.T) {
+	cert, pool := selfSigned(t)
+	fs := newFakeSessions()
+	fs.echo = true
+	s := startServer(t, Config{MessagesPerSecond: 2, MessageBurst: 2, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}, fs)
+	nc, err := tls.Dial("tcp", s.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	resp, c := requestOn(t, nc, upgradeRequest("/app/key"))
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c.readText()
+	fs.next(t)
+	for i := range 2 {
+		c.writeFrame(true, opText, []byte("m"))
+		if got := c.readText(); got != "m" {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+	c.writeFrame(true, opText, []byte("over"))
+	if got := c.readText(); !strings.Contains(got, `"code":4301`) {
+		t.Fatalf("got %q, want a 4301 pusher:error", got)
+	}
+	for i := range 3 {
+		c.writeFrame(true, opText, []byte("late"+strconv.Itoa(i)))
+	}
+	if got := c.readText(); got != "late0" {
+		t.Fatalf("got %q, want the first message sent during the pause echoed", got)
+	}
+	if s.throttles.Load() < 1 {
+		t.Fatal("not paused")
 	}
 }
