@@ -6,6 +6,7 @@ import (
 	"flag"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,10 @@ type hostileRun struct {
 	closed map[string]map[int]int64
 	sent   atomic.Int64
 	rate   float64
+	// sources are the local addresses to dial from, in turn (none: the
+	// system's choice).
+	sources []netip.Addr
+	next    atomic.Int64
 }
 
 // startHostile starts the hostile clients; stop ends them and returns
@@ -53,6 +58,10 @@ func startHostile(ctx context.Context, o *Options, h hostileOptions) *hostileRun
 	ctx, cancel := context.WithCancel(ctx)
 	hr := &hostileRun{cancel: cancel, rate: h.Rate, opened: map[string]int64{}, closed: map[string]map[int]int64{}}
 	url := o.wsURLs()[0] + "/app/" + o.Key + "?protocol=7&client=herald-bench-hostile"
+	// --source-ips, when given, are the hostile clients' addresses too (in
+	// turn): the attackers of a mixed run come from other addresses than
+	// the good clients, as they would in production.
+	hr.sources = o.sources
 	for range h.Pingers {
 		hr.loop(ctx, "pinger", url, 0, func(ws *websocket.Conn) error {
 			hr.sent.Add(1)
@@ -88,7 +97,11 @@ func (hr *hostileRun) loop(ctx context.Context, kind, url string, rcvbuf int, ac
 	go func() {
 		defer hr.wg.Done()
 		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			var nd net.Dialer
+			if n := len(hr.sources); n > 0 {
+				nd.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(hr.sources[int(hr.next.Add(1))%n], 0))
+			}
+			nc, err := nd.DialContext(ctx, network, addr)
 			if err == nil && rcvbuf > 0 {
 				_ = nc.(*net.TCPConn).SetReadBuffer(rcvbuf)
 			}

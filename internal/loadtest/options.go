@@ -176,8 +176,8 @@ func (o *Options) register(fs *flag.FlagSet, scenario string) {
 
 // validate checks the options and resolves derived fields.
 func (o *Options) validate(scenario string) error {
-	if o.Conns < 1 {
-		return errors.New("--conns/--subscribers must be at least 1")
+	if o.Conns < 1 && !o.hostileOnly(scenario) {
+		return errors.New("--conns/--subscribers must be at least 1 (0 only for a process of hostile clients alone: fanout with --publishers 0, --start-file and a --hostile-* flag)")
 	}
 	if o.Channels < 1 {
 		return errors.New("--channels must be at least 1")
@@ -416,3 +416,11 @@ func isLoopbackTarget(raw string) bool {
 }
 
 func channelName(base string, i int) string { return base + strconv.Itoa(i) }
+
+// hostileOnly reports whether the options ask for a fanout process that
+// runs hostile clients and nothing else (--subscribers 0 --publishers 0):
+// the mixed run's attackers in a process (and Go runtime) of their own,
+// started from the same --start-file as the process that measures.
+func (o *Options) hostileOnly(scenario string) bool {
+	return scenario == "fanout" && o.Conns == 0 && o.Publishers == 0 && o.StartFile != "" && o.Hostile.any()
+}

@@ -116,6 +116,9 @@ const quietFor = 3 * time.Second
 // publishers.
 func (r *runner) fanout(ctx context.Context) *Result {
 	o := r.o
+	if o.hostileOnly(r.scenario) {
+		return r.hostileOnly(ctx)
+	}
 	st := newRunStats()
 	cs := newClientSet(o, st)
 	res := r.newResult()
@@ -383,6 +386,62 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		res.OK, res.Verdict = false, "no event was delivered in the measured window"
 	case req > 0 && fail == req:
 		res.OK, res.Verdict = false, "every publish request failed"
+	}
+	return res
+}
+
+// hostileOnly runs the hostile clients alone (Options.hostileOnly): it
+// writes its --ready-file at once, starts them at the time in the
+// --start-file (as a single process starts them after its subscribers are
+// ready), measures its own and the server's CPU over the same window as
+// the measuring process and stops them once the window is over.
+// (Without this a hostile-only process had no subscriber to wait for, and
+// --subscribers 0 was refused, so a script waiting for its ready file
+// waited for ever.)
+func (r *runner) hostileOnly(ctx context.Context) *Result {
+	o := r.o
+	st := newRunStats()
+	res := r.newResult()
+	res.Params["duration_s"] = o.Duration.Seconds()
+	res.Params["warmup_s"] = o.Warmup.Seconds()
+	res.Params["hostile_only"] = true
+	defer r.finish(res, st, nil)
+	if o.ReadyFile != "" {
+		if err := writeFileAtomic(o.ReadyFile, "0\n"); err != nil {
+			res.OK, res.Verdict = false, fmt.Sprintf("--ready-file: %v", err)
+			return res
+		}
+	}
+	t0, err := waitStartFile(ctx, o.StartFile, o.StartWait)
+	if err != nil {
+		res.OK, res.Verdict = false, fmt.Sprintf("--start-file: %v", err)
+		return res
+	}
+	hr := startHostile(ctx, o, o.Hostile)
+	start := t0.Add(o.Warmup)
+	end := start.Add(o.Duration)
+	res.WindowStartNS = start.UnixNano()
+	sleepCtx(ctx, time.Until(start))
+	cpu0, cpuOK := r.serverCPU()
+	self0 := selfCPUSeconds()
+	w0 := time.Now()
+	sleepCtx(ctx, time.Until(end))
+	cpu1, cpu1OK := r.serverCPU()
+	self1 := selfCPUSeconds()
+	window := time.Since(w0).Seconds()
+	for k, v := range hr.stop() {
+		res.Params[k] = v
+	}
+	res.WindowSeconds = roundTo(window, 3)
+	if window > 0 {
+		res.ClientCPUShare = f64(roundTo((self1-self0)/window, 3))
+		if cpuOK && cpu1OK {
+			res.ServerCPUSeconds = f64(roundTo(cpu1-cpu0, 3))
+			res.ServerCPUShare = f64(roundTo((cpu1-cpu0)/window, 3))
+		}
+	}
+	if ctx.Err() != nil {
+		res.OK, res.Verdict = false, "interrupted"
 	}
 	return res
 }

@@ -102,7 +102,9 @@ func TestPingsWithoutReadingAreASlowConsumer(t *testing.T) {
 
 // Every message, pings included, costs a token: past the burst a text
 // message is answered 4301 and a ping gets no pong; a client that goes on
-// into a debt of a whole burst is closed with 4301.
+// into a debt of a whole burst is closed with 4301. (The first refusal
+// pauses the reading for 2,000 s at this rate: what follows it is sent in
+// the same write, as a flooder's messages pile up while it is not read.)
 func TestMessageRateLimitCoversEveryMessage(t *testing.T) {
 	ref := &countRefusals{}
 	fs := newFakeSessions()
@@ -117,20 +119,24 @@ func TestMessageRateLimitCoversEveryMessage(t *testing.T) {
 			t.Fatalf("message %d: %q", i, got)
 		}
 	}
-	c.writeFrame(true, opText, []byte("over"))
+	var batch []byte
+	batch = append(batch, clientFrame(true, opText, []byte("over"))...)
+	batch = append(batch, clientFrame(true, opPing, []byte("p"))...)
+	batch = append(batch, clientFrame(true, opText, []byte("over"))...)
+	for range 2 { // a debt of the whole burst (5) is still allowed
+		batch = append(batch, clientFrame(true, opPing, nil)...)
+	}
+	batch = append(batch, clientFrame(true, opPing, nil)...) // past it: closed
+	if _, err := c.nc.Write(batch); err != nil {
+		t.Fatal(err)
+	}
 	if got := c.readText(); !strings.Contains(got, `"code":4301`) {
 		t.Fatalf("got %q, want a 4301 pusher:error", got)
 	}
-	c.writeFrame(true, opPing, []byte("p"))
-	c.writeFrame(true, opText, []byte("over"))
 	// The ping got no pong: the next frame is the answer to the text.
 	if f := c.read(); f.op != opText || !strings.Contains(string(f.payload), `"code":4301`) {
 		t.Fatalf("got %#x %q, want the 4301 answer and no pong", f.op, f.payload)
 	}
-	for range 2 { // a debt of the whole burst (5) is still allowed
-		c.writeFrame(true, opPing, nil)
-	}
-	c.writeFrame(true, opPing, nil) // past it: closed
 	if got := c.readText(); !strings.Contains(got, `"code":4301`) {
 		t.Fatalf("got %q", got)
 	}

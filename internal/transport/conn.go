@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-ws/herald/third_party/nbio"
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
 	"github.com/herald-ws/herald/internal/hub"
@@ -35,7 +36,8 @@ const (
 type wsConn struct {
 	srv *Server
 	wsc *websocket.Conn
-	nc  net.Conn // where bytes are written (the nbio or TLS conn)
+	nc  net.Conn   // where bytes are written (the nbio or TLS conn)
+	raw *nbio.Conn // the socket under nc (nil in tests that fake it)
 
 	// session is set once at admission, in the connection's serial job,
 	// and only read by later jobs of the same connection.
@@ -80,6 +82,13 @@ type wsConn struct {
 	// dropInput is set when the connection's job list overflowed: what it
 	// sends is no longer read.
 	dropInput atomic.Bool
+	// throttled is set while the connection is over its message rate (its
+	// last message was refused): its reading is paused (inbound.go).
+	throttled atomic.Bool
+	// resumeAt is when a pause of the reading ends (Server.clock);
+	// resumePending is set while a timer will look at it (inbound.go).
+	resumeAt      atomic.Int64
+	resumePending atomic.Bool
 }
 
 // Send implements hub.Conn.
@@ -238,9 +247,15 @@ func (c *wsConn) beginJob() {
 // churn. A burst queued meanwhile by a fanout is left to the flushers
 // after one write.
 func (c *wsConn) endJob() {
+	// When more messages of this connection were read and wait (a batch
+	// read after a pause of its reading, or pipelined requests), the last
+	// job writes the replies of all: one write instead of one each. The
+	// job of every message ends here (or, for a close frame, drops the
+	// queue with the connection).
+	more := c.wsc != nil && c.wsc.QueuedMessages() > 0
 	c.mu.Lock()
 	c.inJob = false
-	sched := c.scheduleLocked(false)
+	sched := !more && c.scheduleLocked(false)
 	c.mu.Unlock()
 	if !sched {
 		return

@@ -1,7 +1,10 @@
 package transport
 
 import (
+	"errors"
+	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/herald-ws/herald/third_party/nbio"
@@ -18,6 +21,16 @@ import (
 // still costs a token, so the bucket goes into debt; a client that keeps
 // sending into a debt of MessageBurst is closed with 4301 (pusher-js then
 // stops reconnecting: a client in such a loop would flood again).
+//
+// A refusal also stops the reading of the connection until its bucket
+// holds a token again (throttle): what the client sends meanwhile waits in
+// the kernel, and TCP flow control holds it back once the buffers are
+// full. A flooder then costs a read and a job per batch, not per message
+// (each of them cost about 30 us of server CPU: docs/benchmarks.md,
+// "Session 7"), and the messages it piled up are refused together when the
+// reading resumes, which brings it to the debt that closes it; a client
+// that only went past its burst has its next message handled late instead
+// of refused.
 
 // msgBucket is a connection's inbound token bucket. Only the connection's
 // serial job touches it.
@@ -62,6 +75,12 @@ func (s *Server) takeMessage(c *wsConn) int {
 func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 	switch s.takeMessage(c) {
 	case msgAllow:
+		// Still throttled at the edge of its bucket: the first message
+		// read when a pause ends takes the one token it waited for, and a
+		// flood read with it must still be told from a pile-up (onData).
+		if c.inbound.tokens >= 1 && c.throttled.Load() {
+			c.throttled.Store(false)
+		}
 		return true
 	case msgClose:
 		s.refused(c.appID, hub.LimitMessages)
@@ -70,6 +89,7 @@ func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 		return false
 	}
 	s.refused(c.appID, hub.LimitMessages)
+	s.throttle(c)
 	if !text {
 		return false // a ping beyond the rate gets no pong
 	}
@@ -79,6 +99,77 @@ func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 	}
 	c.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages, slow down")), 0)
 	return false
+}
+
+// throttle pauses the reading of c, whose message was just refused, until
+// its bucket holds a token again. It runs in c's serial job.
+func (s *Server) throttle(c *wsConn) {
+	c.throttled.Store(true)
+	if c.raw == nil || !c.raw.PauseRead() {
+		return // not supported here: every message is read and refused
+	}
+	s.throttles.Add(1)
+	wait := time.Duration((1 - c.inbound.tokens) / s.cfg.MessagesPerSecond * float64(time.Second))
+	// A later refusal (the rest of a batch) deepens the debt and moves the
+	// end of the pause; the one timer of a pause looks at it when it fires
+	// (no Timer.Reset from the job racing the timer's own firing).
+	c.resumeAt.Store(s.clock() + int64(wait))
+	if !c.resumePending.Swap(true) {
+		time.AfterFunc(wait, func() { s.resumeReading(c) })
+	}
+}
+
+// resumeReading ends a pause of c's reading at c.resumeAt, or waits on
+// until then. A throttle racing it can only end its pause early (the next
+// refusal pauses again), never leave the connection unread.
+func (s *Server) resumeReading(c *wsConn) {
+	if left := c.resumeAt.Load() - s.clock(); left > 0 {
+		time.AfterFunc(time.Duration(left), func() { s.resumeReading(c) })
+		return
+	}
+	c.resumePending.Store(false)
+	s.readPile(c)
+	c.raw.ResumeRead()
+}
+
+// pileReads bounds the reads readPile makes (of readPileSize each); what
+// is left is read by the poller once the reading resumes.
+const (
+	pileReads    = 4
+	readPileSize = 64 << 10
+)
+
+// readPile reads and parses what c sent while its reading was paused, on
+// the timer's goroutine, before handing the socket back to the poller: a
+// flooder's pile (a thousand messages after a pause of seconds) parsed by
+// the poller held up every other socket of that poller, the HTTP API's
+// publishes among them, for a millisecond or more (docs/benchmarks.md,
+// "Session 7"). The poller does not read c meanwhile (no EPOLLIN).
+func (s *Server) readPile(c *wsConn) {
+	bp := s.pileBufs.Get().(*[]byte)
+	defer s.pileBufs.Put(bp)
+	buf := *bp
+	for range pileReads {
+		n, err := c.raw.Read(buf)
+		if n > 0 {
+			s.onData(c.raw, buf[:n])
+		}
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return
+		case err != nil:
+			// As the poller would: the peer is gone or the socket failed.
+			_ = c.raw.CloseWithError(err)
+			return
+		case n == 0:
+			_ = c.raw.CloseWithError(io.EOF)
+			return
+		case n < len(buf):
+			return
+		}
+	}
 }
 
 // onData runs on the poller for every read. It bounds the connection's
@@ -117,6 +208,14 @@ func (s *Server) overloaded(c *nbio.Conn) {
 		return
 	}
 	if !wc.dropInput.Swap(true) {
+		if wc.throttled.Load() {
+			// Piled up while its reading was paused for its rate: a
+			// flood, answered as the rate limit answers one.
+			s.refused(wc.appID, hub.LimitMessages)
+			wc.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages; closing")), 0)
+			wc.Close(protocol.CodeClientEventRejected, "Rate limit exceeded")
+			return
+		}
 		s.refused(wc.appID, hub.LimitPendingMessages)
 		wc.Close(protocol.CodeOverCapacity, "Over capacity: messages arrive faster than they are handled")
 	}

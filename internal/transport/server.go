@@ -168,12 +168,14 @@ type Server struct {
 
 	pool     jobPool
 	scratch  sync.Pool // *[]byte: coalescing buffers of the writes jobs make (endJob)
+	pileBufs sync.Pool // *[]byte: readPile's read buffers
 	outbound *outboundBudget
 	delays   delayWatch
 	// publishShed spreads RefusePublish's share of refusals.
 	publishShed shedCounter
 
 	slowConsumers atomic.Int64
+	throttles     atomic.Int64 // refusals that paused (or lengthened a pause of) a connection's reading
 	handedOff     atomic.Bool  // StopAccepting was called
 	inflight      atomic.Int64 // HTTP requests being served by Handler
 	acceptSeq     atomic.Uint64
@@ -254,6 +256,7 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 	s.pool.max = cfg.MaxWorkers
 	s.pool.keep = min(keptWorkers(), cfg.MaxWorkers)
 	s.scratch.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s.pileBufs.New = func() any { b := make([]byte, readPileSize); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	setNbioLogger(cfg.Logger)
 
@@ -767,7 +770,7 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 	}
 	// In the job from the start: what admission queues (the 101 response,
 	// connection_established or the refusal) is written when it returns.
-	c := &wsConn{srv: s, wsc: wsc, nc: nc, inJob: true}
+	c := &wsConn{srv: s, wsc: wsc, nc: nc, raw: rawConn(nc), inJob: true}
 	defer c.endJob()
 	if hs := wsc.TakeHandshakeResponse(); hs != nil {
 		c.queue = append(c.queue, hs)
@@ -929,20 +932,24 @@ func (s *Server) onPing(wsc *websocket.Conn, data string) {
 		return
 	}
 	c.call("Touch", c.session.Touch, true)
+	c.beginJob()
+	defer c.endJob()
 	if !s.limitMessage(c, nil, false) {
 		return
 	}
 	// Queued like any frame, under the connection's byte bound: a client
 	// that pings without reading is a slow consumer (4100).
-	c.beginJob()
 	c.Send(appendFrame(nil, opPong, []byte(data)), 0)
-	c.endJob()
 }
 
 func (s *Server) onPong(wsc *websocket.Conn, _ string) {
 	if c := connOf(wsc); c != nil && c.session != nil && c.isOpen() {
 		c.call("Touch", c.session.Touch, true)
+		// A job of a message like the others: it writes what earlier jobs
+		// of a batch left queued (endJob).
+		c.beginJob()
 		s.limitMessage(c, nil, false)
+		c.endJob()
 	}
 }
 
@@ -956,6 +963,10 @@ func (s *Server) onCloseFrame(wsc *websocket.Conn, code int, _ string) {
 	if c.session != nil {
 		c.call("Touch", c.session.Touch, false)
 	}
+	// Replies that jobs of earlier messages left to a later job (endJob)
+	// go out before the close.
+	c.beginJob()
+	c.endJob()
 	if !c.peerClose(code) {
 		c.finalWrite(nil)
 		return

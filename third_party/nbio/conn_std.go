@@ -614,3 +614,10 @@ func (c *Conn) closeRefused() {
 		}
 	}
 }
+
+// herald: PauseRead is not supported by this transport (see conn_unix.go):
+// it reports false and reading goes on.
+func (c *Conn) PauseRead() bool { return false }
+
+// herald: ResumeRead undoes PauseRead (nothing to undo here).
+func (c *Conn) ResumeRead() {}

@@ -127,6 +127,8 @@ type Conn struct {
 	isWAdded bool
 	// herald: generation of this connection's epoll registration.
 	pollGen uint32
+	// herald: readPaused leaves EPOLLIN out of the registration (PauseRead).
+	readPaused bool
 	// the first closing error.
 	closeErr error
 
@@ -686,6 +688,38 @@ func (c *Conn) modWrite() {
 		c.isWAdded = true
 		_ = c.p.modWrite(c.fd)
 	}
+}
+
+// herald: PauseRead stops the poller from reading c until ResumeRead: the
+// bytes the peer sends meanwhile wait in the kernel, and once its buffers
+// are full TCP flow control stops the peer. It reports whether reading is
+// paused (false: c is closed, or the poller cannot pause, as epoll in
+// edge-triggered mode and kqueue here). Errors and hang-ups are still
+// reported, and writes go on.
+//
+//go:norace
+func (c *Conn) PauseRead() bool {
+	c.mux.Lock()
+	defer c.mux.Unlock()
+	if c.closed {
+		return false
+	}
+	if c.readPaused {
+		return true
+	}
+	return c.p.setReadPaused(c, true) == nil
+}
+
+// herald: ResumeRead undoes PauseRead.
+//
+//go:norace
+func (c *Conn) ResumeRead() {
+	c.mux.Lock()
+	defer c.mux.Unlock()
+	if c.closed || !c.readPaused {
+		return
+	}
+	_ = c.p.setReadPaused(c, false)
 }
 
 // reset io event to read only.

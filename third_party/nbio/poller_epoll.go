@@ -448,11 +448,38 @@ func (p *poller) setRead(op int, fd int) error {
 				Events: syscall.EPOLLERR |
 					syscall.EPOLLHUP |
 					syscall.EPOLLRDHUP |
-					syscall.EPOLLPRI |
-					syscall.EPOLLIN,
+					p.readEvents(fd), // herald: PauseRead
 			},
 		)
 	}
+}
+
+// herald: setReadPaused sets c.readPaused and registers c's fd again
+// without (or with) EPOLLIN, keeping EPOLLOUT if a write waits. The caller
+// holds c.mux, as every caller of modWrite and resetRead does, so the
+// registration and the flag change together.
+//
+//go:norace
+func (p *poller) setReadPaused(c *Conn, paused bool) error {
+	if p.g.EpollMod == EPOLLET {
+		return errors.ErrUnsupported
+	}
+	c.readPaused = paused
+	if c.isWAdded {
+		return p.setReadWrite(syscall.EPOLL_CTL_MOD, c.fd)
+	}
+	return p.setRead(syscall.EPOLL_CTL_MOD, c.fd)
+}
+
+// herald: readEvents is what a level-triggered registration of fd asks
+// for to read: nothing while its connection's reading is paused.
+//
+//go:norace
+func (p *poller) readEvents(fd int) uint32 {
+	if c := p.g.connsUnix[fd]; c != nil && c.readPaused {
+		return 0
+	}
+	return syscall.EPOLLPRI | syscall.EPOLLIN
 }
 
 //go:norace
@@ -501,8 +528,7 @@ func (p *poller) setReadWrite(op int, fd int) error {
 				Events: syscall.EPOLLERR |
 					syscall.EPOLLHUP |
 					syscall.EPOLLRDHUP |
-					syscall.EPOLLPRI |
-					syscall.EPOLLIN |
+					p.readEvents(fd) | // herald: PauseRead
 					syscall.EPOLLOUT,
 			},
 		)

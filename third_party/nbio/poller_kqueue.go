@@ -178,6 +178,13 @@ func (p *poller) resetRead(fd int) error {
 	return p.trigger()
 }
 
+// herald: reading cannot be paused here (Conn.PauseRead reports false).
+//
+//go:norace
+func (p *poller) setReadPaused(*Conn, bool) error {
+	return errors.ErrUnsupported
+}
+
 //go:norace
 func (p *poller) modWrite(fd int) error {
 	p.mux.Lock()

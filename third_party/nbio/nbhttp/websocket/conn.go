@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -90,6 +91,9 @@ type Conn struct {
 
 	Engine  *nbhttp.Engine
 	Execute func(f func()) bool
+
+	// herald: messages queued for the executor (QueuedMessages).
+	queuedMessages atomic.Int32
 }
 
 //go:norace
@@ -212,17 +216,27 @@ func (c *Conn) handleMessage(opcode MessageType, pbody *[]byte) {
 			c.handleWsMessage(opcode, pbody)
 		})
 	} else {
+		c.queuedMessages.Add(1) // herald: see QueuedMessages
 		if !c.Execute(func() {
+			c.queuedMessages.Add(-1)
 			if c.releasePayload {
 				defer c.Engine.BodyAllocator.Free(pbody)
 			}
 			c.handleWsMessage(opcode, pbody)
 		}) {
+			c.queuedMessages.Add(-1)
 			if c.releasePayload {
 				defer c.Engine.BodyAllocator.Free(pbody)
 			}
 		}
 	}
+}
+
+// herald: QueuedMessages returns how many messages (data and control) were
+// parsed and handed to the executor and have not started their handler
+// yet: a handler that sees more coming can leave its replies to the last.
+func (c *Conn) QueuedMessages() int32 {
+	return c.queuedMessages.Load()
 }
 
 //go:norace
