@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/testwait"
 )
 
 // A process of hostile clients alone (--subscribers 0 --publishers 0 with
@@ -33,21 +35,15 @@ func TestHostileOnlyProcess(t *testing.T) {
 			"--hostile-pingers", "2", "--hostile-rate", "100", "--source-ips", "127.0.0.2", "--json"}, &out, &errb)
 		done <- outcome{code, out.String(), errb.String()}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(ready); err == nil {
-			break
-		}
+	testwait.For(t, 10*time.Second, "the ready file", func() bool {
 		select {
 		case o := <-done:
 			t.Fatalf("ended before writing its ready file: exit %d\n%s%s", o.code, o.out, o.err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no ready file after 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		_, err := os.Stat(ready)
+		return err == nil
+	})
 	if err := os.WriteFile(start, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o600); err != nil {
 		t.Fatal(err)
 	}
