@@ -239,8 +239,10 @@ func TestSocketWritesBounded(t *testing.T) {
 		wg.Go(func() { sub(socks + i) })
 	}
 	wg.Wait()
-	if top := g.top.Load(); subs != int64(limit) || top != int64(limit) {
-		t.Fatalf("at most %d subscribes in flight, then %d subscribes and removals: want %d (half the pool of %d)", subs, top, limit, ro.PoolSize)
+	// At most the limit: how close to it the peak comes depends on how fast
+	// Redis answers (unbounded, 300 goroutines put 299 in flight).
+	if top := g.top.Load(); subs > int64(limit) || top > int64(limit) {
+		t.Fatalf("at most %d subscribes in flight, then %d subscribes and removals: want at most %d (half the pool of %d)", subs, top, limit, ro.PoolSize)
 	}
 	chs, err := st.Channels(ctx, "app", "")
 	total := 0
