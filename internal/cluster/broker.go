@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,6 +118,20 @@ var ErrBrokerClosed = errors.New("cluster: broker closed")
 // pingEvery is how often an idle subscriber connection is checked.
 const pingEvery = time.Second
 
+// A lost subscriber connection is redialed after redialMin, doubling up
+// to redialMax, each wait drawn between its half and itself (so that the
+// nodes don't all redial the promoted primary at once). The cap bounds
+// how long a node stays away after the new primary answers, which the
+// barrier makes every other node wait for: with 1 s it was most of a
+// Redis Cluster failover beyond the election. A redial of a dead primary
+// is refused at once, so four a second per connection cost little; a long
+// outage is slowed further by go-redis's own dial breaker (one probe a
+// second once a pool's dials failed PoolSize times in a row).
+const (
+	redialMin = 50 * time.Millisecond
+	redialMax = 250 * time.Millisecond
+)
+
 // NewBroker connects the pub/sub side and starts the receiving and
 // publishing goroutines. It does not fail when Redis is unreachable: the
 // subscriber keeps reconnecting and Healthy reports the outage.
@@ -143,10 +159,11 @@ func NewBroker(o BrokerOptions) (*Broker, error) {
 	// The node's own channel keeps the connection in subscribed mode, and
 	// its confirmation after a reconnect tells the receiver Redis is back.
 	// With one Redis or Sentinel the anchor carries the live channel too,
-	// whose subscribers the other nodes count (liveCheck).
+	// whose subscribers the other nodes check (liveCheck): its own, and
+	// the shared one that nodes of earlier builds count.
 	chans := []string{b.k.pubNode(o.NodeID)}
 	if !b.k.sharded {
-		chans = append(chans, b.k.pubLive())
+		chans = append(chans, b.k.pubLive(), b.k.pubLiveNode(o.NodeID))
 	}
 	b.anchor = b.newSub(chans, false)
 	b.shards = make([]chan *pubReq, o.PublishShards)
@@ -191,10 +208,10 @@ func (b *Broker) subFor(ch string, open bool) (sc *subConn, opened bool) {
 	if sc = b.subs[tag]; sc != nil || !open {
 		return sc, false
 	}
-	// The tag's live channel first (it names the connection's tag): a node
-	// counted there is subscribed to all its channels of the tag
+	// The tag's live channels first (they name the connection's tag): a
+	// node seen there is subscribed to all its channels of the tag
 	// (shardCheck).
-	sc = b.newSub([]string{b.k.pubLiveApp(tag), ch}, true)
+	sc = b.newSub([]string{b.k.pubLiveApp(tag), b.k.pubLiveAppNode(tag, b.o.NodeID), ch}, true)
 	b.subs[tag] = sc
 	return sc, true
 }
@@ -372,24 +389,96 @@ func (b *Broker) shardChecks(ctx context.Context, batch []*pubReq) []*pubReq {
 	return send
 }
 
-// aliveScript counts the live nodes: leases not expired (Redis clock) and
-// not claimed by a reaper. KEYS: nodes, claims. Sent with EVAL (it is
-// short): a promoted replica may not have the script cached.
+// aliveScript lists the live nodes: leases not expired (Redis clock) and
+// not claimed by a reaper, each with its broker's id ("" for a node of an
+// earlier build). KEYS: nodes, claims, brokers. Reply: id, broker, id,
+// broker... Sent with EVAL (it is short): a promoted replica may not have
+// the script cached.
 const aliveScript = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = 0
+local r = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  if redis.call('HEXISTS', KEYS[2], id) == 0 then n = n + 1 end
+  if redis.call('HEXISTS', KEYS[2], id) == 0 then
+    r[#r + 1] = id
+    r[#r + 1] = redis.call('HGET', KEYS[3], id) or ''
+  end
 end
-return n`
+return r`
+
+// liveNode is a live node and its broker's id ("": a node of an earlier
+// version, which subscribes only the shared live channel).
+type liveNode struct{ id, broker string }
+
+// aliveNodes runs aliveScript.
+func (b *Broker) aliveNodes(ctx context.Context) ([]liveNode, error) {
+	v, err := b.rdb.Eval(ctx, aliveScript, []string{b.k.nodes(), b.k.claims(), b.k.brokers()}).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]liveNode, 0, len(v)/2)
+	for i := 0; i+1 < len(v); i += 2 {
+		nodes = append(nodes, liveNode{v[i], v[i+1]})
+	}
+	return nodes, nil
+}
+
+// liveChannels returns the channels whose subscribers the barrier counts:
+// shared first, then the own live channel of each broker among all.
+func liveChannels(shared string, all []liveNode, own func(broker string) string) []string {
+	chans := make([]string, 1, len(all)+1)
+	chans[0] = shared
+	for _, n := range all {
+		if n.broker != "" {
+			chans = append(chans, own(n.broker))
+		}
+	}
+	return chans
+}
+
+// unsubscribed returns the ids of the nodes of want that are not
+// subscribed, given the subscriber counts of liveChannels(shared, all,
+// own). A node that names its broker is checked on that broker's own live
+// channel, so that no other subscriber stands in for it: a node still
+// subscribing its channels (not yet recorded), a broker whose lease is
+// not registered yet, a tool. Nodes of earlier builds subscribe only
+// the shared channel, as every node does: they are counted there, beyond
+// the nodes of this build seen on their own channels, as those builds
+// count (a rolling upgrade). want is a subset of all.
+func unsubscribed(want, all []liveNode, subs map[string]int64, shared string, own func(broker string) string) []string {
+	var missing []string
+	legacy := 0
+	for _, n := range want {
+		switch {
+		case n.broker == "":
+			legacy++
+		case subs[own(n.broker)] < 1:
+			missing = append(missing, n.id)
+		}
+	}
+	if legacy == 0 {
+		return missing
+	}
+	have := subs[shared]
+	seen := map[string]bool{}
+	for _, n := range all {
+		if n.broker != "" && !seen[n.broker] && subs[own(n.broker)] > 0 {
+			seen[n.broker] = true
+			have--
+		}
+	}
+	if have < int64(legacy) {
+		missing = append(missing, fmt.Sprintf("%d of %d nodes of an earlier build", int64(legacy)-max(have, 0), legacy))
+	}
+	return missing
+}
 
 // liveCheck is the barrier after a loss of the anchor (one Redis or
-// Sentinel), before a batch is published: it passes once Redis counts as
-// many subscribers of the live channel as there are live nodes. Every
-// node's anchor subscribes the live channel in the same SUBSCRIBE as all
-// its other channels (go-redis subscribes a connection's channels again in
-// one command, which Redis applies at once), so a node counted there is
+// Sentinel), before a batch is published: it passes once every live node
+// is subscribed again, each seen on its broker's own live channel. Every
+// node's anchor subscribes its live channels in the same SUBSCRIBE as all
+// its other channels (go-redis subscribes a connection's channels again
+// in one command, which Redis applies at once), so a node seen there is
 // subscribed to everything it has interest in. Until then a publish could
 // reach Redis before a node that lost its connection too (a failover cuts
 // every node's) has subscribed again: it is refused with ErrPubSubDown
@@ -400,45 +489,36 @@ func (b *Broker) liveCheck(ctx context.Context) error {
 	if b.k.sharded || !b.suspect.Load() {
 		return nil
 	}
-	pipe := b.rdb.Pipeline()
-	subs := pipe.PubSubNumSub(ctx, b.k.pubLive())
-	alive := pipe.Eval(ctx, aliveScript, []string{b.k.nodes(), b.k.claims()})
-	if _, err := pipe.Exec(ctx); err != nil {
+	nodes, err := b.aliveNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: listing the live nodes: %v", ErrPubSubDown, err)
+	}
+	shared := b.k.pubLive()
+	subs, err := b.rdb.PubSubNumSub(ctx, liveChannels(shared, nodes, b.k.pubLiveNode)...).Result()
+	if err != nil {
 		return fmt.Errorf("%w: counting the subscribed nodes: %v", ErrPubSubDown, err)
 	}
-	have := subs.Val()[b.k.pubLive()]
-	want, _ := alive.Int64()
-	if have < want {
-		return fmt.Errorf("%w: %d of %d live nodes subscribed again", ErrPubSubDown, have, want)
+	if missing := unsubscribed(nodes, nodes, subs, shared, b.k.pubLiveNode); len(missing) > 0 {
+		return fmt.Errorf("%w: live nodes not subscribed again: %s", ErrPubSubDown, strings.Join(missing, ", "))
 	}
 	if b.suspect.CompareAndSwap(true, false) {
-		b.o.Logger.Info("every live node subscribed again, publishing", "node", b.o.NodeID, "nodes", want)
+		b.o.Logger.Info("every live node subscribed again, publishing", "node", b.o.NodeID, "nodes", len(nodes))
 	}
 	return nil
 }
-
-// aliveIDsScript is aliveScript returning the live nodes' ids.
-const aliveIDsScript = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  if redis.call('HEXISTS', KEYS[2], id) == 0 then ids[#ids + 1] = id end
-end
-return ids`
 
 // shardCheck is the barrier of one hash tag (app) in a Redis Cluster,
 // where pub/sub is sharded: a shard's failover cuts the connections to
 // that shard only, and a node subscribes an app's channels on a
 // connection of their own, to the app's shard, only while it has local
 // interest in the app. Each such connection subscribes the app's live
-// channel in the same SSUBSCRIBE as the app's other channels (go-redis
-// subscribes a connection's channels again in one command), so the
-// channel's subscribers on the shard (PUBSUB SHARDNUMSUB, on the
-// primary) are the nodes subscribed to everything they have interest in
-// there. The check passes once they are at least as many as the live
-// nodes that have sockets recorded in the app (their P{A}:node:N sets,
-// which the hub records after the interest).
+// channels (the broker's own and the shared one) in the same SSUBSCRIBE
+// as the app's other channels (go-redis subscribes a connection's
+// channels again in one command), so a node seen on them on the shard
+// (PUBSUB SHARDNUMSUB, on the primary) is subscribed to everything it has
+// interest in there. The check passes once every live node that has
+// sockets recorded in the app (its P{A}:node:N set, which the hub records
+// after the interest) is seen there (unsubscribed).
 //
 // It runs only when the tag is suspect: its connection or a publish to it
 // failed, or the primary of its slot changed since this node last
@@ -451,8 +531,8 @@ func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
 	if !ok {
 		return nil
 	}
-	live := b.k.pubLiveApp(tag)
-	master, err := cc.MasterForKey(ctx, live)
+	shared := b.k.pubLiveApp(tag)
+	master, err := cc.MasterForKey(ctx, shared)
 	if err != nil {
 		return fmt.Errorf("%w: the primary of app %s: %v", ErrPubSubDown, appID, err)
 	}
@@ -469,29 +549,28 @@ func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
 	if pass {
 		return nil
 	}
-	ids, err := b.rdb.Eval(ctx, aliveIDsScript, []string{b.k.nodes(), b.k.claims()}).StringSlice()
+	nodes, err := b.aliveNodes(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: listing the live nodes: %v", ErrPubSubDown, err)
 	}
+	own := func(broker string) string { return b.k.pubLiveAppNode(tag, broker) }
 	pipe := master.Pipeline()
-	var entries *redis.IntCmd
-	if len(ids) > 0 {
-		sets := make([]string, len(ids))
-		for i, id := range ids {
-			sets[i] = b.k.nodeSet(appID, id)
-		}
-		entries = pipe.Exists(ctx, sets...) // one slot: the app's
+	recorded := make([]*redis.IntCmd, len(nodes))
+	for i, n := range nodes {
+		recorded[i] = pipe.Exists(ctx, b.k.nodeSet(appID, n.id)) // the app's slot
 	}
-	subs := pipe.PubSubShardNumSub(ctx, live)
+	subs := pipe.PubSubShardNumSub(ctx, liveChannels(shared, nodes, own)...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("%w: counting the subscribed nodes of app %s: %v", ErrPubSubDown, appID, err)
 	}
-	var want int64
-	if entries != nil {
-		want = entries.Val()
+	var want []liveNode
+	for i, n := range nodes {
+		if recorded[i].Val() > 0 {
+			want = append(want, n)
+		}
 	}
-	if have := subs.Val()[live]; have < want {
-		return fmt.Errorf("%w: %d of %d nodes with sockets in app %s subscribed again", ErrPubSubDown, have, want, appID)
+	if missing := unsubscribed(want, nodes, subs.Val(), shared, own); len(missing) > 0 {
+		return fmt.Errorf("%w: nodes with sockets in app %s not subscribed again: %s", ErrPubSubDown, appID, strings.Join(missing, ", "))
 	}
 	b.tagsMu.Lock()
 	if st.gen == gen {
@@ -499,7 +578,7 @@ func (b *Broker) shardCheck(ctx context.Context, tag, appID string) error {
 		st.master, st.suspect = addr, false
 	}
 	b.tagsMu.Unlock()
-	b.o.Logger.Info("every node with sockets in the app subscribed on its shard, publishing", "node", b.o.NodeID, "app_id", appID, "primary", addr, "nodes", want)
+	b.o.Logger.Info("every node with sockets in the app subscribed on its shard, publishing", "node", b.o.NodeID, "app_id", appID, "primary", addr, "nodes", len(want))
 	return nil
 }
 
@@ -741,7 +820,7 @@ func (b *Broker) setUp(sc *subConn) {
 // on (MOVED).
 func (b *Broker) receiveLoop(sc *subConn) {
 	defer b.wg.Done()
-	backoff := 50 * time.Millisecond
+	backoff := redialMin
 	for {
 		msg, err := sc.ps.ReceiveTimeout(context.Background(), pingEvery)
 		if err != nil {
@@ -769,12 +848,12 @@ func (b *Broker) receiveLoop(sc *subConn) {
 			select {
 			case <-b.done:
 				return
-			case <-time.After(backoff):
+			case <-time.After(backoff/2 + rand.N(backoff/2+1)):
 			}
-			backoff = min(backoff*2, time.Second)
+			backoff = min(backoff*2, redialMax)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff = redialMin
 		switch msg := msg.(type) {
 		case *redis.Subscription:
 			b.setUp(sc)
@@ -834,7 +913,7 @@ func (b *Broker) reopen(sc *subConn) {
 	if sc == b.anchor {
 		chans = append(chans, b.k.pubNode(b.o.NodeID))
 	} else {
-		chans = append(chans, b.k.pubLiveApp(sc.tag))
+		chans = append(chans, b.k.pubLiveApp(sc.tag), b.k.pubLiveAppNode(sc.tag, b.o.NodeID))
 	}
 	for ch, in := range b.interest {
 		if in.n > 0 && b.k.pubTag(ch) == sc.tag && sc != b.anchor {
@@ -917,6 +996,9 @@ func NewEngine(o BrokerOptions) (*Engine, error) {
 		_ = n.lease.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	// The lease names the broker: the barrier checks the node on the
+	// broker's own live channels.
+	n.broker = b.o.NodeID
 	return &Engine{Node: n, Broker: b, hist: newHistory(b)}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +194,36 @@ func TestBrokerClose(t *testing.T) {
 	a.Close()
 	if _, err := NewBroker(BrokerOptions{}); err == nil {
 		t.Fatal("no Redis accepted")
+	}
+}
+
+// The barrier's judgment: nodes that name their broker are checked on
+// its own live channel, nodes of earlier builds by count on the shared
+// one, beyond the nodes of this build seen there.
+func TestUnsubscribed(t *testing.T) {
+	own := func(b string) string { return "live:" + b }
+	a, b, c := liveNode{"a-1", "A"}, liveNode{"b-1", "B"}, liveNode{"c-1", "C"}
+	old1, old2 := liveNode{"o-1", ""}, liveNode{"o-2", ""}
+	for _, tc := range []struct {
+		name      string
+		want, all []liveNode
+		subs      map[string]int64
+		missing   string
+	}{
+		{"all subscribed", []liveNode{a, b}, []liveNode{a, b}, map[string]int64{"live": 2, "live:A": 1, "live:B": 1}, ""},
+		{"a stand-in does not count", []liveNode{a, b}, []liveNode{a, b}, map[string]int64{"live": 2, "live:A": 1}, "b-1"},
+		{"only the wanted are checked", []liveNode{a}, []liveNode{a, b}, map[string]int64{"live": 1, "live:A": 1}, ""},
+		{"earlier builds by count", []liveNode{a, old1, old2}, []liveNode{a, old1, old2}, map[string]int64{"live": 3, "live:A": 1}, ""},
+		{"an earlier build missing", []liveNode{a, old1, old2}, []liveNode{a, old1, old2}, map[string]int64{"live": 2, "live:A": 1}, "1 of 2 nodes of an earlier build"},
+		// C has no sockets in the app but is subscribed: it is not an old node.
+		{"this build's unwanted subscribers are not old nodes", []liveNode{a, old1}, []liveNode{a, c, old1}, map[string]int64{"live": 2, "live:A": 1, "live:C": 1}, "1 of 1 nodes of an earlier build"},
+		{"nothing wanted", nil, []liveNode{a}, map[string]int64{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(unsubscribed(tc.want, tc.all, tc.subs, "live", own), ", ")
+			if got != tc.missing {
+				t.Fatalf("missing %q, want %q", got, tc.missing)
+			}
+		})
 	}
 }

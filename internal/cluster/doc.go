@@ -25,6 +25,7 @@
 //	Pnode:N:apps      set    apps in which node N recorded something
 //	P{nodes}          zset   node id scored by lease expiry (ms, Redis clock)
 //	P{nodes}:claims   hash   node id → the node reaping it
+//	P{nodes}:brokers  hash   node id → the id of its broker (written with the lease)
 //
 // Pub/sub channels (messages are encoded by EncodeMessage), with one Redis
 // or Sentinel (PUBLISH/SUBSCRIBE, on one subscriber connection):
@@ -42,27 +43,38 @@
 //
 //	P{A}:ch:C         events of channel C of app A
 //	P{A}:user:U       messages and terminations for user U of app A
-//	P{A}:live         no messages: its subscribers on A's shard are the nodes subscribed to A's channels
+//	P{A}:live:B       no messages: subscribed on A's shard by broker B while it has channels of A
+//	P{A}:live         the same, shared by every broker (nodes of earlier builds subscribe only it)
 //	P{node:N}         a node's own control channel
 //
 // With one Redis or Sentinel every node's subscriber connection also
 // subscribes
 //
-//	Plive             no messages: its subscriber count is the number of nodes subscribed
+//	Plive:B           no messages: subscribed by broker B
+//	Plive             the same, shared by every broker (nodes of earlier builds subscribe only it)
 //
 // A Broker refuses to publish (ErrPubSubDown) while the subscriber
 // connection that carries the message's channel is down. After it lost
 // its connection (a failover cuts every node's), it publishes again only
-// once Redis counts as many subscribers of Plive as live nodes (unexpired,
-// unclaimed leases in P{nodes}): each node subscribes Plive in the same
-// SUBSCRIBE as all its channels, so a message published then reaches
-// every node's subscribers; before, it is refused, not lost.
+// once every live node (unexpired, unclaimed lease in P{nodes}) is
+// subscribed again: PUBSUB NUMSUB finds a subscriber of Plive:B for the
+// broker B its lease names in P{nodes}:brokers. Each node subscribes its
+// live channels in the same SUBSCRIBE as all its channels, so a message
+// published then reaches every node's subscribers; before, it is refused,
+// not lost. Checking each node by name, rather than counting subscribers,
+// keeps any other subscriber (a node whose lease is not registered yet, a
+// tool) from standing in for a node that is missing. A node of an earlier
+// build names no broker: those are counted on Plive, beyond the nodes of
+// this build seen, as their build counts (a rolling upgrade mixes
+// them).
 //
 // In a Redis Cluster the barrier is per app, on the app's shard: a node
-// subscribes P{A}:live in the same SSUBSCRIBE as its other channels of A,
-// and after its connection to A's shard or a publish there failed, or
-// when the primary of A's slot changed since its last publish there, a
-// publish of A waits until PUBSUB SHARDNUMSUB P{A}:live on that primary
-// counts as many nodes as there are live nodes with sockets recorded in A
-// (an existing P{A}:node:N).
+// subscribes P{A}:live:B and P{A}:live in the same SSUBSCRIBE as its other
+// channels of A, and after its connection to A's shard or a publish there
+// failed, when the primary of A's slot changed since its last publish
+// there, and for its first publish of A, a publish of A waits until
+// PUBSUB SHARDNUMSUB on that primary finds every live node with sockets
+// recorded in A (an existing P{A}:node:N) subscribed there, by name as
+// above. A node with a subscribe in flight (subscribed, its sockets not
+// recorded yet) thus cannot stand in for one with sockets.
 package cluster

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,6 +255,59 @@ func startBroker(t testing.TB, o Options, id string, deliver func(hub.BrokerMess
 	t.Cleanup(func() { b.Close() })
 	testwait.For(t, 3*time.Second, "broker up", func() bool { return b.Healthy() == nil })
 	return b
+}
+
+// startEngine starts a node and its broker (id; "": the node's first id),
+// as a server does: the lease names the broker, whose own live channels
+// the barrier checks. deliver, when set, is attached before the start.
+func startEngine(t testing.TB, o Options, id string, deliver func(hub.BrokerMessage)) *Engine {
+	t.Helper()
+	e, err := NewEngine(BrokerOptions{Options: o, NodeID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deliver != nil {
+		e.Attach(recv{msg: deliver})
+	}
+	if err := e.Node.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		e.Broker.Close()
+		e.Node.Close()
+	})
+	testwait.For(t, 3*time.Second, "broker up", func() bool { return e.Broker.Healthy() == nil })
+	return e
+}
+
+// gatedDial returns o with a Redis dialer that waits while the gate is
+// closed: hold stops the dials (the slowest node after a failover),
+// release lets them through again (at the latest when t ends: a Close
+// waits for its dials; call hold after starting whoever dials).
+func gatedDial(t testing.TB, o Options) (gated Options, hold, release func()) {
+	var gate atomic.Pointer[chan struct{}]
+	open := make(chan struct{})
+	close(open)
+	gate.Store(&open)
+	ro := *o.Redis
+	ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		select {
+		case <-*gate.Load():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	o.Redis = &ro
+	var once sync.Once
+	held := make(chan struct{})
+	release = func() { once.Do(func() { close(held) }) }
+	hold = func() {
+		gate.Store(&held)
+		t.Cleanup(release) // before the Close of whoever dials through it
+	}
+	return o, hold, release
 }
 
 // redisServer is a redis-server of the test's own, for stopping it.

@@ -36,6 +36,11 @@ func (k keys) nodeApps(node string) string             { return k.p + "node:" + 
 func (k keys) nodes() string                           { return k.p + "{nodes}" }
 func (k keys) claims() string                          { return k.p + "{nodes}:claims" }
 
+// brokers is the hash of live node id → the id of the node's broker,
+// whose own live channels (pubLiveNode, pubLiveAppNode) stand for the
+// node in the barrier. Nodes of earlier builds have no entry.
+func (k keys) brokers() string { return k.p + "{nodes}:brokers" }
+
 // publishCommand is the command that publishes on pubChannel and
 // userChannel: SPUBLISH in a Redis Cluster (sharded pub/sub), PUBLISH
 // elsewhere.
@@ -78,6 +83,17 @@ func (k keys) pubLive() string { return k.p + "live" }
 // app's shard: its subscribers are the nodes subscribed to the app's
 // channels there (Broker.shardCheck).
 func (k keys) pubLiveApp(appID string) string { return k.app(appID) + "live" }
+
+// pubLiveNode is a broker's own live channel with one Redis or Sentinel,
+// subscribed by its anchor with pubLive: the barrier checks each live
+// node by name on it, so that no other subscriber can stand in for a node
+// that has not subscribed again (Broker.liveCheck).
+func (k keys) pubLiveNode(broker string) string { return k.p + "live:" + broker }
+
+// pubLiveAppNode is a broker's own live channel of an app in a Redis
+// Cluster, subscribed on the app's connection with pubLiveApp
+// (Broker.shardCheck).
+func (k keys) pubLiveAppNode(appID, broker string) string { return k.app(appID) + "live:" + broker }
 
 // pubTag returns what a pub/sub channel is routed by in a Redis Cluster:
 // its hash tag by Redis's rule (the text between the first "{" and the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,11 @@ type Node struct {
 
 	id         atomic.Pointer[string]
 	registered atomic.Bool
+	// broker is the id of the node's broker (NewEngine), written with the
+	// lease: the barrier checks the node on that broker's own live
+	// channels. "" (a Node without a Broker) leaves the node counted as
+	// nodes of earlier builds are.
+	broker string
 	// stateUnchecked is set when the lease came back from an error: the
 	// lease has a client of its own, and the state's client (rdb) may
 	// still be backing off from failed dials. The reconcile loop clears
@@ -53,6 +59,9 @@ type Node struct {
 
 	// recv is the hub (Attach): told of departures and rejoins.
 	recv atomic.Pointer[receiver]
+
+	// replicaAcked and replicaLagged count the waits of replicate.
+	replicaAcked, replicaLagged atomic.Uint64
 }
 
 // receiver boxes a hub.Receiver for an atomic.Pointer.
@@ -203,9 +212,9 @@ func (n *Node) beat() {
 	if !n.registered.Load() {
 		mode = "register"
 	}
-	ks := []string{n.k.nodes(), n.k.claims()}
+	ks := []string{n.k.nodes(), n.k.claims(), n.k.brokers()}
 	leaseMs := n.o.Lease.Milliseconds()
-	ok, err := leaseScript.Run(ctx, n.lease, ks, n.ID(), leaseMs, mode).Int()
+	ok, err := leaseScript.Run(ctx, n.lease, ks, n.ID(), leaseMs, mode, n.broker).Int()
 	if err == nil && ok == 0 {
 		// Expired or claimed: this id is being reaped. Come back as a new
 		// node and have the hub record its sockets again.
@@ -217,8 +226,9 @@ func (n *Node) beat() {
 		n.apps = make(map[string]struct{})
 		n.appsMu.Unlock()
 		n.o.Logger.Warn("lease lost, rejoining under a new id", "old", old, "node", id)
-		err = leaseScript.Run(ctx, n.lease, ks, id, leaseMs, "register").Err()
+		err = leaseScript.Run(ctx, n.lease, ks, id, leaseMs, "register", n.broker).Err()
 		if err == nil {
+			n.replicate(ctx, n.lease, n.k.nodes())
 			n.registered.Store(true)
 			select {
 			case n.rejoin <- struct{}{}:
@@ -226,6 +236,7 @@ func (n *Node) beat() {
 			}
 		}
 	} else if err == nil && mode == "register" {
+		n.replicate(ctx, n.lease, n.k.nodes())
 		n.registered.Store(true)
 	}
 	n.healthMu.Lock()
@@ -363,8 +374,12 @@ func (n *Node) reapOnce(ctx context.Context) {
 		cctx, cancel := n.opCtx(ctx)
 		dead, err := claimScript.Run(cctx, n.lease, []string{n.k.nodes(), n.k.claims()}, n.ID(), 3*n.o.Lease.Milliseconds()).Text()
 		cancel()
+		if errors.Is(err, redis.Nil) {
+			n.sweepBrokers(ctx)
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+			if ctx.Err() == nil {
 				n.o.Logger.Warn("reaper claim failed", "err", err)
 			}
 			return
@@ -460,5 +475,87 @@ func (n *Node) reap(ctx context.Context, dead string) (hub.Departure, error) {
 	if err := n.rdb.Del(cctx, n.k.nodeApps(dead)).Err(); err != nil {
 		return rep, err
 	}
-	return rep, releaseScript.Run(cctx, n.lease, []string{n.k.nodes(), n.k.claims()}, dead, n.ID()).Err()
+	return rep, releaseScript.Run(cctx, n.lease, []string{n.k.nodes(), n.k.claims(), n.k.brokers()}, dead, n.ID()).Err()
+}
+
+// sweepBrokers drops the broker ids left by nodes that nodes of an earlier
+// build reaped (they don't know the brokers hash), once nothing is left to
+// reap.
+func (n *Node) sweepBrokers(ctx context.Context) {
+	ctx, cancel := n.opCtx(ctx)
+	defer cancel()
+	err := sweepBrokersScript.Run(ctx, n.lease, []string{n.k.nodes(), n.k.brokers()}).Err()
+	if err != nil && ctx.Err() == nil {
+		n.o.Logger.Warn("dropping the broker ids of departed nodes failed", "err", err)
+	}
+}
+
+// replicate has a replica of the primary holding key acknowledge this
+// node's writes there so far (WAIT), when that primary has replicas: the
+// failover barrier relies on the write just made (the node's lease when
+// it registers, its first socket in an app), and a primary killed before
+// replicating it would leave the promoted replica without it, so that the
+// barrier would not wait for this node. WAIT counts the writes of its own
+// connection only, so a publish on the key's slot, which Redis replicates
+// whether or not anyone listens, goes first on the same connection: the
+// replication stream is ordered, so a replica that has it has the write
+// too. A replica that does not answer within Options.ReplicaWait is
+// logged and counted; the write stands (without a replica in time there
+// is nothing to wait for).
+func (n *Node) replicate(ctx context.Context, c redis.UniversalClient, key string) {
+	if n.o.ReplicaWait <= 0 {
+		return
+	}
+	var m *redis.Client
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		var err error
+		if m, err = c.MasterForKey(ctx, key); err != nil {
+			n.o.Logger.Warn("finding the primary to wait for its replica failed", "key", key, "err", err)
+			return
+		}
+	case *redis.Client: // one Redis, or Sentinel's primary
+		m = c
+	default:
+		return
+	}
+	info, err := m.Info(ctx, "replication").Result()
+	if err != nil {
+		n.o.Logger.Warn("reading the primary's replicas failed", "key", key, "err", err)
+		return
+	}
+	if replicaCount(info) == 0 {
+		return
+	}
+	pipe := m.Pipeline()
+	if n.k.sharded {
+		pipe.SPublish(ctx, n.k.p+"{"+n.k.pubTag(key)+"}:sync", "")
+	} else {
+		pipe.Publish(ctx, n.k.p+"sync", "")
+	}
+	wait := pipe.Do(ctx, "WAIT", 1, n.o.ReplicaWait.Milliseconds())
+	_, err = pipe.Exec(ctx)
+	if acked, _ := wait.Int64(); err == nil && acked >= 1 {
+		n.replicaAcked.Add(1)
+		return
+	}
+	n.replicaLagged.Add(1)
+	n.o.Logger.Warn("no replica acknowledged a write the failover barrier relies on in time", "node", n.ID(), "key", key, "wait", n.o.ReplicaWait, "err", err)
+}
+
+// replicaCount reads connected_slaves from INFO replication.
+func replicaCount(info string) int {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			c, _ := strconv.Atoi(v)
+			return c
+		}
+	}
+	return 0
+}
+
+// ReplicaWaits returns how many writes the failover barrier relies on a
+// replica acknowledged in time, and how many it did not (replicate).
+func (n *Node) ReplicaWaits() (acked, lagged uint64) {
+	return n.replicaAcked.Load(), n.replicaLagged.Load()
 }

@@ -286,3 +286,49 @@ func TestUserSockets(t *testing.T) {
 		t.Fatal("offline twice")
 	}
 }
+
+// The brokers hash follows the leases: a lease names its node's broker
+// (the barrier checks the node on the broker's own live channels), again
+// at each renewal after a failover lost it, under the node's new id after
+// a lost lease; a reaped node's entry goes with it, and so does one left
+// by a node that a node of an earlier version reaped.
+func TestBrokerIDsFollowTheLease(t *testing.T) {
+	p := testPrefix(t)
+	ctx := context.Background()
+	o := testOptions(testRedis, p)
+	e := startEngine(t, o, "E", nil)
+	startNode(t, o) // the reaper
+	rdb := e.Node.Client()
+	k := e.Node.k
+	broker := func(id string) string {
+		v, _ := rdb.HGet(ctx, k.brokers(), id).Result()
+		return v
+	}
+	if got := broker(e.Node.ID()); got != "E" {
+		t.Fatalf("lease of %s names broker %q, want E", e.Node.ID(), got)
+	}
+	// A failover lost the entry: the next renewal writes it again.
+	if err := rdb.HDel(ctx, k.brokers(), e.Node.ID()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 3*time.Second, "the entry written again", func() bool { return broker(e.Node.ID()) == "E" })
+	// A lost lease: the node comes back under a new id, naming its broker.
+	old := e.Node.ID()
+	if err := rdb.ZAdd(ctx, k.nodes(), redisZ(0, old)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 3*time.Second, "the new id's entry", func() bool {
+		id := e.Node.ID()
+		return id != old && broker(id) == "E"
+	})
+	testwait.For(t, 3*time.Second, "the old id's entry reaped", func() bool { return broker(old) == "" })
+	// An entry without a lease (reaped by a node of an earlier version).
+	if err := rdb.HSet(ctx, k.brokers(), "gone", "Z").Err(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 3*time.Second, "the stale entry swept", func() bool { return broker("gone") == "" })
+	// A dead node's entry goes with its reap.
+	dead := e.Node.ID()
+	e.Node.stop()
+	testwait.For(t, 5*time.Second, "the dead node's entry reaped", func() bool { return broker(dead) == "" })
+}

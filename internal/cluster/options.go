@@ -23,6 +23,8 @@ const DefaultPrefix = "herald:"
 const (
 	DefaultLease     = 10 * time.Second
 	DefaultOpTimeout = 2 * time.Second
+	// DefaultReplicaWait is Options.ReplicaWait's default.
+	DefaultReplicaWait = 500 * time.Millisecond
 )
 
 // Options configure a Node and a Broker. Redis is the only required field.
@@ -54,6 +56,15 @@ type Options struct {
 	// OpTimeout bounds each Redis call whose context has no earlier
 	// deadline (default 2 s).
 	OpTimeout time.Duration
+	// ReplicaWait bounds how long a write the failover barrier relies on
+	// (a node's lease when it registers, its first socket in an app) waits
+	// for a replica of its primary to acknowledge it (WAIT), when the
+	// primary has replicas (default 500 ms; negative: no wait). Replication
+	// is asynchronous: a primary killed right after such a write could
+	// leave the promoted replica without it, and the barrier would then
+	// not wait for that node. A replica that does not answer in time is
+	// logged and counted, and the write stands.
+	ReplicaWait time.Duration
 	// Logger receives connection losses and recoveries (default: none).
 	Logger *slog.Logger
 	// RedisHook, when set, is added to every Redis client of the Node and
@@ -160,6 +171,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OpTimeout <= 0 {
 		o.OpTimeout = DefaultOpTimeout
+	}
+	if o.ReplicaWait == 0 {
+		o.ReplicaWait = DefaultReplicaWait
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -26,12 +26,20 @@ end
 // subscribeScript records a socket on a channel.
 // KEYS: sockets, members, refcounts, order, app index, node set.
 // ARGV: socket, node, presence ("1" or ""), user, member, max members, channel.
-// Reply: {added, count, first, [user, member]...}; {-1} when the presence
-// channel is full. A socket already present is re-owned by node (a node
+// Reply: {added, count, first, fresh, [user, member]...}; {-1} when the
+// presence channel is full. fresh is 1 when the entry created the node
+// set: the node's first socket in the app, which the barrier of a Redis
+// Cluster relies on (State.Subscribe has a replica acknowledge it). A socket already present is re-owned by node (a node
 // that registers its sockets again after losing its lease) and put back in
 // the node's set.
 var subscribeScript = redis.NewScript(rosterLua + `
 local sock, node, pres, user, chan = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[7]
+local function record()
+  if redis.call('SADD', KEYS[6], chan .. '\n' .. sock) == 1 and redis.call('SCARD', KEYS[6]) == 1 then
+    return 1
+  end
+  return 0
+end
 local res
 local cur = redis.call('HGET', KEYS[1], sock)
 if cur then
@@ -41,8 +49,8 @@ if cur then
   end
   -- Also when the owner is unchanged: a node set that lost the entry
   -- (Hub.Reconcile records it again) gets it back.
-  redis.call('SADD', KEYS[6], chan .. '\n' .. sock)
-  res = {0, redis.call('HLEN', KEYS[1]), 0}
+  local fresh = record()
+  res = {0, redis.call('HLEN', KEYS[1]), 0, fresh}
 else
   local first = 0
   local val = node .. '\n'
@@ -63,9 +71,9 @@ else
     val = val .. 'p' .. user
   end
   redis.call('HSET', KEYS[1], sock, val)
-  redis.call('SADD', KEYS[6], chan .. '\n' .. sock)
+  local fresh = record()
   redis.call('ZADD', KEYS[5], 0, chan)
-  res = {1, redis.call('HLEN', KEYS[1]), first}
+  res = {1, redis.call('HLEN', KEYS[1]), first, fresh}
 end
 if pres then
   for _, v in ipairs(roster(KEYS[4], KEYS[2])) do res[#res + 1] = v end
@@ -152,9 +160,12 @@ return {v, redis.call('PTTL', KEYS[1])}
 `)
 
 // leaseScript registers or renews a node's lease, on the Redis clock.
-// KEYS: nodes, claims. ARGV: node, lease ms, "renew" or "register".
-// Reply: 1, or 0 when a renewal finds the lease expired or claimed (the
-// node has been, or is being, reaped and must come back under a new id).
+// KEYS: nodes, claims, brokers. ARGV: node, lease ms, "renew" or
+// "register", the node's broker id ("": none). Reply: 1, or 0 when a
+// renewal finds the lease expired or claimed (the node has been, or is
+// being, reaped and must come back under a new id). The broker id is
+// written with every renewal, in the same script as the lease, so that a
+// live lease always names its broker, even after a failover lost writes.
 var leaseScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -165,6 +176,7 @@ if ARGV[3] == 'renew' then
   end
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
 return 1
 `)
 
@@ -181,13 +193,28 @@ redis.call('HSET', KEYS[2], ids[1], ARGV[1])
 return ids[1]
 `)
 
-// releaseScript forgets a reaped node. KEYS: nodes, claims. ARGV: node,
-// reaper. It only acts for the reaper holding the claim.
+// releaseScript forgets a reaped node. KEYS: nodes, claims, brokers.
+// ARGV: node, reaper. It only acts for the reaper holding the claim.
 var releaseScript = redis.NewScript(`
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
+`)
+
+// sweepBrokersScript drops the broker ids of nodes that have no lease
+// any more: a node of an earlier build reaped them without knowing the
+// brokers hash. KEYS: nodes, brokers. Reply: the number dropped.
+var sweepBrokersScript = redis.NewScript(`
+local n = 0
+for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not redis.call('ZSCORE', KEYS[1], id) then
+    redis.call('HDEL', KEYS[2], id)
+    n = n + 1
+  end
+end
+return n
 `)
 
 // expireScript ends a node's lease now (graceful stop): the survivors reap

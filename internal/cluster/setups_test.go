@@ -3,10 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
-	"net"
 	"os/exec"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,41 +68,46 @@ func TestReaperOnEverySetup(t *testing.T) {
 
 // The barrier after a failover (one Redis or Sentinel): a node whose
 // subscriber connection came back does not publish while another live
-// node has not subscribed again (its dialing is held here, the slowest of
-// the nodes after a failover): a message Redis accepted would miss that
-// node's subscribers without anyone knowing. Every publish either fails
-// with ErrPubSubDown or reaches the held node once it is back. (Redis keeps
-// its data over the restart, as a promoted replica does: the leases say
-// which nodes are live.)
-func TestPublishBarrierAfterFailover(t *testing.T) {
+// node (B) has not subscribed again (its dialing is held here, the
+// slowest of the nodes after a failover): a message Redis accepted would
+// miss that node's subscribers without anyone knowing. Every publish
+// either fails with ErrPubSubDown or reaches B once it is back. (Redis
+// keeps its data over the restart, as a promoted replica does: the leases
+// say which nodes are live.)
+//
+// B runs this build, with a broker X subscribed too that stands for no
+// live node (a node starting, a lease being renewed): X must not stand in
+// for B. Or B runs an earlier build, which does not name its broker in
+// its lease (a rolling upgrade): it is counted on the shared live channel.
+func TestPublishBarrierAfterFailover(t *testing.T) { heldNodeOfEachBuild(t, testPublishBarrier) }
+
+// heldNodeOfEachBuild runs a barrier test with the held node of this
+// build, then of an earlier one.
+func heldNodeOfEachBuild(t *testing.T, test func(t *testing.T, earlier bool)) {
+	t.Run("held node of this build", func(t *testing.T) { test(t, false) })
+	t.Run("held node of an earlier build", func(t *testing.T) { test(t, true) })
+}
+
+func testPublishBarrier(t *testing.T, earlier bool) {
 	port := freePort(t)
 	dir := t.TempDir()
 	srv := startRedisAOF(t, port, dir)
 	o := testOptions(srv.addr(), "herald:")
 	o.Lease, o.Heartbeat = 10*time.Second, 100*time.Millisecond
-	startNode(t, o)
-	startNode(t, o)
 
-	// B's broker dials through a gate, open until the test closes it.
-	var gate atomic.Pointer[chan struct{}]
-	open := make(chan struct{})
-	close(open)
-	gate.Store(&open)
-	ob := o
-	ro := *o.Redis
-	ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		select {
-		case <-*gate.Load():
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}
-	ob.Redis = &ro
 	got := newCollector()
-	a := startBroker(t, o, "A", nil)
-	b := startBroker(t, ob, "B", got.deliver)
+	a := startEngine(t, o, "A", nil).Broker
+	ob, hold, release := gatedDial(t, o)
+	var b, x *Broker
+	var bNode string
+	if earlier {
+		bNode = startNode(t, o).ID()
+		b = startBroker(t, ob, "B", got.deliver)
+	} else {
+		eb := startEngine(t, ob, "B", got.deliver)
+		b, bNode = eb.Broker, eb.Node.ID()
+		x = startBroker(t, o, "X", nil)
+	}
 	ctx := context.Background()
 	if err := b.Interest(ctx, "app", "room", true); err != nil {
 		t.Fatal(err)
@@ -117,10 +120,7 @@ func TestPublishBarrierAfterFailover(t *testing.T) {
 	}
 	got.waitPayload(t, "m0", 3*time.Second)
 
-	held := make(chan struct{})
-	gate.Store(&held)
-	var release sync.Once
-	t.Cleanup(func() { release.Do(func() { close(held) }) }) // B's Close waits for its dials
+	hold()
 	srv.kill()
 	// (B's reader may not tell: go-redis redials within the read that
 	// failed, and the dial is held.)
@@ -130,15 +130,22 @@ func TestPublishBarrierAfterFailover(t *testing.T) {
 	}
 	startRedisAOF(t, port, dir)
 	testwait.For(t, 5*time.Second, "A subscribed again", func() bool { return a.anchor.up.Load() })
-	if err := a.Publish(ctx, msg(2)); !errors.Is(err, ErrPubSubDown) {
+	if x != nil {
+		testwait.For(t, 5*time.Second, "X subscribed again", func() bool { return x.anchor.up.Load() })
+	}
+	err := a.Publish(ctx, msg(2))
+	if !errors.Is(err, ErrPubSubDown) {
 		t.Fatalf("B not subscribed yet: publish answered %v, want ErrPubSubDown", err)
+	}
+	if !earlier && !strings.Contains(err.Error(), bNode) {
+		t.Fatalf("the refusal does not name B's node %s: %v", bNode, err)
 	}
 	// A history event is published by its append script: the same barrier.
 	rule := apps.HistoryRule{Pattern: "*", Size: 10, TTL: time.Minute}
 	if _, err := NewHistory(a).Append(ctx, rule, msg(3)); !errors.Is(err, ErrPubSubDown) {
 		t.Fatalf("B not subscribed yet: history append answered %v, want ErrPubSubDown", err)
 	}
-	release.Do(func() { close(held) })
+	release()
 	var ok []int
 	i := 4
 	testwait.For(t, 5*time.Second, "publishing to resume once B is back", func() bool {
@@ -185,7 +192,17 @@ func startRedisAOF(t testing.TB, port int, dir string) *redisServer {
 // C (no interest, it only publishes: it sees the slot's primary change)
 // gets a publish through, nor a history event (its script publishes it),
 // and every publish either fails or reaches B once it is back.
-func TestShardBarrierAfterFailover(t *testing.T) {
+//
+// B runs this build, with node X subscribed to the app too but no
+// sockets recorded there yet (a subscribe in flight): X must not stand in
+// for B. Or B runs an earlier build, which does not name its broker in
+// its lease (a rolling upgrade): it is counted on the app's shared live
+// channel, and the first publishes of A and C before the failover (each
+// checked: no primary to compare with yet) pass with it subscribed.
+func TestShardBarrierAfterFailover(t *testing.T) { heldNodeOfEachBuild(t, testShardBarrier) }
+
+func testShardBarrier(t *testing.T, earlier bool) {
+	// A cluster of its own: the failover uses up the shard's replica.
 	rc, err := redistest.StartCluster(t.TempDir(), 3, 1, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -196,60 +213,60 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	// of the whole box (the barrier counts the nodes with live leases).
 	o.Lease, o.Heartbeat = time.Minute, 100*time.Millisecond
 	ctx := context.Background()
-	for i, n := range []*Node{startNode(t, o), startNode(t, o)} {
-		if _, err := n.State().Subscribe(ctx, "app", "room", itoa(i)+".1", nil, 0); err != nil {
+	got := newCollector()
+	ea := startEngine(t, o, "A", nil)
+	a := ea.Broker
+	ob, hold, release := gatedDial(t, o)
+	var b, x *Broker
+	var bState *State
+	if earlier {
+		bState = startNode(t, o).State()
+		b = startBroker(t, ob, "B", got.deliver)
+	} else {
+		eb := startEngine(t, ob, "B", got.deliver)
+		b, bState = eb.Broker, eb.State()
+		x = startEngine(t, o, "X", nil).Broker
+	}
+	for i, st := range []*State{ea.State(), bState} {
+		if _, err := st.Subscribe(ctx, "app", "room", itoa(i)+".1", nil, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-
-	var gate atomic.Pointer[chan struct{}]
-	open := make(chan struct{})
-	close(open)
-	gate.Store(&open)
-	ob := o
-	ro := *o.Redis
-	ro.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		select {
-		case <-*gate.Load():
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
+	// A's lease and its first socket in the app, each on its slot's
+	// primary, were acknowledged by that primary's replica
+	// (TestBarrierWritesWaitForAReplica).
+	if acked, lagged := ea.Node.ReplicaWaits(); acked != 2 || lagged != 0 {
+		t.Fatalf("A's replica waits: acked %d, lagged %d, want 2, 0", acked, lagged)
 	}
-	ob.Redis = &ro
-	got := newCollector()
-	a := startBroker(t, o, "A", nil)
-	b := startBroker(t, ob, "B", got.deliver)
-	c := startBroker(t, o, "C", nil)
+	c := startEngine(t, o, "C", nil).Broker
 	// D publishes for the first time after the failover: it has no primary
 	// of the app's shard to compare with.
-	d := startBroker(t, o, "D", nil)
-	for _, x := range []*Broker{a, b} {
-		if err := x.Interest(ctx, "app", "room", true); err != nil {
+	d := startEngine(t, o, "D", nil).Broker
+	for _, y := range []*Broker{a, b, x} {
+		if y == nil {
+			continue
+		}
+		if err := y.Interest(ctx, "app", "room", true); err != nil {
 			t.Fatal(err)
 		}
 	}
 	msg := func(i int) hub.BrokerMessage {
 		return hub.BrokerMessage{AppID: "app", Channel: "room", Payload: []byte("m" + itoa(i))}
 	}
-	for i, x := range []*Broker{a, c} {
-		if err := x.Publish(ctx, msg(i)); err != nil {
+	for i, y := range []*Broker{a, c} {
+		if err := y.Publish(ctx, msg(i)); err != nil {
 			t.Fatalf("before the failover: %v", err)
 		}
 		got.waitPayload(t, "m"+itoa(i), 3*time.Second)
 	}
-	tagUp := func(x *Broker) bool {
-		x.mu.RLock()
-		defer x.mu.RUnlock()
-		sc := x.subs["app"]
+	tagUp := func(y *Broker) bool {
+		y.mu.RLock()
+		defer y.mu.RUnlock()
+		sc := y.subs["app"]
 		return sc != nil && sc.up.Load()
 	}
 
-	held := make(chan struct{})
-	gate.Store(&held)
-	var release sync.Once
-	t.Cleanup(func() { release.Do(func() { close(held) }) }) // B's Close waits for its dials
+	hold()
 	primary, err := rc.PrimaryFor(ctx, o.Prefix+"{app}:x")
 	if err != nil {
 		t.Fatal(err)
@@ -257,6 +274,9 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	primary.Kill()
 	testwait.For(t, 5*time.Second, "A's connection to the shard down", func() bool { return !tagUp(a) })
 	testwait.For(t, 20*time.Second, "A subscribed again on the promoted replica", func() bool { return tagUp(a) })
+	if x != nil {
+		testwait.For(t, 20*time.Second, "X subscribed again on the promoted replica", func() bool { return tagUp(x) })
+	}
 	// A's connection failed; C, which has none, learns the new primary from
 	// its slot map (reloaded here as another command's error would) and
 	// would publish there without an error of its own.
@@ -271,9 +291,9 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	})
 	refused := map[string]bool{}
 	i := 2
-	for _, x := range []*Broker{a, c, d, a, c} {
-		if err := x.Publish(ctx, msg(i)); !errors.Is(err, ErrPubSubDown) {
-			t.Fatalf("%s: publish m%d while B was not subscribed again: %v, want ErrPubSubDown", x.NodeID(), i, err)
+	for _, y := range []*Broker{a, c, d, a, c} {
+		if err := y.Publish(ctx, msg(i)); !errors.Is(err, ErrPubSubDown) {
+			t.Fatalf("%s: publish m%d while B was not subscribed again: %v, want ErrPubSubDown", y.NodeID(), i, err)
 		}
 		refused["m"+itoa(i)] = true
 		i++
@@ -285,12 +305,12 @@ func TestShardBarrierAfterFailover(t *testing.T) {
 	}
 	refused["m"+itoa(i)] = true
 	i++
-	release.Do(func() { close(held) })
+	release()
 	var ok []int
-	for _, x := range []*Broker{a, c, d} {
+	for _, y := range []*Broker{a, c, d} {
 		n := 0
 		testwait.For(t, 15*time.Second, "publishing to resume once B is back", func() bool {
-			if err := x.Publish(ctx, msg(i)); err == nil {
+			if err := y.Publish(ctx, msg(i)); err == nil {
 				ok = append(ok, i)
 				n++
 			} else if errors.Is(err, ErrPubSubDown) {

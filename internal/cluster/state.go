@@ -52,12 +52,17 @@ func (s *State) Subscribe(ctx context.Context, appID, channel, socketID string, 
 	if len(v) == 1 && toInt(v[0]) == -1 {
 		return hub.SubscribeResult{}, hub.ErrPresenceFull
 	}
-	if len(v) < 3 {
+	if len(v) < 4 {
 		return hub.SubscribeResult{}, errors.New("subscribe: unexpected reply")
 	}
 	res := hub.SubscribeResult{Added: toInt(v[0]) == 1, Count: toInt(v[1]), FirstForUser: toInt(v[2]) == 1}
 	if member != nil {
-		res.Members = parseRoster(v[3:])
+		res.Members = parseRoster(v[4:])
+	}
+	if toInt(v[3]) == 1 {
+		// The node's first socket in the app: the barrier of a Redis
+		// Cluster waits for the nodes whose node set exists.
+		n.replicate(ctx, n.rdb, n.k.nodeSet(appID, node))
 	}
 	return res, nil
 }

@@ -2,12 +2,10 @@ package cluster
 
 import (
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-ws/herald/internal/cluster/enginetest"
-	"github.com/herald-ws/herald/internal/testwait"
 )
 
 func TestRedisEngineContract(t *testing.T) {
@@ -31,18 +29,7 @@ func runContract(t *testing.T, ro *redis.UniversalOptions, prefix func(testing.T
 		p := prefix(t)
 		out := make([]enginetest.Node, n)
 		for i := range out {
-			e, err := NewEngine(BrokerOptions{Options: testOptionsOn(ro, p)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.Node.Start(); err != nil {
-				t.Fatalf("start: %v", err)
-			}
-			t.Cleanup(func() {
-				e.Broker.Close()
-				e.Node.Close()
-			})
-			testwait.For(t, 3*time.Second, "broker up", func() bool { return e.Broker.Healthy() == nil })
+			e := startEngine(t, testOptionsOn(ro, p), "", nil)
 			out[i] = enginetest.Node{State: e.State(), Broker: e, History: e.History()}
 		}
 		return out

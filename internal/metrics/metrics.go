@@ -41,6 +41,9 @@ type Options struct {
 	// Repairs feeds herald_state_repairs_total (registered only when set:
 	// cluster nodes).
 	Repairs func() hub.RepairCounts
+	// RedisReplicaWaits feeds herald_redis_replica_waits_total (registered
+	// only when set: cluster nodes).
+	RedisReplicaWaits func() (acked, lagged uint64)
 	// Outbound feeds herald_outbound_bytes, herald_outbound_budget_bytes
 	// and herald_shed_connections_total (registered only when set).
 	Outbound OutboundSource
@@ -223,6 +226,20 @@ func New(o Options) *Metrics {
 				Help:        "Entries of the shared state repaired by this node, by kind: ghost (left by a failed or timed-out call, removed by a retry), stale (held under the node's id without a local socket, removed at a lease tick), restored (a local subscription or sign-in Redis had lost, recorded again).",
 				ConstLabels: prometheus.Labels{"kind": k.kind}},
 				func() float64 { return float64(k.get(o.Repairs())) }))
+		}
+	}
+	if f := o.RedisReplicaWaits; f != nil {
+		for _, r := range []struct {
+			result string
+			get    func(acked, lagged uint64) uint64
+		}{
+			{"acked", func(a, _ uint64) uint64 { return a }},
+			{"lagged", func(_, l uint64) uint64 { return l }},
+		} {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "redis_replica_waits_total",
+				Help:        "Writes the failover barrier relies on (this node's lease when it registers, its first socket in an app) that this node had a replica of their primary acknowledge (WAIT), by result: acked, or lagged (no replica answered within the wait; the write stands). Only primaries with replicas are waited for.",
+				ConstLabels: prometheus.Labels{"result": r.result}},
+				func() float64 { return float64(r.get(f())) }))
 		}
 	}
 	if o.RedisHealthy != nil {

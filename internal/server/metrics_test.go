@@ -360,6 +360,12 @@ func TestClusterMetrics(t *testing.T) {
 		if m["herald_redis_up"] != 1 {
 			t.Errorf("node %s: herald_redis_up = %v", name, m["herald_redis_up"])
 		}
+		// The test Redis has no replica: nothing to wait for.
+		for _, result := range []string{"acked", "lagged"} {
+			if got, ok := m[series("herald_redis_replica_waits_total", "result", result)]; !ok || got != 0 {
+				t.Errorf("node %s: herald_redis_replica_waits_total{result=%q} = %v (present %v), want 0", name, result, got, ok)
+			}
+		}
 		if m[series("herald_redis_commands_total", "command", "evalsha", "result", "ok")] < 1 {
 			t.Errorf("node %s: no evalsha round trip counted", name)
 		}

@@ -36,6 +36,12 @@ func (s *Server) buildMetrics() {
 			}
 			return s.broker.Healthy()
 		}
+		o.RedisReplicaWaits = func() (uint64, uint64) {
+			if s.node == nil {
+				return 0, 0
+			}
+			return s.node.ReplicaWaits()
+		}
 		o.Repairs = func() hub.RepairCounts {
 			if s.hub == nil {
 				return hub.RepairCounts{}
