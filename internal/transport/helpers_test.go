@@ -72,7 +72,8 @@ type fakeSession struct {
 	done    chan struct{}
 	echo    bool
 	panicOn string
-	busy    atomic.Int32 // detects concurrent callbacks
+	hold    func(*fakeSession, []byte) // called first by HandleMessage, when set
+	busy    atomic.Int32               // detects concurrent callbacks
 	overlap atomic.Bool
 }
 
@@ -88,6 +89,9 @@ func (s *fakeSession) HandleMessage(msg []byte) {
 	defer s.leave()
 	if s.closed.Load() != 0 {
 		s.overlap.Store(true)
+	}
+	if s.hold != nil {
+		s.hold(s, msg)
 	}
 	if s.panicOn != "" && string(msg) == s.panicOn {
 		panic("boom")
@@ -127,6 +131,7 @@ type fakeSessions struct {
 	opened   chan *fakeSession
 	echo     bool
 	panicOn  string
+	hold     func(*fakeSession, []byte) // see fakeSession.hold
 	msgCap   int
 }
 
@@ -149,7 +154,7 @@ func (f *fakeSessions) Admit(ctx context.Context, conn hub.Conn, info hub.ConnIn
 	if err != nil {
 		return nil, err
 	}
-	s := &fakeSession{inner: inner, conn: conn, info: info, msgs: make(chan []byte, f.msgCap), done: make(chan struct{}), echo: f.echo, panicOn: f.panicOn}
+	s := &fakeSession{inner: inner, conn: conn, info: info, msgs: make(chan []byte, f.msgCap), done: make(chan struct{}), echo: f.echo, panicOn: f.panicOn, hold: f.hold}
 	conn.Send(TextFrame(establishedJSON), 0)
 	f.mu.Lock()
 	f.sessions = append(f.sessions, s)
