@@ -62,6 +62,9 @@ type Node struct {
 
 	// replicaAcked and replicaLagged count the waits of replicate.
 	replicaAcked, replicaLagged atomic.Uint64
+
+	// sweptAt is the last sweepBrokers (the reaper's goroutine only).
+	sweptAt time.Time
 }
 
 // receiver boxes a hub.Receiver for an atomic.Pointer.
@@ -480,8 +483,16 @@ func (n *Node) reap(ctx context.Context, dead string) (hub.Departure, error) {
 
 // sweepBrokers drops the broker ids left by nodes that nodes of an earlier
 // build reaped (they don't know the brokers hash), once nothing is left to
-// reap.
+// reap, at most once a lease period: such leftovers only come with a
+// rolling upgrade, and each node sweeps, so the sweep's cost on the
+// leases' shard (a lookup per entry) stays that of a renewal per node and
+// lease period.
 func (n *Node) sweepBrokers(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(n.sweptAt) < n.o.Lease {
+		return
+	}
+	n.sweptAt = now
 	ctx, cancel := n.opCtx(ctx)
 	defer cancel()
 	err := sweepBrokersScript.Run(ctx, n.lease, []string{n.k.nodes(), n.k.brokers()}).Err()
