@@ -172,3 +172,50 @@ func TestCgroupLimitOfTheProcessCgroup(t *testing.T) {
 		})
 	}
 }
+
+func TestOffenders(t *testing.T) {
+	now := time.Unix(1000, 0)
+	o := NewOffenders(10*time.Second, 50)
+	a := netip.MustParseAddr("203.0.113.1")
+	if o.Has(a, now) {
+		t.Fatal("an address that never offended is remembered")
+	}
+	o.Add(a, now)
+	if !o.Has(a, now.Add(9*time.Second)) {
+		t.Fatal("an offence forgotten within its ttl")
+	}
+	if o.Has(netip.MustParseAddr("203.0.113.2"), now) {
+		t.Fatal("another address is charged with the first's offence")
+	}
+	if o.Has(a, now.Add(10*time.Second)) {
+		t.Fatal("an offence remembered past its ttl")
+	}
+	// A repeat offence renews it, across a rotation.
+	o.Add(a, now.Add(15*time.Second))
+	o.Add(netip.MustParseAddr("203.0.113.9"), now.Add(21*time.Second)) // rotates
+	if !o.Has(a, now.Add(24*time.Second)) {
+		t.Fatal("a renewed offence forgotten")
+	}
+	// One IPv6 host is counted by its /64.
+	o.Add(netip.MustParseAddr("2001:db8:1:1::1"), now)
+	if !o.Has(netip.MustParseAddr("2001:db8:1:1::99"), now) {
+		t.Fatal("another address of the /64 is not remembered")
+	}
+	// Memory stays bounded under a flood of distinct addresses, and old
+	// entries go.
+	for i := 0; i < 10_000; i++ {
+		o.Add(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now.Add(30*time.Second))
+	}
+	if n := o.size(); n > 2*50 {
+		t.Fatalf("%d entries held, bound is %d", n, 2*50)
+	}
+	o.Add(a, now.Add(time.Minute))
+	o.Add(a, now.Add(2*time.Minute))
+	if n := o.size(); n != 1 {
+		t.Fatalf("%d entries after the others' ttl, want 1", n)
+	}
+	o.Add(netip.Addr{}, now)
+	if o.Has(netip.Addr{}, now) {
+		t.Fatal("an invalid address is remembered")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,9 @@ type wsConn struct {
 	// inbound is the message bucket (inbound.go), used by the
 	// connection's serial job only.
 	inbound msgBucket
+	// clientIP is the client's address (through trusted_proxies), which
+	// a close for flooding is remembered under (Server.offenders).
+	clientIP netip.Addr
 	// dropInput is set when the connection's job list overflowed: what it
 	// sends is no longer read.
 	dropInput atomic.Bool

@@ -2,10 +2,15 @@ package transport
 
 import (
 	"io"
+	"net"
+	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-ws/herald/internal/protocol"
 )
 
 // A flood of small messages costs the server about what the messages are,
@@ -79,4 +84,68 @@ func TestRefusedMessageAnsweredByItsJob(t *testing.T) {
 		t.Fatalf("got %q, want a 4301 pusher:error", got)
 	}
 	_ = c.nc.Close() // the server's close frames would wait for a flusher
+}
+
+// A client closed for flooding that reconnects at once starts with a
+// tenth of the burst, not all of it: its address is remembered. Another
+// address keeps its full burst, and the remembered one is not closed on
+// reconnecting (a client behind the same proxy keeps working, at the
+// rate).
+func TestFlooderReconnectsWithAShareOfTheBurst(t *testing.T) {
+	const burst = 20
+	fs := newFakeSessions()
+	fs.echo = true
+	// One message a second: a refill during the test is one message more.
+	s := startServer(t, Config{MessagesPerSecond: 1, MessageBurst: burst}, fs)
+	dialFrom := func(ip string) *wsClient {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		nc, err := d.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = nc.Close() })
+		resp, c := requestOn(t, nc, upgradeRequest("/app/key"))
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade from %s: status %d", ip, resp.StatusCode)
+		}
+		c.readText() // established
+		fs.next(t)
+		return c
+	}
+	send := func(c *wsClient, n int) {
+		var b []byte
+		for i := range n {
+			b = append(b, clientFrame(true, opText, []byte("m"+strconv.Itoa(i)))...)
+		}
+		if _, err := c.nc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// handled counts the echoes before the first refusal among n replies.
+	handled := func(c *wsClient, n int) int {
+		for i := range n {
+			if got := c.readText(); strings.Contains(got, `"code":4301`) {
+				return i
+			}
+		}
+		return n
+	}
+
+	flooder := dialFrom("127.0.0.1")
+	send(flooder, 3*burst)
+	flooder.expectClose(protocol.CodeClientEventRejected)
+
+	again := dialFrom("127.0.0.1")
+	send(again, burst)
+	if got := handled(again, burst); got > burst/10+1 {
+		t.Fatalf("the flooder's address, reconnected: %d messages handled before a refusal, want at most %d", got, burst/10+1)
+	}
+	if got := s.offenderStarts.Load(); got != 1 {
+		t.Fatalf("%d connections started with a share of the burst, want 1", got)
+	}
+	other := dialFrom("127.0.0.2")
+	send(other, burst)
+	if got := handled(other, burst); got != burst {
+		t.Fatalf("another address: %d messages handled before a refusal, want the whole burst of %d", got, burst)
+	}
 }

@@ -31,6 +31,16 @@ import (
 // reading resumes, which brings it to the debt that closes it; a client
 // that only went past its burst has its next message handled late instead
 // of refused.
+//
+// A close for flooding is remembered under the client's address
+// (trusted_proxies resolved) for offenderMemory: the address's next
+// connections start with a tenth of the burst instead of all of it. A
+// flooder that reconnects at once (pusher-js does not after a 4301, a
+// script does) otherwise had a full burst of messages handled on every
+// connection, the main cost of a flood once its refusals were cheap. A
+// client that shares the address (behind a proxy missing from
+// trusted_proxies) still has its messages handled, at the rate, for those
+// seconds.
 
 // msgBucket is a connection's inbound token bucket. Only the connection's
 // serial job touches it.
@@ -45,6 +55,31 @@ const (
 	msgRefuse
 	msgClose
 )
+
+// offenderBurstShare is the share of the burst an offender's new
+// connection starts with (1/offenderBurstShare, at least one message).
+const offenderBurstShare = 10
+
+// offenderMemory is how long a close for flooding is remembered: the time
+// the bucket takes to refill from the debt that closed it (twice the
+// burst), at least 10 s.
+func offenderMemory(rate float64, burst int) time.Duration {
+	return max(10*time.Second, time.Duration(2*float64(burst)/rate*float64(time.Second)))
+}
+
+// startBucket fills the bucket of a new connection c: a full burst, or a
+// share of it when c's address was closed for flooding lately. It runs in
+// c's serial job, before any message.
+func (s *Server) startBucket(c *wsConn) {
+	if s.offenders == nil || !s.offenders.Has(c.clientIP, time.Now()) {
+		return // takeMessage fills a full burst at the first message
+	}
+	c.inbound = msgBucket{
+		tokens: max(1, float64(s.cfg.MessageBurst/offenderBurstShare)),
+		at:     time.Since(s.cfg.Epoch).Nanoseconds() + 1,
+	}
+	s.offenderStarts.Add(1)
+}
 
 // takeMessage charges one message to c's bucket.
 func (s *Server) takeMessage(c *wsConn) int {
@@ -84,6 +119,9 @@ func (s *Server) limitMessage(c *wsConn, msg []byte, text bool) bool {
 		return true
 	case msgClose:
 		s.refused(c.appID, hub.LimitMessages)
+		if s.offenders != nil {
+			s.offenders.Add(c.clientIP, time.Now())
+		}
 		c.Send(TextFrame(protocol.Error(protocol.CodeClientEventRejected, "Rate limit exceeded: too many messages; closing")), 0)
 		c.Close(protocol.CodeClientEventRejected, "Rate limit exceeded")
 		return false

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp"
 	"github.com/herald-ws/herald/third_party/nbio/nbhttp/websocket"
 
+	"github.com/herald-ws/herald/internal/guard"
 	"github.com/herald-ws/herald/internal/hub"
 	"github.com/herald-ws/herald/internal/protocol"
 )
@@ -143,6 +144,9 @@ type Server struct {
 	appPrefix    string // PathPrefix + "/app"
 	// tooLargeResponse answers a body over MaxRequestBodyBytes.
 	tooLargeResponse []byte
+	// offenders are the client addresses recently closed for flooding
+	// (inbound.go); nil without a message rate.
+	offenders *guard.Offenders
 
 	engine   *nbhttp.Engine
 	upgrader *websocket.Upgrader
@@ -174,14 +178,15 @@ type Server struct {
 	// publishShed spreads RefusePublish's share of refusals.
 	publishShed shedCounter
 
-	slowConsumers atomic.Int64
-	throttles     atomic.Int64 // refusals that paused (or lengthened a pause of) a connection's reading
-	handedOff     atomic.Bool  // StopAccepting was called
-	inflight      atomic.Int64 // HTTP requests being served by Handler
-	acceptSeq     atomic.Uint64
-	pollersSeen   atomic.Uint64 // bit i: poller i has read (see probePollers)
-	allPollers    uint64
-	acceptErrors  atomic.Int64
+	slowConsumers  atomic.Int64
+	throttles      atomic.Int64 // refusals that paused (or lengthened a pause of) a connection's reading
+	offenderStarts atomic.Int64 // connections started with a share of the burst (startBucket)
+	handedOff      atomic.Bool  // StopAccepting was called
+	inflight       atomic.Int64 // HTTP requests being served by Handler
+	acceptSeq      atomic.Uint64
+	pollersSeen    atomic.Uint64 // bit i: poller i has read (see probePollers)
+	allPollers     uint64
+	acceptErrors   atomic.Int64
 
 	// onOpenHook, for tests, runs in the engine's OnOpen: on the accepting
 	// goroutine, between the accept and the socket's registration.
@@ -252,6 +257,9 @@ func New(cfg Config, admitter hub.Admitter) (*Server, error) {
 		outbound:         newOutboundBudget(cfg.OutboundBudget),
 		delays:           delayWatch{bound: int64(cfg.SaturationDelay)},
 		tooLargeResponse: tooLargeAnswer(cfg.MaxRequestBodyBytes),
+	}
+	if cfg.MessagesPerSecond > 0 {
+		s.offenders = guard.NewOffenders(offenderMemory(cfg.MessagesPerSecond, cfg.MessageBurst), 0)
 	}
 	s.pool.max = cfg.MaxWorkers
 	s.pool.keep = min(keptWorkers(), cfg.MaxWorkers)
@@ -786,6 +794,8 @@ func (s *Server) admit(wsc *websocket.Conn, r *http.Request, key string) {
 		return
 	}
 	client, viaTLS := s.cfg.TrustedProxies.clientOf(r, s.cfg.TLSConfig != nil)
+	c.clientIP = client
+	s.startBucket(c)
 	info := hub.ConnInfo{
 		Key:        key,
 		RemoteAddr: r.RemoteAddr,
