@@ -65,7 +65,24 @@ type Node struct {
 
 	// sweptAt is the last sweepBrokers (the reaper's goroutine only).
 	sweptAt time.Time
+
+	// replicas caches each primary's replica count for replicate (by
+	// address), for replicaCountTTL.
+	replicasMu sync.Mutex
+	replicas   map[string]replicaCount
 }
+
+// replicaCount is a primary's number of replicas, as read at at.
+type replicaCount struct {
+	n  int
+	at time.Time
+}
+
+// replicaCountTTL is how long replicate trusts a primary's replica count:
+// a node's first socket in an app waits for a replica, and with many small
+// apps most subscribes are a first one, which then cost a round trip for
+// the count too.
+const replicaCountTTL = 5 * time.Second
 
 // receiver boxes a hub.Receiver for an atomic.Pointer.
 type receiver struct{ hub.Receiver }
@@ -530,12 +547,12 @@ func (n *Node) replicate(ctx context.Context, c redis.UniversalClient, key strin
 	default:
 		return
 	}
-	info, err := m.Info(ctx, "replication").Result()
+	replicas, err := n.replicaCount(ctx, m)
 	if err != nil {
 		n.o.Logger.Warn("reading the primary's replicas failed", "key", key, "err", err)
 		return
 	}
-	if replicaCount(info) == 0 {
+	if replicas == 0 {
 		return
 	}
 	pipe := m.Pipeline()
@@ -554,8 +571,33 @@ func (n *Node) replicate(ctx context.Context, c redis.UniversalClient, key strin
 	n.o.Logger.Warn("no replica acknowledged a write the failover barrier relies on in time", "node", n.ID(), "key", key, "wait", n.o.ReplicaWait, "err", err)
 }
 
-// replicaCount reads connected_slaves from INFO replication.
-func replicaCount(info string) int {
+// replicaCount returns the number of replicas of primary m, cached for
+// replicaCountTTL.
+func (n *Node) replicaCount(ctx context.Context, m *redis.Client) (int, error) {
+	addr := m.Options().Addr
+	now := time.Now()
+	n.replicasMu.Lock()
+	c, ok := n.replicas[addr]
+	n.replicasMu.Unlock()
+	if ok && now.Sub(c.at) < replicaCountTTL {
+		return c.n, nil
+	}
+	info, err := m.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, err
+	}
+	c = replicaCount{n: connectedReplicas(info), at: now}
+	n.replicasMu.Lock()
+	if n.replicas == nil {
+		n.replicas = make(map[string]replicaCount)
+	}
+	n.replicas[addr] = c
+	n.replicasMu.Unlock()
+	return c.n, nil
+}
+
+// connectedReplicas reads connected_slaves from INFO replication.
+func connectedReplicas(info string) int {
 	for line := range strings.Lines(info) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
 			c, _ := strconv.Atoi(v)

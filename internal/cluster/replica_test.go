@@ -39,7 +39,7 @@ func TestBarrierWritesWaitForAReplica(t *testing.T) {
 	defer rc.Close()
 	testwait.For(t, 10*time.Second, "the replica in sync", func() bool {
 		info, _ := rc.Info(ctx, "replication").Result()
-		return strings.Contains(info, "master_link_status:up") && replicaCount(pc.Info(ctx, "replication").Val()) == 1
+		return strings.Contains(info, "master_link_status:up") && connectedReplicas(pc.Info(ctx, "replication").Val()) == 1
 	})
 
 	o := testOptions(primary.Addr(), freshPrefix())
