@@ -407,7 +407,7 @@ end
 return r`
 
 // liveNode is a live node and its broker's id ("": a node of an earlier
-// version, which subscribes only the shared live channel).
+// build, which subscribes only the shared live channel).
 type liveNode struct{ id, broker string }
 
 // aliveNodes runs aliveScript.
