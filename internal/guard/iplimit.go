@@ -16,25 +16,18 @@ import (
 // host usually holds a whole /64, and counting single addresses would let
 // it open one bucket per address.
 //
-// Memory is bounded without a goroutine: buckets live in two generations
-// that rotate every period, where period is at least the time a bucket
-// takes to refill. A bucket unused for a whole generation is dropped,
-// which changes nothing (it would be full again anyway), so the limiter
-// holds only the addresses seen in the last two periods. A flood of
-// distinct addresses that fills maxEntries rotates early: the oldest
-// buckets are then forgotten before they refilled, a bounded leniency
-// that is better than growing without end.
+// Memory is bounded without a goroutine (generations): the buckets'
+// period is at least the time a bucket takes to refill, so a bucket
+// unused for a whole generation is dropped, which changes nothing (it
+// would be full again anyway). A flood of distinct addresses forgets the
+// oldest buckets before they refilled.
 type IPLimiter struct {
-	rate       rate.Limit
-	burst      int
-	period     time.Duration
-	maxEntries int
-	exempt     []netip.Prefix
+	rate   rate.Limit
+	burst  int
+	exempt []netip.Prefix
 
-	mu       sync.Mutex
-	cur      map[netip.Prefix]*rate.Limiter
-	prev     map[netip.Prefix]*rate.Limiter
-	rotateAt time.Time
+	mu      sync.Mutex
+	buckets generations[*rate.Limiter]
 }
 
 // defaultIPLimiterEntries bounds the buckets of one generation (about
@@ -48,17 +41,11 @@ func NewIPLimiter(perSecond float64, burst int, maxEntries int) *IPLimiter {
 	if burst < 1 {
 		burst = 1
 	}
-	if maxEntries <= 0 {
-		maxEntries = defaultIPLimiterEntries
-	}
 	refill := time.Duration(float64(burst) / perSecond * float64(time.Second))
 	return &IPLimiter{
-		rate:       rate.Limit(perSecond),
-		burst:      burst,
-		period:     max(refill, 10*time.Second),
-		maxEntries: maxEntries,
-		cur:        make(map[netip.Prefix]*rate.Limiter),
-		prev:       make(map[netip.Prefix]*rate.Limiter),
+		rate:    rate.Limit(perSecond),
+		burst:   burst,
+		buckets: newGenerations[*rate.Limiter](max(refill, 10*time.Second), maxEntries),
 	}
 }
 
@@ -94,23 +81,10 @@ func (l *IPLimiter) allow(a netip.Addr, now time.Time) bool {
 	key := ipKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.After(l.rotateAt) || len(l.cur) >= l.maxEntries {
-		// Every bucket in cur was last used before rotateAt (a later call
-		// would have rotated), every one in prev a period before that.
-		if now.After(l.rotateAt.Add(l.period)) {
-			clear(l.cur) // idle for a whole period too: all full again
-		}
-		l.prev, l.cur = l.cur, make(map[netip.Prefix]*rate.Limiter, len(l.cur)/2+1)
-		l.rotateAt = now.Add(l.period)
-	}
-	b := l.cur[key]
-	if b == nil {
-		if b = l.prev[key]; b != nil {
-			delete(l.prev, key)
-		} else {
-			b = rate.NewLimiter(l.rate, l.burst)
-		}
-		l.cur[key] = b
+	b, ok := l.buckets.touch(key, now)
+	if !ok {
+		b = rate.NewLimiter(l.rate, l.burst)
+		l.buckets.put(key, b)
 	}
 	return b.AllowN(now, 1)
 }
@@ -119,7 +93,7 @@ func (l *IPLimiter) allow(a netip.Addr, now time.Time) bool {
 func (l *IPLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.cur) + len(l.prev)
+	return l.buckets.size()
 }
 
 // ipKey is the address an IPv4 client is counted by, or the /64 of an IPv6

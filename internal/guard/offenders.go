@@ -13,32 +13,20 @@ import (
 // reconnections the main cost of a flood. An address is counted as by
 // IPLimiter (an IPv6 client by its /64).
 //
-// Memory is bounded as IPLimiter's: entries live in two generations that
-// rotate every ttl, so that an entry is forgotten between one and two ttl
-// after its last offence, or earlier when a flood of distinct addresses
-// fills maxEntries.
+// Memory is bounded as IPLimiter's (generations of period ttl): an entry
+// is forgotten between one and two ttl after its last offence, or earlier
+// when a flood of distinct addresses fills maxEntries.
 type Offenders struct {
-	ttl        time.Duration
-	maxEntries int
+	ttl time.Duration
 
-	mu       sync.Mutex
-	cur      map[netip.Prefix]time.Time // address → its last offence
-	prev     map[netip.Prefix]time.Time
-	rotateAt time.Time
+	mu   sync.Mutex
+	last generations[time.Time] // address → its last offence
 }
 
 // NewOffenders returns a memory of offences that lasts ttl; maxEntries
 // bounds the entries of one generation (0: a default).
 func NewOffenders(ttl time.Duration, maxEntries int) *Offenders {
-	if maxEntries <= 0 {
-		maxEntries = defaultIPLimiterEntries
-	}
-	return &Offenders{
-		ttl:        ttl,
-		maxEntries: maxEntries,
-		cur:        make(map[netip.Prefix]time.Time),
-		prev:       make(map[netip.Prefix]time.Time),
-	}
+	return &Offenders{ttl: ttl, last: newGenerations[time.Time](ttl, maxEntries)}
 }
 
 // Add records an offence of a at now. An invalid address (a Unix socket)
@@ -50,12 +38,8 @@ func (o *Offenders) Add(a netip.Addr, now time.Time) {
 	key := ipKey(a)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if now.After(o.rotateAt) || len(o.cur) >= o.maxEntries {
-		o.prev, o.cur = o.cur, make(map[netip.Prefix]time.Time, len(o.cur)/2+1)
-		o.rotateAt = now.Add(o.ttl)
-	}
-	delete(o.prev, key)
-	o.cur[key] = now
+	o.last.touch(key, now)
+	o.last.put(key, now)
 }
 
 // Has reports whether a offended within ttl before now.
@@ -66,10 +50,7 @@ func (o *Offenders) Has(a netip.Addr, now time.Time) bool {
 	key := ipKey(a)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	at, ok := o.cur[key]
-	if !ok {
-		at, ok = o.prev[key]
-	}
+	at, ok := o.last.peek(key)
 	return ok && now.Sub(at) < o.ttl
 }
 
@@ -77,5 +58,5 @@ func (o *Offenders) Has(a netip.Addr, now time.Time) bool {
 func (o *Offenders) size() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.cur) + len(o.prev)
+	return o.last.size()
 }
