@@ -14,7 +14,7 @@ import (
 // so that it is gathered.
 func allFamilies(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New(Options{Channels: fakeChannels{{"a", "orders", 1}}, RedisHealthy: func() error { return nil }, Outbound: fakeOutbound{}, Repairs: func() hub.RepairCounts { return hub.RepairCounts{} }, RedisReplicaWaits: func() (uint64, uint64) { return 0, 0 },
+	m := New(Options{Channels: fakeChannels{{"a", "orders", 1}}, RedisHealthy: func() error { return nil }, Outbound: fakeOutbound{}, Repairs: func() hub.RepairCounts { return hub.RepairCounts{} }, RedisReplicaWaits: func() (uint64, uint64) { return 0, 0 }, FlooderReconnects: func() int64 { return 0 },
 		MemoryHistory: func() MemoryHistoryStats { return MemoryHistoryStats{} }, RedisHistory: func() (uint64, uint64) { return 0, 0 },
 		RedisHistoryUsage: func() map[string]RedisHistoryUsage { return map[string]RedisHistoryUsage{"a": {}} }})
 	m.Recovery("a", "recovered", 3)

@@ -41,6 +41,9 @@ type Options struct {
 	// Repairs feeds herald_state_repairs_total (registered only when set:
 	// cluster nodes).
 	Repairs func() hub.RepairCounts
+	// FlooderReconnects feeds herald_flooder_reconnects_total (registered
+	// only when set).
+	FlooderReconnects func() int64
 	// RedisReplicaWaits feeds herald_redis_replica_waits_total (registered
 	// only when set: cluster nodes).
 	RedisReplicaWaits func() (acked, lagged uint64)
@@ -227,6 +230,11 @@ func New(o Options) *Metrics {
 				ConstLabels: prometheus.Labels{"kind": k.kind}},
 				func() float64 { return float64(k.get(o.Repairs())) }))
 		}
+	}
+	if f := o.FlooderReconnects; f != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "flooder_reconnects_total",
+			Help: "Connections from an address closed for flooding (4301) within the last 10 s or so, started with a tenth of the message burst."},
+			func() float64 { return float64(f()) }))
 	}
 	if f := o.RedisReplicaWaits; f != nil {
 		for _, r := range []struct {

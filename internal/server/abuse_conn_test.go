@@ -186,6 +186,74 @@ func TestSubscribeStormIsRateLimited(t *testing.T) {
 	if srv.Refusals().Count("app-id", hub.LimitMessages) == 0 {
 		t.Fatal("refusals not counted")
 	}
+
+	// The storm's address (the forwarded one, not the proxy's) is
+	// remembered: reconnecting at once, it starts with a tenth of the
+	// burst. A page from another address behind the same proxy loads as
+	// before.
+	again, err := dialAs(addr, "203.0.113.31")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if _, _, err := established(again); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := subscribeTo(again, "again-"+strconv.Itoa(i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start = time.Now()
+	handled, refused := 0, false
+	for answers := 0; answers < 50 && !refused; {
+		_ = again.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := again.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch s := string(msg); {
+		case strings.Contains(s, "LimitReached"):
+			refused = true
+		case strings.Contains(s, "subscription_succeeded"):
+			handled++
+			answers++
+		}
+	}
+	share := cfg.ConnectionMessagesBurst/10 + int(float64(cfg.ConnectionMessagesPerSecond)*time.Since(start).Seconds()) + 1
+	if handled > share {
+		t.Fatalf("the storm's address, reconnected: %d subscribes handled before a refusal, want at most %d (a tenth of the burst, with the refill)", handled, share)
+	}
+	page2, err := dialAs(addr, "203.0.113.32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page2.Close()
+	if _, _, err := established(page2); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if err := subscribeTo(page2, "page2-"+strconv.Itoa(i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ok := 0; ok < 50; {
+		_ = page2.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := page2.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch s := string(msg); {
+		case strings.Contains(s, "subscription_succeeded"):
+			ok++
+		case strings.Contains(s, "subscription_count"):
+		default:
+			t.Fatalf("another address's page load got %s", s)
+		}
+	}
+	if got := scrape(t, "http://"+addr+"/metrics")["herald_flooder_reconnects_total"]; got != 1 {
+		t.Fatalf("herald_flooder_reconnects_total = %v, want 1", got)
+	}
 	w.probe(t, addr, 10)
 }
 

@@ -26,6 +26,12 @@ import (
 // callbacks read s.hub, s.node and s.broker when scraped, after New.
 func (s *Server) buildMetrics() {
 	o := metrics.Options{Channels: channelSource{s}, Outbound: outboundSource{s}}
+	o.FlooderReconnects = func() int64 {
+		if ws := s.ws; ws != nil {
+			return ws.FlooderReconnects()
+		}
+		return 0
+	}
 	if s.cfg.RedisURL != "" {
 		o.RedisHealthy = func() error {
 			if s.node == nil || s.broker == nil {

@@ -81,6 +81,10 @@ func (s *Server) startBucket(c *wsConn) {
 	s.offenderStarts.Add(1)
 }
 
+// FlooderReconnects returns how many connections started with a share of
+// the burst because their address was closed for flooding lately.
+func (s *Server) FlooderReconnects() int64 { return s.offenderStarts.Load() }
+
 // takeMessage charges one message to c's bucket.
 func (s *Server) takeMessage(c *wsConn) int {
 	rate, burst := s.cfg.MessagesPerSecond, float64(s.cfg.MessageBurst)
