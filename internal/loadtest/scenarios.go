@@ -273,17 +273,14 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	// Sample the server's CPU and the delivery count at the edges of the
 	// measured window.
 	sleepCtx(ctx, time.Until(start))
-	cpu0, cpuOK := r.serverCPU()
+	w0 := r.sampleWindow()
 	procs0 := r.sampleProcs()
-	self0 := selfCPUSeconds()
 	d0, _, _ := st.totals()
-	w0 := time.Now()
 	sleepCtx(ctx, time.Until(end))
-	cpu1, cpu1OK := r.serverCPU()
+	w1 := r.sampleWindow()
 	procs1 := r.sampleProcs()
-	self1 := selfCPUSeconds()
 	d1, _, _ := st.totals()
-	window := time.Since(w0).Seconds()
+	window, serverCPU := w0.measured(w1, res)
 	res.Servers, res.Watched = r.procStats(procs0, procs1)
 	wg.Wait()
 
@@ -349,10 +346,8 @@ func (r *runner) fanout(ctx context.Context) *Result {
 	res.Deliveries = total
 	res.MeasuredDeliveries = measured
 	res.ExpectedDeliveries = exp
-	res.WindowSeconds = roundTo(window, 3)
 	if window > 0 {
 		res.DeliveriesPerSec = roundTo(float64(d1-d0)/window, 1)
-		res.ClientCPUShare = f64(roundTo((self1-self0)/window, 3))
 	}
 	if exp > 0 {
 		res.DeliveryRatio = f64(roundTo(float64(measured)/float64(exp), 6))
@@ -369,15 +364,8 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		l := rtt.LatencyMS()
 		res.PublishLatency = &l
 	}
-	if cpuOK && cpu1OK {
-		c := roundTo(cpu1-cpu0, 3)
-		res.ServerCPUSeconds = f64(c)
-		if window > 0 {
-			res.ServerCPUShare = f64(roundTo(c/window, 3))
-		}
-		if c > 0 {
-			res.DeliveriesPerServerCPUSecond = f64(roundTo(float64(d1-d0)/c, 1))
-		}
+	if serverCPU > 0 {
+		res.DeliveriesPerServerCPUSecond = f64(roundTo(float64(d1-d0)/serverCPU, 1))
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -388,6 +376,40 @@ func (r *runner) fanout(ctx context.Context) *Result {
 		res.OK, res.Verdict = false, "every publish request failed"
 	}
 	return res
+}
+
+// windowSample is what a scenario samples at each edge of its measured
+// window: the server's CPU (when known), the load tool's own and the time.
+type windowSample struct {
+	server   float64
+	serverOK bool
+	self     float64
+	at       time.Time
+}
+
+func (r *runner) sampleWindow() windowSample {
+	server, ok := r.serverCPU()
+	return windowSample{server: server, serverOK: ok, self: selfCPUSeconds(), at: time.Now()}
+}
+
+// measured records in res the window from w to end: its length, the load
+// tool's CPU share and the server's CPU seconds and share. It returns the
+// window's seconds and the server's CPU seconds (rounded as recorded; 0
+// when unknown), for the scenario's rates per server CPU-second.
+func (w windowSample) measured(end windowSample, res *Result) (window, serverCPU float64) {
+	window = end.at.Sub(w.at).Seconds()
+	res.WindowSeconds = roundTo(window, 3)
+	if window > 0 {
+		res.ClientCPUShare = f64(roundTo((end.self-w.self)/window, 3))
+	}
+	if w.serverOK && end.serverOK {
+		serverCPU = roundTo(end.server-w.server, 3)
+		res.ServerCPUSeconds = f64(serverCPU)
+		if window > 0 {
+			res.ServerCPUShare = f64(roundTo(serverCPU/window, 3))
+		}
+	}
+	return window, serverCPU
 }
 
 // hostileOnly runs the hostile clients alone (Options.hostileOnly): it
@@ -422,23 +444,11 @@ func (r *runner) hostileOnly(ctx context.Context) *Result {
 	end := start.Add(o.Duration)
 	res.WindowStartNS = start.UnixNano()
 	sleepCtx(ctx, time.Until(start))
-	cpu0, cpuOK := r.serverCPU()
-	self0 := selfCPUSeconds()
-	w0 := time.Now()
+	w0 := r.sampleWindow()
 	sleepCtx(ctx, time.Until(end))
-	cpu1, cpu1OK := r.serverCPU()
-	self1 := selfCPUSeconds()
-	window := time.Since(w0).Seconds()
+	w0.measured(r.sampleWindow(), res)
 	for k, v := range hr.stop() {
 		res.Params[k] = v
-	}
-	res.WindowSeconds = roundTo(window, 3)
-	if window > 0 {
-		res.ClientCPUShare = f64(roundTo((self1-self0)/window, 3))
-		if cpuOK && cpu1OK {
-			res.ServerCPUSeconds = f64(roundTo(cpu1-cpu0, 3))
-			res.ServerCPUShare = f64(roundTo((cpu1-cpu0)/window, 3))
-		}
 	}
 	if ctx.Err() != nil {
 		res.OK, res.Verdict = false, "interrupted"
@@ -526,35 +536,22 @@ func (r *runner) churn(ctx context.Context) *Result {
 		}(w)
 	}
 	sleepCtx(ctx, time.Until(start))
-	cpu0, cpuOK := r.serverCPU()
-	self0 := selfCPUSeconds()
-	w0 := time.Now()
+	w0 := r.sampleWindow()
 	sleepCtx(ctx, time.Until(end))
-	cpu1, cpu1OK := r.serverCPU()
-	self1 := selfCPUSeconds()
-	window := time.Since(w0).Seconds()
+	window, serverCPU := w0.measured(r.sampleWindow(), res)
 	wcancel()
 	wg.Wait()
 	stop()
 
 	_, cycles, _ := st.totals()
 	res.Cycles = cycles
-	res.WindowSeconds = roundTo(window, 3)
 	if window > 0 {
 		res.CyclesPerSec = roundTo(float64(cycles)/window, 1)
-		res.ClientCPUShare = f64(roundTo((self1-self0)/window, 3))
 	}
 	lat := st.latency().LatencyMS()
 	res.CycleLatency = &lat
-	if cpuOK && cpu1OK {
-		c := roundTo(cpu1-cpu0, 3)
-		res.ServerCPUSeconds = f64(c)
-		if window > 0 {
-			res.ServerCPUShare = f64(roundTo(c/window, 3))
-		}
-		if c > 0 {
-			res.CyclesPerServerCPUSecond = f64(roundTo(float64(cycles)/c, 1))
-		}
+	if serverCPU > 0 {
+		res.CyclesPerServerCPUSecond = f64(roundTo(float64(cycles)/serverCPU, 1))
 	}
 	a := attempts.Load()
 	switch {
