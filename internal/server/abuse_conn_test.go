@@ -104,33 +104,7 @@ func TestSubscribeStormIsRateLimited(t *testing.T) {
 	})
 	w := newWatcher(t, addr)
 
-	page, err := dialAs(addr, "203.0.113.30")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer page.Close()
-	if _, _, err := established(page); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 50 {
-		if err := subscribeTo(page, "page-"+strconv.Itoa(i), ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for ok := 0; ok < 50; {
-		_ = page.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, msg, err := page.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch s := string(msg); {
-		case strings.Contains(s, "subscription_succeeded"):
-			ok++
-		case strings.Contains(s, "subscription_count"):
-		default:
-			t.Fatalf("page load got %s", s)
-		}
-	}
+	loadPage(t, addr, "203.0.113.30", "page-")
 
 	storm, err := dialAs(addr, "203.0.113.31")
 	if err != nil {
@@ -224,22 +198,34 @@ func TestSubscribeStormIsRateLimited(t *testing.T) {
 	if handled > share {
 		t.Fatalf("the storm's address, reconnected: %d subscribes handled before a refusal, want at most %d (a tenth of the burst, with the refill)", handled, share)
 	}
-	page2, err := dialAs(addr, "203.0.113.32")
+	loadPage(t, addr, "203.0.113.32", "page2-")
+	if got := scrape(t, "http://"+addr+"/metrics")["herald_flooder_reconnects_total"]; got != 1 {
+		t.Fatalf("herald_flooder_reconnects_total = %v, want 1", got)
+	}
+	w.probe(t, addr, 10)
+}
+
+// loadPage is a page from client address ip (through the trusted proxy)
+// that subscribes to 50 channels named prefix0..49 at once: every one
+// must succeed.
+func loadPage(t *testing.T, addr, ip, prefix string) {
+	t.Helper()
+	page, err := dialAs(addr, ip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer page2.Close()
-	if _, _, err := established(page2); err != nil {
+	defer page.Close()
+	if _, _, err := established(page); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 50 {
-		if err := subscribeTo(page2, "page2-"+strconv.Itoa(i), ""); err != nil {
+		if err := subscribeTo(page, prefix+strconv.Itoa(i), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for ok := 0; ok < 50; {
-		_ = page2.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, msg, err := page2.ReadMessage()
+		_ = page.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, msg, err := page.ReadMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,13 +234,9 @@ func TestSubscribeStormIsRateLimited(t *testing.T) {
 			ok++
 		case strings.Contains(s, "subscription_count"):
 		default:
-			t.Fatalf("another address's page load got %s", s)
+			t.Fatalf("page load from %s got %s", ip, s)
 		}
 	}
-	if got := scrape(t, "http://"+addr+"/metrics")["herald_flooder_reconnects_total"]; got != 1 {
-		t.Fatalf("herald_flooder_reconnects_total = %v, want 1", got)
-	}
-	w.probe(t, addr, 10)
 }
 
 // A node whose queues hold more than half its outbound budget answers

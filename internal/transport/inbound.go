@@ -76,7 +76,7 @@ func (s *Server) startBucket(c *wsConn) {
 	}
 	c.inbound = msgBucket{
 		tokens: max(1, float64(s.cfg.MessageBurst/offenderBurstShare)),
-		at:     time.Since(s.cfg.Epoch).Nanoseconds() + 1,
+		at:     s.bucketClock(),
 	}
 	s.offenderStarts.Add(1)
 }
@@ -85,13 +85,17 @@ func (s *Server) startBucket(c *wsConn) {
 // the burst because their address was closed for flooding lately.
 func (s *Server) FlooderReconnects() int64 { return s.offenderStarts.Load() }
 
+// bucketClock is a bucket's time: Server.clock, plus one so that 0 means
+// never (msgBucket.at).
+func (s *Server) bucketClock() int64 { return s.clock() + 1 }
+
 // takeMessage charges one message to c's bucket.
 func (s *Server) takeMessage(c *wsConn) int {
 	rate, burst := s.cfg.MessagesPerSecond, float64(s.cfg.MessageBurst)
 	if rate <= 0 {
 		return msgAllow
 	}
-	now := time.Since(s.cfg.Epoch).Nanoseconds() + 1 // 0 means never
+	now := s.bucketClock()
 	b := &c.inbound
 	if b.at == 0 {
 		b.tokens = burst

@@ -151,10 +151,11 @@ func TestBatchRepliesInOneWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var writes atomic.Int64
+	var writes, written atomic.Int64
 	s.engine.OnWrittenSize(func(c *nbio.Conn, b []byte, n int) {
-		writes.Add(1)
 		s.onWritten(c, b, n)
+		writes.Add(1)
+		written.Add(int64(n))
 	})
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -168,10 +169,13 @@ func TestBatchRepliesInOneWrite(t *testing.T) {
 	c.readText()
 	fs.next(t)
 	var batch []byte
+	echoes := 0 // the bytes of the echo frames: a 2-byte header each
 	for i := range n {
-		batch = append(batch, clientFrame(true, opText, []byte("m"+strconv.Itoa(i)))...)
+		m := []byte("m" + strconv.Itoa(i))
+		batch = append(batch, clientFrame(true, opText, m)...)
+		echoes += 2 + len(m)
 	}
-	before := writes.Load()
+	before, beforeBytes := writes.Load(), written.Load()
 	if _, err := c.nc.Write(batch); err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +184,12 @@ func TestBatchRepliesInOneWrite(t *testing.T) {
 			t.Fatalf("echo %d: %q", i, got)
 		}
 	}
+	// The socket layer reports a write after it, so the client may read
+	// the echoes before the report: wait until every echo byte is
+	// reported, by however many writes.
+	testwait.For(t, 5*time.Second, "every echo byte reported written", func() bool {
+		return written.Load()-beforeBytes >= int64(echoes)
+	})
 	if w := writes.Load() - before; w != 1 {
 		t.Fatalf("%d writes for the %d replies of one batch, want 1", w, n)
 	}
